@@ -1,0 +1,361 @@
+"""Subcommands of the derive layer: conditions, check, catalogue, show, trees."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+import sympy
+
+from phiforge.derive.catalogue import catalogue_method, catalogue_names
+from phiforge.derive.check import CheckReport, check_tableau
+from phiforge.derive.conditions import (
+    SETTINGS,
+    classical_conditions,
+    nonstiff_conditions,
+    stiff_conditions,
+)
+from phiforge.derive.errors import InputError
+from phiforge.derive.tableau import ExpRKTableau, format_expression
+from phiforge.derive.trees import trees
+
+__all__ = ["register_derive_commands"]
+
+
+def _emit(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def _markdown_table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(x) for x in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- conditions
+def _conditions(args: argparse.Namespace) -> None:
+    p = args.order
+    if args.kind == "classical":
+        items = classical_conditions(p)
+        records = [
+            {
+                "number": c.number,
+                "order": c.order,
+                "tree": c.tree.ascii,
+                "expression": c.expression("ascii"),
+                "latex": c.expression("latex"),
+            }
+            for c in items
+        ]
+        human = [
+            f"{c.number:4d}  order {c.order}  {c.tree}  {c.expression('unicode')}" for c in items
+        ]
+    else:
+        if args.kind == "nonstiff":
+            items = nonstiff_conditions(p, args.setting)
+            pairs = [(c.condition, c) for c in items]
+        else:
+            items = stiff_conditions(p, args.setting)
+            pairs = [(c, c) for c in items]
+        records = [
+            {
+                "number": cond.number,
+                "order": cond.order,
+                "tree": cond.tree.ascii,
+                "setting": cond.setting,
+                "variables": cond.variables,
+                "expression": shown.expression("ascii"),
+                "latex": shown.expression("latex"),
+            }
+            | ({"taylor_degree": shown.degree} if args.kind == "nonstiff" else {})
+            for cond, shown in pairs
+        ]
+        human = [
+            f"{cond.number:4d}  order {cond.order}  {cond.tree!s:14s} "
+            f"{shown.expression('unicode')} = 0"
+            for cond, shown in pairs
+        ]
+    if args.format == "json":
+        _emit(records)
+    elif args.format == "markdown":
+        print(
+            _markdown_table(
+                ["#", "order", "tree", "condition"],
+                [
+                    [r["number"], r["order"], f"`{r['tree']}`", f"`{r['expression']}`"]
+                    for r in records
+                ],
+            )
+        )
+    elif args.format == "latex":
+        print("\\begin{align*}")
+        print(
+            " \\\\\n".join(
+                f"  &\\text{{{r['number']}}}\\ (p={r['order']}): && {r['latex']}"
+                + ("" if args.kind == "classical" else " = 0")
+                for r in records
+            )
+        )
+        print("\\end{align*}")
+    else:
+        print(
+            f"{len(records)} {args.kind} conditions of order <= {p}"
+            + ("" if args.kind == "classical" else f" ({args.setting} setting)")
+        )
+        print("\n".join(human))
+
+
+# ---------------------------------------------------------------------------- check
+def _parse_parameters(items: list[str]) -> dict[str, Any]:
+    values = {}
+    for item in items:
+        if "=" not in item:
+            raise InputError(f"parameter '--param' expects NAME=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        try:
+            values[key.strip()] = sympy.Rational(sympy.nsimplify(value.strip()))
+        except (TypeError, ValueError, sympy.SympifyError):
+            raise InputError(f"parameter '--param {key}' must be a number, got {value!r}") from None
+    return values
+
+
+def report_record(report: CheckReport, residuals: bool) -> dict[str, Any]:
+    """The JSON form of a check report."""
+    conditions = []
+    for result in report.results:
+        record: dict[str, Any] = {
+            "number": result.condition.number,
+            "tree": result.tree.ascii,
+            "order": result.order,
+            "verdict": result.verdict.value,
+            "expression": result.condition.expression("ascii"),
+        }
+        if residuals and result.verdict.value != "strong":
+            record["residual"] = str(result.residual)
+            record["leading_term"] = str(result.leading_term)
+        conditions.append(record)
+    method = report.method
+    return {
+        "name": method.name,
+        "description": method.description,
+        "source": method.source,
+        "stages": method.stages,
+        "nodes": [str(x) for x in method.c],
+        "free_parameters": sorted(str(s) for s in method.free_symbols),
+        "setting": report.setting,
+        "max_order": report.max_order,
+        "stiff_order": report.stiff_order,
+        "weak_stiff_order": report.weak_stiff_order,
+        "nonstiff_order": report.nonstiff_order,
+        "classical_order": report.classical_order,
+        "capped": report.capped,
+        "conditions": conditions,
+    }
+
+
+def _orders(report: CheckReport) -> str:
+    def show(name: str) -> str:
+        value = getattr(report, name)
+        return f">={value}" if report.capped[name] else str(value)
+
+    return (
+        f"stiff {show('stiff_order')}, weak {show('weak_stiff_order')}, "
+        f"non-stiff {show('nonstiff_order')}, classical {show('classical_order')}"
+    )
+
+
+def _check(args: argparse.Namespace) -> None:
+    names = args.names or catalogue_names()
+    parameters = _parse_parameters(args.param)
+    if parameters and len(names) != 1:
+        raise InputError("parameter '--param' needs exactly one method NAME")
+    settings = list(SETTINGS) if args.setting == "both" else [args.setting]
+    methods: list[ExpRKTableau] = [catalogue_method(n, **parameters) for n in names]
+    reports = [check_tableau(m, args.order, s) for m in methods for s in settings]
+    residuals = len(reports) <= 2 or args.residuals
+    if args.format == "json":
+        records = [report_record(r, residuals) for r in reports]
+        _emit(records[0] if len(records) == 1 else records)
+        return
+    if args.format == "markdown" or len(reports) > 2:
+        header = [
+            "method",
+            "setting",
+            *[str(c.number) for c in reports[0].results],
+            "stiff",
+            "weak",
+            "non-stiff",
+            "classical",
+        ]
+        rows = [
+            [
+                r.method.name,
+                r.setting,
+                *[x.verdict.letter for x in r.results],
+                r.stiff_order,
+                r.weak_stiff_order,
+                r.nonstiff_order,
+                r.classical_order,
+            ]
+            for r in reports
+        ]
+        print(
+            f"Verdicts per condition (S strong, W weak, C classical only, x fails), "
+            f"conditions 1..{len(reports[0].results)} of orders 2..{args.order}:\n"
+        )
+        print(_markdown_table(header, rows))
+        return
+    for report in reports:
+        method = report.method
+        print(f"{method.name}: {method.description}")
+        print(f"  source: {method.source}")
+        print(
+            f"  {report.setting} setting, conditions of order <= {report.max_order}: "
+            f"{_orders(report)}"
+        )
+        for result in report.results:
+            line = (
+                f"  {result.condition.number:4d} {result.tree!s:14s} order {result.order}  "
+                f"{result.verdict.value:15s}"
+            )
+            if result.verdict.value != "strong":
+                line += f" residual {format_expression(result.residual)}  ~ {result.leading_term}"
+            print(line)
+
+
+# ---------------------------------------------------------------------------- catalogue / show
+def _catalogue(args: argparse.Namespace) -> None:
+    methods = [catalogue_method(n) for n in catalogue_names()]
+    records = [
+        {
+            "name": m.name,
+            "description": m.description,
+            "source": m.source,
+            "stages": m.stages,
+            "prediction": m.prediction,
+            "free_parameters": sorted(str(s) for s in m.free_symbols),
+        }
+        for m in methods
+    ]
+    if args.format == "json":
+        _emit(records)
+        return
+    print(
+        _markdown_table(
+            ["name", "stages", "description", "source"],
+            [[r["name"], r["stages"], r["description"], r["source"]] for r in records],
+        )
+    )
+
+
+def _show(args: argparse.Namespace) -> None:
+    method = catalogue_method(args.name, **_parse_parameters(args.param))
+    if args.format == "json":
+        _emit(
+            {
+                "name": method.name,
+                "description": method.description,
+                "source": method.source,
+                "prediction": method.prediction,
+                "nodes": [str(x) for x in method.c],
+                "a": {
+                    f"{i},{j}": str(method.a_entry(i, j))
+                    for i in range(2, method.stages + 1)
+                    for j in range(1, i)
+                },
+                "b": {str(i): str(method.b_entry(i)) for i in range(1, method.stages + 1)},
+            }
+        )
+    elif args.format == "latex":
+        print(method.to_latex())
+    else:
+        print(f"{method.name}: {method.description}\nsource: {method.source}\n")
+        print(method.to_markdown())
+
+
+def _trees(args: argparse.Namespace) -> None:
+    items = list(trees(args.order))
+    if args.format == "json":
+        _emit(
+            [
+                {
+                    "tree": t.ascii,
+                    "levels": list(t.levels),
+                    "density": t.density,
+                    "symmetry": t.symmetry,
+                }
+                for t in items
+            ]
+        )
+        return
+    print(f"{len(items)} rooted trees with {args.order} vertices")
+    for t in items:
+        print(f"  {t!s:20s} levels {list(t.levels)}  gamma {t.density}  sigma {t.symmetry}")
+
+
+# ---------------------------------------------------------------------------- registration
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
+
+
+def register_derive_commands(commands: argparse._SubParsersAction) -> None:
+    sub = commands.add_parser("conditions", help="list the order conditions up to an order")
+    sub.add_argument("--order", "-p", type=_positive_int, required=True, help="order p >= 1")
+    sub.add_argument("--setting", choices=SETTINGS, default="operator")
+    sub.add_argument("--kind", choices=("stiff", "nonstiff", "classical"), default="stiff")
+    sub.add_argument("--format", choices=("text", "json", "markdown", "latex"), default="text")
+    sub.set_defaults(handler=_conditions)
+
+    sub = commands.add_parser(
+        "check", help="check catalogue methods against the conditions (all methods if no NAME)"
+    )
+    sub.add_argument("names", nargs="*", metavar="NAME")
+    sub.add_argument(
+        "--order",
+        "-p",
+        type=_positive_int,
+        default=5,
+        help="check conditions of orders 2..P (default 5)",
+    )
+    sub.add_argument(
+        "--setting",
+        choices=(*SETTINGS, "both"),
+        default="scalar",
+        help="operator (stiff PDEs) or scalar (diffusion ODEs, the default)",
+    )
+    sub.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="fix a free parameter of a family, e.g. c2=1/2",
+    )
+    sub.add_argument(
+        "--residuals",
+        action="store_true",
+        help="include residuals in JSON for many methods (default for one)",
+    )
+    sub.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    sub.set_defaults(handler=_check)
+
+    sub = commands.add_parser("catalogue", help="list the published methods of the catalogue")
+    sub.add_argument("--format", choices=("text", "json"), default="text")
+    sub.set_defaults(handler=_catalogue)
+
+    sub = commands.add_parser("show", help="print a catalogue method's tableau")
+    sub.add_argument("name", metavar="NAME")
+    sub.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    sub.add_argument("--format", choices=("markdown", "latex", "json"), default="markdown")
+    sub.set_defaults(handler=_show)
+
+    sub = commands.add_parser("trees", help="enumerate the rooted trees with N vertices")
+    sub.add_argument("--order", "-n", type=_positive_int, required=True)
+    sub.add_argument("--format", choices=("text", "json"), default="text")
+    sub.set_defaults(handler=_trees)

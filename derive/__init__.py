@@ -1,0 +1,1 @@
+"""Symbolic layer: phi functions, rooted trees, order conditions, tableaus (no torch)."""

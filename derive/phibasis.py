@@ -1,0 +1,220 @@
+"""Coefficient functions as sparse combinations over the phi basis, and their exact normal forms.
+
+An exponential Runge-Kutta coefficient a_ij(z) or b_i(z) is, for every published method and every
+method phiforge constructs, a combination sum_{(k, c)} q_{k,c} phi_k(c z) with coefficients q that
+do not depend on z (rational numbers, or rational functions of symbolic nodes). It is stored as a
+dict ``{(k, c): q}``; the key ``(0, 0)`` is the constant function 1 (phi_k(0 z) = 1/k! is folded
+into it). {1} and {phi_k(c z): k >= 1, c != 0} are linearly independent over the constants
+(spec order-conditions.md §4.5a), so such a dict is a unique normal form.
+
+Products of coefficient functions of the *same* variable (the scalar setting of diffusion ODEs, or
+Cox-Matthews' a_41 = phi_1(z/2)(e^{z/2} - 1)/2) leave that basis. Their exact normal form is the
+*exponential polynomial* ``{(C, p): q}`` meaning sum q e^{C z} z^p with integer p (spec §4.5b):
+the functions e^{C z} z^p with distinct (C, p) are linearly independent, so an expression is
+identically zero iff every q vanishes.
+
+Coefficients live in one of two rings: Python ``Fraction`` when every node and coefficient is
+rational (fast), or SymPy expressions when nodes are free symbols (zero-tested by ``cancel``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+from math import factorial
+from typing import Any
+
+import sympy
+from sympy import Add, Mul, Pow
+
+from phiforge.derive.errors import InputError
+from phiforge.derive.phi import phi
+
+__all__ = [
+    "FRACTIONS",
+    "SYMBOLIC",
+    "PhiCombination",
+    "Ring",
+    "ring_for",
+]
+
+Key = tuple[int, Any]
+PhiCombination = dict[Key, Any]
+ExpPoly = dict[tuple[Any, int], Any]
+
+ONE_KEY: Key = (0, 0)
+
+
+@dataclass(frozen=True)
+class Ring:
+    """Arithmetic of the coefficients q: coercion, zero test, conversion back to SymPy."""
+
+    name: str
+
+    def coerce(self, value: Any) -> Any:
+        if self.name == "fractions":
+            if isinstance(value, Fraction):
+                return value
+            if isinstance(value, int):
+                return Fraction(value)
+            value = sympy.nsimplify(value) if isinstance(value, float) else sympy.sympify(value)
+            if not value.is_Rational:
+                raise InputError(f"expected a rational number, got {value}")
+            return Fraction(int(value.p), int(value.q))
+        return sympy.sympify(value)
+
+    def is_zero(self, value: Any) -> bool:
+        if self.name == "fractions":
+            return value == 0
+        return sympy.cancel(sympy.together(value)) == 0
+
+    def simplify(self, value: Any) -> Any:
+        if self.name == "fractions":
+            return value
+        return sympy.factor(sympy.cancel(sympy.together(value)))
+
+    @staticmethod
+    def to_sympy(value: Any) -> sympy.Expr:
+        if isinstance(value, Fraction):
+            return sympy.Rational(value.numerator, value.denominator)
+        return sympy.sympify(value)
+
+
+FRACTIONS = Ring("fractions")
+SYMBOLIC = Ring("symbolic")
+
+
+def ring_for(expressions: Iterable[sympy.Expr], z: sympy.Symbol) -> Ring:
+    """FRACTIONS when no expression has a free symbol other than z, else SYMBOLIC."""
+    for expr in expressions:
+        if sympy.sympify(expr).free_symbols - {z}:
+            return SYMBOLIC
+    return FRACTIONS
+
+
+def _scale(argument: sympy.Expr, z: sympy.Symbol, context: str) -> sympy.Expr:
+    scale = sympy.simplify(argument / z)
+    if scale.has(z):
+        raise InputError(f"{context}: argument {argument} of a phi function is not c*z")
+    return scale
+
+
+def phi_combination(
+    expr: sympy.Expr, z: sympy.Symbol, ring: Ring, context: str = "coefficient"
+) -> PhiCombination:
+    """The sparse phi-basis form of expr, or InputError if expr is not linear in phi_k(c z)."""
+    result: PhiCombination = {}
+    for term in Add.make_args(sympy.expand(sympy.sympify(expr))):
+        coefficient = sympy.Integer(1)
+        key: Key | None = None
+        for factor in Mul.make_args(term):
+            if not factor.has(z):
+                coefficient *= factor
+                continue
+            if key is not None:
+                raise InputError(f"{context}: {expr} is not a linear combination of phi_k(c z)")
+            if isinstance(factor, phi):
+                k, argument = factor.args
+                key = (int(k), _scale(argument, z, context))
+            elif isinstance(factor, sympy.exp):
+                key = (0, _scale(factor.args[0], z, context))
+            else:
+                raise InputError(f"{context}: {expr} is not a linear combination of phi_k(c z)")
+        if key is None:
+            key = ONE_KEY
+        k, c = key
+        if c == 0:
+            key, coefficient = ONE_KEY, coefficient / sympy.factorial(k)
+        key = (key[0], ring.coerce(key[1]))
+        result[key] = result.get(key, 0) + ring.coerce(coefficient)
+    return {key: q for key, q in result.items() if not ring.is_zero(q)}
+
+
+def combination_to_sympy(combination: Mapping[Key, Any], z: sympy.Expr) -> sympy.Expr:
+    """sum q phi_k(c z) as a SymPy expression."""
+    return Add(
+        *[
+            Ring.to_sympy(q) * (1 if key == ONE_KEY else phi(key[0], Ring.to_sympy(key[1]) * z))
+            for key, q in combination.items()
+        ]
+    )
+
+
+def at_zero(combination: Mapping[Key, Any]) -> Any:
+    """The value at z = 0: sum q / k!."""
+    return sum((q * Fraction(1, factorial(k)) for (k, _), q in combination.items()), Fraction(0))
+
+
+def taylor(combination: Mapping[Key, Any], degree: int) -> list[Any]:
+    """Taylor coefficients t_0..t_degree about z = 0: t_m = sum q c^m / (m + k)!."""
+    return [
+        sum(
+            (q * c**m * Fraction(1, factorial(m + k)) for (k, c), q in combination.items()),
+            Fraction(0),
+        )
+        for m in range(degree + 1)
+    ]
+
+
+def exp_poly(combination: Mapping[Key, Any]) -> ExpPoly:
+    """Exponential-polynomial normal form: phi_k(c z) = e^{cz}/(cz)^k - sum_{j<k} (cz)^{j-k}/j!."""
+    result: ExpPoly = {}
+    for (k, c), q in combination.items():
+        if (k, c) == ONE_KEY:
+            _accumulate(result, (0, 0), q)
+            continue
+        _accumulate(result, (c, -k), q / c**k)
+        for j in range(k):
+            _accumulate(result, (0, j - k), -q * c ** (j - k) * Fraction(1, factorial(j)))
+    return result
+
+
+def _accumulate(target: dict, key: Any, value: Any) -> None:
+    target[key] = target.get(key, 0) + value
+
+
+def exp_poly_product(left: ExpPoly, right: ExpPoly) -> ExpPoly:
+    result: ExpPoly = {}
+    for (c1, p1), q1 in left.items():
+        for (c2, p2), q2 in right.items():
+            _accumulate(result, (c1 + c2, p1 + p2), q1 * q2)
+    return result
+
+
+def expression_exp_poly(expr: sympy.Expr, z: sympy.Symbol, ring: Ring, context: str) -> ExpPoly:
+    """Exponential-polynomial normal form of any expression built from +, *, integer powers,
+    phi_k(c z), exp(c z), z and z-free constants (used to validate row sums with products)."""
+    expr = sympy.sympify(expr)
+    if not expr.has(z):
+        return {(ring.coerce(0), 0): ring.coerce(expr)}
+    if expr == z:
+        return {(ring.coerce(0), 1): ring.coerce(1)}
+    if isinstance(expr, Add):
+        result: ExpPoly = {}
+        for arg in expr.args:
+            for key, q in expression_exp_poly(arg, z, ring, context).items():
+                _accumulate(result, key, q)
+        return result
+    if isinstance(expr, Mul):
+        result = {(ring.coerce(0), 0): ring.coerce(1)}
+        for arg in expr.args:
+            result = exp_poly_product(result, expression_exp_poly(arg, z, ring, context))
+        return result
+    if isinstance(expr, Pow) and expr.exp.is_Integer:
+        n = int(expr.exp)
+        if expr.base == z:
+            return {(ring.coerce(0), n): ring.coerce(1)}
+        if n > 0:
+            base = expression_exp_poly(expr.base, z, ring, context)
+            result = {(ring.coerce(0), 0): ring.coerce(1)}
+            for _ in range(n):
+                result = exp_poly_product(result, base)
+            return result
+    if isinstance(expr, phi | sympy.exp):
+        return exp_poly(phi_combination(expr, z, ring, context))
+    raise InputError(f"{context}: cannot decide identities for the expression {expr}")
+
+
+def exp_poly_is_zero(poly: ExpPoly, ring: Ring) -> bool:
+    return all(ring.is_zero(q) for q in poly.values())

@@ -1,0 +1,1 @@
+"""Torch modules emitted from the registry of verified methods (never edited by hand)."""

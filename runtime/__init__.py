@@ -1,0 +1,1 @@
+"""Torch layer: schedules, model wrappers, phi numerics, the sampling driver."""

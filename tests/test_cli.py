@@ -1,0 +1,122 @@
+"""The phiforge command line: output formats and bad-input handling."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from phiforge.main import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_conditions_json_lists_order_tree_expression(capsys):
+    code, out, _ = run(
+        capsys, "conditions", "--order", "4", "--setting", "scalar", "--format", "json"
+    )
+    records = json.loads(out)
+    assert code == 0 and len(records) == 7
+    assert {"order", "tree", "expression"} <= set(records[0])
+    assert records[5]["tree"] == "[[t]t]"
+    assert records[5]["expression"] == "sum_i b_i(z) c_i psi_{2,i}(z)"
+
+
+def test_conditions_count_to_order_8(capsys):
+    code, out, _ = run(capsys, "conditions", "--order", "8", "--format", "json")
+    assert code == 0 and len(json.loads(out)) == 199
+
+
+def test_conditions_markdown_and_latex(capsys):
+    _, out, _ = run(capsys, "conditions", "--order", "3", "--format", "markdown")
+    assert out.splitlines()[0] == "| # | order | tree | condition |"
+    assert len(out.strip().splitlines()) == 2 + 3
+    _, out, _ = run(capsys, "conditions", "--order", "3", "--format", "latex")
+    assert out.startswith("\\begin{align*}") and r"J\left(\psi_{2,i}(z_{1})\right)" in out
+
+
+def test_classical_and_nonstiff_kinds(capsys):
+    _, out, _ = run(capsys, "conditions", "--order", "5", "--kind", "classical", "--format", "json")
+    assert len(json.loads(out)) == 17
+    _, out, _ = run(capsys, "conditions", "--order", "3", "--kind", "nonstiff", "--format", "json")
+    assert [r["taylor_degree"] for r in json.loads(out)] == [1, 0, 0]
+
+
+def test_check_json_fields(capsys):
+    code, out, _ = run(capsys, "check", "dpmpp_2s", "--format", "json")
+    report = json.loads(out)
+    assert code == 0
+    assert (
+        report["stiff_order"],
+        report["weak_stiff_order"],
+        report["nonstiff_order"],
+        report["classical_order"],
+    ) == (1, 2, 2, 2)
+    first = report["conditions"][0]
+    assert (first["tree"], first["order"], first["verdict"]) == ("[t]", 2, "weak")
+    assert first["leading_term"] == "-z/12"
+
+
+def test_check_with_parameter(capsys):
+    _, out, _ = run(capsys, "check", "exprk2", "--param", "c2=2/3", "--format", "json")
+    assert json.loads(out)["conditions"][2]["verdict"] == "weak"
+
+
+def test_check_all_catalogue_as_table(capsys):
+    code, out, _ = run(capsys, "check", "--order", "4")
+    assert code == 0
+    assert "| exprk4s5_ho | scalar | S | S | S | S | W | S | W | 3 | 4 | 4 | 4 |" in out
+
+
+def test_check_both_settings_text(capsys):
+    code, out, _ = run(capsys, "check", "etd3rk", "--setting", "both", "--order", "3")
+    assert code == 0 and "operator setting" in out and "scalar setting" in out
+    assert "classical-only" in out
+
+
+def test_show_and_catalogue_and_trees(capsys):
+    _, out, _ = run(capsys, "show", "krogstad", "--format", "json")
+    assert json.loads(out)["a"]["4,3"] == "2*phi(2, z)"
+    _, out, _ = run(capsys, "catalogue", "--format", "json")
+    assert any(r["name"] == "exprk5s8_lo" and r["stages"] == 8 for r in json.loads(out))
+    _, out, _ = run(capsys, "trees", "--order", "5", "--format", "json")
+    assert len(json.loads(out)) == 9
+
+
+def test_unknown_method_is_a_clear_error(capsys):
+    code, _, err = run(capsys, "check", "dpm_solver_9")
+    assert code == 2 and "unknown method 'dpm_solver_9'" in err and "res_2s" in err
+
+
+def test_unknown_method_json_error(capsys):
+    code, _, err = run(capsys, "check", "nope", "--format", "json")
+    assert code == 2 and "unknown method" in json.loads(err)["error"]
+
+
+def test_bad_parameter_is_a_clear_error(capsys):
+    code, _, err = run(capsys, "check", "exprk2", "--param", "c2")
+    assert code == 2 and "'--param'" in err
+    code, _, err = run(capsys, "check", "exprk2", "--param", "c2=abc")
+    assert code == 2 and "must be a number" in err
+
+
+@pytest.mark.parametrize("order", ["0", "-2", "x"])
+def test_bad_order_exits_with_usage_error(capsys, order):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["conditions", "--order", order])
+    assert exit_info.value.code == 2
+    assert "--order" in capsys.readouterr().err
+
+
+def test_module_entry_point_runs():
+    completed = subprocess.run(
+        [sys.executable, "-m", "phiforge", "conditions", "--order", "2", "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(completed.stdout)[0]["expression"] == "psi_2(z0)"
