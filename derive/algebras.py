@@ -10,6 +10,11 @@ implements those operations for one question:
   it holds strongly iff every entry vanishes.
 - :class:`ExpPolyAlgebra` (scalar setting, exact): all variables are one z (L = +-1 for diffusion
   ODEs), products of phi functions of the same z are taken in exponential-polynomial normal form.
+- :class:`FractionAlgebra` (either setting, exact): for coefficient functions that are ratios of
+  phi polynomials (e.g. the scalar-setting 3-stage order-3 family, spec-dpmsolver-res.md §7.6);
+  terms are kept over products of the coefficients' denominators, and zero is decided on the
+  numerator over the common denominator, in exponential-polynomial form (one set of slots per
+  vertex variable in the operator setting).
 - :class:`SeriesAlgebra`: Taylor coefficients about 0 up to a total degree, multivariate (operator)
   or univariate (scalar). Degree 0 is the classical condition at z = 0; degree p - n the
   non-stiff condition of a tree of order n for non-stiff order p (§2.4).
@@ -23,15 +28,13 @@ from __future__ import annotations
 from typing import Any
 
 from phiforge.derive.phibasis import (
-    PhiCombination,
+    CoefficientFunction,
     Ring,
-    at_zero,
     exp_poly,
     exp_poly_product,
-    taylor,
 )
 
-__all__ = ["ExpPolyAlgebra", "SeriesAlgebra", "TensorAlgebra"]
+__all__ = ["ExpPolyAlgebra", "FractionAlgebra", "SeriesAlgebra", "TensorAlgebra"]
 
 
 class _Algebra:
@@ -53,15 +56,15 @@ class _Algebra:
     def is_zero(self, element: dict) -> bool:
         return all(self.ring.is_zero(q) for q in element.values())
 
-    def lift_root(self, combination: PhiCombination, at_zero_value: bool) -> dict:
+    def lift_root(self, function: CoefficientFunction, at_zero_value: bool) -> dict:
         if at_zero_value:
-            return self.const(at_zero(combination))
-        return self.lift(combination)
+            return self.const(function.at_zero())
+        return self.lift(function)
 
     def const(self, value: Any) -> dict:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    def lift(self, combination: PhiCombination) -> dict:  # pragma: no cover - overridden
+    def lift(self, function: CoefficientFunction) -> dict:  # pragma: no cover - overridden
         raise NotImplementedError
 
 
@@ -71,8 +74,8 @@ class TensorAlgebra(_Algebra):
     def const(self, value: Any) -> dict:
         return {(): value}
 
-    def lift(self, combination: PhiCombination) -> dict:
-        return {(key,): q for key, q in combination.items()}
+    def lift(self, function: CoefficientFunction) -> dict:
+        return {(key,): q for key, q in function.as_combination().items()}
 
     def mul(self, left: dict, right: dict) -> dict:
         return {k1 + k2: q1 * q2 for k1, q1 in left.items() for k2, q2 in right.items()}
@@ -84,8 +87,8 @@ class ExpPolyAlgebra(_Algebra):
     def const(self, value: Any) -> dict:
         return {(0, 0): value}
 
-    def lift(self, combination: PhiCombination) -> dict:
-        return exp_poly(combination)
+    def lift(self, function: CoefficientFunction) -> dict:
+        return exp_poly(function.as_combination())
 
     def mul(self, left: dict, right: dict) -> dict:
         return exp_poly_product(left, right)
@@ -106,8 +109,8 @@ class SeriesAlgebra(_Algebra):
     def const(self, value: Any) -> dict:
         return {() if self.multivariate else (0,): value}
 
-    def lift(self, combination: PhiCombination) -> dict:
-        return {(m,): q for m, q in enumerate(taylor(combination, self.degree))}
+    def lift(self, function: CoefficientFunction) -> dict:
+        return {(m,): q for m, q in enumerate(function.taylor(self.degree))}
 
     def mul(self, left: dict, right: dict) -> dict:
         limit = self.degree
@@ -125,3 +128,93 @@ class SeriesAlgebra(_Algebra):
         """Lowest total degree with a nonzero coefficient, or None if all vanish up to degree."""
         degrees = [sum(key) for key, q in element.items() if not self.ring.is_zero(q)]
         return min(degrees) if degrees else None
+
+
+class FractionAlgebra(_Algebra):
+    """Elements ``{(denominators, numerator_key): q}`` over exponential polynomials.
+
+    Scalar: ``denominators`` is the sorted tuple of the denominator ids multiplied in, and
+    ``numerator_key`` one (C, p). Operator: both are tuples with one entry per slot (vertex
+    variable), 0 meaning no denominator. Denominator id 0 is the constant 1.
+    """
+
+    def __init__(self, ring: Ring, multivariate: bool) -> None:
+        super().__init__(ring)
+        self.multivariate = multivariate
+        self._ids: dict[Any, int] = {}
+        self._denominators: list[dict] = [{(0, 0): ring.coerce(1)}]
+
+    def _denominator_id(self, function: CoefficientFunction) -> int:
+        if function.denominator == (((), 1),) or function.is_linear:
+            return 0
+        key = function.denominator
+        if key not in self._ids:
+            self._ids[key] = len(self._denominators)
+            self._denominators.append(CoefficientFunction.poly_exp_poly(key))
+        return self._ids[key]
+
+    def const(self, value: Any) -> dict:
+        if self.multivariate:
+            return {((), ()): value}
+        return {((), (0, 0)): value}
+
+    def lift(self, function: CoefficientFunction) -> dict:
+        numerator = CoefficientFunction.poly_exp_poly(function.numerator)
+        den = self._denominator_id(function)
+        if self.multivariate:
+            return {((den,), (key,)): q for key, q in numerator.items()}
+        return {(((den,) if den else ()), key): q for key, q in numerator.items()}
+
+    def mul(self, left: dict, right: dict) -> dict:
+        result: dict = {}
+        for (d1, k1), q1 in left.items():
+            for (d2, k2), q2 in right.items():
+                if self.multivariate:
+                    key = (d1 + d2, k1 + k2)
+                else:
+                    key = (tuple(sorted(d1 + d2)), (k1[0] + k2[0], k1[1] + k2[1]))
+                result[key] = result.get(key, 0) + q1 * q2
+        return result
+
+    def _times(self, poly: dict, factor: dict, slot: int | None) -> dict:
+        result: dict = {}
+        for key, q in poly.items():
+            for (c, p), f in factor.items():
+                if slot is None:
+                    new = (key[0] + c, key[1] + p)
+                else:
+                    c0, p0 = key[slot]
+                    new = (*key[:slot], (c0 + c, p0 + p), *key[slot + 1 :])
+                result[new] = result.get(new, 0) + q * f
+        return result
+
+    def is_zero(self, element: dict) -> bool:
+        groups: dict[Any, dict] = {}
+        for (den, key), q in element.items():
+            groups.setdefault(den, {})
+            groups[den][key] = groups[den].get(key, 0) + q
+        if not groups:
+            return True
+        total: dict = {}
+        if self.multivariate:
+            slots = len(next(iter(groups)))
+            per_slot = [sorted({den[v] for den in groups} - {0}) for v in range(slots)]
+            for den, poly in groups.items():
+                for v in range(slots):
+                    for other in per_slot[v]:
+                        if other != den[v]:
+                            poly = self._times(poly, self._denominators[other], v)
+                for key, q in poly.items():
+                    total[key] = total.get(key, 0) + q
+        else:
+            common: dict[int, int] = {}
+            for den in groups:
+                for ident in set(den):
+                    common[ident] = max(common.get(ident, 0), den.count(ident))
+            for den, poly in groups.items():
+                for ident, power in common.items():
+                    for _ in range(power - den.count(ident)):
+                        poly = self._times(poly, self._denominators[ident], None)
+                for key, q in poly.items():
+                    total[key] = total.get(key, 0) + q
+        return all(self.ring.is_zero(q) for q in total.values())

@@ -31,7 +31,12 @@ from functools import cached_property
 
 import sympy
 
-from phiforge.derive.algebras import ExpPolyAlgebra, SeriesAlgebra, TensorAlgebra
+from phiforge.derive.algebras import (
+    ExpPolyAlgebra,
+    FractionAlgebra,
+    SeriesAlgebra,
+    TensorAlgebra,
+)
 from phiforge.derive.butcher import classical_order
 from phiforge.derive.conditions import (
     Condition,
@@ -72,7 +77,8 @@ class ConditionResult:
     condition: Condition
     verdict: Verdict
     nonstiff_valuation: int | None  # lowest total Taylor degree with a nonzero coefficient
-    _tensors: ConditionEvaluator = field(repr=False)  # operator-setting tensors, for display
+    _tensors: ConditionEvaluator | None = field(repr=False)  # phi-linear methods: for display
+    _method: ExpRKTableau = field(repr=False)
 
     @property
     def number(self) -> int:
@@ -91,8 +97,11 @@ class ConditionResult:
         """Cond(t) as a SymPy expression in phi functions (0 when strong)."""
         if self.verdict is Verdict.STRONG:
             return sympy.Integer(0)
+        variables = _variables(self.condition)
+        if self._tensors is None:
+            return condition_expression(self.condition.tree, self._method, variables)
         element = self._tensors.condition(self.condition.tree)
-        return sympy.expand(tensor_to_sympy(element, _variables(self.condition)))
+        return sympy.expand(tensor_to_sympy(element, variables))
 
     @cached_property
     def leading_term(self) -> sympy.Expr:
@@ -100,11 +109,12 @@ class ConditionResult:
         if self.verdict is Verdict.STRONG:
             return sympy.Integer(0)
         variables = _variables(self.condition)
-        ring = self._tensors.method.ring
+        sparse = self._method.sparse
+        ring = sparse.ring
         scalar = self.condition.setting == "scalar"
         for degree in range(0, 4 * self.order + 8):
             algebra = SeriesAlgebra(ring, degree, multivariate=not scalar)
-            evaluator = ConditionEvaluator(self._tensors.method, algebra)
+            evaluator = ConditionEvaluator(sparse, algebra)
             element = algebra.prune(evaluator.condition(self.condition.tree))
             terms = [(key, q) for key, q in element.items() if sum(key) == degree]
             if terms:
@@ -121,6 +131,53 @@ class ConditionResult:
                     ]
                 )
         return sympy.Order(variables[0] ** (4 * self.order + 8))
+
+
+def condition_expression(tree, method: ExpRKTableau, variables: list[sympy.Symbol]) -> sympy.Expr:
+    """Cond(t) built directly from the tableau's SymPy expressions (any coefficient form)."""
+    scalar = len(variables) == 1
+    c = method.c
+
+    def at(expr: sympy.Expr, v: int) -> sympy.Expr:
+        return expr if scalar else expr.subs(Z, variables[v])
+
+    def psi_stage(q: int, i: int, v: int) -> sympy.Expr:
+        z = variables[0 if scalar else v]
+        exact = c[i - 1] ** q * phi(q, c[i - 1] * z)
+        return exact - sympy.Add(
+            *[at(method.a_entry(i, j), v) * c[j - 1] ** (q - 1) for j in range(1, i)]
+        ) / sympy.factorial(q - 1)
+
+    def children(parent, index: int, first: int) -> sympy.Expr:
+        product, v = sympy.Integer(1), first
+        for child in parent.subtree_children:
+            product *= w(index, child, v)
+            v += child.nonleaf_vertices
+        return product
+
+    def w(i: int, subtree, v: int) -> sympy.Expr:
+        if subtree.is_bushy:
+            return psi_stage(subtree.order, i, v)
+        return sympy.Add(
+            *[
+                at(method.a_entry(i, j), v)
+                * c[j - 1] ** subtree.leaf_children
+                * children(subtree, j, v + 1)
+                for j in range(2, i)
+            ]
+        )
+
+    if tree.is_bushy:
+        q = tree.order
+        return phi(q, variables[0]) - sympy.Add(
+            *[at(method.b_entry(i), 0) * c[i - 1] ** (q - 1) for i in range(1, method.stages + 1)]
+        ) / sympy.factorial(q - 1)
+    return sympy.Add(
+        *[
+            at(method.b_entry(i), 0) * c[i - 1] ** tree.leaf_children * children(tree, i, 1)
+            for i in range(2, method.stages + 1)
+        ]
+    )
 
 
 def tensor_to_sympy(element: dict, variables: list[sympy.Symbol]) -> sympy.Expr:
@@ -199,8 +256,12 @@ def check_tableau(
     sparse = method.sparse
     ring = sparse.ring
     scalar = setting == "scalar"
-    tensors = ConditionEvaluator(sparse, TensorAlgebra(ring))
-    exact = ConditionEvaluator(sparse, ExpPolyAlgebra(ring)) if scalar else tensors
+    if sparse.is_linear:
+        tensors = ConditionEvaluator(sparse, TensorAlgebra(ring))
+        exact = ConditionEvaluator(sparse, ExpPolyAlgebra(ring)) if scalar else tensors
+    else:
+        tensors = None
+        exact = ConditionEvaluator(sparse, FractionAlgebra(ring, multivariate=not scalar))
     series = {  # one evaluator (and memo) per truncation degree max_order - n
         degree: ConditionEvaluator(sparse, SeriesAlgebra(ring, degree, multivariate=not scalar))
         for degree in range(max_order - 1)
@@ -218,5 +279,5 @@ def check_tableau(
             verdict = Verdict.CLASSICAL
         else:
             verdict = Verdict.FAILS
-        results.append(ConditionResult(condition, verdict, valuation, tensors))
+        results.append(ConditionResult(condition, verdict, valuation, tensors, method))
     return CheckReport(method, setting, max_order, results)

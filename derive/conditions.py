@@ -34,7 +34,7 @@ from typing import Any
 
 from phiforge.derive.algebras import _Algebra
 from phiforge.derive.errors import InputError
-from phiforge.derive.phibasis import PhiCombination
+from phiforge.derive.phibasis import CoefficientFunction
 from phiforge.derive.tableau import SparseTableau
 from phiforge.derive.trees import RootedTree, trees, trees_up_to
 
@@ -296,38 +296,44 @@ class ConditionEvaluator:
         self.method = method
         self.algebra = algebra
         self._w: dict[tuple[int, RootedTree], dict] = {}
-        self._psi_stage: dict[tuple[int, int], PhiCombination] = {}
 
-    def psi(self, q: int) -> PhiCombination:
-        """psi_q = phi_q(z) - sum_i b_i c_i^{q-1}/(q-1)! over the phi basis."""
-        one = self.method.ring.coerce(1)
-        return self._defect(q, {(q, one): one}, self.method.b.items())
+    def _phi(self, q: int, scale: Any, weight: Any) -> dict:
+        one = CoefficientFunction.linear({(q, self.method.ring.coerce(scale)): weight})
+        return self.algebra.lift(one)
 
-    def psi_stage(self, q: int, i: int) -> PhiCombination:
-        """psi_{q,i} = c_i^q phi_q(c_i z) - sum_j a_ij c_j^{q-1}/(q-1)!."""
-        key = (q, i)
-        if key not in self._psi_stage:
-            ci = self.method.node(i)
-            exact = {(q, ci): ci**q} if ci != 0 else {}
-            row = ((j, self.method.a[(i, j)]) for j in range(2, i) if (i, j) in self.method.a)
-            self._psi_stage[key] = self._defect(q, exact, row)
-        return self._psi_stage[key]
-
-    def _defect(self, q: int, exact: PhiCombination, terms: Any) -> PhiCombination:
-        result = dict(exact)
-        for j, combination in terms:
+    def _defect(self, q: int, exact: dict, terms: Any, root: bool, weak: bool) -> dict:
+        """exact - sum_j w_j c_j^{q-1}/(q-1)! (w_j = b_j or a_ij), as an algebra element."""
+        alg = self.algebra
+        result = alg.zero()
+        alg.add_scaled(result, exact, 1)
+        for j, function in terms:
             weight = self.method.node(j) ** (q - 1) * Fraction(1, factorial(q - 1))
-            if weight == 0:
-                continue
-            for key, value in combination.items():
-                result[key] = result.get(key, 0) - weight * value
-        return result
+            if weight != 0:
+                lifted = alg.lift_root(function, weak) if root else alg.lift(function)
+                alg.add_scaled(result, lifted, -weight)
+        return alg.prune(result)
+
+    def psi(self, q: int, weak: bool = False) -> dict:
+        """psi_q = phi_q(z) - sum_i b_i c_i^{q-1}/(q-1)!; at z = 0 when ``weak``."""
+        exact = (
+            self.algebra.const(Fraction(1, factorial(q)))
+            if weak
+            else self._phi(q, 1, self.method.ring.coerce(1))
+        )
+        return self._defect(q, exact, self.method.b.items(), root=True, weak=weak)
+
+    def psi_stage(self, q: int, i: int) -> dict:
+        """psi_{q,i} = c_i^q phi_q(c_i z) - sum_j a_ij c_j^{q-1}/(q-1)!."""
+        ci = self.method.node(i)
+        exact = self._phi(q, ci, ci**q) if ci != 0 else self.algebra.zero()
+        row = [(j, self.method.a[(i, j)]) for j in range(2, i) if (i, j) in self.method.a]
+        return self._defect(q, exact, row, root=False, weak=False)
 
     def condition(self, tree: RootedTree, weak: bool = False) -> dict:
         """Cond(t) as an element of the algebra; ``weak`` evaluates the root at z_0 = 0."""
         alg = self.algebra
         if tree.is_bushy:
-            return alg.prune(alg.lift_root(self.psi(tree.order), weak))
+            return self.psi(tree.order, weak)
         total = alg.zero()
         k = tree.leaf_children
         for i, b_i in self.method.b.items():
@@ -346,7 +352,7 @@ class ConditionEvaluator:
             return self._w[key]
         alg = self.algebra
         if subtree.is_bushy:
-            result = alg.lift(self.psi_stage(subtree.order, i))
+            result = self.psi_stage(subtree.order, i)
         else:
             result = alg.zero()
             k = subtree.leaf_children

@@ -218,3 +218,112 @@ def expression_exp_poly(expr: sympy.Expr, z: sympy.Symbol, ring: Ring, context: 
 
 def exp_poly_is_zero(poly: ExpPoly, ring: Ring) -> bool:
     return all(ring.is_zero(q) for q in poly.values())
+
+
+# ------------------------------------------------------------------------- rational coefficients
+PhiPolynomial = dict[tuple[Key, ...], Any]  # monomial (sorted keys) -> coefficient
+
+
+def _series_product(left: list, right: list, degree: int) -> list:
+    return [
+        sum((left[i] * right[m - i] for i in range(m + 1)), Fraction(0)) for m in range(degree + 1)
+    ]
+
+
+@dataclass(frozen=True)
+class CoefficientFunction:
+    """A coefficient function N(z)/D(z), N and D polynomials in phi_k(c z) (D = 1 and N linear
+    for the phi-linear coefficients of every published method). ``combination`` is the sparse
+    phi-basis form when the function is phi-linear, else None."""
+
+    numerator: tuple[tuple[tuple[Key, ...], Any], ...]
+    denominator: tuple[tuple[tuple[Key, ...], Any], ...]
+    combination: tuple[tuple[Key, Any], ...] | None
+
+    @classmethod
+    def linear(cls, combination: PhiCombination) -> CoefficientFunction:
+        numerator = tuple(((key,) if key != ONE_KEY else (), q) for key, q in combination.items())
+        return cls(numerator, (((), 1),), tuple(combination.items()))
+
+    @property
+    def is_linear(self) -> bool:
+        return self.combination is not None
+
+    def as_combination(self) -> PhiCombination:
+        if self.combination is None:
+            raise InputError("coefficient is not a linear combination of phi_k(c z)")
+        return dict(self.combination)
+
+    @staticmethod
+    def _poly_taylor(poly, degree: int) -> list:
+        total = [Fraction(0)] * (degree + 1)
+        for monomial, q in poly:
+            series = [Fraction(1)] + [Fraction(0)] * degree
+            for key in monomial:
+                series = _series_product(series, taylor({key: 1}, degree), degree)
+            total = [t + q * s for t, s in zip(total, series, strict=True)]
+        return total
+
+    def taylor(self, degree: int) -> list:
+        if self.combination is not None:
+            return taylor(dict(self.combination), degree)
+        numerator = self._poly_taylor(self.numerator, degree)
+        denominator = self._poly_taylor(self.denominator, degree)
+        if denominator[0] == 0:
+            raise InputError("a coefficient's denominator vanishes at z = 0")
+        quotient: list = []
+        for m in range(degree + 1):
+            value = numerator[m] - sum(
+                (quotient[i] * denominator[m - i] for i in range(m)), Fraction(0)
+            )
+            quotient.append(value / denominator[0])
+        return quotient
+
+    def at_zero(self) -> Any:
+        return self.taylor(0)[0]
+
+    @staticmethod
+    def poly_exp_poly(poly) -> ExpPoly:
+        total: ExpPoly = {}
+        for monomial, q in poly:
+            term: ExpPoly = {(0, 0): q}
+            for key in monomial:
+                term = exp_poly_product(term, exp_poly({key: 1}))
+            for key, value in term.items():
+                _accumulate(total, key, value)
+        return total
+
+
+def coefficient_function(
+    expr: sympy.Expr, z: sympy.Symbol, ring: Ring, context: str
+) -> CoefficientFunction:
+    """Phi-linear form when possible, else numerator/denominator polynomials in phi_k(c z)."""
+    try:
+        return CoefficientFunction.linear(phi_combination(expr, z, ring, context))
+    except InputError:
+        pass
+    numerator, denominator = sympy.fraction(sympy.together(sympy.sympify(expr)))
+    return CoefficientFunction(
+        _phi_polynomial(numerator, z, ring, context),
+        _phi_polynomial(denominator, z, ring, context),
+        None,
+    )
+
+
+def _phi_polynomial(expr: sympy.Expr, z: sympy.Symbol, ring: Ring, context: str):
+    result: dict[tuple[Key, ...], Any] = {}
+    for term in Add.make_args(sympy.expand(expr)):
+        coefficient, keys = sympy.Integer(1), []
+        for factor in Mul.make_args(term):
+            base, power = factor.as_base_exp()
+            if not factor.has(z):
+                coefficient *= factor
+                continue
+            if not (isinstance(base, phi | sympy.exp) and power.is_Integer and power > 0):
+                raise InputError(f"{context}: {expr} is not a polynomial in phi_k(c z)")
+            ((key, value),) = phi_combination(base, z, ring, context).items()
+            coefficient *= Ring.to_sympy(value) ** power
+            keys.extend([key] * int(power))
+        monomial = tuple(sorted(keys, key=repr))
+        result[monomial] = result.get(monomial, 0) + ring.coerce(coefficient)
+    return tuple((m, q) for m, q in result.items() if not ring.is_zero(q))

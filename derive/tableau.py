@@ -30,12 +30,11 @@ from sympy.printing.str import StrPrinter
 from phiforge.derive.errors import InputError
 from phiforge.derive.phi import phi
 from phiforge.derive.phibasis import (
-    PhiCombination,
+    CoefficientFunction,
     Ring,
-    at_zero,
+    coefficient_function,
     exp_poly_is_zero,
     expression_exp_poly,
-    phi_combination,
     ring_for,
 )
 
@@ -168,21 +167,19 @@ class ExpRKTableau:
 
     @cached_property
     def sparse(self) -> SparseTableau:
-        """The reformulated coefficients (i, j >= 2) over the phi basis."""
+        """The reformulated coefficients (i, j >= 2) as exact coefficient functions."""
         ring = self.ring
-        a: dict[tuple[int, int], PhiCombination] = {}
+        a: dict[tuple[int, int], CoefficientFunction] = {}
         for i in range(3, self.stages + 1):
             for j in range(2, i):
-                combination = phi_combination(
-                    self.a_entry(i, j), Z, ring, f"{self.name}: a[{i},{j}]"
-                )
-                if combination:
-                    a[(i, j)] = combination
+                entry = self.a_entry(i, j)
+                if entry != 0:
+                    a[(i, j)] = coefficient_function(entry, Z, ring, f"{self.name}: a[{i},{j}]")
         b = {}
         for i in range(2, self.stages + 1):
-            combination = phi_combination(self.b_entry(i), Z, ring, f"{self.name}: b[{i}]")
-            if combination:
-                b[i] = combination
+            entry = self.b_entry(i)
+            if entry != 0:
+                b[i] = coefficient_function(entry, Z, ring, f"{self.name}: b[{i}]")
         return SparseTableau(
             ring=ring,
             c=tuple(ring.coerce(x) for x in self.c),
@@ -261,19 +258,21 @@ class ExpRKTableau:
 
 @dataclass(frozen=True)
 class SparseTableau:
-    """Nodes and the coefficients with indices >= 2 over the phi basis, in one ring."""
+    """Nodes and the coefficients with indices >= 2 as exact functions, in one ring."""
 
     ring: Ring
     c: tuple[Any, ...]
-    a: Mapping[tuple[int, int], PhiCombination]
-    b: Mapping[int, PhiCombination]
+    a: Mapping[tuple[int, int], CoefficientFunction]
+    b: Mapping[int, CoefficientFunction]
 
     @property
     def stages(self) -> int:
         return len(self.c)
 
+    @property
+    def is_linear(self) -> bool:
+        """True when every coefficient is a linear combination of phi_k(c z)."""
+        return all(f.is_linear for f in (*self.a.values(), *self.b.values()))
+
     def node(self, i: int) -> Any:
         return self.c[i - 1]
-
-    def b_at_zero(self, i: int) -> Any:
-        return at_zero(self.b.get(i, {}))

@@ -1,0 +1,243 @@
+"""Exponential Adams (multistep) methods for variable steps.
+
+With the last k nonlinearity values G_{n-m} at the points tau_m h (tau_0 = 0,
+tau_m = -(r_1 + ... + r_m), r_m = h_{n-m}/h_n the ratio of the m-th previous step to the current
+one), interpolate by a polynomial in theta = (t - t_n)/h and integrate exactly:
+
+    u_{n+1} = e^{Z} u_n + h sum_{m<k} beta_m(Z) G_{n-m},
+    beta_m(Z) = sum_{q<k} l_m^{(q)}(0) phi_{q+1}(Z),
+
+l_m the Lagrange basis on the nodes tau (Hochbruck & Ostermann, "Exponential multistep methods of
+Adams-type", BIT 51 (2011) 889-908; spec order-conditions.md §6.1-6.2). The order conditions are
+the quadrature conditions
+
+    psi^{(q+1)} := phi_{q+1}(Z) - sum_m beta_m(Z) tau_m^q / q! = 0,   q = 0, 1, ...
+
+which hold identically for q < k by construction (stiff order k). For a diffusion ODE in log-SNR
+time, Z = -h (data prediction, G = x0 prediction) or Z = +h (noise prediction, G = -eps).
+Published variants with other weights (DPM-Solver++(2M) with phi_1/2 in place of phi_2; the
+reference-code 3M with its phi_3 term at half weight) are built from their formulas and receive
+their true verdicts from the same conditions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from math import factorial
+
+import sympy
+
+from phiforge.derive.errors import InputError
+from phiforge.derive.phi import phi
+from phiforge.derive.phibasis import (
+    SYMBOLIC,
+    at_zero,
+    phi_combination,
+    taylor,
+)
+from phiforge.derive.tableau import Z, format_expression
+
+__all__ = [
+    "MultistepMethod",
+    "MultistepReport",
+    "check_multistep",
+    "exponential_adams",
+    "published_multistep",
+    "step_ratios",
+]
+
+
+def step_ratios(k: int) -> tuple[sympy.Symbol, ...]:
+    """The symbols r_1..r_{k-1}: ratios of the previous steps to the current one."""
+    return tuple(sympy.Symbol(f"r{m}", positive=True) for m in range(1, k))
+
+
+def _nodes(ratios: tuple[sympy.Expr, ...]) -> tuple[sympy.Expr, ...]:
+    nodes = [sympy.Integer(0)]
+    for r in ratios:
+        nodes.append(nodes[-1] - r)
+    return tuple(nodes)
+
+
+@dataclass(frozen=True)
+class MultistepMethod:
+    """Weights beta_m(z) on G_{n-m}, m = 0..k-1, as expressions in phi(q, z) and the ratios."""
+
+    name: str
+    weights: tuple[sympy.Expr, ...]
+    source: str = ""
+    description: str = ""
+    prediction: str | None = None
+    ratios: tuple[sympy.Symbol, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if len(self.weights) < 1:
+            raise InputError(f"{self.name}: a multistep method needs at least one weight")
+        if len(self.ratios) != len(self.weights) - 1:
+            raise InputError(f"{self.name}: need {len(self.weights) - 1} step ratios")
+        residual = sympy.expand(sympy.Add(*self.weights) - phi(1, Z))
+        if phi_combination(residual, Z, SYMBOLIC, f"{self.name}: weights"):
+            raise InputError(
+                f"{self.name}: the weights violate sum_m beta_m(z) = phi_1(z) "
+                f"(residual {format_expression(residual)})"
+            )
+
+    @property
+    def steps(self) -> int:
+        return len(self.weights)
+
+    @cached_property
+    def nodes(self) -> tuple[sympy.Expr, ...]:
+        """tau_m = -(r_1 + ... + r_m), the past points in units of the current step."""
+        return _nodes(self.ratios)
+
+    def weights_equal_steps(self) -> tuple[sympy.Expr, ...]:
+        """The weights with every ratio r_m = 1 (constant step size)."""
+        values = {r: 1 for r in self.ratios}
+        return tuple(sympy.simplify(w.subs(values)) for w in self.weights)
+
+
+def exponential_adams(k: int, name: str | None = None, **metadata) -> MultistepMethod:
+    """The k-step exponential Adams method for variable steps (stiff order k)."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise InputError(f"parameter 'k' (steps, = order) must be an integer >= 1, got {k!r}")
+    ratios = step_ratios(k)
+    nodes = _nodes(ratios)
+    theta = sympy.Symbol("theta")
+    weights = []
+    for m in range(k):
+        basis = sympy.Integer(1)
+        for l_index in range(k):
+            if l_index != m:
+                basis *= (theta - nodes[l_index]) / (nodes[m] - nodes[l_index])
+        polynomial = sympy.Poly(sympy.expand(basis), theta)
+        weight = sympy.Add(
+            *[
+                sympy.factor(polynomial.coeff_monomial(theta**q)) * factorial(q) * phi(q + 1, Z)
+                for q in range(k)
+            ]
+        )
+        weights.append(weight)
+    return MultistepMethod(
+        name=name or f"exp_adams_{k}", weights=tuple(weights), ratios=ratios, **metadata
+    )
+
+
+def published_multistep(name: str) -> MultistepMethod:
+    """DPM-Solver++(2M) 'dpmsolver' type and the reference-code DPM-Solver++(3M) (kappa = 1),
+    from their update formulas (spec-dpmsolver-res.md §4.2)."""
+    if name == "dpmpp_2m":
+        (r1,) = step_ratios(2)
+        return MultistepMethod(
+            name=name,
+            weights=(phi(1, Z) * (1 + 1 / (2 * r1)), -phi(1, Z) / (2 * r1)),
+            ratios=(r1,),
+            description="DPM-Solver++(2M), 'dpmsolver' type (phi_1/2 where phi_2 belongs)",
+            source="Lu et al., DPM-Solver++, arXiv 2211.01095, Alg. 2 (LuChengTHU/dpm-solver "
+            "multistep_dpm_solver_second_update)",
+            prediction="data",
+        )
+    if name == "dpmpp_3m_ref":
+        r0, r1 = step_ratios(3)  # r0 = h_0/h (previous step), r1 = h_1/h
+        m0, m1, m2 = sympy.symbols("m0 m1 m2")
+        d1_0 = (m0 - m1) / r0
+        d1_1 = (m1 - m2) / r1
+        d1 = d1_0 + r0 / (r0 + r1) * (d1_0 - d1_1)
+        d2 = (d1_0 - d1_1) / (r0 + r1)
+        kappa = 1  # the reference code's weight; exact integration needs 2
+        update = phi(1, Z) * m0 + phi(2, Z) * d1 + kappa * phi(3, Z) * d2
+        update = sympy.expand(update)
+        weights = tuple(
+            sympy.collect(update.coeff(m), [phi(2, Z), phi(3, Z)]) for m in (m0, m1, m2)
+        )
+        return MultistepMethod(
+            name=name,
+            weights=tuple(sympy.factor_terms(w) for w in weights),
+            ratios=(r0, r1),
+            description="DPM-Solver++(3M) as in the reference code, k-diffusion and diffusers "
+            "(phi_3 term at half weight)",
+            source="Lu et al., DPM-Solver++, arXiv 2211.01095 (LuChengTHU/dpm-solver "
+            "multistep_dpm_solver_third_update; spec-dpmsolver-res.md §4.2)",
+            prediction="data",
+        )
+    raise InputError(f"unknown published multistep method {name!r}; known: dpmpp_2m, dpmpp_3m_ref")
+
+
+@dataclass
+class MultistepReport:
+    """Per quadrature condition q + 1 = 1..max_order: verdict, residual and leading term."""
+
+    method: MultistepMethod
+    max_order: int
+    verdicts: list[str]
+    residuals: list[sympy.Expr]
+    leading_terms: list[sympy.Expr]
+
+    def _largest(self, accepted: set[str]) -> int:
+        order = 0
+        for verdict in self.verdicts:
+            if verdict not in accepted:
+                break
+            order += 1
+        return order
+
+    @property
+    def stiff_order(self) -> int:
+        return self._largest({"strong"})
+
+    @property
+    def weak_stiff_order(self) -> int:
+        strong = self.stiff_order
+        if strong < self.max_order and self.verdicts[strong] in ("weak",):
+            return strong + 1
+        return strong
+
+    @property
+    def classical_order(self) -> int:
+        return self._largest({"strong", "weak"})
+
+    @property
+    def nonstiff_order(self) -> int:
+        return self.classical_order
+
+
+def check_multistep(method: MultistepMethod, max_order: int = 5) -> MultistepReport:
+    """Verdicts of the quadrature conditions psi^{(q+1)} = 0 for q + 1 = 1..max_order, for all
+    step ratios (the ratios stay symbolic). For a multistep method the only variable is the root's,
+    so *weak* (= psi(0) = 0) coincides with the classical condition, and the non-stiff order
+    (vanishing to Taylor degree p - q - 1) equals the classical order."""
+    if isinstance(max_order, bool) or not isinstance(max_order, int) or max_order < 1:
+        raise InputError(f"parameter 'max_order' must be an integer >= 1, got {max_order!r}")
+    verdicts, residuals, leading = [], [], []
+    for q in range(max_order):
+        expr = phi(q + 1, Z) - sympy.Add(
+            *[
+                w * tau**q / factorial(q)
+                for w, tau in zip(method.weights, method.nodes, strict=True)
+            ]
+        )
+        combination = phi_combination(sympy.expand(expr), Z, SYMBOLIC, method.name)
+        if not combination:
+            verdicts.append("strong")
+            residuals.append(sympy.Integer(0))
+            leading.append(sympy.Integer(0))
+            continue
+        residual = sympy.Add(
+            *[
+                sympy.factor(value) * (1 if (k, c) == (0, 0) else phi(k, c * Z))
+                for (k, c), value in combination.items()
+            ]
+        )
+        residuals.append(residual)
+        coefficients = taylor(combination, q + 8)
+        first = next(
+            (m for m, value in enumerate(coefficients) if sympy.simplify(value) != 0), None
+        )
+        leading.append(
+            sympy.Order(Z ** (q + 9))
+            if first is None
+            else sympy.factor(coefficients[first]) * Z**first
+        )
+        verdicts.append("weak" if SYMBOLIC.is_zero(at_zero(combination)) else "fails")
+    return MultistepReport(method, max_order, verdicts, residuals, leading)

@@ -1,0 +1,231 @@
+"""The registry of verified methods: one JSON record per method in ``derive/registry/``.
+
+A record holds the exact coefficients (SymPy-parsable strings in ``phi(k, c*z)``), the verdict of
+every order condition and the orders in both settings as computed by the checker when the record
+was written, the NFE per step, the provenance (published with citation, or derived with its
+parameters) and a content hash: the SHA-256 of the record's canonical JSON without the ``hash``
+field. A record whose hash does not match its content was edited by hand and is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import sympy
+
+from phiforge.derive.check import check_tableau
+from phiforge.derive.errors import InputError
+from phiforge.derive.multistep import MultistepMethod, check_multistep, step_ratios
+from phiforge.derive.phi import phi
+from phiforge.derive.tableau import ExpRKTableau, Z
+
+__all__ = [
+    "FORMAT_VERSION",
+    "content_hash",
+    "default_registry_dir",
+    "list_records",
+    "load_record",
+    "multistep_from_record",
+    "multistep_record",
+    "save_record",
+    "singlestep_record",
+    "tableau_from_record",
+]
+
+FORMAT_VERSION = 1
+FAMILIES = ("singlestep", "multistep")
+
+
+def default_registry_dir() -> Path:
+    """The registry folder of the installed package (``derive/registry`` in a checkout)."""
+    return Path(str(resources.files("phiforge.derive").joinpath("registry")))
+
+
+def content_hash(record: Mapping[str, Any]) -> str:
+    body = {key: value for key, value in record.items() if key != "hash"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return "sha256:" + hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+def _orders(report) -> dict[str, int]:
+    return {
+        "stiff": report.stiff_order,
+        "weak_stiff": report.weak_stiff_order,
+        "nonstiff": report.nonstiff_order,
+        "classical": report.classical_order,
+        "max_checked": report.max_order,
+    }
+
+
+def singlestep_record(
+    method: ExpRKTableau, provenance: Mapping[str, Any], max_order: int = 6
+) -> dict[str, Any]:
+    """The record of a single-step method, with verdicts computed now in both settings."""
+    if method.free_symbols:
+        raise InputError(
+            f"{method.name}: registry records need numeric nodes and coefficients; free "
+            f"parameters {sorted(str(s) for s in method.free_symbols)} must be fixed first"
+        )
+    orders, conditions = {}, {}
+    for setting in ("scalar", "operator"):
+        report = check_tableau(method, max_order, setting)
+        orders[setting] = _orders(report)
+        conditions[setting] = [
+            {"number": r.number, "tree": r.tree.ascii, "order": r.order, "verdict": r.verdict.value}
+            for r in report.results
+        ]
+    s = method.stages
+    record = {
+        "format": FORMAT_VERSION,
+        "name": method.name,
+        "family": "singlestep",
+        "description": method.description,
+        "prediction": method.prediction,
+        "stages": s,
+        "nfe_per_step": s,
+        "nodes": [str(x) for x in method.c],
+        "coefficients": {
+            "a": {
+                f"{i},{j}": str(method.a_entry(i, j)) for i in range(2, s + 1) for j in range(1, i)
+            },
+            "b": {str(i): str(method.b_entry(i)) for i in range(1, s + 1)},
+        },
+        "orders": orders,
+        "convergence_order": orders["scalar"]["nonstiff"],
+        "conditions": conditions,
+        "provenance": dict(provenance),
+    }
+    record["hash"] = content_hash(record)
+    return record
+
+
+def multistep_record(
+    method: MultistepMethod, provenance: Mapping[str, Any], max_order: int | None = None
+) -> dict[str, Any]:
+    """The record of an exponential Adams-type method (weights symbolic in the step ratios)."""
+    report = check_multistep(method, max_order or method.steps + 2)
+    orders = {
+        "stiff": report.stiff_order,
+        "weak_stiff": report.weak_stiff_order,
+        "nonstiff": report.nonstiff_order,
+        "classical": report.classical_order,
+        "max_checked": report.max_order,
+    }
+    record = {
+        "format": FORMAT_VERSION,
+        "name": method.name,
+        "family": "multistep",
+        "description": method.description,
+        "prediction": method.prediction,
+        "steps": method.steps,
+        "nfe_per_step": 1,
+        "ratios": [str(r) for r in method.ratios],
+        "coefficients": {"beta": {str(m): str(w) for m, w in enumerate(method.weights)}},
+        "orders": {"scalar": orders, "operator": orders},
+        "convergence_order": orders["nonstiff"],
+        "conditions": {
+            "quadrature": [
+                {
+                    "order": q + 1,
+                    "verdict": verdict,
+                    "residual": str(residual),
+                    "leading_term": str(lead),
+                }
+                for q, (verdict, residual, lead) in enumerate(
+                    zip(report.verdicts, report.residuals, report.leading_terms, strict=True)
+                )
+            ]
+        },
+        "provenance": dict(provenance),
+    }
+    record["hash"] = content_hash(record)
+    return record
+
+
+def save_record(record: Mapping[str, Any], directory: Path | None = None) -> Path:
+    directory = Path(directory or default_registry_dir())
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{record['name']}.json"
+    path.write_text(
+        json.dumps(record, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    return path
+
+
+def _verified(record: dict[str, Any], path: Path) -> dict[str, Any]:
+    stored = record.get("hash")
+    actual = content_hash(record)
+    if stored != actual:
+        raise InputError(
+            f"registry record {path} was edited by hand: its hash {stored} does not match its "
+            f"content ({actual}); regenerate it with 'phiforge registry build' or "
+            f"'phiforge derive ...' instead of editing"
+        )
+    if record.get("family") not in FAMILIES:
+        raise InputError(f"registry record {path}: unknown family {record.get('family')!r}")
+    return record
+
+
+def load_record(name: str, directory: Path | None = None) -> dict[str, Any]:
+    """Read and verify one record; unknown names list the registered ones."""
+    directory = Path(directory or default_registry_dir())
+    path = directory / f"{name}.json"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in directory.glob("*.json"))) or "none"
+        raise InputError(f"unknown registry method {name!r}; registered methods: {known}")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise InputError(f"registry record {path} is not valid JSON: {error}") from None
+    return _verified(record, path)
+
+
+def list_records(directory: Path | None = None) -> list[dict[str, Any]]:
+    directory = Path(directory or default_registry_dir())
+    return [load_record(p.stem, directory) for p in sorted(directory.glob("*.json"))]
+
+
+def _parse(text: str, local: Mapping[str, Any]) -> sympy.Expr:
+    return sympy.sympify(text, locals={"phi": phi, "z": Z, "exp": sympy.exp, **local})
+
+
+def tableau_from_record(record: Mapping[str, Any]) -> ExpRKTableau:
+    """The single-step tableau of a record (validated again on construction)."""
+    if record["family"] != "singlestep":
+        raise InputError(f"{record['name']}: not a single-step record")
+    a = {
+        tuple(int(x) for x in key.split(",")): _parse(text, {})
+        for key, text in record["coefficients"]["a"].items()
+    }
+    b = {int(i): _parse(text, {}) for i, text in record["coefficients"]["b"].items()}
+    return ExpRKTableau.from_coefficients(
+        record["name"],
+        [_parse(x, {}) for x in record["nodes"]],
+        a,
+        b,
+        description=record.get("description", ""),
+        prediction=record.get("prediction"),
+        source=str(record.get("provenance", {}).get("citation", "")),
+    )
+
+
+def multistep_from_record(record: Mapping[str, Any]) -> MultistepMethod:
+    if record["family"] != "multistep":
+        raise InputError(f"{record['name']}: not a multistep record")
+    ratios = step_ratios(record["steps"])
+    local = {str(r): r for r in ratios}
+    weights = tuple(
+        _parse(record["coefficients"]["beta"][str(m)], local) for m in range(record["steps"])
+    )
+    return MultistepMethod(
+        name=record["name"],
+        weights=weights,
+        ratios=ratios,
+        description=record.get("description", ""),
+        prediction=record.get("prediction"),
+    )
