@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from phiforge import __version__
 from phiforge.commands import register_derive_commands
 from phiforge.derive.errors import InputError
+from phiforge.registry_commands import register_registry_commands
 
 __all__ = ["build_parser", "main"]
 
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"phiforge {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     register_derive_commands(commands)
+    register_registry_commands(commands)
     return parser
 
 

@@ -27,14 +27,14 @@ from functools import cached_property
 from math import factorial
 
 import sympy
+from sympy import QQ
+from sympy.polys.fields import field as rational_function_field
 
 from phiforge.derive.errors import InputError
 from phiforge.derive.phi import phi
 from phiforge.derive.phibasis import (
     SYMBOLIC,
-    at_zero,
     phi_combination,
-    taylor,
 )
 from phiforge.derive.tableau import Z, format_expression
 
@@ -206,38 +206,50 @@ def check_multistep(method: MultistepMethod, max_order: int = 5) -> MultistepRep
     """Verdicts of the quadrature conditions psi^{(q+1)} = 0 for q + 1 = 1..max_order, for all
     step ratios (the ratios stay symbolic). For a multistep method the only variable is the root's,
     so *weak* (= psi(0) = 0) coincides with the classical condition, and the non-stiff order
-    (vanishing to Taylor degree p - q - 1) equals the classical order."""
+    (vanishing to Taylor degree p - q - 1) equals the classical order.
+
+    Arithmetic is exact in the field Q(r_1, ..., r_{k-1}) (SymPy's sparse rational functions)."""
     if isinstance(max_order, bool) or not isinstance(max_order, int) or max_order < 1:
         raise InputError(f"parameter 'max_order' must be an integer >= 1, got {max_order!r}")
+    if method.ratios:
+        domain, *_ = rational_function_field(list(method.ratios), QQ)
+        convert, back = domain.from_expr, (lambda value: sympy.factor(value.as_expr()))
+    else:
+        convert, back = (lambda value: QQ.from_sympy(sympy.nsimplify(value))), QQ.to_sympy
+    weights = []
+    for weight in method.weights:
+        combination = phi_combination(weight, Z, SYMBOLIC, method.name)
+        if any(c != 1 and key != (0, 0) for key, c in ((k, c) for k, c in combination)):
+            raise InputError(f"{method.name}: weights must be combinations of phi_k(z)")
+        weights.append({k: convert(q) for (k, _), q in combination.items()})
+    nodes = [convert(tau) for tau in method.nodes]
+    k_max = max(max(w) for w in weights)
     verdicts, residuals, leading = [], [], []
     for q in range(max_order):
-        expr = phi(q + 1, Z) - sympy.Add(
-            *[
-                w * tau**q / factorial(q)
-                for w, tau in zip(method.weights, method.nodes, strict=True)
-            ]
-        )
-        combination = phi_combination(sympy.expand(expr), Z, SYMBOLIC, method.name)
-        if not combination:
+        coefficients = {k: convert(0) for k in range(k_max + 2)}
+        coefficients[q + 1] = coefficients.get(q + 1, convert(0)) + convert(1)
+        for weight, tau in zip(weights, nodes, strict=True):
+            power = convert(1) if q == 0 else tau**q
+            factor = power * convert(sympy.Rational(1, factorial(q)))
+            for k, value in weight.items():
+                coefficients[k] = coefficients.get(k, convert(0)) - value * factor
+        coefficients = {k: v for k, v in coefficients.items() if v != 0}
+        if not coefficients:
             verdicts.append("strong")
             residuals.append(sympy.Integer(0))
             leading.append(sympy.Integer(0))
             continue
-        residual = sympy.Add(
-            *[
-                sympy.factor(value) * (1 if (k, c) == (0, 0) else phi(k, c * Z))
-                for (k, c), value in combination.items()
-            ]
-        )
-        residuals.append(residual)
-        coefficients = taylor(combination, q + 8)
-        first = next(
-            (m for m, value in enumerate(coefficients) if sympy.simplify(value) != 0), None
-        )
+        residuals.append(sympy.Add(*[back(v) * phi(k, Z) for k, v in coefficients.items()]))
+        series = [
+            sum(
+                (v * convert(sympy.Rational(1, factorial(m + k))) for k, v in coefficients.items()),
+                convert(0),
+            )
+            for m in range(q + 9)
+        ]
+        first = next((m for m, value in enumerate(series) if value != 0), None)
         leading.append(
-            sympy.Order(Z ** (q + 9))
-            if first is None
-            else sympy.factor(coefficients[first]) * Z**first
+            sympy.Order(Z ** (q + 9)) if first is None else back(series[first]) * Z**first
         )
-        verdicts.append("weak" if SYMBOLIC.is_zero(at_zero(combination)) else "fails")
+        verdicts.append("weak" if series[0] == 0 else "fails")
     return MultistepReport(method, max_order, verdicts, residuals, leading)

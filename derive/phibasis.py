@@ -37,6 +37,7 @@ __all__ = [
     "PhiCombination",
     "Ring",
     "ring_for",
+    "symbolic_is_zero",
 ]
 
 Key = tuple[int, Any]
@@ -67,7 +68,7 @@ class Ring:
     def is_zero(self, value: Any) -> bool:
         if self.name == "fractions":
             return value == 0
-        return sympy.cancel(sympy.together(value)) == 0
+        return symbolic_is_zero(value)
 
     def simplify(self, value: Any) -> Any:
         if self.name == "fractions":
@@ -79,6 +80,36 @@ class Ring:
         if isinstance(value, Fraction):
             return sympy.Rational(value.numerator, value.denominator)
         return sympy.sympify(value)
+
+
+_SCREEN_POINTS = (
+    (
+        sympy.Rational(37, 100),
+        sympy.Rational(113, 71),
+        sympy.Rational(5, 13),
+        sympy.Rational(89, 7),
+    ),
+    (sympy.Rational(7, 11), sympy.Rational(3, 17), sympy.Rational(41, 29), sympy.Rational(2, 3)),
+)
+
+
+def symbolic_is_zero(value: Any) -> bool:
+    """Exact zero test of a rational function of symbols: a value that is non-zero at an exact
+    rational point is non-zero (cheap); otherwise the numerator over a common denominator is
+    expanded and compared with 0 (a proof)."""
+    value = sympy.sympify(value)
+    symbols = sorted(value.free_symbols, key=str)
+    if not symbols:
+        return sympy.simplify(value) == 0
+    for point in _SCREEN_POINTS:
+        values = {s: point[n % len(point)] + n for n, s in enumerate(symbols)}
+        try:
+            screened = value.subs(values)
+        except ZeroDivisionError:
+            continue
+        if screened.is_number and screened.is_finite and screened != 0:
+            return False
+    return sympy.expand(sympy.fraction(sympy.together(value))[0]) == 0
 
 
 FRACTIONS = Ring("fractions")

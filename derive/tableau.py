@@ -55,6 +55,16 @@ def format_expression(expr: sympy.Expr) -> str:
     return _PhiPrinter().doprint(expr)
 
 
+def _identically_zero(expr: sympy.Expr, ring: Ring, context: str) -> bool:
+    """Exact test of expr == 0 as a function of z; a quotient is decided on its numerator."""
+    if any(
+        isinstance(p, sympy.Pow) and p.exp.is_negative and p.base.has(Z) and p.base != Z
+        for p in sympy.preorder_traversal(expr)
+    ):
+        expr = sympy.fraction(sympy.together(expr))[0]
+    return exp_poly_is_zero(expression_exp_poly(expr, Z, ring, context), ring)
+
+
 @dataclass(frozen=True)
 class ExpRKTableau:
     """An explicit exponential Runge-Kutta tableau (1-based stage indices in every method)."""
@@ -126,15 +136,14 @@ class ExpRKTableau:
         ring = self.ring
         for i in range(2, s + 1):
             residual = sympy.Add(*self.a[i - 1]) - self.c[i - 1] * phi(1, self.c[i - 1] * Z)
-            poly = expression_exp_poly(residual, Z, ring, f"{name}: row {i}")
-            if not exp_poly_is_zero(poly, ring):
+            if not _identically_zero(residual, ring, f"{name}: row {i}"):
                 raise InputError(
                     f"{name}: row {i} violates the row-sum assumption "
                     f"sum_j a_{i}j(z) = c_{i} phi_1(c_{i} z) (psi_{{1,{i}}} = "
                     f"{format_expression(sympy.simplify(-residual))})"
                 )
         residual = sympy.Add(*self.b) - phi(1, Z)
-        if not exp_poly_is_zero(expression_exp_poly(residual, Z, ring, f"{name}: b"), ring):
+        if not _identically_zero(residual, ring, f"{name}: b"):
             raise InputError(
                 f"{name}: the weights violate sum_i b_i(z) = phi_1(z) "
                 f"(psi_1 = {format_expression(sympy.simplify(-residual))})"
@@ -186,6 +195,11 @@ class ExpRKTableau:
             a=a,
             b=b,
         )
+
+    def sparse_row_linear(self, i: int) -> bool:
+        """True when every a_ij (j >= 2) of row i is phi-linear (then so is a_i1)."""
+        sparse = self.sparse
+        return all(sparse.a[(i, j)].is_linear for j in range(2, i) if (i, j) in sparse.a)
 
     def at_zero(self) -> tuple[list[list[sympy.Expr]], list[sympy.Expr], list[sympy.Expr]]:
         """The underlying Runge-Kutta tableau (A(0), b(0), c) as SymPy numbers/expressions."""

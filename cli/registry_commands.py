@@ -1,0 +1,195 @@
+"""Subcommands that write and read the registry and generate code: derive, registry, generate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import sympy
+
+from phiforge.derive.codegen import default_generated_dir, generate
+from phiforge.derive.errors import InputError
+from phiforge.derive.multistep import exponential_adams
+from phiforge.derive.plan import build_registry, derive_singlestep_record
+from phiforge.derive.registry import (
+    list_records,
+    load_record,
+    multistep_record,
+    save_record,
+)
+
+__all__ = ["register_registry_commands"]
+
+
+def _emit(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def _summary(record: dict[str, Any]) -> dict[str, Any]:
+    scalar = record["orders"]["scalar"]
+    provenance = record["provenance"]
+    return {
+        "name": record["name"],
+        "family": record["family"],
+        "stiff_order": scalar["stiff"],
+        "weak_stiff_order": scalar["weak_stiff"],
+        "nonstiff_order": scalar["nonstiff"],
+        "classical_order": scalar["classical"],
+        "operator_stiff_order": record["orders"]["operator"]["stiff"],
+        "nfe_per_step": record["nfe_per_step"],
+        "stages": record.get("stages"),
+        "steps": record.get("steps"),
+        "provenance": provenance.get("kind"),
+        "source": provenance.get("citation", provenance.get("criterion", "")),
+        "hash": record["hash"],
+    }
+
+
+def _derive(args: argparse.Namespace) -> None:
+    if args.family == "singlestep":
+        nodes = None
+        if args.nodes:
+            nodes = [sympy.nsimplify(x) for x in args.nodes.split(",")]
+        if nodes is None and args.node_grid is None:
+            raise InputError("give parameter '--nodes c2,...,cs' or '--node-grid v1,v2,...'")
+        record = derive_singlestep_record(
+            args.name,
+            args.stages,
+            args.order,
+            nodes=nodes,
+            node_grid=args.node_grid.split(",") if args.node_grid else None,
+            assumptions=args.assumptions,
+            prediction=args.prediction,
+            description=args.description or "",
+        )
+    else:
+        method = exponential_adams(
+            args.order, args.name, prediction=args.prediction, description=args.description or ""
+        )
+        record = multistep_record(
+            method, {"kind": "derived", "family": "multistep", "order": args.order}
+        )
+    path = save_record(record, args.registry)
+    summary = _summary(record) | {
+        "path": str(path),
+        "free_parameters": record["provenance"].get("free_parameters"),
+    }
+    if args.format == "json":
+        _emit(summary)
+        return
+    print(f"wrote {path}")
+    for key, value in summary.items():
+        print(f"  {key}: {value}")
+
+
+def _registry_list(args: argparse.Namespace) -> None:
+    records = [_summary(r) for r in list_records(args.registry)]
+    if args.format == "json":
+        _emit(records)
+        return
+    print("| name | family | stiff | weak | non-stiff | classical | NFE/step | provenance |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in records:
+        print(
+            f"| {r['name']} | {r['family']} | {r['stiff_order']} | {r['weak_stiff_order']} | "
+            f"{r['nonstiff_order']} | {r['classical_order']} | {r['nfe_per_step']} | "
+            f"{r['provenance']} |"
+        )
+
+
+def _registry_show(args: argparse.Namespace) -> None:
+    record = load_record(args.name, args.registry)
+    if args.format == "json":
+        _emit(record)
+        return
+    for key, value in _summary(record).items():
+        print(f"{key}: {value}")
+    print("coefficients:")
+    for group, entries in record["coefficients"].items():
+        for index, text in entries.items():
+            print(f"  {group}[{index}] = {text}")
+
+
+def _registry_build(args: argparse.Namespace) -> None:
+    paths = build_registry(args.registry, args.names or None)
+    if args.format == "json":
+        _emit([str(p) for p in paths])
+    else:
+        print("\n".join(f"wrote {p}" for p in paths))
+
+
+def _generate(args: argparse.Namespace) -> int:
+    out = Path(args.out) if args.out else default_generated_dir()
+    differing = generate(args.registry, out, check=args.check)
+    if args.format == "json":
+        _emit({"check": args.check, "out": str(out), "files": differing})
+    elif args.check:
+        if differing:
+            print("generated/ differs from what the registry produces:")
+            print("\n".join(f"  {name}" for name in differing))
+            print("run 'phiforge generate' to regenerate")
+        else:
+            print(f"{out}: up to date")
+    else:
+        print(f"wrote {len(differing)} file(s) in {out}" + ("".join(f"\n  {n}" for n in differing)))
+    return 1 if (args.check and differing) else 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
+
+
+def register_registry_commands(commands: argparse._SubParsersAction) -> None:
+    derive = commands.add_parser("derive", help="construct a method and write its record")
+    families = derive.add_subparsers(dest="family", metavar="FAMILY", required=True)
+    single = families.add_parser("singlestep", help="exponential Runge-Kutta from the conditions")
+    single.add_argument("--stages", "-s", type=_positive_int, required=True)
+    single.add_argument("--order", "-p", type=_positive_int, required=True)
+    single.add_argument("--nodes", help="c2,...,cs, e.g. 1/3,2/3")
+    single.add_argument(
+        "--node-grid",
+        help="choose the nodes from these values by the "
+        "principal-error criterion, e.g. 1/4,1/3,1/2,2/3,1",
+    )
+    single.add_argument("--setting", choices=("scalar",), default="scalar")
+    single.add_argument("--assumptions", choices=("none", "stage-order-2"), default="none")
+    multi = families.add_parser("multistep", help="exponential Adams of order K")
+    multi.add_argument("--order", "-k", type=_positive_int, required=True)
+    for sub in (single, multi):
+        sub.add_argument("--name", required=True)
+        sub.add_argument("--prediction", choices=("data", "noise"), default="data")
+        sub.add_argument("--description")
+        sub.add_argument("--registry", type=Path, help="registry folder (default: the package's)")
+        sub.add_argument("--format", choices=("text", "json"), default="text")
+        sub.set_defaults(handler=_derive)
+
+    registry = commands.add_parser("registry", help="read or rebuild the registry")
+    actions = registry.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="one line per registered method")
+    listing.set_defaults(handler=_registry_list)
+    show = actions.add_parser("show", help="one record")
+    show.add_argument("name", metavar="NAME")
+    show.set_defaults(handler=_registry_show)
+    build = actions.add_parser("build", help="re-derive records from the registry plan")
+    build.add_argument("names", nargs="*", metavar="NAME")
+    build.set_defaults(handler=_registry_build)
+    for sub in (listing, show, build):
+        sub.add_argument("--registry", type=Path, help="registry folder (default: the package's)")
+        sub.add_argument("--format", choices=("text", "json"), default="text")
+
+    gen = commands.add_parser("generate", help="write generated/ from the registry")
+    gen.add_argument(
+        "--check", action="store_true", help="only compare; exit 1 and name the files that differ"
+    )
+    gen.add_argument("--registry", type=Path, help="registry folder (default: the package's)")
+    gen.add_argument("--out", help="output folder (default: the package's generated/)")
+    gen.add_argument("--format", choices=("text", "json"), default="text")
+    gen.set_defaults(handler=_generate)

@@ -1,0 +1,346 @@
+"""Code generation: one torch-ready Python module per registry record, from Jinja2 templates.
+
+The coefficient functions are written from the record's exact expressions. A phi-linear
+coefficient f(z) = sum q phi_k(c z) whose Taylor series starts at z^v (v > 0) is emitted as
+z^v sum q c^v phi_{k+v}(c z), the same function without the cancellation of its constant terms
+near z = 0 (from phi_k(x) = sum_{j<v} x^j/(k+j)! + x^v phi_{k+v}(x)). Each phi_k(c z) is read
+from one ``phi_all_float(c z, k_max)`` call per distinct scale c. The output depends only on the
+record, so regenerating reproduces the files byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import sympy
+from sympy.printing.str import StrPrinter
+
+from phiforge.derive.errors import InputError
+from phiforge.derive.phi import phi
+from phiforge.derive.phibasis import SYMBOLIC, CoefficientFunction, coefficient_function, taylor
+from phiforge.derive.registry import (
+    default_registry_dir,
+    list_records,
+    multistep_from_record,
+    tableau_from_record,
+)
+from phiforge.derive.tableau import Z
+
+__all__ = ["default_generated_dir", "generate", "render_module"]
+
+LINE = 100
+
+
+def default_generated_dir() -> Path:
+    return Path(str(resources.files("phiforge.generated")))
+
+
+def _environment() -> jinja2.Environment:
+    loader = jinja2.FunctionLoader(
+        lambda name: resources.files("phiforge.templates").joinpath(name).read_text("utf-8")
+    )
+    return jinja2.Environment(
+        loader=loader,
+        keep_trailing_newline=True,
+        autoescape=False,
+        undefined=jinja2.StrictUndefined,
+    )
+
+
+def _scale_name(scale: sympy.Expr) -> str:
+    scale = sympy.nsimplify(scale)
+    if scale == 1:
+        return "p1"
+    if scale.is_Rational:
+        return f"p{scale.p}_{scale.q}"
+    raise InputError(f"cannot name the phi scale {scale}")
+
+
+def _scale_code(scale: sympy.Rational) -> str:
+    if scale == 1:
+        return "z"
+    if scale.p == 1:
+        return f"z / {scale.q}"
+    return f"{scale.p} * z / {scale.q}"
+
+
+class _CodePrinter(StrPrinter):
+    """Python code: phi(k, c*z) -> p{c}[k]; rationals as float divisions."""
+
+    def _print_phi(self, expr: phi) -> str:
+        k, argument = expr.args
+        return f"{_scale_name(argument / Z)}[{k}]"
+
+    def _print_Rational(self, expr: sympy.Rational) -> str:
+        return f"{expr.p}/{expr.q}"
+
+    def _print_Symbol(self, expr: sympy.Symbol) -> str:
+        return str(expr)
+
+
+def _code(expr: sympy.Expr) -> str:
+    return _CodePrinter({"order": "none"}).doprint(expr)
+
+
+def _cancellation_free(expr: sympy.Expr) -> sympy.Expr:
+    """z^v sum q c^v phi_{k+v}(c z) for a phi-linear expr with Taylor valuation v."""
+    function: CoefficientFunction = coefficient_function(expr, Z, SYMBOLIC, "coefficient")
+    if not function.is_linear or expr == 0:
+        return expr
+    combination = function.as_combination()
+    series = taylor(combination, 12)
+    v = next((m for m, value in enumerate(series) if sympy.simplify(value) != 0), 0)
+    if v == 0:
+        return expr
+    inner = sympy.Add(
+        *[q * c**v * phi(k + v, c * Z) for (k, c), q in combination.items() if c != 0]
+    )
+    return sympy.Mul(Z**v, inner, evaluate=False)
+
+
+def _cancellation_free_polynomial(expr: sympy.Expr) -> sympy.Expr:
+    """The same for a polynomial in phi functions: with Taylor valuation v > 0, write each
+    phi_k(c z) = sum_{j<v} (c z)^j/(k+j)! + (c z)^v phi_{k+v}(c z), expand, drop the part of
+    z-degree < v (it cancels exactly; checked), and return z^v times the rest over z^v."""
+    function = coefficient_function(expr, Z, SYMBOLIC, "numerator")
+    series = CoefficientFunction._poly_taylor(function.numerator, 12)
+    v = next((m for m, value in enumerate(series) if sympy.simplify(value) != 0), 0)
+    if v == 0:
+        return expr
+    replacement = {}
+    for atom in expr.atoms(phi):
+        k, argument = atom.args
+        head = sympy.Add(*[argument**j / sympy.factorial(k + j) for j in range(v)])
+        replacement[atom] = head + argument**v * phi(k + v, argument)
+    expanded = sympy.expand(expr.xreplace(replacement))
+    low, high = sympy.Integer(0), sympy.Integer(0)
+    for term in sympy.Add.make_args(expanded):
+        if not term.has(phi) and sympy.degree(term, Z) < v:
+            low += term
+        else:
+            high += term
+    if sympy.simplify(low) != 0:
+        raise InputError(f"internal: low-order terms of {expr} do not cancel")
+    return sympy.Mul(Z**v, sympy.expand(high / Z**v), evaluate=False)
+
+
+def _assign(name: str, expr: sympy.Expr) -> list[str]:
+    text = _code(expr)
+    line = f"{name} = {text}"
+    if len(line) + 4 <= LINE:
+        return [line]
+    terms = sympy.Add.make_args(expr) if not isinstance(expr, sympy.Mul) else [expr]
+    if len(terms) == 1:
+        return [
+            f"{name} = (",
+            *textwrap.wrap(
+                text,
+                LINE - 8,
+                initial_indent="    ",
+                subsequent_indent="    ",
+                break_on_hyphens=False,
+            ),
+            ")",
+        ]
+    lines = [f"{name} = ("]
+    for index, term in enumerate(terms):
+        rendered = _code(term)
+        if index and rendered.startswith("-"):
+            text = f"- {rendered[1:]}"
+        else:
+            text = f"{'+ ' if index else ''}{rendered}"
+        lines.extend(
+            textwrap.wrap(
+                text,
+                LINE - 8,
+                initial_indent="    ",
+                subsequent_indent="        ",
+                break_on_hyphens=False,
+            )
+        )
+    lines.append(")")
+    return lines
+
+
+def _phi_lines(expressions: list[sympy.Expr]) -> list[str]:
+    needed: dict[sympy.Expr, int] = {}
+    for expr in expressions:
+        for atom in sympy.sympify(expr).atoms(phi):
+            k, argument = atom.args
+            scale = sympy.nsimplify(argument / Z)
+            needed[scale] = max(needed.get(scale, 0), int(k))
+    lines = []
+    for scale in sorted(needed, key=lambda s: (s != 1, float(s))):
+        lines.append(f"{_scale_name(scale)} = phi_all_float({_scale_code(scale)}, {needed[scale]})")
+    return lines
+
+
+def _exact_lines(pairs: list[tuple[str, sympy.Expr]]) -> list[str]:
+    lines = []
+    for label, expr in pairs:
+        text = f"{label} = {expr}"
+        lines.extend(
+            textwrap.wrap(text, LINE - 12, subsequent_indent="    ", break_on_hyphens=False)
+        )
+    return lines
+
+
+def _provenance_lines(record: Mapping[str, Any]) -> list[str]:
+    provenance = record.get("provenance", {})
+    kind = provenance.get("kind", "unknown")
+    if kind == "published":
+        text = f"Published: {provenance.get('citation', '')}"
+    else:
+        details = ", ".join(f"{k} {v}" for k, v in sorted(provenance.items()) if k != "kind")
+        text = f"Derived by phiforge: {details}"
+    return textwrap.wrap(text, LINE - 4, break_on_hyphens=False)
+
+
+def _common(record: Mapping[str, Any]) -> dict[str, Any]:
+    prediction = record.get("prediction")
+    return {
+        "name": record["name"],
+        "hash": record["hash"],
+        "title": record.get("description") or record["name"],
+        "prediction": "None" if prediction is None else f'"{prediction}"',
+        "orders": record["orders"],
+        "orders_code": json.dumps(record["orders"], indent=4, sort_keys=True),
+        "convergence_order": record["convergence_order"],
+        "provenance_lines": _provenance_lines(record),
+    }
+
+
+class _Emitter:
+    """Collects coefficient assignments; shared denominators of rational coefficients become
+    one named variable each (d1, d2, ...)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.emitted: list[sympy.Expr] = []
+        self.denominators: dict[sympy.Expr, str] = {}
+
+    def assign(self, name: str, expr: sympy.Expr) -> None:
+        numerator, denominator = sympy.fraction(sympy.together(expr))
+        if denominator.has(Z):
+            denominator = sympy.expand(denominator)
+            if denominator not in self.denominators:
+                label = f"d{len(self.denominators) + 1}"
+                self.denominators[denominator] = label
+                self.emitted.append(denominator)
+                self.lines.extend(_assign(label, denominator))
+            numerator = _cancellation_free_polynomial(sympy.expand(numerator))
+            self.emitted.append(numerator)
+            self.lines.extend(_assign(name, numerator))
+            self.lines.append(f"{name} = {name} / {self.denominators[denominator]}")
+            return
+        form = _cancellation_free(expr)
+        self.emitted.append(form)
+        self.lines.extend(_assign(name, form))
+
+
+def _singlestep_context(record: Mapping[str, Any]) -> dict[str, Any]:
+    method = tableau_from_record(record)
+    s = method.stages
+    exact = []
+    emitter = _Emitter()
+    a_rows = []
+    for i in range(1, s + 1):
+        names = {}
+        for j in range(1, i):
+            entry = method.a_entry(i, j)
+            name = f"a{i}{j}" if s < 10 else f"a{i}_{j}"
+            if entry == 0:
+                names[j] = "0.0"
+                continue
+            names[j] = name
+            if j == 1 and not method.sparse_row_linear(i):
+                continue  # emitted below from the row sum
+            exact.append((f"a[{i}][{j}]", entry))
+            emitter.assign(name, entry)
+        if i > 1 and not method.sparse_row_linear(i) and names[1] != "0.0":
+            c_i = method.c[i - 1]
+            others = " + ".join(f"a[{i}][{j}]" for j in range(2, i))
+            exact.append((f"a[{i}][1]", sympy.Symbol(f"{c_i * phi(1, c_i * Z)} - ({others})")))
+            rest = [names[j] for j in range(2, i) if names[j] != "0.0"]
+            emitter.emitted.append(phi(1, c_i * Z))
+            emitter.lines.append(
+                f"{names[1]} = {_code(c_i * phi(1, c_i * Z))} - " + " - ".join(rest)
+            )
+        a_rows.append("".join(f"{names[j]}, " for j in range(1, i)).rstrip())
+    b_names = []
+    for i in range(1, s + 1):
+        entry = method.b_entry(i)
+        if entry == 0:
+            b_names.append("0.0")
+            continue
+        exact.append((f"b[{i}]", entry))
+        emitter.assign(f"b{i}", entry)
+        b_names.append(f"b{i}")
+    nodes = [sympy.nsimplify(x) for x in method.c]
+    return _common(record) | {
+        "stages": s,
+        "nfe": record["nfe_per_step"],
+        "nodes_text": ", ".join(str(x) for x in nodes),
+        "nodes_code": ", ".join(_code(x) if x != 0 else "0.0" for x in nodes)
+        + ("," if s == 1 else ""),
+        "exact_lines": _exact_lines(exact),
+        "phi_lines": _phi_lines(emitter.emitted),
+        "coefficient_lines": emitter.lines,
+        "a_rows": a_rows,
+        "b_row": ", ".join(b_names) + ("," if s == 1 else ""),
+    }
+
+
+def _multistep_context(record: Mapping[str, Any]) -> dict[str, Any]:
+    method = multistep_from_record(record)
+    k = method.steps
+    exact, lines, names = [], [], []
+    for m, weight in enumerate(method.weights):
+        exact.append((f"beta[{m}]", weight))
+        lines.extend(_assign(f"beta{m}", weight))
+        names.append(f"beta{m}")
+    return _common(record) | {
+        "steps": k,
+        "exact_lines": _exact_lines(exact),
+        "ratio_lines": [f"{r} = ratios[{index}]" for index, r in enumerate(method.ratios)],
+        "phi_lines": _phi_lines(list(method.weights)),
+        "coefficient_lines": lines,
+        "beta_row": ", ".join(names) + ("," if k == 1 else ""),
+    }
+
+
+def render_module(record: Mapping[str, Any]) -> str:
+    """The generated module of one record, as text."""
+    family = record["family"]
+    context = _singlestep_context(record) if family == "singlestep" else _multistep_context(record)
+    return _environment().get_template(f"{family}.py.j2").render(**context)
+
+
+def generate(
+    registry: Path | None = None, out: Path | None = None, check: bool = False
+) -> list[str]:
+    """Write (or, with ``check``, compare) one module per record; returns the files that were
+    written or that differ (missing, changed, or without a record)."""
+    out = Path(out or default_generated_dir())
+    records = list_records(registry or default_registry_dir())
+    expected = {f"{r['name']}.py": render_module(r) for r in records}
+    differing = []
+    for filename, text in expected.items():
+        path = out / filename
+        if path.is_file() and path.read_text(encoding="utf-8") == text:
+            continue
+        differing.append(filename)
+        if not check:
+            path.write_text(text, encoding="utf-8")
+    for path in sorted(out.glob("*.py")):
+        if path.name != "__init__.py" and path.name not in expected:
+            differing.append(path.name)
+            if not check:
+                path.unlink()
+    return sorted(differing)

@@ -1,0 +1,122 @@
+"""Build the registry from ``registry_plan.toml``: every record re-derived, none typed by hand."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import sympy
+
+from phiforge.derive.catalogue import catalogue_method
+from phiforge.derive.construct import choose_nodes, construct_singlestep
+from phiforge.derive.errors import InputError
+from phiforge.derive.multistep import exponential_adams, published_multistep
+from phiforge.derive.registry import multistep_record, save_record, singlestep_record
+
+__all__ = ["build_record", "build_registry", "plan_entries"]
+
+
+def plan_entries() -> dict[str, dict[str, Any]]:
+    text = resources.files("phiforge.derive").joinpath("registry_plan.toml").read_text("utf-8")
+    return tomllib.loads(text)
+
+
+def derive_singlestep_record(
+    name: str,
+    stages: int,
+    order: int,
+    *,
+    nodes=None,
+    node_grid=None,
+    assumptions: str = "none",
+    prediction: str | None = None,
+    description: str = "",
+) -> dict[str, Any]:
+    """Construct a scalar-setting method and return its record (raises if it cannot)."""
+    metadata = {"prediction": prediction, "description": description}
+    provenance: dict[str, Any] = {
+        "kind": "derived",
+        "family": "singlestep",
+        "stages": stages,
+        "order": order,
+        "setting": "scalar",
+        "assumptions": assumptions,
+    }
+    if node_grid is not None:
+        result, table = choose_nodes(
+            stages, order, node_grid, assumptions=assumptions, name=name, **metadata
+        )
+        provenance["criterion"] = (
+            "nodes minimise sqrt(sum over trees t of order p+1 of (w_t Cond_t(0))^2), w_t the "
+            "error weights of spec order-conditions.md §4.8, over increasing nodes from the grid"
+        )
+        provenance["node_grid"] = [str(x) for x in node_grid]
+        provenance["candidates_solved"] = len(table)
+        provenance["principal_error"] = min(error for _, error in table)
+    else:
+        result = construct_singlestep(
+            stages, order, nodes, assumptions=assumptions, name=name, **metadata
+        )
+        if not result.success:
+            raise InputError(
+                f"{name}: no {stages}-stage method of order {order} for nodes "
+                f"{nodes}: blocked by {result.blocked_by}"
+            )
+    provenance["nodes"] = [str(x) for x in result.nodes]
+    provenance["free_parameters"] = result.free_parameters
+    return singlestep_record(result.tableau, provenance)
+
+
+def build_record(name: str, entry: dict[str, Any]) -> dict[str, Any]:
+    description = entry.get("description")
+    if "published" in entry:
+        method = catalogue_method(entry["published"])
+        if description:
+            method = dataclasses.replace(method, description=description)
+        return singlestep_record(
+            method,
+            {"kind": "published", "citation": method.source, "catalogue": entry["published"]},
+        )
+    if "published_multistep" in entry:
+        method = published_multistep(entry["published_multistep"])
+        return multistep_record(method, {"kind": "published", "citation": method.source})
+    if entry.get("derive") == "multistep":
+        method = exponential_adams(
+            entry["order"], name, prediction=entry.get("prediction"), description=description or ""
+        )
+        return multistep_record(
+            method,
+            {
+                "kind": "derived",
+                "family": "multistep",
+                "order": entry["order"],
+                "construction": "exponential Adams: exact integration of the Lagrange interpolant "
+                "of the last k values (variable steps)",
+            },
+        )
+    if entry.get("derive") == "singlestep":
+        return derive_singlestep_record(
+            name,
+            entry["stages"],
+            entry["order"],
+            nodes=[sympy.nsimplify(x) for x in entry["nodes"]] if "nodes" in entry else None,
+            node_grid=entry.get("node_grid"),
+            assumptions=entry.get("assumptions", "none"),
+            prediction=entry.get("prediction"),
+            description=description or "",
+        )
+    raise InputError(
+        f"registry plan entry {name!r}: say 'published', 'published_multistep' or 'derive'"
+    )
+
+
+def build_registry(directory: Path | None = None, names: list[str] | None = None) -> list[Path]:
+    entries = plan_entries()
+    selected = names or list(entries)
+    unknown = [n for n in selected if n not in entries]
+    if unknown:
+        raise InputError(f"unknown plan entries {unknown}; the plan lists {list(entries)}")
+    return [save_record(build_record(name, entries[name]), directory) for name in selected]

@@ -1,0 +1,112 @@
+"""Constructing single-step methods from the scalar-setting conditions."""
+
+import pytest
+import sympy
+from sympy import Rational
+
+from phiforge.derive.check import check_tableau
+from phiforge.derive.construct import choose_nodes, construct_singlestep, error_weight
+from phiforge.derive.errors import InputError
+from phiforge.derive.phi import phi
+from phiforge.derive.tableau import Z
+from phiforge.derive.trees import RootedTree
+
+c2, c3 = sympy.symbols("c2 c3", positive=True)
+
+
+def test_res_2s_for_any_c2():
+    result = construct_singlestep(2, 2, [c2])
+    assert result.success
+    assert sympy.simplify(result.tableau.b_entry(2) - phi(2, Z) / c2) == 0
+    for value in (Rational(1, 2), Rational(1, 3), 1):
+        member = result.tableau.subs({"c2": value})
+        assert check_tableau(member, 3, "scalar").stiff_order == 2
+
+
+def test_three_stage_order_three_family_for_free_nodes():
+    # spec-dpmsolver-res.md §7.6
+    result = construct_singlestep(3, 3, [c2, c3])
+    b2, b3 = result.tableau.b_entry(2), result.tableau.b_entry(3)
+    assert sympy.simplify(b2 - (c3 * phi(2, Z) - 2 * phi(3, Z)) / (c2 * (c3 - c2))) == 0
+    assert sympy.simplify(b3 - (2 * phi(3, Z) - c2 * phi(2, Z)) / (c3 * (c3 - c2))) == 0
+    a32 = (b2 * c2**2 * phi(2, c2 * Z) + b3 * c3**2 * phi(2, c3 * Z)) / (b3 * c2)
+    difference = (result.tableau.a_entry(3, 2) - a32).subs({c2: Rational(1, 3), c3: Rational(3, 4)})
+    assert abs(sympy.N(difference.subs(Z, Rational(-7, 5)), 30)) < 1e-25
+
+
+def test_spec_coefficient_vectors_of_the_three_stage_family():
+    # spec-dpmsolver-res.md §10.2, c = (1/3, 2/3), data form z = -h
+    method = construct_singlestep(3, 3, [Rational(1, 3), Rational(2, 3)]).tableau
+    expected = {
+        1: (
+            0.165748103014,
+            -0.170893411885,
+            0.637265867700,
+            0.283468689426,
+            -0.0135523822283,
+            0.500135263196,
+        ),
+        2: (
+            0.127827971099,
+            -0.242492687863,
+            0.546997075145,
+            0.243291440484,
+            -0.0196208722729,
+            0.387822303215,
+        ),
+    }
+    for h, values in expected.items():
+        got = [
+            method.b_entry(1),
+            method.b_entry(2),
+            method.b_entry(3),
+            method.a_entry(2, 1),
+            method.a_entry(3, 1),
+            method.a_entry(3, 2),
+        ]
+        for expr, value in zip(got, values, strict=True):
+            assert float(sympy.N(expr.subs(Z, -h), 20)) == pytest.approx(value, abs=2e-12)
+
+
+def test_four_stages_cannot_reach_scalar_order_four_for_these_nodes():
+    result = construct_singlestep(4, 4, [Rational(1, 3), Rational(2, 3), 1])
+    assert not result.success
+    assert result.blocked_by.startswith("condition 5 [[τ^2]]")
+
+
+def test_five_stages_reach_scalar_stiff_order_four():
+    result = construct_singlestep(
+        5, 4, [Rational(1, 4), Rational(1, 3), Rational(1, 2), 1], assumptions="stage-order-2"
+    )
+    assert result.success
+    assert result.report.stiff_order == 4
+    assert result.free_parameters == {"a4_2": "0"}
+
+
+def test_node_choice_by_principal_error():
+    best, table = choose_nodes(3, 3, ["1/3", "1/2", "2/3", "1"])
+    errors = dict(table)
+    assert errors[tuple(str(x) for x in best.nodes[1:])] == min(errors.values())
+    assert ("1/3", "2/3") in errors and len(errors) == 5  # c2 = 2/3 makes b_3(0) = 0
+
+
+def test_error_weights():
+    assert error_weight(RootedTree.parse("[t^3]")) == 1
+    assert error_weight(RootedTree.parse("[[t]t]")) == 1
+    assert error_weight(RootedTree.parse("[[t][t]]")) == Rational(1, 2)
+    assert error_weight(RootedTree.parse("[[t]t^2]")) == Rational(1, 2)
+
+
+def test_bad_input():
+    with pytest.raises(InputError, match="'nodes' must be distinct"):
+        construct_singlestep(3, 3, [Rational(1, 2), Rational(1, 2)])
+    with pytest.raises(InputError, match="'nodes' must give"):
+        construct_singlestep(3, 3, [Rational(1, 2)])
+    with pytest.raises(InputError, match="'stages'"):
+        construct_singlestep(0, 2, [])
+    with pytest.raises(InputError, match="'order'"):
+        construct_singlestep(2, 0, [Rational(1, 2)])
+    with pytest.raises(InputError, match="positive"):
+        construct_singlestep(2, 2, [-1])
+    with pytest.raises(InputError, match="'setting'"):
+        construct_singlestep(2, 2, [Rational(1, 2)], setting="operator")

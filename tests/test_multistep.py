@@ -1,0 +1,84 @@
+"""Exponential Adams weights (spec order-conditions.md §6.2) and published variants."""
+
+import pytest
+import sympy
+
+from phiforge.derive.errors import InputError
+from phiforge.derive.multistep import (
+    check_multistep,
+    exponential_adams,
+    published_multistep,
+    step_ratios,
+)
+from phiforge.derive.phi import phi
+from phiforge.derive.tableau import Z
+
+P1, P2, P3, P4 = (phi(k, Z) for k in range(1, 5))
+
+
+def _equal(left, right):
+    return all(sympy.simplify(a - b) == 0 for a, b in zip(left, right, strict=True))
+
+
+def test_two_step_variable_weights():
+    (r,) = step_ratios(2)
+    assert _equal(exponential_adams(2).weights, (P1 + P2 / r, -P2 / r))
+
+
+def test_three_step_variable_weights():
+    r1, r2 = step_ratios(3)
+    expected = (
+        P1 + (2 * r1 + r2) / (r1 * (r1 + r2)) * P2 + 2 / (r1 * (r1 + r2)) * P3,
+        -(r1 + r2) / (r1 * r2) * P2 - 2 / (r1 * r2) * P3,
+        r1 / (r2 * (r1 + r2)) * P2 + 2 / (r2 * (r1 + r2)) * P3,
+    )
+    assert _equal(exponential_adams(3).weights, expected)
+
+
+def test_constant_step_weights():
+    assert _equal(
+        exponential_adams(3).weights_equal_steps(),
+        (P1 + 3 * P2 / 2 + P3, -2 * P2 - 2 * P3, P2 / 2 + P3),
+    )
+    assert _equal(
+        exponential_adams(4).weights_equal_steps(),
+        (
+            P1 + sympy.Rational(11, 6) * P2 + 2 * P3 + P4,
+            -3 * P2 - 5 * P3 - 3 * P4,
+            sympy.Rational(3, 2) * P2 + 4 * P3 + 3 * P4,
+            -P2 / 3 - P3 - P4,
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    "k",
+    [1, 2, 3, 4, pytest.param(5, marks=pytest.mark.slow), pytest.param(6, marks=pytest.mark.slow)],
+)
+def test_exponential_adams_has_stiff_order_k(k):
+    report = check_multistep(exponential_adams(k), k + 1)
+    assert report.stiff_order == k
+    assert report.verdicts[k] == "fails"
+
+
+def test_dpmpp_2m_dpmsolver_variant_is_weak_order_2():
+    report = check_multistep(published_multistep("dpmpp_2m"), 4)
+    assert report.verdicts[:2] == ["strong", "weak"]
+    assert (report.stiff_order, report.weak_stiff_order, report.classical_order) == (1, 2, 2)
+    assert report.leading_terms[1] == -Z / 12
+
+
+def test_reference_3m_is_second_order():
+    report = check_multistep(published_multistep("dpmpp_3m_ref"), 4)
+    assert report.verdicts[:3] == ["strong", "strong", "fails"]
+    assert report.leading_terms[2] == sympy.Rational(1, 12)
+    # spec-dpmsolver-res.md §4.2: with the phi_3 weight doubled (kappa = 2) it is exponential AB3
+    weights = published_multistep("dpmpp_3m_ref").weights_equal_steps()
+    assert sympy.simplify(weights[2] - (P2 / 2 + P3 / 2)) == 0
+
+
+def test_bad_input():
+    with pytest.raises(InputError, match="'k'"):
+        exponential_adams(0)
+    with pytest.raises(InputError, match="unknown published multistep"):
+        published_multistep("dpmpp_9m")
