@@ -36,6 +36,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = args.handler(args)
+    except BrokenPipeError:  # output piped into a reader that stopped early (e.g. head)
+        sys.stderr.close()
+        return 0
     except InputError as error:
         if getattr(args, "format", None) == "json":
             print(json.dumps({"error": str(error)}), file=sys.stderr)

@@ -63,6 +63,8 @@ def _derive(args: argparse.Namespace) -> None:
             assumptions=args.assumptions,
             prediction=args.prediction,
             description=args.description or "",
+            setting=args.setting,
+            weak_top=args.weak_top,
         )
     else:
         method = exponential_adams(
@@ -159,8 +161,20 @@ def register_registry_commands(commands: argparse._SubParsersAction) -> None:
         help="choose the nodes from these values by the "
         "principal-error criterion, e.g. 1/4,1/3,1/2,2/3,1",
     )
-    single.add_argument("--setting", choices=("scalar",), default="scalar")
-    single.add_argument("--assumptions", choices=("none", "stage-order-2"), default="none")
+    single.add_argument(
+        "--setting",
+        choices=("scalar", "operator"),
+        default="scalar",
+        help="scalar: diffusion ODEs (default); operator: stiff PDEs (ansatz)",
+    )
+    single.add_argument(
+        "--weak-top",
+        action="store_true",
+        help="operator setting: top-order conditions in weakened form",
+    )
+    single.add_argument(
+        "--assumptions", choices=("none", "stage-order-2", "stage-order-3"), default="none"
+    )
     multi = families.add_parser("multistep", help="exponential Adams of order K")
     multi.add_argument("--order", "-k", type=_positive_int, required=True)
     for sub in (single, multi):

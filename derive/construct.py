@@ -12,7 +12,8 @@ unknown (preferring a coefficient free of other unknowns, then the fewest unknow
 substitute; an equation that loses all its unknowns without vanishing is the condition that
 blocks (s, p, c). Optional simplifying assumptions (stage order 2: psi_{2,i} = 0 for i >= 3 and
 b_2 = 0, the classical C(2)-type assumption of Hochbruck & Ostermann's and Luan's constructions)
-make every condition up to order 4 linear row by row. Unknowns that no condition determines
+make every condition up to order 4 linear row by row; stage order 3 (additionally
+psi_{3,i} = 0 for i >= 4) does the same for order 5. Unknowns that no condition determines
 remain free; they are set to 0 and reported. The result is verified by the exact checker.
 
 phi values are treated as independent transcendentals while solving, which is sufficient (every
@@ -36,7 +37,7 @@ from phiforge.derive.trees import RootedTree, trees_up_to
 
 __all__ = ["Construction", "construct_singlestep"]
 
-ASSUMPTIONS = ("none", "stage-order-2")
+ASSUMPTIONS = ("none", "stage-order-2", "stage-order-3")
 
 
 @dataclass
@@ -96,11 +97,14 @@ def _equations(
         )
 
     equations = []
-    if assumptions == "stage-order-2":
+    if assumptions in ("stage-order-2", "stage-order-3"):
         for i in range(3, s + 1):
             equations.append((f"assumption psi_(2,{i}) = 0", sympy.expand(psi_stage(2, i))))
         if 2 in unknown_b:
             equations.append(("assumption b_2 = 0", unknown_b[2]))
+    if assumptions == "stage-order-3":
+        for i in range(4, s + 1):
+            equations.append((f"assumption psi_(3,{i}) = 0", sympy.expand(psi_stage(3, i))))
     for number, tree in enumerate(trees_up_to(p, start=2), start=1):
         if tree.is_bushy:
             expr = psi(tree.order)
@@ -164,6 +168,26 @@ def _eliminate(
     return solution, chosen, None
 
 
+def _fix_free(solution: dict, free: list[sympy.Symbol]) -> tuple[dict, dict[str, str]]:
+    """Give each undetermined unknown the first of 0, 1, 2, 1/2, -1 that keeps every solved
+    value finite (no denominator vanishes), substituting one unknown at a time."""
+    chosen: dict[str, str] = {}
+    for u in free:
+        for value in (0, 1, 2, sympy.Rational(1, 2), -1):
+            trial = {k: v.subs(u, value) for k, v in solution.items()}
+            if all(
+                sympy.fraction(sympy.together(v))[1] != 0 and not v.has(sympy.nan, sympy.zoo)
+                for v in trial.values()
+            ):
+                solution = {k: sympy.cancel(v) for k, v in trial.items()}
+                solution[u] = sympy.Integer(value)
+                chosen[str(u)] = str(value)
+                break
+        else:
+            raise InputError(f"no admissible value for the free parameter {u}")
+    return solution, chosen
+
+
 def construct_singlestep(
     stages: int,
     order: int,
@@ -220,12 +244,7 @@ def construct_singlestep(
         result.blocked_by = blocked
         return result
     back = {symbol: phi(k, scale * Z) for (k, scale), symbol in placeholders.items()}
-    free = {}
-    undetermined = {u: sympy.Integer(0) for u in unknowns if u not in solution}
-    solution = {key: sympy.cancel(value.subs(undetermined)) for key, value in solution.items()}
-    for u, value in undetermined.items():
-        solution[u] = value
-        free[str(u)] = "0"
+    solution, free = _fix_free(solution, [u for u in unknowns if u not in solution])
     for u in chosen:
         free[str(u)] = "0"
 
@@ -320,3 +339,89 @@ def choose_nodes(
             f"{[str(v) for v in values]}"
         )
     return best[1], table
+
+
+def construct_operator(
+    stages: int,
+    order: int,
+    nodes: list[Any] | tuple[Any, ...],
+    weak_top: bool = False,
+    name: str | None = None,
+    max_phi: int | None = None,
+    **metadata: Any,
+) -> Construction:
+    """Operator setting (stiff PDEs): every condition must vanish for independent vertex
+    variables, so each entry of its phi-basis tensor is one equation. Ansatz (as in Hochbruck &
+    Ostermann's and Luan's constructions): b_i(z) = sum_k beta_ik phi_k(z) and
+    a_ij(z) = sum_{k, c} alpha_ijkc phi_k(c z) over k = 2..max_phi and the scales c of the nodes
+    up to c_i, with unknown constants; a_i1, b_1 from the row sums. With ``weak_top`` the
+    conditions of the top order are imposed in weakened form (root variable at 0). Coinciding
+    nodes are allowed (they share phi functions)."""
+    s = stages
+    p = check_order(order, "order")
+    if isinstance(s, bool) or not isinstance(s, int) or s < 2:
+        raise InputError(f"parameter 'stages' must be an integer >= 2, got {stages!r}")
+    values = [sympy.nsimplify(sympy.sympify(x)) for x in nodes]
+    if len(values) == s - 1:
+        values = [sympy.Integer(0), *values]
+    if len(values) != s or values[0] != 0 or any(not (v.is_Rational and v > 0) for v in values[1:]):
+        raise InputError(
+            f"parameter 'nodes' must give c_2..c_{s} as positive rationals, got {nodes!r}"
+        )
+    top = max_phi or p
+    unknowns: list[sympy.Symbol] = []
+
+    def ansatz(prefix: str, scales: list[sympy.Expr], ks: range) -> sympy.Expr:
+        terms = []
+        for scale in scales:
+            for k in ks:
+                symbol = sympy.Symbol(f"{prefix}_{k}_{str(scale).replace('/', 'o')}")
+                unknowns.append(symbol)
+                terms.append(symbol * phi(k, scale * Z))
+        return sympy.Add(*terms)
+
+    b = {
+        i: ansatz(f"b{i}", [sympy.Integer(1)], range(2, top + (0 if weak_top else 1)))
+        for i in range(2, s + 1)
+    }
+    a = {}
+    for i in range(3, s + 1):
+        scales = sorted({values[m] for m in range(1, i)} | {values[i - 1]})
+        for j in range(2, i):
+            a[(i, j)] = ansatz(f"a{i}_{j}", scales, range(2, top))
+    method = ExpRKTableau.from_coefficients(name or "ansatz", values, a, b)
+    from phiforge.derive.algebras import TensorAlgebra
+    from phiforge.derive.conditions import ConditionEvaluator
+
+    evaluator = ConditionEvaluator(method.sparse, TensorAlgebra(method.sparse.ring))
+    equations = []
+    for number, tree in enumerate(trees_up_to(p, start=2), start=1):
+        weak = weak_top and tree.order == p
+        element = evaluator.condition(tree, weak=weak)
+        for key, value in element.items():
+            equations.append(
+                (
+                    f"condition {number} {tree} (order {tree.order})"
+                    f"{' weak' if weak else ''}, entry {key}",
+                    sympy.expand(value),
+                )
+            )
+    solution, chosen, blocked = _eliminate(equations, unknowns)
+    result = Construction(s, p, "operator", tuple(values), "ansatz")
+    if blocked is not None:
+        result.blocked_by = blocked
+        return result
+    solution, free = _fix_free(solution, [u for u in unknowns if u not in solution])
+    result.free_parameters = free | {str(u): "0" for u in chosen}
+    final_a = {key: sympy.expand(expr.subs(solution)) for key, expr in a.items()}
+    final_b = {i: sympy.expand(expr.subs(solution)) for i, expr in b.items()}
+    tableau = ExpRKTableau.from_coefficients(
+        name or f"erk{s}s{p}_operator", values, final_a, final_b, **metadata
+    )
+    result.tableau = tableau
+    result.report = check_tableau(tableau, p, "operator")
+    wanted = result.report.weak_stiff_order if weak_top else result.report.stiff_order
+    if wanted < p:
+        failing = next(r for r in result.report.results if r.verdict.value != "strong")
+        result.blocked_by = f"condition {failing.number} {failing.tree} fails for the solution"
+    return result

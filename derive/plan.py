@@ -11,7 +11,7 @@ from typing import Any
 import sympy
 
 from phiforge.derive.catalogue import catalogue_method
-from phiforge.derive.construct import choose_nodes, construct_singlestep
+from phiforge.derive.construct import choose_nodes, construct_operator, construct_singlestep
 from phiforge.derive.errors import InputError
 from phiforge.derive.multistep import exponential_adams, published_multistep
 from phiforge.derive.registry import multistep_record, save_record, singlestep_record
@@ -34,18 +34,30 @@ def derive_singlestep_record(
     assumptions: str = "none",
     prediction: str | None = None,
     description: str = "",
+    setting: str = "scalar",
+    weak_top: bool = False,
 ) -> dict[str, Any]:
-    """Construct a scalar-setting method and return its record (raises if it cannot)."""
+    """Construct a method and return its record (raises if it cannot)."""
     metadata = {"prediction": prediction, "description": description}
     provenance: dict[str, Any] = {
         "kind": "derived",
         "family": "singlestep",
         "stages": stages,
         "order": order,
-        "setting": "scalar",
+        "setting": setting,
         "assumptions": assumptions,
     }
-    if node_grid is not None:
+    if setting == "operator":
+        if nodes is None:
+            raise InputError("parameter '--nodes' is required in the operator setting")
+        result = construct_operator(stages, order, nodes, weak_top=weak_top, name=name, **metadata)
+        if not result.success:
+            raise InputError(
+                f"{name}: no {stages}-stage method of order {order} for nodes {nodes}: "
+                f"blocked by {result.blocked_by}"
+            )
+        provenance["weak_top"] = weak_top
+    elif node_grid is not None:
         result, table = choose_nodes(
             stages, order, node_grid, assumptions=assumptions, name=name, **metadata
         )

@@ -120,3 +120,107 @@ def test_module_entry_point_runs():
         check=True,
     )
     assert json.loads(completed.stdout)[0]["expression"] == "psi_2(z0)"
+
+
+def test_derive_singlestep_writes_a_verified_record(capsys, tmp_path):
+    code, out, _ = run(
+        capsys,
+        "derive",
+        "singlestep",
+        "--stages",
+        "3",
+        "--order",
+        "3",
+        "--nodes",
+        "1/3,2/3",
+        "--name",
+        "full3",
+        "--registry",
+        str(tmp_path),
+        "--format",
+        "json",
+    )
+    summary = json.loads(out)
+    assert code == 0 and summary["stiff_order"] == 3 and summary["operator_stiff_order"] == 2
+    record = json.loads((tmp_path / "full3.json").read_text())
+    assert record["provenance"]["kind"] == "derived" and record["nfe_per_step"] == 3
+
+
+def test_derive_reports_the_blocking_condition(capsys, tmp_path):
+    code, _, err = run(
+        capsys,
+        "derive",
+        "singlestep",
+        "--stages",
+        "4",
+        "--order",
+        "4",
+        "--nodes",
+        "1/3,2/3,1",
+        "--name",
+        "x",
+        "--registry",
+        str(tmp_path),
+    )
+    assert code == 2 and "blocked by condition 5 [[τ^2]]" in err
+
+
+def test_derive_operator_setting(capsys, tmp_path):
+    code, out, _ = run(
+        capsys,
+        "derive",
+        "singlestep",
+        "--stages",
+        "3",
+        "--order",
+        "3",
+        "--nodes",
+        "1/3,2/3",
+        "--setting",
+        "operator",
+        "--weak-top",
+        "--name",
+        "ho3",
+        "--registry",
+        str(tmp_path),
+        "--format",
+        "json",
+    )
+    summary = json.loads(out)
+    assert code == 0
+    assert (summary["operator_stiff_order"], summary["weak_stiff_order"]) == (2, 3)
+
+
+def test_derive_multistep_and_registry_list(capsys, tmp_path):
+    code, _, _ = run(
+        capsys, "derive", "multistep", "--order", "3", "--name", "m3", "--registry", str(tmp_path)
+    )
+    assert code == 0
+    _, out, _ = run(capsys, "registry", "list", "--registry", str(tmp_path), "--format", "json")
+    (entry,) = json.loads(out)
+    assert {
+        k: entry[k]
+        for k in ("name", "family", "stiff_order", "nonstiff_order", "nfe_per_step", "provenance")
+    } == {
+        "name": "m3",
+        "family": "multistep",
+        "stiff_order": 3,
+        "nonstiff_order": 3,
+        "nfe_per_step": 1,
+        "provenance": "derived",
+    }
+
+
+def test_registry_show_refuses_edited_record(capsys, tmp_path):
+    run(capsys, "derive", "multistep", "--order", "2", "--name", "m2", "--registry", str(tmp_path))
+    path = tmp_path / "m2.json"
+    path.write_text(path.read_text().replace('"nfe_per_step": 1', '"nfe_per_step": 2'))
+    code, _, err = run(capsys, "registry", "show", "m2", "--registry", str(tmp_path))
+    assert code == 2 and "edited by hand" in err
+
+
+def test_generate_check_exit_status(capsys, tmp_path):
+    code, out, _ = run(capsys, "generate", "--check", "--format", "json")
+    assert code == 0 and json.loads(out)["files"] == []
+    code, out, _ = run(capsys, "generate", "--check", "--out", str(tmp_path))
+    assert code == 1 and "res_2s.py" in out

@@ -5,7 +5,12 @@ import sympy
 from sympy import Rational
 
 from phiforge.derive.check import check_tableau
-from phiforge.derive.construct import choose_nodes, construct_singlestep, error_weight
+from phiforge.derive.construct import (
+    choose_nodes,
+    construct_operator,
+    construct_singlestep,
+    error_weight,
+)
 from phiforge.derive.errors import InputError
 from phiforge.derive.phi import phi
 from phiforge.derive.tableau import Z
@@ -110,3 +115,27 @@ def test_bad_input():
         construct_singlestep(2, 2, [-1])
     with pytest.raises(InputError, match="'setting'"):
         construct_singlestep(2, 2, [Rational(1, 2)], setting="operator")
+
+
+def test_operator_setting_reproduces_hochbruck_ostermann_exprk3s3():
+    # spec order-conditions.md §5 #4: c = (0, 1/3, 2/3), weak order 3
+    result = construct_operator(3, 3, [Rational(1, 3), Rational(2, 3)], weak_top=True)
+    assert result.success
+    assert sympy.simplify(result.tableau.b_entry(3) - Rational(3, 2) * phi(2, Z)) == 0
+    assert sympy.simplify(result.tableau.a_entry(3, 2) - Rational(4, 3) * phi(2, 2 * Z / 3)) == 0
+    assert result.report.verdict_row() == "SSW"
+
+
+def test_operator_setting_four_stages_stiff_order_three():
+    result = construct_operator(4, 3, [Rational(1, 2), Rational(1, 2), 1])
+    assert result.success and result.report.stiff_order == 3
+
+
+@pytest.mark.slow
+def test_operator_setting_hochbruck_ostermann_five_stage_weak_order_four():
+    # about 5 minutes: the ansatz has 40 unknown constants
+    nodes = [Rational(1, 2), Rational(1, 2), 1, Rational(1, 2)]
+    result = construct_operator(5, 4, nodes, weak_top=True)
+    assert result.success
+    assert result.report.verdict_row() == "SSSSWSW"  # HO's row in spec §5.1
+    assert sympy.expand(result.tableau.b_entry(5) - (4 * phi(2, Z) - 8 * phi(3, Z))) == 0
