@@ -1,0 +1,128 @@
+"""Benchmark: time to derive methods from the conditions, to check them, and to generate code.
+
+Prints one row per derivation with its outcome, so the table doubles as a record of what the
+construction finds. Usage: python bench/construct.py [--format markdown|json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import sympy
+from sympy import Rational
+
+from phiforge.derive.codegen import generate
+from phiforge.derive.construct import choose_nodes, construct_operator, construct_singlestep
+from phiforge.derive.multistep import check_multistep, exponential_adams
+
+c2, c3 = sympy.symbols("c2 c3", positive=True)
+
+CASES = [
+    ("scalar 2 stages order 2, c2 free (RES-2S family)", lambda: construct_singlestep(2, 2, [c2])),
+    (
+        "scalar 3 stages order 3, c2, c3 free (spec §7.6 family)",
+        lambda: construct_singlestep(3, 3, [c2, c3]),
+    ),
+    (
+        "scalar 4 stages order 4, c = (1/3, 2/3, 1)",
+        lambda: construct_singlestep(4, 4, [Rational(1, 3), Rational(2, 3), 1]),
+    ),
+    (
+        "scalar 5 stages order 4, stage order 2, c = (1/4, 1/3, 1/2, 1)",
+        lambda: construct_singlestep(
+            5, 4, [Rational(1, 4), Rational(1, 3), Rational(1, 2), 1], assumptions="stage-order-2"
+        ),
+    ),
+    (
+        "scalar 5 stages order 5, stage order 2, c = (1/4, 1/2, 3/4, 1)",
+        lambda: construct_singlestep(
+            5, 5, [Rational(1, 4), Rational(1, 2), Rational(3, 4), 1], assumptions="stage-order-2"
+        ),
+    ),
+    (
+        "operator 3 stages weak order 3, c = (1/3, 2/3) (HO expRK3s3)",
+        lambda: construct_operator(3, 3, [Rational(1, 3), Rational(2, 3)], weak_top=True),
+    ),
+    (
+        "operator 4 stages order 3, c = (1/2, 1/2, 1)",
+        lambda: construct_operator(4, 3, [Rational(1, 2), Rational(1, 2), 1]),
+    ),
+]
+
+
+def _outcome(result) -> str:
+    if result.success:
+        report = result.report
+        if report is None:
+            return "family (symbolic nodes)"
+        return (
+            f"stiff {report.stiff_order}, weak {report.weak_stiff_order} "
+            f"({report.setting}); free {result.free_parameters or '-'}"
+        )
+    return f"blocked by {result.blocked_by}"
+
+
+def measure() -> list[dict]:
+    rows = []
+    for label, function in CASES:
+        start = time.perf_counter()
+        result = function()
+        rows.append(
+            {"case": label, "seconds": time.perf_counter() - start, "outcome": _outcome(result)}
+        )
+    start = time.perf_counter()
+    best, table = choose_nodes(
+        3, 3, ["1/6", "1/5", "1/4", "1/3", "2/5", "1/2", "3/5", "2/3", "3/4", "4/5", "5/6", "1"]
+    )
+    rows.append(
+        {
+            "case": "res_3s node choice over a 12-value grid",
+            "seconds": time.perf_counter() - start,
+            "outcome": f"{len(table)} solvable pairs, best c = {[str(x) for x in best.nodes]}",
+        }
+    )
+    for k in (2, 3, 4, 5):
+        start = time.perf_counter()
+        report = check_multistep(exponential_adams(k), k + 1)
+        rows.append(
+            {
+                "case": f"exponential Adams k = {k}, derive + check to order {k + 1}",
+                "seconds": time.perf_counter() - start,
+                "outcome": f"stiff order {report.stiff_order} for all step ratios",
+            }
+        )
+    with tempfile.TemporaryDirectory() as folder:
+        start = time.perf_counter()
+        written = generate(out=Path(folder))
+        rows.append(
+            {
+                "case": "generate every registered module",
+                "seconds": time.perf_counter() - start,
+                "outcome": f"{len(written)} modules",
+            }
+        )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--format", choices=("markdown", "json"), default="markdown")
+    args = parser.parse_args()
+    rows = measure()
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+        return
+    print(f"Python {platform.python_version()} on {platform.machine()}\n")
+    print("| derivation | time [s] | outcome |")
+    print("|---|---|---|")
+    for row in rows:
+        print(f"| {row['case']} | {row['seconds']:.2f} | {row['outcome']} |")
+
+
+if __name__ == "__main__":
+    main()
