@@ -27,6 +27,8 @@ from math import factorial
 from typing import Any
 
 import sympy
+from sympy import QQ
+from sympy.polys.rings import ring
 
 from phiforge.derive.check import CheckReport, check_tableau
 from phiforge.derive.conditions import check_order, check_setting
@@ -122,6 +124,63 @@ def _equations(
 
 
 def _eliminate(
+    equations: list[tuple[str, sympy.Expr]], unknowns: list[sympy.Symbol]
+) -> tuple[dict, list[sympy.Symbol], str | None]:
+    """Solve by substitution in the sparse polynomial ring K[unknowns], K the field of rational
+    functions of every other symbol (phi placeholders, symbolic nodes): repeatedly solve an
+    equation that is linear in one unknown with a coefficient in K (fewest unknowns first) and
+    substitute; when none is left, fix an unknown of the first pending equation to 0.
+    Returns the solution as SymPy expressions, the unknowns fixed that way, and the label of a
+    blocking equation (one that becomes a non-zero constant) or None."""
+    others = sorted(set().union(*(e.free_symbols for _, e in equations)) - set(unknowns), key=str)
+    field = QQ.frac_field(*others) if others else QQ
+    polynomial_ring, *generators = ring(unknowns, field)
+    generator = dict(zip(unknowns, generators, strict=True))
+    pending = [(label, polynomial_ring.from_expr(expr)) for label, expr in equations]
+    solution: dict[sympy.Symbol, Any] = {}
+    chosen: list[sympy.Symbol] = []
+    remaining = list(unknowns)
+    while True:
+        pending = [(label, p) for label, p in pending if p != 0]
+        for label, p in pending:
+            if p.is_ground:
+                return {}, chosen, label
+        if not pending:
+            break
+        best = None
+        for order, (_label, p) in enumerate(pending):
+            present = [u for u in remaining if p.degree(generator[u]) > 0]
+            for u in present:
+                if p.degree(generator[u]) != 1:
+                    continue
+                coefficient = p.coeff_wrt(generator[u], 1)
+                if not coefficient.is_ground:
+                    continue
+                rank = (len(present), order, -remaining.index(u))
+                if best is None or rank < best[0]:
+                    best = (rank, p, u, coefficient)
+        if best is None:
+            # Only coefficients that depend on other unknowns remain: continue over expressions,
+            # where such a solve gives a rational substitution.
+            solved = {key: v.as_expr() for key, v in solution.items()}
+            rest, more_chosen, blocked = _eliminate_expressions(
+                [(label, q.as_expr()) for label, q in pending], remaining
+            )
+            solved = {key: sympy.cancel(v.subs(rest)) for key, v in solved.items()}
+            solved.update(rest)
+            return solved, chosen + more_chosen, blocked
+        else:
+            _, p, u, coefficient = best
+            value = -(p - coefficient * generator[u]) * (coefficient.LC**-1)
+        g = generator[u]
+        solution = {key: v.compose(g, value) for key, v in solution.items()}
+        solution[u] = value
+        remaining.remove(u)
+        pending = [(label, q.compose(g, value)) for label, q in pending]
+    return {key: v.as_expr() for key, v in solution.items()}, chosen, None
+
+
+def _eliminate_expressions(
     equations: list[tuple[str, sympy.Expr]], unknowns: list[sympy.Symbol]
 ) -> tuple[dict, list[sympy.Symbol], str | None]:
     solution: dict[sympy.Symbol, sympy.Expr] = {}
