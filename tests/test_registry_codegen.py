@@ -192,3 +192,12 @@ def test_record_json_is_canonical():
     text = (default_registry_dir() / "res_2s.json").read_text()
     assert text == json.dumps(json.loads(text), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     assert str(phi(2, Z)) in text
+
+
+def test_registry_is_reproduced_from_the_plan(tmp_path):
+    from phiforge.derive.plan import build_registry
+
+    paths = build_registry(tmp_path)
+    assert len(paths) == len(RECORDS)
+    for path in paths:
+        assert path.read_text() == (default_registry_dir() / path.name).read_text(), path.name
