@@ -23,7 +23,13 @@ from sympy.printing.str import StrPrinter
 
 from phiforge.derive.errors import InputError
 from phiforge.derive.phi import phi
-from phiforge.derive.phibasis import SYMBOLIC, CoefficientFunction, coefficient_function, taylor
+from phiforge.derive.phibasis import (
+    SYMBOLIC,
+    CoefficientFunction,
+    coefficient_function,
+    divide_out_z,
+    taylor,
+)
 from phiforge.derive.registry import (
     default_registry_dir,
     list_records,
@@ -105,29 +111,9 @@ def _cancellation_free(expr: sympy.Expr) -> sympy.Expr:
 
 
 def _cancellation_free_polynomial(expr: sympy.Expr) -> sympy.Expr:
-    """The same for a polynomial in phi functions: with Taylor valuation v > 0, write each
-    phi_k(c z) = sum_{j<v} (c z)^j/(k+j)! + (c z)^v phi_{k+v}(c z), expand, drop the part of
-    z-degree < v (it cancels exactly; checked), and return z^v times the rest over z^v."""
-    function = coefficient_function(expr, Z, SYMBOLIC, "numerator")
-    series = CoefficientFunction._poly_taylor(function.numerator, 12)
-    v = next((m for m, value in enumerate(series) if sympy.simplify(value) != 0), 0)
-    if v == 0:
-        return expr
-    replacement = {}
-    for atom in expr.atoms(phi):
-        k, argument = atom.args
-        head = sympy.Add(*[argument**j / sympy.factorial(k + j) for j in range(v)])
-        replacement[atom] = head + argument**v * phi(k + v, argument)
-    expanded = sympy.expand(expr.xreplace(replacement))
-    low, high = sympy.Integer(0), sympy.Integer(0)
-    for term in sympy.Add.make_args(expanded):
-        if not term.has(phi) and sympy.degree(term, Z) < v:
-            low += term
-        else:
-            high += term
-    if sympy.simplify(low) != 0:
-        raise InputError(f"internal: low-order terms of {expr} do not cancel")
-    return sympy.Mul(Z**v, sympy.expand(high / Z**v), evaluate=False)
+    """z^v g for a polynomial in phi functions with Taylor valuation v (see divide_out_z)."""
+    v, inner = divide_out_z(expr, Z)
+    return expr if v == 0 else sympy.Mul(Z**v, inner, evaluate=False)
 
 
 def _assign(name: str, expr: sympy.Expr) -> list[str]:

@@ -34,6 +34,7 @@ from phiforge.derive.check import CheckReport, check_tableau
 from phiforge.derive.conditions import check_order, check_setting
 from phiforge.derive.errors import InputError
 from phiforge.derive.phi import phi
+from phiforge.derive.phibasis import divide_out_z
 from phiforge.derive.tableau import ExpRKTableau, Z
 from phiforge.derive.trees import RootedTree, trees_up_to
 
@@ -311,9 +312,17 @@ def construct_singlestep(
         expr = solution[u].subs(back)
         combined = sympy.together(expr)
         numerator, denominator = sympy.fraction(combined)
-        if denominator.has(Z):
-            return sympy.expand(numerator) / sympy.factor(sympy.expand(denominator))
-        return sympy.expand(expr)
+        if not denominator.has(Z):
+            return sympy.expand(expr)
+        numerator, denominator = sympy.expand(numerator), sympy.expand(denominator)
+        v_denominator, reduced_denominator = divide_out_z(denominator, Z)
+        if v_denominator:
+            # a removable singularity: the numerator vanishes at z = 0 to the same order
+            v_numerator, reduced_numerator = divide_out_z(numerator, Z)
+            if v_numerator >= v_denominator:
+                numerator = sympy.expand(Z ** (v_numerator - v_denominator) * reduced_numerator)
+                denominator = reduced_denominator
+        return numerator / sympy.factor(denominator)
 
     a = {key: coefficient(u) for key, u in unknown_a.items()}
     b = {i: coefficient(u) for i, u in unknown_b.items()}

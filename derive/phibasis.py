@@ -172,13 +172,24 @@ def combination_to_sympy(combination: Mapping[Key, Any], z: sympy.Expr) -> sympy
     )
 
 
+Z_KEY: Key = (-1, 1)  # the factor z itself, inside phi polynomials
+
+
 def at_zero(combination: Mapping[Key, Any]) -> Any:
     """The value at z = 0: sum q / k!."""
-    return sum((q * Fraction(1, factorial(k)) for (k, _), q in combination.items()), Fraction(0))
+    return sum(
+        (q * Fraction(1, factorial(k)) for (k, _), q in combination.items() if k >= 0), Fraction(0)
+    )
 
 
 def taylor(combination: Mapping[Key, Any], degree: int) -> list[Any]:
     """Taylor coefficients t_0..t_degree about z = 0: t_m = sum q c^m / (m + k)!."""
+    if Z_KEY in combination:
+        rest = {key: q for key, q in combination.items() if key != Z_KEY}
+        series = taylor(rest, degree)
+        if degree >= 1:
+            series[1] += combination[Z_KEY]
+        return series
     return [
         sum(
             (q * c**m * Fraction(1, factorial(m + k)) for (k, c), q in combination.items()),
@@ -194,6 +205,9 @@ def exp_poly(combination: Mapping[Key, Any]) -> ExpPoly:
     for (k, c), q in combination.items():
         if (k, c) == ONE_KEY:
             _accumulate(result, (0, 0), q)
+            continue
+        if (k, c) == Z_KEY:
+            _accumulate(result, (0, 1), q)
             continue
         _accumulate(result, (c, -k), q / c**k)
         for j in range(k):
@@ -350,6 +364,9 @@ def _phi_polynomial(expr: sympy.Expr, z: sympy.Symbol, ring: Ring, context: str)
             if not factor.has(z):
                 coefficient *= factor
                 continue
+            if base == z and power.is_Integer and power > 0:
+                keys.extend([Z_KEY] * int(power))
+                continue
             if not (isinstance(base, phi | sympy.exp) and power.is_Integer and power > 0):
                 raise InputError(f"{context}: {expr} is not a polynomial in phi_k(c z)")
             ((key, value),) = phi_combination(base, z, ring, context).items()
@@ -358,3 +375,29 @@ def _phi_polynomial(expr: sympy.Expr, z: sympy.Symbol, ring: Ring, context: str)
         monomial = tuple(sorted(keys, key=repr))
         result[monomial] = result.get(monomial, 0) + ring.coerce(coefficient)
     return tuple((m, q) for m, q in result.items() if not ring.is_zero(q))
+
+
+def divide_out_z(expr: sympy.Expr, z: sympy.Symbol) -> tuple[int, sympy.Expr]:
+    """(v, g) with expr = z^v g and g(0) != 0, for a polynomial in phi_k(c z) (and z): each
+    phi_k(c z) is written sum_{j<v} (c z)^j/(k+j)! + (c z)^v phi_{k+v}(c z), the expansion's part
+    of z-degree < v cancels exactly (checked), and the rest is divided by z^v."""
+    function = coefficient_function(expr, z, SYMBOLIC, "polynomial")
+    series = CoefficientFunction._poly_taylor(function.numerator, 16)
+    v = next((m for m, value in enumerate(series) if not symbolic_is_zero(value)), 0)
+    if v == 0:
+        return 0, expr
+    replacement = {}
+    for atom in expr.atoms(phi):
+        k, argument = atom.args
+        head = sympy.Add(*[argument**j / sympy.factorial(k + j) for j in range(v)])
+        replacement[atom] = head + argument**v * phi(k + v, argument)
+    expanded = sympy.expand(expr.xreplace(replacement))
+    low, high = sympy.Integer(0), sympy.Integer(0)
+    for term in Add.make_args(expanded):
+        if not term.has(phi) and sympy.degree(term, z) < v:
+            low += term
+        else:
+            high += term
+    if sympy.expand(low) != 0:
+        raise InputError(f"internal: the terms of degree < {v} of {expr} do not cancel")
+    return v, sympy.expand(high / z**v)
