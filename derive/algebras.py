@@ -27,6 +27,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import sympy
+
+from phiforge.derive.phi import phi
 from phiforge.derive.phibasis import (
     CoefficientFunction,
     Ring,
@@ -34,7 +37,14 @@ from phiforge.derive.phibasis import (
     exp_poly_product,
 )
 
-__all__ = ["ExpPolyAlgebra", "FractionAlgebra", "SeriesAlgebra", "TensorAlgebra"]
+__all__ = [
+    "ExpPolyAlgebra",
+    "FractionAlgebra",
+    "InconclusiveError",
+    "PhiFieldAlgebra",
+    "SeriesAlgebra",
+    "TensorAlgebra",
+]
 
 
 class _Algebra:
@@ -218,3 +228,64 @@ class FractionAlgebra(_Algebra):
                 for key, q in poly.items():
                     total[key] = total.get(key, 0) + q
         return all(self.ring.is_zero(q) for q in total.values())
+
+
+class InconclusiveError(ValueError):
+    """PhiFieldAlgebra could not decide; the caller falls back to FractionAlgebra."""
+
+
+class PhiFieldAlgebra(_Algebra):
+    """Scalar setting, any rational coefficients: elements are rational functions of one
+    symbol P per phi_k(c z) (and one for z). Zero there implies zero as a function of z; an
+    element that is not zero there is proven non-zero by its value at z = -7/10 with 50 digits
+    (the phi functions are algebraically dependent, so the symbolic test alone proves nothing);
+    a value below 1e-30 raises InconclusiveError."""
+
+    def __init__(self, ring: Ring) -> None:
+        super().__init__(ring)
+        self._symbols: dict[Any, sympy.Symbol] = {}
+
+    def _symbol(self, key: Any) -> sympy.Symbol:
+        if key not in self._symbols:
+            self._symbols[key] = sympy.Dummy(f"P{key[0]}")
+        return self._symbols[key]
+
+    def _expression(self, poly) -> sympy.Expr:
+        return sympy.Add(
+            *[
+                Ring.to_sympy(q) * sympy.Mul(*[self._symbol(key) for key in monomial])
+                for monomial, q in poly
+            ]
+        )
+
+    def zero(self) -> dict:
+        return {"value": sympy.Integer(0)}
+
+    def const(self, value: Any) -> dict:
+        return {"value": Ring.to_sympy(value)}
+
+    def lift(self, function: CoefficientFunction) -> dict:
+        return {
+            "value": self._expression(function.numerator) / self._expression(function.denominator)
+        }
+
+    def add_scaled(self, target: dict, element: dict, weight: Any) -> None:
+        target["value"] = target["value"] + Ring.to_sympy(weight) * element["value"]
+
+    def mul(self, left: dict, right: dict) -> dict:
+        return {"value": left["value"] * right["value"]}
+
+    def prune(self, element: dict) -> dict:
+        return element
+
+    def is_zero(self, element: dict) -> bool:
+        numerator = sympy.expand(sympy.fraction(sympy.together(element["value"]))[0])
+        if numerator == 0:
+            return True
+        substitution = {}
+        for (k, c), symbol in self._symbols.items():
+            argument = sympy.Rational(-7, 10) * Ring.to_sympy(c)
+            substitution[symbol] = argument if k == -1 else phi(k, argument)
+        if abs(sympy.N(numerator.subs(substitution), 50)) > 1e-30:
+            return False
+        raise InconclusiveError("phi-field test inconclusive")

@@ -34,6 +34,8 @@ import sympy
 from phiforge.derive.algebras import (
     ExpPolyAlgebra,
     FractionAlgebra,
+    InconclusiveError,
+    PhiFieldAlgebra,
     SeriesAlgebra,
     TensorAlgebra,
 )
@@ -247,6 +249,15 @@ class CheckReport:
         return "".join(r.verdict.letter for r in self.results)
 
 
+def _vanishes(
+    exact: ConditionEvaluator, fallback: ConditionEvaluator | None, tree, weak: bool
+) -> bool:
+    try:
+        return exact.algebra.is_zero(exact.condition(tree, weak=weak))
+    except InconclusiveError:
+        return fallback.algebra.is_zero(fallback.condition(tree, weak=weak))
+
+
 def check_tableau(
     method: ExpRKTableau, max_order: int = 5, setting: str = "operator"
 ) -> CheckReport:
@@ -256,12 +267,15 @@ def check_tableau(
     sparse = method.sparse
     ring = sparse.ring
     scalar = setting == "scalar"
+    fallback = None
     if sparse.is_linear:
         tensors = ConditionEvaluator(sparse, TensorAlgebra(ring))
         exact = ConditionEvaluator(sparse, ExpPolyAlgebra(ring)) if scalar else tensors
     else:
         tensors = None
         exact = ConditionEvaluator(sparse, FractionAlgebra(ring, multivariate=not scalar))
+        if scalar:
+            fallback, exact = exact, ConditionEvaluator(sparse, PhiFieldAlgebra(ring))
     series = {  # one evaluator (and memo) per truncation degree max_order - n
         degree: ConditionEvaluator(sparse, SeriesAlgebra(ring, degree, multivariate=not scalar))
         for degree in range(max_order - 1)
@@ -271,9 +285,9 @@ def check_tableau(
         tree = condition.tree
         truncated = series[max_order - tree.order]
         valuation = truncated.algebra.valuation(truncated.condition(tree))
-        if exact.algebra.is_zero(exact.condition(tree)):
+        if _vanishes(exact, fallback, tree, weak=False):
             verdict = Verdict.STRONG
-        elif exact.algebra.is_zero(exact.condition(tree, weak=True)):
+        elif _vanishes(exact, fallback, tree, weak=True):
             verdict = Verdict.WEAK
         elif valuation is None or valuation > 0:
             verdict = Verdict.CLASSICAL
