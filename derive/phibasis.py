@@ -392,12 +392,9 @@ def divide_out_z(expr: sympy.Expr, z: sympy.Symbol) -> tuple[int, sympy.Expr]:
         head = sympy.Add(*[argument**j / sympy.factorial(k + j) for j in range(v)])
         replacement[atom] = head + argument**v * phi(k + v, argument)
     expanded = sympy.expand(expr.xreplace(replacement))
-    low, high = sympy.Integer(0), sympy.Integer(0)
+    low, high = [], []
     for term in Add.make_args(expanded):
-        if not term.has(phi) and sympy.degree(term, z) < v:
-            low += term
-        else:
-            high += term
-    if sympy.expand(low) != 0:
+        (low if not term.has(phi) and sympy.degree(term, z) < v else high).append(term)
+    if sympy.Add(*low) != 0:
         raise InputError(f"internal: the terms of degree < {v} of {expr} do not cancel")
-    return v, sympy.expand(high / z**v)
+    return v, sympy.expand(sympy.Add(*high) / z**v)
