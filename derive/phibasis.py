@@ -27,6 +27,7 @@ from typing import Any
 
 import sympy
 from sympy import Add, Mul, Pow
+from sympy.polys.rings import ring
 
 from phiforge.derive.errors import InputError
 from phiforge.derive.phi import phi
@@ -386,15 +387,28 @@ def divide_out_z(expr: sympy.Expr, z: sympy.Symbol) -> tuple[int, sympy.Expr]:
     v = next((m for m, value in enumerate(series) if not symbolic_is_zero(value)), 0)
     if v == 0:
         return 0, expr
-    replacement = {}
-    for atom in expr.atoms(phi):
+    atoms = sorted(expr.atoms(phi), key=str)
+    heads = [sympy.Dummy(f"P{a.args[0]}") for a in atoms]
+    tails = [sympy.Dummy(f"Q{a.args[0]}") for a in atoms]
+    others = sorted(expr.free_symbols - {z}, key=str)
+    domain = sympy.QQ.frac_field(*others) if others else sympy.QQ
+    polynomial_ring, zg, *generators = ring([z, *heads, *tails], domain)
+    p_generators, q_generators = generators[: len(atoms)], generators[len(atoms):]
+    polynomial = polynomial_ring.from_expr(expr.xreplace(dict(zip(atoms, heads, strict=True))))
+    substitution = []
+    for atom, p_gen, q_gen in zip(atoms, p_generators, q_generators, strict=True):
         k, argument = atom.args
-        head = sympy.Add(*[argument**j / sympy.factorial(k + j) for j in range(v)])
-        replacement[atom] = head + argument**v * phi(k + v, argument)
-    expanded = sympy.expand(expr.xreplace(replacement))
-    low, high = [], []
-    for term in Add.make_args(expanded):
-        (low if not term.has(phi) and sympy.degree(term, z) < v else high).append(term)
-    if sympy.Add(*low) != 0:
-        raise InputError(f"internal: the terms of degree < {v} of {expr} do not cancel")
-    return v, sympy.expand(sympy.Add(*high) / z**v)
+        c = domain.from_sympy(sympy.nsimplify(argument / z))
+        head = polynomial_ring.zero
+        for j in range(v):
+            head += (zg * c) ** j * domain.from_sympy(sympy.Rational(1, sympy.factorial(k + j)))
+        substitution.append((p_gen, head + (zg * c) ** v * q_gen))
+    expanded = polynomial.compose(substitution)
+    high = polynomial_ring.zero
+    for monomial, coefficient in expanded.terms():
+        if monomial[0] < v and not any(monomial[1 + len(atoms):]):
+            raise InputError(f"internal: the terms of degree < {v} of {expr} do not cancel")
+        high += polynomial_ring({monomial: coefficient})
+    quotient = high.exquo(zg**v)
+    back = dict(zip(tails, [phi(a.args[0] + v, a.args[1]) for a in atoms], strict=True))
+    return v, sympy.expand(quotient.as_expr().xreplace(back))
