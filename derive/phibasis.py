@@ -378,15 +378,11 @@ def _phi_polynomial(expr: sympy.Expr, z: sympy.Symbol, ring: Ring, context: str)
     return tuple((m, q) for m, q in result.items() if not ring.is_zero(q))
 
 
-def divide_out_z(expr: sympy.Expr, z: sympy.Symbol) -> tuple[int, sympy.Expr]:
-    """(v, g) with expr = z^v g and g(0) != 0, for a polynomial in phi_k(c z) (and z): each
+def divide_out_z(expr: sympy.Expr, z: sympy.Symbol, degree: int = 16) -> tuple[int, sympy.Expr]:
+    """(v, g) with expr = z^v g and g(0) != 0, for a polynomial in phi_k(c z) and z: each
     phi_k(c z) is written sum_{j<v} (c z)^j/(k+j)! + (c z)^v phi_{k+v}(c z), the expansion's part
-    of z-degree < v cancels exactly (checked), and the rest is divided by z^v."""
-    function = coefficient_function(expr, z, SYMBOLIC, "polynomial")
-    series = CoefficientFunction._poly_taylor(function.numerator, 16)
-    v = next((m for m, value in enumerate(series) if not symbolic_is_zero(value)), 0)
-    if v == 0:
-        return 0, expr
+    of z-degree < v cancels exactly (checked), and the rest is divided by z^v. Done by
+    composition in a sparse polynomial ring (the expansions are large)."""
     atoms = sorted(expr.atoms(phi), key=str)
     heads = [sympy.Dummy(f"P{a.args[0]}") for a in atoms]
     tails = [sympy.Dummy(f"Q{a.args[0]}") for a in atoms]
@@ -395,20 +391,30 @@ def divide_out_z(expr: sympy.Expr, z: sympy.Symbol) -> tuple[int, sympy.Expr]:
     polynomial_ring, zg, *generators = ring([z, *heads, *tails], domain)
     p_generators, q_generators = generators[: len(atoms)], generators[len(atoms):]
     polynomial = polynomial_ring.from_expr(expr.xreplace(dict(zip(atoms, heads, strict=True))))
-    substitution = []
-    for atom, p_gen, q_gen in zip(atoms, p_generators, q_generators, strict=True):
-        k, argument = atom.args
-        c = domain.from_sympy(sympy.nsimplify(argument / z))
-        head = polynomial_ring.zero
-        for j in range(v):
-            head += (zg * c) ** j * domain.from_sympy(sympy.Rational(1, sympy.factorial(k + j)))
-        substitution.append((p_gen, head + (zg * c) ** v * q_gen))
+    scales = [domain.from_sympy(sympy.nsimplify(a.args[1] / z)) for a in atoms]
+
+    def head(atom, c, terms: int):
+        k = atom.args[0]
+        total = polynomial_ring.zero
+        for j in range(terms):
+            total += (zg * c) ** j * domain.from_sympy(sympy.Rational(1, sympy.factorial(k + j)))
+        return total
+
+    truncated = polynomial.compose([
+        (g, head(a, c, degree + 1)) for a, c, g in zip(atoms, scales, p_generators, strict=True)
+    ])
+    degrees = [m[0] for m, _ in truncated.terms() if m[0] <= degree]
+    v = min(degrees) if degrees else degree + 1
+    if v == 0:
+        return 0, expr
+    substitution = [
+        (g, head(a, c, v) + (zg * c) ** v * q)
+        for a, c, g, q in zip(atoms, scales, p_generators, q_generators, strict=True)
+    ]
     expanded = polynomial.compose(substitution)
-    high = polynomial_ring.zero
-    for monomial, coefficient in expanded.terms():
+    for monomial, _ in expanded.terms():
         if monomial[0] < v and not any(monomial[1 + len(atoms):]):
             raise InputError(f"internal: the terms of degree < {v} of {expr} do not cancel")
-        high += polynomial_ring({monomial: coefficient})
-    quotient = high.exquo(zg**v)
+    quotient = expanded.exquo(zg**v)
     back = dict(zip(tails, [phi(a.args[0] + v, a.args[1]) for a in atoms], strict=True))
     return v, sympy.expand(quotient.as_expr().xreplace(back))
