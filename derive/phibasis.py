@@ -417,4 +417,4 @@ def divide_out_z(expr: sympy.Expr, z: sympy.Symbol, degree: int = 16) -> tuple[i
             raise InputError(f"internal: the terms of degree < {v} of {expr} do not cancel")
     quotient = expanded.exquo(zg**v)
     back = dict(zip(tails, [phi(a.args[0] + v, a.args[1]) for a in atoms], strict=True))
-    return v, sympy.expand(quotient.as_expr().xreplace(back))
+    return v, quotient.as_expr().xreplace(back)
