@@ -43,7 +43,6 @@ __all__ = [
     "ClassicalCondition",
     "Condition",
     "classical_conditions",
-    "evaluate_condition",
     "nonstiff_conditions",
     "stiff_conditions",
 ]
@@ -368,13 +367,6 @@ class ConditionEvaluator:
             result = alg.prune(result)
         self._w[key] = result
         return result
-
-
-def evaluate_condition(
-    tree: RootedTree, method: SparseTableau, algebra: _Algebra, weak: bool = False
-) -> dict:
-    """Cond(t) of ``method`` as an element of ``algebra`` (one-off; see ConditionEvaluator)."""
-    return ConditionEvaluator(method, algebra).condition(tree, weak)
 
 
 def count_conditions(p: int) -> int:

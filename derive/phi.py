@@ -26,7 +26,7 @@ from sympy.core.function import ArgumentIndexError
 
 from phiforge.derive.errors import InputError
 
-__all__ = ["phi", "phi_series_coefficients"]
+__all__ = ["phi"]
 
 
 def _check_index(k: sympy.Expr) -> None:
@@ -106,10 +106,3 @@ class phi(sympy.Function):  # noqa: N801  (SymPy function classes are lower case
 
     def _pretty_name(self) -> str:
         return f"phi_{self.args[0]}"
-
-
-def phi_series_coefficients(k: int, order: int) -> list[sympy.Rational]:
-    """Taylor coefficients of phi_k about 0: [1/k!, 1/(k+1)!, ..., 1/(k+order)!]."""
-    if k < 0:
-        raise InputError(f"phi_series_coefficients: parameter 'k' must be >= 0, got {k}")
-    return [Integer(1) / factorial(m + k) for m in range(order + 1)]

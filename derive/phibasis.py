@@ -163,16 +163,6 @@ def phi_combination(
     return {key: q for key, q in result.items() if not ring.is_zero(q)}
 
 
-def combination_to_sympy(combination: Mapping[Key, Any], z: sympy.Expr) -> sympy.Expr:
-    """sum q phi_k(c z) as a SymPy expression."""
-    return Add(
-        *[
-            Ring.to_sympy(q) * (1 if key == ONE_KEY else phi(key[0], Ring.to_sympy(key[1]) * z))
-            for key, q in combination.items()
-        ]
-    )
-
-
 Z_KEY: Key = (-1, 1)  # the factor z itself, inside phi polynomials
 
 
@@ -389,7 +379,7 @@ def divide_out_z(expr: sympy.Expr, z: sympy.Symbol, degree: int = 16) -> tuple[i
     others = sorted(expr.free_symbols - {z}, key=str)
     domain = sympy.QQ.frac_field(*others) if others else sympy.QQ
     polynomial_ring, zg, *generators = ring([z, *heads, *tails], domain)
-    p_generators, q_generators = generators[: len(atoms)], generators[len(atoms):]
+    p_generators, q_generators = generators[: len(atoms)], generators[len(atoms) :]
     polynomial = polynomial_ring.from_expr(expr.xreplace(dict(zip(atoms, heads, strict=True))))
     scales = [domain.from_sympy(sympy.nsimplify(a.args[1] / z)) for a in atoms]
 
@@ -400,9 +390,9 @@ def divide_out_z(expr: sympy.Expr, z: sympy.Symbol, degree: int = 16) -> tuple[i
             total += (zg * c) ** j * domain.from_sympy(sympy.Rational(1, sympy.factorial(k + j)))
         return total
 
-    truncated = polynomial.compose([
-        (g, head(a, c, degree + 1)) for a, c, g in zip(atoms, scales, p_generators, strict=True)
-    ])
+    truncated = polynomial.compose(
+        [(g, head(a, c, degree + 1)) for a, c, g in zip(atoms, scales, p_generators, strict=True)]
+    )
     degrees = [m[0] for m, _ in truncated.terms() if m[0] <= degree]
     v = min(degrees) if degrees else degree + 1
     if v == 0:
@@ -413,7 +403,7 @@ def divide_out_z(expr: sympy.Expr, z: sympy.Symbol, degree: int = 16) -> tuple[i
     ]
     expanded = polynomial.compose(substitution)
     for monomial, _ in expanded.terms():
-        if monomial[0] < v and not any(monomial[1 + len(atoms):]):
+        if monomial[0] < v and not any(monomial[1 + len(atoms) :]):
             raise InputError(f"internal: the terms of degree < {v} of {expr} do not cancel")
     quotient = expanded.exquo(zg**v)
     back = dict(zip(tails, [phi(a.args[0] + v, a.args[1]) for a in atoms], strict=True))
