@@ -334,11 +334,14 @@ def coefficient_function(
     expr: sympy.Expr, z: sympy.Symbol, ring: Ring, context: str
 ) -> CoefficientFunction:
     """Phi-linear form when possible, else numerator/denominator polynomials in phi_k(c z)."""
-    try:
-        return CoefficientFunction.linear(phi_combination(expr, z, ring, context))
-    except InputError:
-        pass
-    numerator, denominator = sympy.fraction(sympy.together(sympy.sympify(expr)))
+    expr = sympy.sympify(expr)
+    numerator, denominator = sympy.fraction(expr)
+    if not denominator.has(z):
+        try:
+            return CoefficientFunction.linear(phi_combination(expr, z, ring, context))
+        except InputError:
+            pass
+        numerator, denominator = sympy.fraction(sympy.together(expr))
     return CoefficientFunction(
         _phi_polynomial(numerator, z, ring, context),
         _phi_polynomial(denominator, z, ring, context),
