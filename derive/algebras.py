@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 import sympy
+from sympy.polys.fields import field as rational_function_field
 
 from phiforge.derive.phi import phi
 from phiforge.derive.phibasis import (
@@ -235,42 +236,48 @@ class InconclusiveError(ValueError):
 
 
 class PhiFieldAlgebra(_Algebra):
-    """Scalar setting, any rational coefficients: elements are rational functions of one
-    symbol P per phi_k(c z) (and one for z). Zero there implies zero as a function of z; an
-    element that is not zero there is proven non-zero by its value at z = -7/10 with 50 digits
-    (the phi functions are algebraically dependent, so the symbolic test alone proves nothing);
-    a value below 1e-30 raises InconclusiveError."""
+    """Scalar setting, any rational coefficients: elements of the rational function field
+    Q(P_1, ..., P_n) (SymPy's sparse fields) with one generator P per phi_k(c z) (and one for z)
+    that occurs. Zero there implies zero as a function of z; an element that is not zero there
+    is proven non-zero by its value at z = -7/10 with 50 digits (the phi functions are
+    algebraically dependent, so the symbolic test alone proves nothing); a value below 1e-30
+    raises InconclusiveError. ``keys`` lists every phi key that will occur."""
 
-    def __init__(self, ring: Ring) -> None:
+    def __init__(self, ring: Ring, keys: list) -> None:
         super().__init__(ring)
-        self._symbols: dict[Any, sympy.Symbol] = {}
+        self._keys = sorted(set(keys), key=repr)
+        self._symbols = [sympy.Dummy(f"P{k}") for k, _ in self._keys]
+        self._field, *self._generators = rational_function_field(self._symbols, sympy.QQ)
+        self._index = {key: g for key, g in zip(self._keys, self._generators, strict=True)}
+        self._lifted: dict[int, Any] = {}
 
-    def _symbol(self, key: Any) -> sympy.Symbol:
-        if key not in self._symbols:
-            self._symbols[key] = sympy.Dummy(f"P{key[0]}")
-        return self._symbols[key]
-
-    def _expression(self, poly) -> sympy.Expr:
-        return sympy.Add(
-            *[
-                Ring.to_sympy(q) * sympy.Mul(*[self._symbol(key) for key in monomial])
-                for monomial, q in poly
-            ]
-        )
+    def _poly(self, poly) -> Any:
+        total = self._field.zero
+        for monomial, q in poly:
+            term = self._field(sympy.QQ.from_sympy(Ring.to_sympy(q)))
+            for key in monomial:
+                term *= self._index[key]
+            total += term
+        return total
 
     def zero(self) -> dict:
-        return {"value": sympy.Integer(0)}
+        return {"value": self._field.zero}
 
     def const(self, value: Any) -> dict:
-        return {"value": Ring.to_sympy(value)}
+        return {"value": self._field(sympy.QQ.from_sympy(Ring.to_sympy(value)))}
 
     def lift(self, function: CoefficientFunction) -> dict:
-        return {
-            "value": self._expression(function.numerator) / self._expression(function.denominator)
-        }
+        if id(function) not in self._lifted:
+            self._lifted[id(function)] = (
+                function,
+                self._poly(function.numerator) / self._poly(function.denominator),
+            )
+        return {"value": self._lifted[id(function)][1]}
 
     def add_scaled(self, target: dict, element: dict, weight: Any) -> None:
-        target["value"] = target["value"] + Ring.to_sympy(weight) * element["value"]
+        target["value"] = target["value"] + element["value"] * sympy.QQ.from_sympy(
+            Ring.to_sympy(weight)
+        )
 
     def mul(self, left: dict, right: dict) -> dict:
         return {"value": left["value"] * right["value"]}
@@ -279,13 +286,14 @@ class PhiFieldAlgebra(_Algebra):
         return element
 
     def is_zero(self, element: dict) -> bool:
-        numerator = sympy.expand(sympy.fraction(sympy.together(element["value"]))[0])
-        if numerator == 0:
+        value = element["value"]
+        if value == 0:
             return True
         substitution = {}
-        for (k, c), symbol in self._symbols.items():
+        for (k, c), symbol in zip(self._keys, self._symbols, strict=True):
             argument = sympy.Rational(-7, 10) * Ring.to_sympy(c)
             substitution[symbol] = argument if k == -1 else phi(k, argument)
+        numerator = value.numer.as_expr()
         if abs(sympy.N(numerator.subs(substitution), 50)) > 1e-30:
             return False
         raise InconclusiveError("phi-field test inconclusive")

@@ -275,7 +275,11 @@ def check_tableau(
         tensors = None
         exact = ConditionEvaluator(sparse, FractionAlgebra(ring, multivariate=not scalar))
         if scalar:
-            fallback, exact = exact, ConditionEvaluator(sparse, PhiFieldAlgebra(ring))
+            keys = [(q, c) for q in range(1, max_order + 2) for c in {*sparse.c, 1} if c != 0]
+            for function in (*sparse.a.values(), *sparse.b.values()):
+                for monomial, _ in (*function.numerator, *function.denominator):
+                    keys.extend(monomial)
+            fallback, exact = exact, ConditionEvaluator(sparse, PhiFieldAlgebra(ring, keys))
     series = {  # one evaluator (and memo) per truncation degree max_order - n
         degree: ConditionEvaluator(sparse, SeriesAlgebra(ring, degree, multivariate=not scalar))
         for degree in range(max_order - 1)

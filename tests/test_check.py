@@ -182,7 +182,8 @@ def test_rational_coefficient_equal_only_through_phi_relations():
     from phiforge.derive.algebras import InconclusiveError, PhiFieldAlgebra
     from phiforge.derive.conditions import ConditionEvaluator
 
-    field = ConditionEvaluator(method.sparse, PhiFieldAlgebra(method.sparse.ring))
+    keys = [(1, 1), (2, 1), (-1, 1)]
+    field = ConditionEvaluator(method.sparse, PhiFieldAlgebra(method.sparse.ring, keys))
     with pytest.raises(InconclusiveError):
         field.algebra.is_zero(field.condition(RootedTree.parse("[t]")))
     report = check_tableau(method, 3, "scalar")
