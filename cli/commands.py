@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 import sympy
@@ -19,18 +18,9 @@ from phiforge.derive.conditions import (
 from phiforge.derive.errors import InputError
 from phiforge.derive.tableau import ExpRKTableau, format_expression
 from phiforge.derive.trees import trees
+from phiforge.output import emit_json, markdown_table, positive_int
 
 __all__ = ["register_derive_commands"]
-
-
-def _emit(value: Any) -> None:
-    print(json.dumps(value, indent=2, ensure_ascii=False))
-
-
-def _markdown_table(header: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(x) for x in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------- conditions
@@ -77,10 +67,10 @@ def _conditions(args: argparse.Namespace) -> None:
             for cond, shown in pairs
         ]
     if args.format == "json":
-        _emit(records)
+        emit_json(records)
     elif args.format == "markdown":
         print(
-            _markdown_table(
+            markdown_table(
                 ["#", "order", "tree", "condition"],
                 [
                     [r["number"], r["order"], f"`{r['tree']}`", f"`{r['expression']}`"]
@@ -176,7 +166,7 @@ def _check(args: argparse.Namespace) -> None:
     residuals = len(reports) <= 2 or args.residuals
     if args.format == "json":
         records = [report_record(r, residuals) for r in reports]
-        _emit(records[0] if len(records) == 1 else records)
+        emit_json(records[0] if len(records) == 1 else records)
         return
     if args.format == "markdown" or len(reports) > 2:
         header = [
@@ -204,7 +194,7 @@ def _check(args: argparse.Namespace) -> None:
             f"Verdicts per condition (S strong, W weak, C classical only, x fails), "
             f"conditions 1..{len(reports[0].results)} of orders 2..{args.order}:\n"
         )
-        print(_markdown_table(header, rows))
+        print(markdown_table(header, rows))
         return
     for report in reports:
         method = report.method
@@ -239,10 +229,10 @@ def _catalogue(args: argparse.Namespace) -> None:
         for m in methods
     ]
     if args.format == "json":
-        _emit(records)
+        emit_json(records)
         return
     print(
-        _markdown_table(
+        markdown_table(
             ["name", "stages", "description", "source"],
             [[r["name"], r["stages"], r["description"], r["source"]] for r in records],
         )
@@ -252,7 +242,7 @@ def _catalogue(args: argparse.Namespace) -> None:
 def _show(args: argparse.Namespace) -> None:
     method = catalogue_method(args.name, **_parse_parameters(args.param))
     if args.format == "json":
-        _emit(
+        emit_json(
             {
                 "name": method.name,
                 "description": method.description,
@@ -277,7 +267,7 @@ def _show(args: argparse.Namespace) -> None:
 def _trees(args: argparse.Namespace) -> None:
     items = list(trees(args.order))
     if args.format == "json":
-        _emit(
+        emit_json(
             [
                 {
                     "tree": t.ascii,
@@ -295,19 +285,11 @@ def _trees(args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------------------- registration
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
-    return value
 
 
 def register_derive_commands(commands: argparse._SubParsersAction) -> None:
     sub = commands.add_parser("conditions", help="list the order conditions up to an order")
-    sub.add_argument("--order", "-p", type=_positive_int, required=True, help="order p >= 1")
+    sub.add_argument("--order", "-p", type=positive_int, required=True, help="order p >= 1")
     sub.add_argument("--setting", choices=SETTINGS, default="operator")
     sub.add_argument("--kind", choices=("stiff", "nonstiff", "classical"), default="stiff")
     sub.add_argument("--format", choices=("text", "json", "markdown", "latex"), default="text")
@@ -320,7 +302,7 @@ def register_derive_commands(commands: argparse._SubParsersAction) -> None:
     sub.add_argument(
         "--order",
         "-p",
-        type=_positive_int,
+        type=positive_int,
         default=5,
         help="check conditions of orders 2..P (default 5)",
     )
@@ -356,6 +338,6 @@ def register_derive_commands(commands: argparse._SubParsersAction) -> None:
     sub.set_defaults(handler=_show)
 
     sub = commands.add_parser("trees", help="enumerate the rooted trees with N vertices")
-    sub.add_argument("--order", "-n", type=_positive_int, required=True)
+    sub.add_argument("--order", "-n", type=positive_int, required=True)
     sub.add_argument("--format", choices=("text", "json"), default="text")
     sub.set_defaults(handler=_trees)

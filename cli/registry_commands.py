@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +18,9 @@ from phiforge.derive.registry import (
     multistep_record,
     save_record,
 )
+from phiforge.output import emit_json, positive_int
 
 __all__ = ["register_registry_commands"]
-
-
-def _emit(value: Any) -> None:
-    print(json.dumps(value, indent=2, ensure_ascii=False))
 
 
 def _summary(record: dict[str, Any]) -> dict[str, Any]:
@@ -79,7 +75,7 @@ def _derive(args: argparse.Namespace) -> None:
         "free_parameters": record["provenance"].get("free_parameters"),
     }
     if args.format == "json":
-        _emit(summary)
+        emit_json(summary)
         return
     print(f"wrote {path}")
     for key, value in summary.items():
@@ -89,7 +85,7 @@ def _derive(args: argparse.Namespace) -> None:
 def _registry_list(args: argparse.Namespace) -> None:
     records = [_summary(r) for r in list_records(args.registry)]
     if args.format == "json":
-        _emit(records)
+        emit_json(records)
         return
     print("| name | family | stiff | weak | non-stiff | classical | NFE/step | provenance |")
     print("|---|---|---|---|---|---|---|---|")
@@ -104,7 +100,7 @@ def _registry_list(args: argparse.Namespace) -> None:
 def _registry_show(args: argparse.Namespace) -> None:
     record = load_record(args.name, args.registry)
     if args.format == "json":
-        _emit(record)
+        emit_json(record)
         return
     for key, value in _summary(record).items():
         print(f"{key}: {value}")
@@ -117,7 +113,7 @@ def _registry_show(args: argparse.Namespace) -> None:
 def _registry_build(args: argparse.Namespace) -> None:
     paths = build_registry(args.registry, args.names or None)
     if args.format == "json":
-        _emit([str(p) for p in paths])
+        emit_json([str(p) for p in paths])
     else:
         print("\n".join(f"wrote {p}" for p in paths))
 
@@ -126,7 +122,7 @@ def _generate(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default_generated_dir()
     differing = generate(args.registry, out, check=args.check)
     if args.format == "json":
-        _emit({"check": args.check, "out": str(out), "files": differing})
+        emit_json({"check": args.check, "out": str(out), "files": differing})
     elif args.check:
         if differing:
             print("generated/ differs from what the registry produces:")
@@ -139,22 +135,12 @@ def _generate(args: argparse.Namespace) -> int:
     return 1 if (args.check and differing) else 0
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
-    return value
-
-
 def register_registry_commands(commands: argparse._SubParsersAction) -> None:
     derive = commands.add_parser("derive", help="construct a method and write its record")
     families = derive.add_subparsers(dest="family", metavar="FAMILY", required=True)
     single = families.add_parser("singlestep", help="exponential Runge-Kutta from the conditions")
-    single.add_argument("--stages", "-s", type=_positive_int, required=True)
-    single.add_argument("--order", "-p", type=_positive_int, required=True)
+    single.add_argument("--stages", "-s", type=positive_int, required=True)
+    single.add_argument("--order", "-p", type=positive_int, required=True)
     single.add_argument("--nodes", help="c2,...,cs, e.g. 1/3,2/3")
     single.add_argument(
         "--node-grid",
@@ -176,7 +162,7 @@ def register_registry_commands(commands: argparse._SubParsersAction) -> None:
         "--assumptions", choices=("none", "stage-order-2", "stage-order-3"), default="none"
     )
     multi = families.add_parser("multistep", help="exponential Adams of order K")
-    multi.add_argument("--order", "-k", type=_positive_int, required=True)
+    multi.add_argument("--order", "-k", type=positive_int, required=True)
     for sub in (single, multi):
         sub.add_argument("--name", required=True)
         sub.add_argument("--prediction", choices=("data", "noise"), default="data")
