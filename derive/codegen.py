@@ -298,6 +298,7 @@ def _multistep_context(record: Mapping[str, Any]) -> dict[str, Any]:
         "phi_lines": _phi_lines(list(method.weights)),
         "coefficient_lines": lines,
         "beta_row": ", ".join(names) + ("," if k == 1 else ""),
+        "warmup": record.get("warmup", {}),
     }
 
 

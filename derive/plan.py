@@ -82,6 +82,37 @@ def derive_singlestep_record(
     return singlestep_record(result.tableau, provenance)
 
 
+def _warmup(name: str, entry: dict[str, Any], steps: int) -> dict[str, list[str]]:
+    """The starters of a multistep entry, checked against the plan: k - 1 names each, the j-th
+    a single-step method or a multistep method of at most j steps."""
+    entries = plan_entries()
+    warmup = {}
+    for key, field in (("lower_order", "warmup"), ("order_preserving", "warmup_order_preserving")):
+        names = list(entry.get(field, []))
+        if len(names) != steps - 1:
+            raise InputError(
+                f"registry plan entry {name!r}: {field!r} must name {steps - 1} starter(s)"
+            )
+        for position, starter in enumerate(names, start=1):
+            spec = entries.get(starter)
+            if spec is None:
+                raise InputError(f"registry plan entry {name!r}: unknown starter {starter!r}")
+            starter_steps = (
+                spec["order"]
+                if spec.get("derive") == "multistep"
+                else published_multistep(spec["published_multistep"]).steps
+                if "published_multistep" in spec
+                else 1
+            )
+            if starter_steps > position:
+                raise InputError(
+                    f"registry plan entry {name!r}: starter {position} ({starter!r}) needs "
+                    f"{starter_steps} values, only {position} are available"
+                )
+        warmup[key] = names
+    return warmup
+
+
 def build_record(name: str, entry: dict[str, Any]) -> dict[str, Any]:
     description = entry.get("description")
     if "published" in entry:
@@ -94,7 +125,11 @@ def build_record(name: str, entry: dict[str, Any]) -> dict[str, Any]:
         )
     if "published_multistep" in entry:
         method = published_multistep(entry["published_multistep"])
-        return multistep_record(method, {"kind": "published", "citation": method.source})
+        return multistep_record(
+            method,
+            {"kind": "published", "citation": method.source},
+            warmup=_warmup(name, entry, method.steps),
+        )
     if entry.get("derive") == "multistep":
         method = exponential_adams(
             entry["order"], name, prediction=entry.get("prediction"), description=description or ""
@@ -108,6 +143,7 @@ def build_record(name: str, entry: dict[str, Any]) -> dict[str, Any]:
                 "construction": "exponential Adams: exact integration of the Lagrange interpolant "
                 "of the last k values (variable steps)",
             },
+            warmup=_warmup(name, entry, method.steps),
         )
     if entry.get("derive") == "singlestep":
         return derive_singlestep_record(

@@ -105,9 +105,16 @@ def singlestep_record(
 
 
 def multistep_record(
-    method: MultistepMethod, provenance: Mapping[str, Any], max_order: int | None = None
+    method: MultistepMethod,
+    provenance: Mapping[str, Any],
+    max_order: int | None = None,
+    warmup: Mapping[str, list[str]] | None = None,
 ) -> dict[str, Any]:
-    """The record of an exponential Adams-type method (weights symbolic in the step ratios)."""
+    """The record of an exponential Adams-type method (weights symbolic in the step ratios).
+
+    ``warmup`` names the starters for the first k - 1 steps (the j-th with j values at hand):
+    ``lower_order`` (the published convention) and ``order_preserving``.
+    """
     report = check_multistep(method, max_order or method.steps + 2)
     orders = {
         "stiff": report.stiff_order,
@@ -143,6 +150,8 @@ def multistep_record(
         },
         "provenance": dict(provenance),
     }
+    if warmup:
+        record["warmup"] = {key: list(names) for key, names in warmup.items()}
     record["hash"] = content_hash(record)
     return record
 

@@ -1,0 +1,18 @@
+"""Exceptions of the runtime layer.
+
+Bad arguments raise :class:`InputError` (a ``ValueError``) whose message names the parameter and
+the allowed range; a model that returns NaN or inf raises :class:`ModelOutputError`, naming the
+step and the noise level where it happened. Nothing is clamped silently.
+"""
+
+from __future__ import annotations
+
+__all__ = ["InputError", "ModelOutputError"]
+
+
+class InputError(ValueError):
+    """Bad input to a public runtime entry point; the message names the parameter."""
+
+
+class ModelOutputError(RuntimeError):
+    """The model returned a non-finite value; the message names the step and sigma."""

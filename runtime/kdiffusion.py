@@ -1,0 +1,74 @@
+"""k-diffusion-style sampling functions for every generated ODE method.
+
+``sample_<name>(model, x, sigmas, extra_args=None, callback=None, disable=None, **options)``
+follows k-diffusion's convention (Crowson, ``k_diffusion/sampling.py``; peers.md §5.1):
+``model(x, sigma_batch, **extra_args)`` returns the denoised x0, ``sigmas`` descend and may end
+in 0, and the step to sigma = 0 is ``x = D(x, sigma_last)`` (one model evaluation). Callback
+dicts carry x, i, sigma, sigma_hat and denoised. ``options`` go to
+:func:`phiforge.runtime.driver.sample` (``warmup``, ``lower_order_final``, ``thresholding``,
+``guidance``, ``prediction``, ...).
+
+The functions are made from the generated modules at import time, one mechanism for all:
+``SAMPLERS`` maps each method name to its function.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from phiforge.runtime.driver import sample
+from phiforge.runtime.schedules import EDM
+from phiforge.runtime.stepping import generated_methods, load_method
+
+__all__ = ["SAMPLERS", "make_sampler"]
+
+_EDM = EDM()
+
+
+def make_sampler(name: str) -> Callable[..., torch.Tensor]:
+    """The k-diffusion-style function of the generated method ``name``."""
+    module = load_method(name)
+
+    def sampler(
+        model: Callable[..., torch.Tensor],
+        x: torch.Tensor,
+        sigmas: Any,
+        extra_args: dict[str, Any] | None = None,
+        callback: Callable[[dict[str, Any]], None] | None = None,
+        disable: bool | None = None,
+        **options: Any,
+    ) -> torch.Tensor:
+        sigma_list = [float(s) for s in torch.as_tensor(sigmas).detach().cpu().reshape(-1)]
+        progress = disable is False or (disable is None and sys.stderr.isatty())
+        return sample(
+            model,
+            x,
+            _EDM,
+            module,
+            sigmas=sigma_list,
+            output="edm",
+            model_kwargs=extra_args or {},
+            callback=callback,
+            progress=progress,
+            **options,
+        )
+
+    sampler.__name__ = sampler.__qualname__ = f"sample_{name}"
+    sampler.__doc__ = (
+        f"{module.__doc__.splitlines()[0]}\n\nk-diffusion-style sampler ({module.NFE_PER_STEP} "
+        f"model evaluation(s) per step; see phiforge.runtime.kdiffusion)."
+    )
+    return sampler
+
+
+SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {
+    name: make_sampler(name) for name in generated_methods()
+}
+
+for _name, _function in SAMPLERS.items():
+    globals()[_function.__name__] = _function
+__all__ += [f.__name__ for f in SAMPLERS.values()]

@@ -1,0 +1,168 @@
+"""The one door to a user's model: any parameterisation in, the canonical prediction out.
+
+A diffusion model predicts one of (spec-dpmsolver-res §1.2, Salimans & Ho 2022 for v, Lipman
+et al. 2022 / Liu et al. 2022 for flow velocity, Karras et al. 2022 for the EDM denoiser):
+
+- ``noise``: eps;  ``data``: x0;  ``v``: v = alpha eps - sigma x0;
+- ``score``: grad log p = -eps/sigma;
+- ``flow``: the velocity dx/dt = alpha' x0 + sigma' eps of the forward path;
+- ``edm``: a denoiser D(x~, sigma~) of the variance-exploding variable x~ = x/alpha at
+  sigma~ = sigma/alpha (k-diffusion's and EDM's convention), returning x0.
+
+With x = alpha x0 + sigma eps, each output is affine in (x0, eps) at fixed x and t, so every type
+converts exactly to the data prediction x0 and the noise prediction eps. Classifier-free guidance
+u + s (c - u) commutes with these affine maps, so it is applied to the data prediction.
+Dynamic thresholding (Imagen; spec §4.4) acts on x0 inside every evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from phiforge.runtime.errors import InputError, ModelOutputError
+from phiforge.runtime.schedules import NoiseSchedule
+
+__all__ = ["OUTPUT_TYPES", "CanonicalModel", "Guidance", "dynamic_threshold"]
+
+OUTPUT_TYPES = ("noise", "data", "v", "score", "flow", "edm")
+THRESHOLDING = ("dynamic", "static")
+
+
+@dataclass(frozen=True)
+class Guidance:
+    """Classifier-free guidance: D = D_uncond + scale (D_cond - D_uncond).
+
+    The conditional call uses the sampler's ``model_kwargs``, the unconditional one
+    ``uncond_kwargs``; one guided evaluation counts as one NFE (the usual convention).
+    """
+
+    scale: float
+    uncond_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.scale, int | float) and math.isfinite(self.scale)):
+            raise InputError(
+                f"parameter 'guidance.scale' must be a finite number, got {self.scale!r}"
+            )
+
+
+def dynamic_threshold(
+    x0: torch.Tensor, ratio: float = 0.995, max_value: float = 1.0
+) -> torch.Tensor:
+    """Imagen's dynamic thresholding: s = max(quantile_p |x0|, max_value) per sample,
+    x0 <- clamp(x0, -s, s)/s (DPM-Solver's ``dynamic_thresholding_ratio`` and
+    ``thresholding_max_val``)."""
+    flat = x0.reshape(x0.shape[0], -1).abs()
+    s = torch.quantile(flat, ratio, dim=1).clamp(min=max_value)
+    s = s.reshape((-1,) + (1,) * (x0.ndim - 1))
+    return torch.maximum(torch.minimum(x0, s), -s) / s
+
+
+class CanonicalModel:
+    """``model(x, t_model, **kwargs)`` wrapped to give x0 and eps at a log-SNR ``lam``.
+
+    ``t_model`` is a tensor of shape (batch,) holding the schedule's model time (for ``edm``
+    outputs: sigma~). Every evaluation is counted in ``nfe`` and checked for NaN/inf.
+    """
+
+    def __init__(
+        self,
+        model: Callable[..., torch.Tensor],
+        schedule: NoiseSchedule,
+        output: str = "noise",
+        *,
+        model_kwargs: Mapping[str, Any] | None = None,
+        guidance: Guidance | None = None,
+        thresholding: str | Callable[[torch.Tensor], torch.Tensor] | None = None,
+        check_finite: bool = True,
+    ) -> None:
+        if not callable(model):
+            raise InputError("parameter 'model' must be callable as model(x, t, **kwargs)")
+        if output not in OUTPUT_TYPES:
+            raise InputError(
+                f"parameter 'output' must be one of {', '.join(OUTPUT_TYPES)}, got {output!r}"
+            )
+        if (
+            thresholding is not None
+            and not callable(thresholding)
+            and thresholding not in THRESHOLDING
+        ):
+            raise InputError(
+                f"parameter 'thresholding' must be one of {', '.join(THRESHOLDING)}, a callable "
+                f"or None, got {thresholding!r}"
+            )
+        self.model = model
+        self.schedule = schedule
+        self.output = output
+        self.model_kwargs = dict(model_kwargs or {})
+        self.guidance = guidance
+        self.thresholding = thresholding
+        self.check_finite = check_finite
+        self.nfe = 0
+        self.step_index: int | None = None
+
+    # --- evaluation ------------------------------------------------------------------
+    def _call(self, x: torch.Tensor, lam: float, kwargs: Mapping[str, Any]) -> torch.Tensor:
+        alpha, _ = self.schedule.alpha_sigma_of_lam(lam)
+        batch = x.shape[0]
+        if self.output == "edm":
+            sigma_tilde = math.exp(-lam)
+            t_in = torch.full((batch,), sigma_tilde, dtype=x.dtype, device=x.device)
+            return self.model(x / alpha, t_in, **kwargs)
+        t = float(self.schedule.t_of_lam(lam))
+        t_in = torch.full(
+            (batch,), float(self.schedule.model_time(t)), dtype=x.dtype, device=x.device
+        )
+        return self.model(x, t_in, **kwargs)
+
+    def _to_data(self, raw: torch.Tensor, x: torch.Tensor, lam: float) -> torch.Tensor:
+        raw = raw.to(x.dtype)
+        alpha, sigma = self.schedule.alpha_sigma_of_lam(lam)
+        if self.output in ("data", "edm"):
+            return raw
+        if alpha == 0.0 and self.output in ("noise", "score"):
+            raise InputError(
+                f"a {self.output}-prediction model determines no data prediction at zero SNR "
+                "(alpha = 0); start sampling at a time with alpha > 0 ('t_start' or 'sigmas')"
+            )
+        if self.output == "noise":
+            return (x - sigma * raw) / alpha
+        if self.output == "score":  # eps = -sigma * score
+            return (x + sigma * sigma * raw) / alpha
+        if self.output == "v":  # v = alpha eps - sigma x0
+            return (alpha * x - sigma * raw) / (alpha * alpha + sigma * sigma)
+        t = float(self.schedule.t_of_lam(lam))  # flow: u = alpha' x0 + sigma' eps
+        d_alpha, d_sigma = self.schedule.alpha_sigma_derivatives(t)
+        return (d_sigma * x - sigma * raw) / (alpha * d_sigma - sigma * d_alpha)
+
+    def data(self, x: torch.Tensor, lam: float) -> torch.Tensor:
+        """The (guided, thresholded) data prediction x0 at log-SNR lam."""
+        x0 = self._to_data(self._call(x, lam, self.model_kwargs), x, lam)
+        if self.guidance is not None:
+            kwargs = {**self.model_kwargs, **self.guidance.uncond_kwargs}
+            uncond = self._to_data(self._call(x, lam, kwargs), x, lam)
+            x0 = uncond + self.guidance.scale * (x0 - uncond)
+        if self.thresholding == "dynamic":
+            x0 = dynamic_threshold(x0)
+        elif self.thresholding == "static":
+            x0 = x0.clamp(-1.0, 1.0)
+        elif callable(self.thresholding):
+            x0 = self.thresholding(x0)
+        self.nfe += 1
+        if self.check_finite and not bool(torch.isfinite(x0).all()):
+            where = "" if self.step_index is None else f" at step {self.step_index}"
+            raise ModelOutputError(
+                f"the model returned NaN or inf{where} (sigma~ = {math.exp(-lam):.6g}, "
+                f"lambda = {lam:.6g}, t = {float(self.schedule.t_of_lam(lam)):.6g})"
+            )
+        return x0
+
+    def noise(self, x: torch.Tensor, lam: float) -> torch.Tensor:
+        """The noise prediction eps = (x - alpha x0)/sigma at finite lam."""
+        alpha, sigma = self.schedule.alpha_sigma_of_lam(lam)
+        return (x - alpha * self.data(x, lam)) / sigma
