@@ -15,6 +15,9 @@ from phiforge import __version__
 from phiforge.commands import register_derive_commands
 from phiforge.derive.errors import InputError
 from phiforge.registry_commands import register_registry_commands
+from phiforge.runtime.errors import InputError as RuntimeInputError
+from phiforge.runtime.errors import ModelOutputError
+from phiforge.runtime_commands import register_runtime_commands
 
 __all__ = ["build_parser", "main"]
 
@@ -28,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     register_derive_commands(commands)
     register_registry_commands(commands)
+    register_runtime_commands(commands)
     return parser
 
 
@@ -39,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into a reader that stopped early (e.g. head)
         sys.stderr.close()
         return 0
-    except InputError as error:
+    except (InputError, RuntimeInputError, ModelOutputError) as error:
         if getattr(args, "format", None) == "json":
             print(json.dumps({"error": str(error)}), file=sys.stderr)
         else:

@@ -1,1 +1,10 @@
-"""Torch layer: schedules, model wrappers, phi numerics, the sampling driver."""
+"""Torch layer: schedules, model wrappers, phi numerics, the sampling driver.
+
+``from phiforge.runtime import sample`` is the entry point; see :mod:`phiforge.runtime.driver`.
+"""
+
+from phiforge.runtime.driver import SampleInfo, sample
+from phiforge.runtime.errors import InputError, ModelOutputError
+from phiforge.runtime.models import Guidance
+
+__all__ = ["Guidance", "InputError", "ModelOutputError", "SampleInfo", "sample"]

@@ -1,0 +1,269 @@
+"""Subcommands that run the solvers: verify (convergence studies) and sample."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from phiforge.output import emit_json, markdown_table, positive_int
+
+__all__ = ["register_runtime_commands"]
+
+DEFAULT_PROBLEMS = ["gaussian", "gmm"]
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from phiforge.runtime.stepping import generated_methods, load_method
+    from phiforge.runtime.verification import builtin_problem, study_method
+
+    methods = args.methods or generated_methods()
+    for name in methods:
+        load_method(name)  # unknown names fail before any work
+    problems = args.problem or DEFAULT_PROBLEMS
+    results = []
+    for problem_name in problems:
+        started = time.perf_counter()
+        problem = builtin_problem(problem_name, batch=args.batch, seed=args.seed)
+        studies = [
+            study_method(problem, name, steps=args.steps, nfe_budgets=args.nfe, warmup=args.warmup)
+            for name in methods
+        ]
+        results.append(
+            {
+                "problem": problem_name,
+                "schedule": problem.schedule.name,
+                "t_start": problem.t_start,
+                "t_end": problem.t_end,
+                "batch": args.batch,
+                "reference": "exact" if problem.reference_accuracy == 0 else "DOP853 rtol 1e-12",
+                "reference_accuracy": problem.reference_accuracy,
+                "seconds": round(time.perf_counter() - started, 2),
+                "methods": [s.to_dict() for s in studies],
+            }
+        )
+    if args.plot:
+        _plot(results, Path(args.plot))
+    if args.format == "json":
+        emit_json({"problems": results, "plot": args.plot})
+    else:
+        for result in results:
+            _print_problem(result)
+        if args.plot:
+            print(f"plot: {args.plot}")
+    disagreeing = [
+        (r["problem"], m["name"])
+        for r in results
+        for m in r["methods"]
+        if r["problem"] != "empirical" and m["agrees"] is False
+    ]
+    return 1 if disagreeing and args.strict else 0
+
+
+def _fmt(value: float | None, spec: str = ".2e") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _print_problem(result: dict[str, Any]) -> None:
+    methods = result["methods"]
+    print(
+        f"## problem {result['problem']}: digits data, {result['schedule']} schedule, t "
+        f"{result['t_start']:g} -> {result['t_end']:g}, batch {result['batch']}, reference "
+        f"{result['reference']} (accuracy {result['reference_accuracy']:.1e}), "
+        f"{result['seconds']} s\n"
+    )
+    steps = methods[0]["steps"]
+    header = ["method", "NFE/step", "stiff (scalar)", "claimed", "observed", "agrees"]
+    header += [f"N={n}" for n in steps]
+    rows = [
+        [
+            m["name"],
+            m["nfe_per_step"],
+            m["scalar_stiff_order"],
+            m["claimed_order"],
+            _fmt(m["observed_order"], ".2f"),
+            {True: "yes", False: "NO", None: "-"}[m["agrees"]],
+        ]
+        + [_fmt(e) for e in m["errors"]]
+        for m in methods
+    ]
+    print(
+        "Error at the end (RMS per sample, mean over the batch) over N lambda-uniform steps; "
+        "observed order: least-squares slope over the finest 3 usable N.\n"
+    )
+    print(markdown_table(header, rows))
+    budgets = sorted({n for m in methods for n in m["defect_nfe"]})
+    rows = []
+    for m in methods:
+        by_nfe = dict(zip(m["defect_nfe"], m["defects"], strict=True))
+        rows.append([m["name"]] + [_fmt(by_nfe.get(n)) for n in budgets])
+    best = {
+        n: min(
+            (dict(zip(m["defect_nfe"], m["defects"], strict=True)).get(n, math.inf), m["name"])
+            for m in methods
+        )
+        for n in budgets
+    }
+    rows.append(["best"] + [best[n][1] for n in budgets])
+    print("\nDefect against NFE (budget spent exactly; lower-order warm-up):\n")
+    print(markdown_table(["method"] + [f"NFE {n}" for n in budgets], rows))
+    print()
+
+
+def _plot(results: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(results), figsize=(6 * len(results), 9), squeeze=False)
+    for column, result in enumerate(results):
+        top, bottom = axes[0][column], axes[1][column]
+        for axis in (top, bottom):
+            axis.set_prop_cycle(color=plt.cm.tab20.colors)
+        for m in result["methods"]:
+            style = "-" if m["name"].startswith("res_") else "--"
+            top.loglog(m["nfe"], m["errors"], style, marker="o", ms=3, label=m["name"])
+            bottom.loglog(m["defect_nfe"], m["defects"], style, marker="o", ms=3, label=m["name"])
+        top.set_title(f"{result['problem']}: error vs NFE (step sweep)")
+        bottom.set_title(f"{result['problem']}: defect vs NFE budget")
+        for axis in (top, bottom):
+            axis.set_xlabel("NFE")
+            axis.set_ylabel("RMS error at t_end")
+            axis.grid(True, which="both", alpha=0.3)
+    axes[0][-1].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _sample(args: argparse.Namespace) -> None:
+    import torch
+
+    from phiforge.runtime.denoisers import builtin_denoiser
+    from phiforge.runtime.driver import sample
+
+    denoiser = builtin_denoiser(args.denoiser)
+    generator = torch.Generator().manual_seed(args.seed)
+    from phiforge.runtime.schedules import noise_schedule
+
+    schedule = noise_schedule(args.schedule)
+    t_start = schedule.t_start
+    x = torch.randn(args.batch, denoiser.dim, dtype=torch.float64, generator=generator)
+    x = x * float(schedule.sigma(t_start))
+    progress = args.format != "json" and sys.stderr.isatty()
+    samples, info = sample(
+        denoiser,
+        x,
+        schedule,
+        args.method,
+        nfe=args.nfe,
+        step_schedule=args.step_schedule,
+        output="edm",
+        return_info=True,
+        progress=progress,
+    )
+    out = Path(args.out)
+    torch.save(samples.reshape(args.batch, *denoiser.image_shape).float(), out)
+    grid = None
+    if denoiser.image_shape is not None:
+        grid = out.with_suffix(".png")
+        _image_grid(samples.reshape(args.batch, *denoiser.image_shape), grid)
+    result = {
+        "method": args.method,
+        "denoiser": args.denoiser,
+        "schedule": schedule.name,
+        "step_schedule": args.step_schedule,
+        "nfe": info.nfe,
+        "steps": info.steps,
+        "methods_per_step": info.methods,
+        "output": str(out),
+        "grid": None if grid is None else str(grid),
+        "samples": args.batch,
+    }
+    if args.format == "json":
+        emit_json(result)
+    else:
+        print(
+            f"{args.batch} samples of {args.denoiser} with {args.method}: {info.nfe} NFE, "
+            f"{info.steps} steps ({args.step_schedule}, {schedule.name}) -> {out}"
+            + (f", grid {grid}" if grid else "")
+        )
+
+
+def _image_grid(images, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    count = images.shape[0]
+    columns = min(count, 8)
+    rows = math.ceil(count / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(columns, rows), squeeze=False)
+    for index, axis in enumerate(axes.flat):
+        axis.axis("off")
+        if index < count:
+            axis.imshow(images[index].cpu().numpy(), cmap="gray_r", vmin=-1, vmax=1)
+    fig.savefig(path, dpi=80, bbox_inches="tight")
+    plt.close(fig)
+
+
+def register_runtime_commands(commands: argparse._SubParsersAction) -> None:
+    verify = commands.add_parser(
+        "verify",
+        help="convergence study of generated methods on the built-in problems",
+        description="Observed order (error vs lambda-uniform steps) and defect vs NFE of each "
+        "method on built-in problems with exact or high-accuracy reference solutions.",
+    )
+    verify.add_argument("methods", nargs="*", metavar="METHOD", help="default: every method")
+    verify.add_argument(
+        "--problem",
+        action="append",
+        choices=["gaussian", "gmm", "empirical"],
+        help="repeatable; default: gaussian and gmm",
+    )
+    verify.add_argument("--steps", type=positive_int, nargs="+", default=[8, 16, 32, 64, 128, 256])
+    verify.add_argument(
+        "--nfe", type=positive_int, nargs="+", default=[5, 6, 8, 10, 12, 15, 20, 30, 50]
+    )
+    verify.add_argument("--batch", type=positive_int, default=16)
+    verify.add_argument("--seed", type=int, default=0)
+    verify.add_argument(
+        "--warmup",
+        choices=["order-preserving", "lower-order"],
+        default="order-preserving",
+        help="multistep starters in the step sweep",
+    )
+    verify.add_argument("--plot", metavar="FILE.png", help="write a PNG of both studies")
+    verify.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 if an observed order misses its claim (empirical excluded)",
+    )
+    verify.add_argument("--format", choices=["text", "json"], default="text")
+    verify.set_defaults(handler=_verify)
+
+    sampler = commands.add_parser(
+        "sample",
+        help="draw samples from a built-in denoiser with a generated method",
+    )
+    sampler.add_argument("--denoiser", choices=["gaussian", "gmm", "empirical"], default="gmm")
+    sampler.add_argument("--method", default="res_3m")
+    sampler.add_argument("--nfe", type=positive_int, default=10)
+    sampler.add_argument(
+        "--schedule",
+        default="vp-linear",
+        choices=["vp-linear", "vp-cosine", "ddpm", "ve", "edm", "flow"],
+    )
+    sampler.add_argument(
+        "--step-schedule", default="logsnr", choices=["logsnr", "time", "quadratic", "karras"]
+    )
+    sampler.add_argument("--batch", type=positive_int, default=16)
+    sampler.add_argument("--seed", type=int, default=0)
+    sampler.add_argument("--out", default="samples.pt", help="a torch file; a PNG grid beside it")
+    sampler.add_argument("--format", choices=["text", "json"], default="text")
+    sampler.set_defaults(handler=_sample)

@@ -1,0 +1,205 @@
+"""Convergence studies: observed order and numerical defect of generated methods.
+
+A problem is a data distribution with an exact denoiser (:mod:`phiforge.runtime.denoisers`), a
+noise schedule, an interval and a batch of starting points; its reference is the exact ODE
+solution (Gaussian data) or a high-accuracy one (scipy's DOP853 on dy/dlambda = -y + D(y) in
+the variance-exploding variable, rtol = atol = 1e-12, its accuracy estimated against a second
+solve at 1e-10). The error of a run is the defect of spec-dpmsolver-res §7.9: the mean over the
+batch of the RMS over dimensions of x - x_ref at the end.
+
+The observed order is the least-squares slope of log(error) against log(steps) over the
+asymptotic range: the finest ``fit_points`` step counts whose errors are at least 100 times the
+reference's accuracy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from phiforge.runtime.denoisers import GaussianDenoiser, builtin_denoiser
+from phiforge.runtime.driver import sample
+from phiforge.runtime.errors import InputError
+from phiforge.runtime.schedules import NoiseSchedule, noise_schedule
+from phiforge.runtime.stepping import load_method
+
+__all__ = [
+    "PROBLEMS",
+    "MethodStudy",
+    "Problem",
+    "builtin_problem",
+    "defect",
+    "observed_order",
+    "study_method",
+]
+
+PROBLEMS = ("gaussian", "gmm", "empirical")
+
+
+@dataclass
+class Problem:
+    """A sampling problem with a reference solution at ``t_end``."""
+
+    name: str
+    denoiser: Any
+    schedule: NoiseSchedule
+    x_start: torch.Tensor
+    t_start: float
+    t_end: float
+    reference: torch.Tensor = field(init=False)
+    reference_accuracy: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.reference, self.reference_accuracy = self._solve_reference()
+
+    def _solve_reference(self) -> tuple[torch.Tensor, float]:
+        lam0, lam1 = float(self.schedule.lam(self.t_start)), float(self.schedule.lam(self.t_end))
+        alpha0, sigma0 = self.schedule.alpha_sigma_of_lam(lam0)
+        alpha1, sigma1 = self.schedule.alpha_sigma_of_lam(lam1)
+        y0 = self.x_start / alpha0  # the variance-exploding variable x~ = x/alpha
+        if isinstance(self.denoiser, GaussianDenoiser):
+            exact = self.denoiser.flow(y0, sigma0 / alpha0, sigma1 / alpha1)
+            return alpha1 * exact, 0.0
+        fine = self._dop853(y0, lam0, lam1, 1e-12)
+        coarse = self._dop853(y0, lam0, lam1, 1e-10)
+        return alpha1 * fine, defect(alpha1 * coarse, alpha1 * fine)
+
+    def _dop853(self, y0: torch.Tensor, lam0: float, lam1: float, tol: float) -> torch.Tensor:
+        from scipy.integrate import solve_ivp
+
+        shape = y0.shape
+
+        def rhs(lam: float, y: np.ndarray) -> np.ndarray:
+            state = torch.from_numpy(y).reshape(shape)
+            return (self.denoiser(state, math.exp(-lam)) - state).reshape(-1).numpy()
+
+        solution = solve_ivp(
+            rhs, (lam0, lam1), y0.reshape(-1).double().numpy(), method="DOP853", rtol=tol, atol=tol
+        )
+        if not solution.success:
+            raise RuntimeError(f"reference solve failed: {solution.message}")
+        return torch.from_numpy(solution.y[:, -1].copy()).reshape(shape)
+
+    def run(self, method: str, **options: Any) -> tuple[torch.Tensor, int]:
+        """The method's end state and NFE (``steps=`` or ``nfe=`` in options)."""
+        x, info = sample(
+            self.denoiser,
+            self.x_start,
+            self.schedule,
+            method,
+            output="edm",
+            t_start=self.t_start,
+            t_end=self.t_end,
+            return_info=True,
+            **options,
+        )
+        return x, info.nfe
+
+
+def defect(x: torch.Tensor, reference: torch.Tensor) -> float:
+    """mean_b ||x_b - x_ref,b||_2 / sqrt(d) (spec-dpmsolver-res §7.9, our operationalisation)."""
+    diff = (x - reference).reshape(x.shape[0], -1).double()
+    return float(diff.pow(2).mean(1).sqrt().mean())
+
+
+def builtin_problem(
+    name: str,
+    batch: int = 16,
+    seed: int = 0,
+    schedule: str = "vp-linear",
+    t_start: float = 1.0,
+    t_end: float = 1e-3,
+) -> Problem:
+    """Digits data as a Gaussian (exact flow), a 10-component mixture, or the empirical
+    distribution; VP linear schedule from t = 1 to 1e-3 (lambda from -5.02 to 4.56),
+    x_T ~ N(0, sigma_T^2 I)."""
+    if name not in PROBLEMS:
+        raise InputError(f"parameter 'problem' must be one of {', '.join(PROBLEMS)}, got {name!r}")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise InputError(f"parameter 'batch' must be a positive integer, got {batch!r}")
+    denoiser = builtin_denoiser(name)
+    generator = torch.Generator().manual_seed(int(seed))
+    sched = noise_schedule(schedule)
+    x_start = torch.randn(batch, denoiser.dim, dtype=torch.float64, generator=generator)
+    x_start = x_start * float(sched.sigma(t_start))
+    return Problem(name, denoiser, sched, x_start, t_start, t_end)
+
+
+def observed_order(
+    steps: Sequence[int], errors: Sequence[float], floor: float = 0.0, fit_points: int = 3
+) -> float | None:
+    """Least-squares slope of -log(error) against log(steps) over the finest usable points."""
+    usable = [(n, e) for n, e in zip(steps, errors, strict=True) if e > max(100 * floor, 1e-13)]
+    usable = usable[-fit_points:]
+    if len(usable) < 2:
+        return None
+    x = np.log([n for n, _ in usable])
+    y = np.log([e for _, e in usable])
+    slope = np.polyfit(x, y, 1)[0]
+    return float(-slope)
+
+
+@dataclass
+class MethodStudy:
+    name: str
+    claimed_order: int
+    scalar_stiff_order: int
+    nfe_per_step: int
+    steps: list[int]
+    nfe: list[int]
+    errors: list[float]
+    observed_order: float | None
+    defect_nfe: list[int]
+    defects: list[float]
+
+    @property
+    def agrees(self) -> bool | None:
+        """The observed order reaches the claimed one (within 0.15)."""
+        if self.observed_order is None:
+            return None
+        return self.observed_order >= self.claimed_order - 0.15
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"agrees": self.agrees}
+
+
+def study_method(
+    problem: Problem,
+    method: str,
+    steps: Sequence[int] = (8, 16, 32, 64, 128, 256),
+    nfe_budgets: Sequence[int] = (5, 6, 8, 10, 12, 15, 20, 30, 50),
+    warmup: str = "order-preserving",
+    fit_points: int = 3,
+) -> MethodStudy:
+    """Errors over a step sweep (uniform in lambda) and defects over NFE budgets."""
+    module = load_method(method)
+    errors, nfes = [], []
+    for n in steps:
+        x, used = problem.run(method, steps=int(n), warmup=warmup)
+        errors.append(defect(x, problem.reference))
+        nfes.append(used)
+    budgets, defects = [], []
+    for budget in nfe_budgets:
+        try:
+            x, used = problem.run(method, nfe=int(budget))
+        except InputError:  # a budget below the method's minimum (e.g. 5 for a 5-stage method)
+            continue
+        budgets.append(used)
+        defects.append(defect(x, problem.reference))
+    return MethodStudy(
+        name=module.NAME,
+        claimed_order=int(module.CONVERGENCE_ORDER),
+        scalar_stiff_order=int(module.ORDERS["scalar"]["stiff"]),
+        nfe_per_step=int(module.NFE_PER_STEP),
+        steps=[int(n) for n in steps],
+        nfe=nfes,
+        errors=errors,
+        observed_order=observed_order(steps, errors, problem.reference_accuracy, fit_points),
+        defect_nfe=budgets,
+        defects=defects,
+    )

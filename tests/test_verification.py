@@ -1,0 +1,138 @@
+"""Convergence studies and the verify / sample commands."""
+
+import json
+
+import pytest
+import torch
+
+from phiforge.main import main
+from phiforge.runtime.verification import builtin_problem, defect, observed_order, study_method
+
+
+def test_observed_order_is_the_least_squares_slope_over_the_finest_points():
+    steps = [8, 16, 32, 64]
+    errors = [5.0, 2.0**-3, 2.0**-6, 2.0**-9]  # the finest three: exactly third order
+    assert observed_order(steps, errors) == pytest.approx(3.0, abs=1e-12)
+    # points at the reference's accuracy are excluded
+    assert observed_order(steps, [1e-2, 1e-4, 1e-9, 1e-9], floor=1e-10) == pytest.approx(
+        6.64385619, rel=1e-6
+    )
+    assert observed_order([8, 16], [1e-14, 1e-14]) is None
+
+
+def test_defect_is_the_mean_rms_distance():
+    x = torch.zeros(2, 4, dtype=torch.float64)
+    ref = torch.tensor([[1.0, 1.0, 1.0, 1.0], [2.0, 0.0, 0.0, 0.0]], dtype=torch.float64)
+    assert defect(x, ref) == pytest.approx((1.0 + 1.0) / 2)
+
+
+@pytest.fixture(scope="module")
+def gmm_problem():
+    return builtin_problem("gmm", batch=4, seed=1)
+
+
+def test_mixture_reference_is_accurate(gmm_problem):
+    assert gmm_problem.reference_accuracy < 1e-9
+
+
+@pytest.mark.parametrize(("method", "claimed"), [("res_2s", 2), ("res_3s", 3), ("res_3m", 3)])
+def test_observed_order_on_the_mixture_matches_the_claim(gmm_problem, method, claimed):
+    study = study_method(gmm_problem, method, steps=(64, 128, 256), nfe_budgets=(10,))
+    assert study.claimed_order == claimed
+    assert study.observed_order == pytest.approx(claimed, abs=0.3)  # pre-asymptotic spread
+    assert study.defect_nfe == [10]
+
+
+def test_a_stiff_order_violation_shows_at_low_nfe(gmm_problem):
+    """spec §7.5: DPM-Solver++(2S) fails psi_2 (stiff order 1); RES-2S satisfies it. Both are
+    order 2 as h -> 0, but at NFE 10 the violation costs accuracy."""
+    degenerate = study_method(gmm_problem, "dpmpp_2s", steps=(16,), nfe_budgets=(10,))
+    consistent = study_method(gmm_problem, "res_2s", steps=(16,), nfe_budgets=(10,))
+    assert degenerate.scalar_stiff_order == 1 and consistent.scalar_stiff_order == 2
+    assert consistent.defects[0] < 0.8 * degenerate.defects[0]
+    assert consistent.errors[0] < 0.8 * degenerate.errors[0]
+
+
+def test_verify_command_prints_tables_and_json(capsys, tmp_path):
+    plot = tmp_path / "verify.png"
+    code = main(
+        [
+            "verify",
+            "res_2s",
+            "exp_euler",
+            "--problem",
+            "gaussian",
+            "--steps",
+            "16",
+            "32",
+            "64",
+            "--nfe",
+            "6",
+            "10",
+            "--batch",
+            "4",
+            "--plot",
+            str(plot),
+            "--format",
+            "json",
+        ]
+    )
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    methods = {m["name"]: m for m in result["problems"][0]["methods"]}
+    assert methods["res_2s"]["observed_order"] == pytest.approx(2.0, abs=0.1)
+    assert methods["exp_euler"]["observed_order"] == pytest.approx(1.0, abs=0.1)
+    assert methods["res_2s"]["defect_nfe"] == [6, 10]
+    assert plot.stat().st_size > 10_000
+    main(
+        [
+            "verify",
+            "res_2m",
+            "--problem",
+            "gaussian",
+            "--steps",
+            "8",
+            "16",
+            "--nfe",
+            "8",
+            "--batch",
+            "2",
+        ]
+    )
+    text = capsys.readouterr().out
+    assert "| res_2m | 1 | 2 | 2 |" in text and "NFE 8" in text
+
+
+def test_sample_command_writes_samples_and_a_grid(capsys, tmp_path):
+    out = tmp_path / "digits.pt"
+    assert (
+        main(
+            [
+                "sample",
+                "--denoiser",
+                "gmm",
+                "--method",
+                "res_3s",
+                "--nfe",
+                "9",
+                "--batch",
+                "4",
+                "--out",
+                str(out),
+                "--format",
+                "json",
+            ]
+        )
+        == 0
+    )
+    result = json.loads(capsys.readouterr().out)
+    assert result["nfe"] == 9 and result["steps"] == 3 and result["method"] == "res_3s"
+    samples = torch.load(out)
+    assert samples.shape == (4, 8, 8) and torch.isfinite(samples).all()
+    assert (tmp_path / "digits.png").stat().st_size > 500
+
+
+def test_unknown_method_is_an_input_error(capsys):
+    assert main(["verify", "res_9x", "--problem", "gaussian"]) == 2
+    assert "unknown method 'res_9x'" in capsys.readouterr().err
+    assert main(["sample", "--method", "nope", "--out", "/dev/null"]) == 2
