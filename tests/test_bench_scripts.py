@@ -19,3 +19,18 @@ def test_conditions_benchmark_counts_and_orders():
     assert [r["stiff_order"] for r in rows] == [2, 3, 4, 4]
     assert [r["weak_stiff_order"] for r in rows] == [2, 3, 4, 5]
     assert [r["scalar_stiff_order"] for r in rows] == [2, 3, 4, 4]
+
+
+def test_defect_benchmark_spends_each_budget_and_ranks_both_sides():
+    result = _load("defect_vs_nfe").measure(
+        batch=2, budgets=(6, 10), methods=["dpmpp_2m", "res_3s"]
+    )
+    rows = result["defects"]
+    assert set(rows) >= {"dpmpp_2m (karras)", "dpmpp_2m (logsnr)", "res_3s (logsnr)"}
+    assert rows["dpmpp_2m (logsnr)"][10][0] == 10  # the NFE used equals the budget
+    assert rows["res_3s (logsnr)"][10][0] == 9  # 3 stages: the largest count within 10
+    best = result["summary"][10]["best_phiforge"]
+    assert best["defect"] == min(row[10][1] for name, row in rows.items() if "k:" not in name)
+    if result["meta"]["kdiffusion"]:  # the same method in both libraries, same grid
+        ours, theirs = rows["dpmpp_2m (karras)"][10][1], rows["k:dpmpp_2m (karras)"][10][1]
+        assert abs(ours - theirs) <= 1e-9 * theirs

@@ -296,3 +296,19 @@ def test_dynamic_thresholding_clamps_by_the_sample_quantile():
 def test_bad_sampling_arguments_are_rejected(kwargs, message):
     with pytest.raises(InputError, match=message):
         sample(GAUSS, X_UNIT * 80, EDM(), **{"output": "edm", **kwargs})
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_sampling_on_cuda_matches_cpu():
+    from phiforge.runtime.denoisers import builtin_denoiser
+
+    gmm = builtin_denoiser("gmm")
+    gmm_cuda = builtin_denoiser("gmm", device="cuda")
+    x = torch.randn(64, 64, dtype=torch.float64) * 80
+    cpu = sample(gmm, x, EDM(), "res_3m", steps=12, output="edm")
+    gpu = sample(gmm_cuda, x.cuda(), EDM(), "res_3m", steps=12, output="edm")
+    assert torch.allclose(gpu.cpu(), cpu, rtol=1e-9, atol=1e-9)
+    single = sample(gmm_cuda, x.cuda().float(), EDM(), "res_3m", steps=12, output="edm")
+    assert single.dtype == torch.float32
+    assert float((single.double().cpu() - cpu).abs().max()) < 1e-3

@@ -1,0 +1,196 @@
+"""Benchmark: numerical defect against NFE on the digits mixture, phiforge next to its peers.
+
+Every sampler starts from the same x_T and solves the same probability-flow ODE of the built-in
+10-component Gaussian mixture fitted to scikit-learn's digits (VP linear, t = 1 -> 1e-3, i.e.
+sigma~ = sigma/alpha from 152 to 0.0105); the defect is the mean RMS distance to the DOP853
+reference (rtol 1e-12) at the end (spec-dpmsolver-res §7.9). k-diffusion's deterministic samplers
+run in the same process when k-diffusion is installed; every sampler, peer or ours, runs on Karras
+sigmas (k-diffusion's default, rho = 7) and on log-SNR-uniform sigmas, and the summary compares
+the best of each side over both grids. Each sampler gets
+the largest step count whose NFE does not exceed the budget; the NFE it used is printed.
+
+Usage: python bench/defect_vs_nfe.py [--batch 32] [--format markdown|json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from phiforge.runtime.driver import sample
+from phiforge.runtime.peers import kdiffusion_sampling
+from phiforge.runtime.stepping import generated_methods, load_method
+from phiforge.runtime.verification import builtin_problem, defect
+
+BUDGETS = (5, 6, 8, 10, 12, 15, 20, 30, 50)
+
+# k-diffusion samplers that are deterministic ODE solvers, with their NFE for n intervals
+# ending at sigma_min > 0 (no final step to 0): name -> (function name, nfe(n), options)
+KDIFFUSION = {
+    "k:euler": ("sample_euler", lambda n: n, {}),
+    "k:heun": ("sample_heun", lambda n: 2 * n, {}),
+    "k:dpm_2": ("sample_dpm_2", lambda n: 2 * n, {}),
+    "k:lms": ("sample_lms", lambda n: n, {}),
+    "k:dpmpp_2m": ("sample_dpmpp_2m", lambda n: n, {}),
+    "k:dpmpp_2s(eta=0)": ("sample_dpmpp_2s_ancestral", lambda n: 2 * n, {"eta": 0.0}),
+    "k:dpmpp_2m_sde(eta=0)": ("sample_dpmpp_2m_sde", lambda n: n, {"eta": 0.0}),
+    "k:dpmpp_3m_sde(eta=0)": ("sample_dpmpp_3m_sde", lambda n: n, {"eta": 0.0}),
+}
+
+
+def karras(sigma_max: float, sigma_min: float, n: int, rho: float = 7.0) -> list[float]:
+    ramp = np.linspace(sigma_max ** (1 / rho), sigma_min ** (1 / rho), n + 1) ** rho
+    ramp[0], ramp[-1] = sigma_max, sigma_min
+    return ramp.tolist()
+
+
+def logsnr(sigma_max: float, sigma_min: float, n: int) -> list[float]:
+    return np.exp(np.linspace(math.log(sigma_max), math.log(sigma_min), n + 1)).tolist()
+
+
+def measure(
+    batch: int = 32, budgets: tuple[int, ...] = BUDGETS, methods: list[str] | None = None
+) -> dict:
+    """Defects per sampler and budget, and the best of each side per budget."""
+    started = time.perf_counter()
+    problem = builtin_problem("gmm", batch=batch, seed=0)
+    lam0, lam1 = float(problem.schedule.lam(1.0)), float(problem.schedule.lam(1e-3))
+    alpha0, _ = problem.schedule.alpha_sigma_of_lam(lam0)
+    alpha1, _ = problem.schedule.alpha_sigma_of_lam(lam1)
+    sigma_max, sigma_min = math.exp(-lam0), math.exp(-lam1)
+    x_tilde = problem.x_start / alpha0
+    rows: dict[str, dict[int, tuple[int, float]]] = {}
+
+    def record(name: str, run: Callable[[int], tuple[torch.Tensor, int]], per_step: int) -> None:
+        rows[name] = {}
+        for budget in budgets:
+            n = budget // per_step
+            while n >= 1:
+                x, used = run(n)
+                if used <= budget:
+                    rows[name][budget] = (used, defect(x, problem.reference))
+                    break
+                n -= 1
+
+    k = kdiffusion_sampling()
+    if k is not None:
+        for label, (function, nfe_of, options) in KDIFFUSION.items():
+            sampler = getattr(k, function)
+
+            for grid_name, grid in (("karras", karras), ("logsnr", logsnr)):
+
+                def run(n, sampler=sampler, nfe_of=nfe_of, options=options, grid=grid):
+                    sigmas = torch.tensor(grid(sigma_max, sigma_min, n), dtype=torch.float64)
+                    x = sampler(problem.denoiser, x_tilde, sigmas, disable=True, **options)
+                    return alpha1 * x, nfe_of(n)
+
+                record(f"{label} ({grid_name})", run, 1)
+
+    for name in methods or generated_methods():
+        module = load_method(name)
+        s = module.NFE_PER_STEP
+
+        def run_karras(n, name=name):
+            x, info = sample(
+                problem.denoiser,
+                x_tilde,
+                "edm",
+                name,
+                output="edm",
+                sigmas=karras(sigma_max, sigma_min, n),
+                return_info=True,
+            )
+            return alpha1 * x, info.nfe
+
+        def run_logsnr(budget_steps, name=name):
+            x, info = sample(
+                problem.denoiser,
+                problem.x_start,
+                problem.schedule,
+                name,
+                output="edm",
+                t_start=1.0,
+                t_end=1e-3,
+                steps=budget_steps,
+                return_info=True,
+            )
+            return x, info.nfe
+
+        record(f"{name} (karras)", run_karras, s)
+        record(f"{name} (logsnr)", run_logsnr, s)
+
+    elapsed = time.perf_counter() - started
+    peers = [r for r in rows if r.startswith("k:")]
+    ours = [r for r in rows if not r.startswith("k:")]
+    summary = {}
+    for budget in budgets:
+        best_ours = min((rows[r][budget][1], r) for r in ours if budget in rows[r])
+        best_peer = (
+            min((rows[r][budget][1], r) for r in peers if budget in rows[r]) if peers else None
+        )
+        summary[budget] = {
+            "best_phiforge": {"name": best_ours[1], "defect": best_ours[0]},
+            "best_peer": None
+            if best_peer is None
+            else {"name": best_peer[1], "defect": best_peer[0]},
+            "ratio": None if best_peer is None else best_ours[0] / best_peer[0],
+        }
+    meta = {
+        "problem": "digits GMM (10 components), VP linear t 1 -> 1e-3, DOP853 reference",
+        "batch": batch,
+        "reference_accuracy": problem.reference_accuracy,
+        "kdiffusion": k is not None,
+        "seconds": round(elapsed, 1),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+    return {"meta": meta, "defects": rows, "summary": summary}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--format", choices=["markdown", "json"], default="markdown")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    result = measure(args.batch)
+    if args.format == "json":
+        print(json.dumps(result, indent=2))
+        return
+    meta, rows, summary = result["meta"], result["defects"], result["summary"]
+    print(
+        f"problem: {meta['problem']}; batch {meta['batch']}; reference accuracy "
+        f"{meta['reference_accuracy']:.1e}; k-diffusion in process: {meta['kdiffusion']}; "
+        f"{meta['seconds']} s (python {meta['python']}, torch {meta['torch']})\n"
+    )
+    print("| sampler | " + " | ".join(f"NFE {b}" for b in BUDGETS) + " |")
+    print("|---|" + "---|" * len(BUDGETS))
+    for name, row in rows.items():
+        cells = []
+        for b in BUDGETS:
+            if b not in row:
+                cells.append("-")
+            else:
+                used, value = row[b]
+                cells.append(f"{value:.2e}" + ("" if used == b else f" ({used})"))
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print("\n| NFE | best phiforge | defect | best peer | defect | ratio |")
+    print("|---|---|---|---|---|---|")
+    for b, s in summary.items():
+        peer = s["best_peer"] or {"name": "-", "defect": float("nan")}
+        ratio = "-" if s["ratio"] is None else f"{s['ratio']:.2f}"
+        print(
+            f"| {b} | {s['best_phiforge']['name']} | {s['best_phiforge']['defect']:.2e} | "
+            f"{peer['name']} | {peer['defect']:.2e} | {ratio} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
