@@ -17,17 +17,18 @@ __all__ = ["diffusers_available", "kdiffusion_sampling"]
 
 def kdiffusion_sampling() -> ModuleType | None:
     """``k_diffusion.sampling`` if k-diffusion (and torchsde, torchdiffeq) are installed."""
+    if "k_diffusion.sampling" in sys.modules:
+        return sys.modules["k_diffusion.sampling"]
     spec = importlib.util.find_spec("k_diffusion")
     if spec is None or spec.submodule_search_locations is None:
         return None
     for dependency in ("torchsde", "torchdiffeq", "scipy"):
         if importlib.util.find_spec(dependency) is None:
             return None
-    if "k_diffusion.sampling" in sys.modules:
-        return sys.modules["k_diffusion.sampling"]
     location = next(iter(spec.submodule_search_locations))
     package = types.ModuleType("k_diffusion")
     package.__path__ = [location]
+    package.__spec__ = spec
     utils = types.ModuleType("k_diffusion.utils")
 
     def append_dims(x, target_dims):
