@@ -54,6 +54,15 @@ def _scalar_or_array(value: np.ndarray) -> float | np.ndarray:
     return float(value) if value.ndim == 0 else value
 
 
+def _log_sigmoid_float(x: float) -> float:
+    """log(1/(1 + e^-x)) for a Python float, exact limits at +-inf."""
+    if x >= 0:
+        return -math.log1p(math.exp(-x))
+    if x == -math.inf:
+        return -math.inf
+    return x - math.log1p(math.exp(x))
+
+
 def _log_sigmoid(x: np.ndarray) -> np.ndarray:
     """log(1/(1 + e^-x)) without overflow; exact limits at +-inf."""
     with np.errstate(over="ignore"):
@@ -109,8 +118,8 @@ class NoiseSchedule:
         if self.variance_preserving:
             # alpha^2 = sigmoid(2 lambda), sigma^2 = sigmoid(-2 lambda)
             return (
-                math.exp(0.5 * float(_log_sigmoid(np.float64(2.0 * lam)))),
-                math.exp(0.5 * float(_log_sigmoid(np.float64(-2.0 * lam)))),
+                math.exp(0.5 * _log_sigmoid_float(2.0 * lam)),
+                math.exp(0.5 * _log_sigmoid_float(-2.0 * lam)),
             )
         t = float(self.t_of_lam(lam))
         return float(self.alpha(t)), float(self.sigma(t))
@@ -378,8 +387,8 @@ class RectifiedFlow(NoiseSchedule):
         return _scalar_or_array(np.exp(_log_sigmoid(-_array(lam))))
 
     def alpha_sigma_of_lam(self, lam: float) -> tuple[float, float]:
-        lam = np.float64(lam)
-        return float(np.exp(_log_sigmoid(lam))), float(np.exp(_log_sigmoid(-lam)))
+        lam = float(lam)
+        return math.exp(_log_sigmoid_float(lam)), math.exp(_log_sigmoid_float(-lam))
 
     def alpha_sigma_derivatives(self, t: float) -> tuple[float, float]:
         return -1.0, 1.0

@@ -34,3 +34,10 @@ def test_defect_benchmark_spends_each_budget_and_ranks_both_sides():
     if result["meta"]["kdiffusion"]:  # the same method in both libraries, same grid
         ours, theirs = rows["dpmpp_2m (karras)"][10][1], rows["k:dpmpp_2m (karras)"][10][1]
         assert abs(ours - theirs) <= 1e-9 * theirs
+
+
+def test_overhead_benchmark_counts_evaluations():
+    result = _load("overhead").measure(steps=3, methods=["res_2m", "res_3s"])
+    rows = {r["method"]: r for r in result["rows"]}
+    assert rows["res_2m"]["nfe"] == 3 and rows["res_3s"]["nfe"] == 9
+    assert result["evaluation_ms"] > 0 and all(r["overhead_per_step_ms"] > 0 for r in rows.values())

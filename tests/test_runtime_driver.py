@@ -1,5 +1,6 @@
 """The sampling driver: formulations, output types, NFE accounting, limits, bad input."""
 
+import itertools
 import math
 
 import numpy as np
@@ -312,3 +313,22 @@ def test_sampling_on_cuda_matches_cpu():
     single = sample(gmm_cuda, x.cuda().float(), EDM(), "res_3m", steps=12, output="edm")
     assert single.dtype == torch.float32
     assert float((single.double().cpu() - cpu).abs().max()) < 1e-3
+
+
+def test_exponential_euler_is_ddim_on_a_discrete_schedule():
+    """spec §10.3.1: DPM-Solver-1 = DDIM (eta = 0): x' = alpha' x0_hat + sigma' eps_hat."""
+    ddpm = DiscreteVP.ddpm_linear()
+    eps_model = _model_of_type(ddpm, "noise")
+    times = [1.0, 0.7, 0.4, 0.15, 0.05, 0.001]
+    x = X_UNIT.clone()
+    expected = x.clone()
+    for t, t_next in itertools.pairwise(times):
+        alpha, sigma = float(ddpm.alpha(t)), float(ddpm.sigma(t))
+        eps = eps_model(expected, torch.full((2,), float(ddpm.model_time(t))))
+        x0 = (expected - sigma * eps) / alpha
+        expected = float(ddpm.alpha(t_next)) * x0 + float(ddpm.sigma(t_next)) * eps
+    for prediction in ("data", "noise"):
+        got = sample(
+            eps_model, x, ddpm, "exp_euler", timesteps=times, output="noise", prediction=prediction
+        )
+        assert torch.allclose(got, expected, rtol=1e-12, atol=1e-12)
