@@ -63,14 +63,19 @@ def _scale_name(scale: sympy.Expr) -> str:
     scale = sympy.nsimplify(scale)
     if scale == 1:
         return "p1"
+    if scale == -1:
+        return "pm1"
     if scale.is_Rational:
-        return f"p{scale.p}_{scale.q}"
+        sign = "m" if scale.p < 0 else ""
+        return f"p{sign}{abs(scale.p)}_{scale.q}"
     raise InputError(f"cannot name the phi scale {scale}")
 
 
 def _scale_code(scale: sympy.Rational) -> str:
     if scale == 1:
         return "z"
+    if scale == -1:
+        return "-z"
     if scale.p == 1:
         return f"z / {scale.q}"
     return f"{scale.p} * z / {scale.q}"

@@ -46,7 +46,7 @@ K = kdiffusion_sampling()
 @pytest.mark.skipif(K is None, reason="k-diffusion (with torchsde, torchdiffeq) not installed")
 @pytest.mark.parametrize(
     ("ours", "theirs"),
-    [("dpmpp_2m", "sample_dpmpp_2m"), ("exp_euler", "sample_euler")],
+    [("dpmpp_2m", "sample_dpmpp_2m"), ("exp_euler", "sample_euler"), ("edm_heun", "sample_heun")],
 )
 def test_parity_with_k_diffusion(ours, theirs):
     gmm = builtin_denoiser("gmm")
