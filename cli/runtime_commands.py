@@ -144,27 +144,39 @@ def _sample(args: argparse.Namespace) -> None:
     import torch
 
     from phiforge.runtime.denoisers import builtin_denoiser
-    from phiforge.runtime.driver import sample
-
-    denoiser = builtin_denoiser(args.denoiser)
-    generator = torch.Generator().manual_seed(args.seed)
+    from phiforge.runtime.driver import sample, sampling_plan
+    from phiforge.runtime.restart import restart_from
     from phiforge.runtime.schedules import noise_schedule
 
+    denoiser = builtin_denoiser(args.denoiser)
     schedule = noise_schedule(args.schedule)
-    t_start = schedule.t_start
+    restart = restart_from(args.restart) if args.restart else None
+    method = args.method or (restart.method if restart and restart.method else "res_3m")
+    grid_args: dict[str, Any] = {}
+    if args.steps is not None:
+        grid_args["steps"] = args.steps
+    elif restart is None or args.nfe is not None:
+        grid_args["nfe"] = args.nfe or 10
+    _, _, plan = sampling_plan(
+        schedule, method, step_schedule=args.step_schedule, restart=restart, **grid_args
+    )
+    generator = torch.Generator().manual_seed(args.seed)
+    _, sigma_start = schedule.alpha_sigma_of_lam(plan.lambdas[0])
     x = torch.randn(args.batch, denoiser.dim, dtype=torch.float64, generator=generator)
-    x = x * float(schedule.sigma(t_start))
+    x = x * sigma_start
     progress = args.format != "json" and sys.stderr.isatty()
     samples, info = sample(
         denoiser,
         x,
         schedule,
-        args.method,
-        nfe=args.nfe,
+        method,
         step_schedule=args.step_schedule,
         output="edm",
         return_info=True,
         progress=progress,
+        restart=restart,
+        generator=generator,
+        **grid_args,
     )
     out = Path(args.out)
     torch.save(samples.reshape(args.batch, *denoiser.image_shape).float(), out)
@@ -173,10 +185,11 @@ def _sample(args: argparse.Namespace) -> None:
         grid = out.with_suffix(".png")
         _image_grid(samples.reshape(args.batch, *denoiser.image_shape), grid)
     result = {
-        "method": args.method,
+        "method": method,
         "denoiser": args.denoiser,
         "schedule": schedule.name,
         "step_schedule": args.step_schedule,
+        "restart": None if restart is None else restart.name,
         "nfe": info.nfe,
         "steps": info.steps,
         "methods_per_step": info.methods,
@@ -188,9 +201,10 @@ def _sample(args: argparse.Namespace) -> None:
         emit_json(result)
     else:
         print(
-            f"{args.batch} samples of {args.denoiser} with {args.method}: {info.nfe} NFE, "
-            f"{info.steps} steps ({args.step_schedule}, {schedule.name}) -> {out}"
-            + (f", grid {grid}" if grid else "")
+            f"{args.batch} samples of {args.denoiser} with {method}"
+            + (f" + restart {restart.name}" if restart else "")
+            + f": {info.nfe} NFE, {info.steps} main steps ({args.step_schedule}, "
+            f"{schedule.name}) -> {out}" + (f", grid {grid}" if grid else "")
         )
 
 
@@ -252,8 +266,15 @@ def register_runtime_commands(commands: argparse._SubParsersAction) -> None:
         help="draw samples from a built-in denoiser with a generated method",
     )
     sampler.add_argument("--denoiser", choices=["gaussian", "gmm", "empirical"], default="gmm")
-    sampler.add_argument("--method", default="res_3m")
-    sampler.add_argument("--nfe", type=positive_int, default=10)
+    sampler.add_argument("--method", help="default: res_3m, or a restart preset's method")
+    sampler.add_argument("--nfe", type=positive_int, help="NFE budget (default 10)")
+    sampler.add_argument("--steps", type=positive_int, help="main steps instead of a budget")
+    sampler.add_argument(
+        "--restart",
+        metavar="PRESET|SPEC",
+        help="Restart: a preset (cifar10-vp-43, imagenet64-203, ..., a1111-STEPS) "
+        "or N,K,SIGMA_MIN,SIGMA_MAX[;...]",
+    )
     sampler.add_argument(
         "--schedule",
         default="vp-linear",

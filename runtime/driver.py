@@ -14,6 +14,7 @@ step). Each costs one model evaluation.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,13 +26,38 @@ import torch
 
 from phiforge.runtime.errors import InputError
 from phiforge.runtime.models import CanonicalModel, Guidance
+from phiforge.runtime.restart import Restart, RestartInterval, karras_sigmas, restart_from
 from phiforge.runtime.schedules import NoiseSchedule, noise_schedule
 from phiforge.runtime.stepping import Step, generated_methods, load_method, plan_steps, run_steps
 from phiforge.runtime.timesteps import grid_from_sigmas, grid_from_times, lambda_grid
 
-__all__ = ["ALLOCATIONS", "SampleInfo", "allocate_singlestep", "sample", "sampling_plan"]
+__all__ = [
+    "ALLOCATIONS",
+    "RestartEvent",
+    "SampleInfo",
+    "allocate_singlestep",
+    "sample",
+    "sampling_plan",
+]
 
 ALLOCATIONS = ("greedy", "dpm-solver-fast")
+
+
+@dataclass
+class RestartEvent:
+    """A restart interval in a plan: at inner grid point ``index`` (log-SNR ``lam_min``), K times
+    jump to ``lam_max`` and run ``backward`` (pairs: lambda before churn or None, step)."""
+
+    index: int
+    interval: RestartInterval
+    lam_min: float
+    lam_max: float
+    backward: list[tuple[float | None, Step]]
+    s_noise: float
+
+    @property
+    def nfe(self) -> int:
+        return self.interval.repeats * sum(step.nfe for _, step in self.backward)
 
 
 @dataclass
@@ -43,7 +69,8 @@ class SampleInfo:
     methods: list[str]
     start_limit: bool
     final: str | None
-    extra: dict[str, Any] = field(default_factory=dict)
+    restarts: list[RestartEvent] = field(default_factory=list)
+    segments: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def steps(self) -> int:
@@ -125,9 +152,19 @@ def sampling_plan(
     lower_order_final: bool = False,
     final_denoise: bool = False,
     allocation: str = "greedy",
+    restart: Restart | str | None = None,
 ) -> tuple[np.ndarray, list[Step], SampleInfo]:
     """The grid, the method steps and the exact NFE of a run (before any model call)."""
     module = load_method(method)
+    if restart is not None:
+        restart = restart_from(restart)
+        if nfe is not None:
+            raise InputError(
+                "with 'restart' give the main grid ('steps', 'sigmas', 'timesteps' "
+                "or a preset's), not an 'nfe' budget"
+            )
+        if steps is None and sigmas is None and timesteps is None:
+            sigmas = restart.main_sigmas()
     given = [
         name
         for name, v in (
@@ -174,14 +211,22 @@ def sampling_plan(
     start_limit = bool(grid[0] == -math.inf)
     final = "limit" if grid[-1] == math.inf else ("denoise" if final_denoise else None)
     inner = grid[int(start_limit) : len(grid) - int(grid[-1] == math.inf)]
-    if len(inner) < 2:
-        method_steps: list[Step] = []
-    else:
-        modules = per_step if per_step is not None else module
-        method_steps = plan_steps(
-            modules, inner, warmup=warmup, lower_order_final=lower_order_final
+    modules = per_step if per_step is not None else [module] * (len(inner) - 1)
+    events = _restart_events(restart, module, grid, inner) if restart is not None else []
+    cuts = sorted({0, max(len(inner) - 1, 0)} | {e.index for e in events})
+    method_steps: list[Step] = []
+    segments = []
+    for start, stop in itertools.pairwise(cuts):
+        planned = plan_steps(
+            modules[start:stop],
+            inner[start : stop + 1],
+            warmup=warmup,
+            lower_order_final=lower_order_final,
         )
+        segments.append((len(method_steps), len(method_steps) + len(planned)))
+        method_steps += planned
     total = int(start_limit) + sum(s.nfe for s in method_steps) + int(final is not None)
+    total += sum(e.nfe for e in events)
     if nfe is not None and total != nfe:  # the allocation above is exact; guard it
         raise AssertionError(f"planned {total} NFE for a budget of {nfe}")
     info = SampleInfo(
@@ -190,8 +235,49 @@ def sampling_plan(
         methods=[s.module.NAME for s in method_steps],
         start_limit=start_limit,
         final=final,
+        restarts=events,
+        segments=segments,
     )
     return grid, method_steps, info
+
+
+def _restart_events(
+    restart: Restart, module: ModuleType, grid: np.ndarray, inner: np.ndarray
+) -> list[RestartEvent]:
+    """Where each restart interval acts (the inner grid point nearest its sigma_min) and its
+    backward plan (Karras sub-grid; churn as (lambda before, step from the raised level))."""
+    if restart.churn > 0 and module.FAMILY != "singlestep":
+        raise InputError("restart 'churn' needs a single-step method (it breaks multistep history)")
+    sigmas = np.exp(-inner)
+    finite = np.exp(-grid[np.isfinite(grid)])
+    events = []
+    for interval in restart.intervals:
+        index = int(np.argmin(np.abs(sigmas - interval.sigma_min)))
+        sigma_low = float(sigmas[index])
+        sigma_high = interval.sigma_max
+        if restart.snap_sigma_max:
+            sigma_high = float(finite[np.argmin(np.abs(finite - interval.sigma_max))])
+        if not sigma_high > sigma_low:
+            raise InputError(
+                f"restart interval {interval}: sigma_max {sigma_high:g} is not above the grid "
+                f"point {sigma_low:g} that sigma_min snaps to"
+            )
+        sub = -np.log(karras_sigmas(sigma_high, sigma_low, interval.points, restart.rho))
+        backward: list[tuple[float | None, Step]] = []
+        if restart.churn > 0:
+            for lam, lam_next in itertools.pairwise(sub):
+                sigma = math.exp(-lam)
+                if restart.churn_sigma_min <= sigma <= restart.churn_sigma_max:
+                    raised = -math.log(sigma * (1.0 + restart.churn))
+                    backward.append((float(lam), Step(module, raised, float(lam_next))))
+                else:
+                    backward.append((None, Step(module, float(lam), float(lam_next))))
+        else:
+            backward = [(None, step) for step in plan_steps(module, sub)]
+        events.append(
+            RestartEvent(index, interval, float(sub[-1]), float(sub[0]), backward, restart.s_noise)
+        )
+    return sorted(events, key=lambda e: e.index)
 
 
 def _warmup_extra(module: ModuleType, warmup: str) -> int:
@@ -205,7 +291,7 @@ def sample(
     model: Callable[..., torch.Tensor],
     x: torch.Tensor,
     schedule: str | NoiseSchedule = "vp-linear",
-    method: str | ModuleType = "res_2m",
+    method: str | ModuleType | None = None,
     *,
     nfe: int | None = None,
     steps: int | None = None,
@@ -222,6 +308,9 @@ def sample(
     lower_order_final: bool = False,
     final_denoise: bool = False,
     allocation: str = "greedy",
+    restart: Restart | str | None = None,
+    noise_sampler: Callable[[float, float], torch.Tensor] | None = None,
+    generator: torch.Generator | None = None,
     guidance: Guidance | float | None = None,
     thresholding: str | Callable[[torch.Tensor], torch.Tensor] | None = None,
     model_kwargs: Mapping[str, Any] | None = None,
@@ -234,14 +323,21 @@ def sample(
     model(x, t, **model_kwargs) returns the ``output`` type (noise, data, v, score, flow, edm;
     see :mod:`phiforge.runtime.models`). Give exactly one of ``nfe`` (a budget spent exactly),
     ``steps``, ``sigmas`` (descending sigma~ = sigma/alpha, k-diffusion style, may end in 0) or
-    ``timesteps`` (descending schedule times). ``prediction`` ('data' or 'noise') selects the
-    canonical form (default: the method's). ``callback`` receives a dict with x, i, sigma,
-    sigma_hat, sigma_next, t, denoised and nfe after every step. With ``return_info`` the
-    :class:`SampleInfo` (exact NFE, grid, per-step methods) is returned too.
+    ``timesteps`` (descending schedule times). ``method`` defaults to a restart preset's method,
+    else ``res_2m``. ``prediction`` ('data' or 'noise') selects the canonical form (default: the
+    method's). ``restart`` (a :class:`~phiforge.runtime.restart.Restart`, a preset name, or a
+    spec) adds Restart intervals; their noise comes from ``noise_sampler(sigma, sigma_next)``
+    (unit normals shaped like x) or ``generator``. ``callback`` receives a dict with x, i,
+    sigma, sigma_hat, sigma_next, t, denoised and nfe after every step. With ``return_info``
+    the :class:`SampleInfo` (exact NFE, grid, per-step methods, restarts) is returned too.
     """
     if not isinstance(x, torch.Tensor) or x.ndim < 1:
         raise InputError("parameter 'x' must be a tensor with a batch dimension")
     schedule = noise_schedule(schedule)
+    if restart is not None:
+        restart = restart_from(restart)
+    if method is None:
+        method = restart.method if restart is not None and restart.method else "res_2m"
     module = load_method(method)
     prediction = prediction or module.PREDICTION or "data"
     if prediction not in ("data", "noise"):
@@ -263,6 +359,7 @@ def sample(
         lower_order_final=lower_order_final,
         final_denoise=final_denoise,
         allocation=allocation,
+        restart=restart,
     )
     canonical = CanonicalModel(
         model,
@@ -275,7 +372,11 @@ def sample(
     x = x.to(dtype) if dtype is not None else x
     if not torch.is_floating_point(x):
         raise InputError("parameter 'x' must be a floating-point tensor (or give 'dtype')")
-    total_steps = len(method_steps) + int(info.start_limit) + int(info.final is not None)
+    noise = noise_sampler or _default_noise(x, generator)
+    backward_steps = sum(e.interval.repeats * len(e.backward) for e in info.restarts)
+    total_steps = (
+        len(method_steps) + backward_steps + int(info.start_limit) + int(info.final is not None)
+    )
     bar = _progress(total_steps, progress)
     step_counter = [0]
     denoised: list[torch.Tensor | None] = [None]
@@ -309,33 +410,63 @@ def sample(
         x = (sigma1 / sigma0) * x + alpha1 * x0
         report(x, -math.inf, lam1, x0)
 
-    if method_steps:
-        L = -1.0 if prediction == "data" else 1.0
+    L = -1.0 if prediction == "data" else 1.0
 
-        def to_state(x_now: torch.Tensor, lam: float) -> torch.Tensor:
-            alpha, sigma = schedule.alpha_sigma_of_lam(lam)
-            return x_now / (alpha if prediction == "data" else sigma)
+    def scale(lam: float) -> float:
+        alpha, sigma = schedule.alpha_sigma_of_lam(lam)
+        return alpha if prediction == "data" else sigma
 
-        def to_x(y: torch.Tensor, lam: float) -> torch.Tensor:
-            alpha, sigma = schedule.alpha_sigma_of_lam(lam)
-            return y * (alpha if prediction == "data" else sigma)
+    def f(y: torch.Tensor, lam: float) -> torch.Tensor:
+        x_now = y * scale(lam)
+        x0 = canonical.data(x_now, lam)
+        if denoised[0] is None:
+            denoised[0] = x0
+        if prediction == "data":
+            return x0
+        alpha, sigma = schedule.alpha_sigma_of_lam(lam)
+        return -(x_now - alpha * x0) / sigma
 
-        def f(y: torch.Tensor, lam: float) -> torch.Tensor:
-            x_now = to_x(y, lam)
-            x0 = canonical.data(x_now, lam)
-            if denoised[0] is None:
-                denoised[0] = x0
-            if prediction == "data":
-                return x0
-            alpha, sigma = schedule.alpha_sigma_of_lam(lam)
-            return -(x_now - alpha * x0) / sigma
+    def on_step(index: int, step: Step, y_new: torch.Tensor, value: torch.Tensor) -> None:
+        report(y_new * scale(step.lam_next), step.lam, step.lam_next, denoised[0])
+        denoised[0] = None
 
-        def on_step(index: int, step: Step, y_new: torch.Tensor, value: torch.Tensor) -> None:
-            report(to_x(y_new, step.lam_next), step.lam, step.lam_next, denoised[0])
-            denoised[0] = None
+    def advance(x_now: torch.Tensor, planned: Sequence[Step]) -> torch.Tensor:
+        """Run planned steps (fresh multistep history) from x at planned[0].lam."""
+        if not planned:
+            return x_now
+        y = run_steps(planned, x_now / scale(planned[0].lam), L, f, on_step=on_step)
+        return y * scale(planned[-1].lam_next)
 
-        y = run_steps(method_steps, to_state(x, method_steps[0].lam), L, f, on_step=on_step)
-        x = to_x(y, method_steps[-1].lam_next)
+    def jump(x_now: torch.Tensor, lam_from: float, lam_to: float, s_noise: float) -> torch.Tensor:
+        """The forward process's exact transition kernel from lam_from down to lam_to."""
+        alpha_a, sigma_a = schedule.alpha_sigma_of_lam(lam_from)
+        alpha_b, sigma_b = schedule.alpha_sigma_of_lam(lam_to)
+        ratio = alpha_b / alpha_a
+        spread = math.sqrt(max(sigma_b**2 - (ratio * sigma_a) ** 2, 0.0))
+        z = noise(math.exp(-lam_from), math.exp(-lam_to))
+        return ratio * x_now + (s_noise * spread) * z
+
+    def run_restart(x_now: torch.Tensor, event: RestartEvent) -> torch.Tensor:
+        for _ in range(event.interval.repeats):
+            x_now = jump(x_now, event.lam_min, event.lam_max, event.s_noise)
+            if all(before is None for before, _ in event.backward):
+                x_now = advance(x_now, [step for _, step in event.backward])
+                continue
+            for before, step in event.backward:  # churn: raise the noise level, then step
+                if before is not None:
+                    x_now = jump(x_now, before, step.lam, event.s_noise)
+                x_now = advance(x_now, [step])
+        return x_now
+
+    # main steps and inner grid intervals correspond one to one, so a segment boundary in
+    # method_steps is the inner grid index where its restarts act
+    pending = list(info.restarts)
+    for start, stop in info.segments or [(0, 0)]:
+        while pending and pending[0].index == start:
+            x = run_restart(x, pending.pop(0))
+        x = advance(x, method_steps[start:stop])
+    for event in pending:
+        x = run_restart(x, event)
 
     if info.final is not None:
         lam_last = float(grid[-2] if info.final == "limit" else grid[-1])
@@ -347,6 +478,18 @@ def sample(
     if canonical.nfe != info.nfe:  # the plan's accounting is the contract; never drift from it
         raise AssertionError(f"spent {canonical.nfe} NFE, planned {info.nfe}")
     return (x, info) if return_info else x
+
+
+def _default_noise(
+    x: torch.Tensor, generator: torch.Generator | None
+) -> Callable[[float, float], torch.Tensor]:
+    def draw(sigma: float, sigma_next: float) -> torch.Tensor:
+        if generator is None:
+            return torch.randn_like(x)
+        z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=generator.device)
+        return z.to(x.device)
+
+    return draw
 
 
 def _progress(total: int, enabled: bool):
