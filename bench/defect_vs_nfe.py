@@ -24,12 +24,14 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from phiforge.runtime.adaptive import Adaptive
 from phiforge.runtime.driver import sample
 from phiforge.runtime.peers import kdiffusion_sampling
 from phiforge.runtime.stepping import generated_methods, load_method
 from phiforge.runtime.verification import builtin_problem, defect
 
 BUDGETS = (5, 6, 8, 10, 12, 15, 20, 30, 50)
+RTOLS = (0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002)
 
 # k-diffusion samplers that are deterministic ODE solvers, with their NFE for n intervals
 # ending at sigma_min > 0 (no final step to 0): name -> (function name, nfe(n), options)
@@ -126,6 +128,26 @@ def measure(
         record(f"{name} (karras)", run_karras, s)
         record(f"{name} (logsnr)", run_logsnr, s)
 
+    adaptive_rows: dict[str, list[tuple[float, int, float]]] = {}
+    for name in methods or generated_methods():
+        module = load_method(name)
+        if getattr(module, "EMBEDDED_ORDER", None) is None:
+            continue
+        adaptive_rows[name] = []
+        for rtol in RTOLS:
+            x, info = sample(
+                problem.denoiser,
+                problem.x_start,
+                problem.schedule,
+                name,
+                output="edm",
+                t_start=1.0,
+                t_end=1e-3,
+                return_info=True,
+                adaptive=Adaptive(rtol=rtol, atol=rtol / 6),
+            )
+            adaptive_rows[name].append((rtol, info.nfe, defect(x, problem.reference)))
+
     elapsed = time.perf_counter() - started
     peers = [r for r in rows if r.startswith("k:")]
     ours = [r for r in rows if not r.startswith("k:")]
@@ -151,7 +173,7 @@ def measure(
         "python": platform.python_version(),
         "torch": torch.__version__,
     }
-    return {"meta": meta, "defects": rows, "summary": summary}
+    return {"meta": meta, "defects": rows, "summary": summary, "adaptive": adaptive_rows}
 
 
 def main() -> None:
@@ -190,6 +212,15 @@ def main() -> None:
             f"| {b} | {s['best_phiforge']['name']} | {s['best_phiforge']['defect']:.2e} | "
             f"{peer['name']} | {peer['defect']:.2e} | {ratio} |"
         )
+    if result["adaptive"]:
+        print(
+            "\nAdaptive steps (embedded pairs; atol = rtol/6): NFE spent (rejected attempts "
+            "included) and defect\n"
+        )
+        print("| method | " + " | ".join(f"rtol {r:g}" for r in RTOLS) + " |")
+        print("|---|" + "---|" * len(RTOLS))
+        for name, runs in result["adaptive"].items():
+            print(f"| {name} | " + " | ".join(f"{n}: {d:.2e}" for _, n, d in runs) + " |")
 
 
 if __name__ == "__main__":

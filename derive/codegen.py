@@ -285,6 +285,30 @@ def _singlestep_context(record: Mapping[str, Any]) -> dict[str, Any]:
         "coefficient_lines": emitter.lines,
         "a_rows": a_rows,
         "b_row": ", ".join(b_names) + ("," if s == 1 else ""),
+        "embedded": _embedded_context(record, s),
+    }
+
+
+def _embedded_context(record: Mapping[str, Any], s: int) -> dict[str, Any] | None:
+    embedded = record.get("embedded")
+    if not embedded:
+        return None
+    emitter = _Emitter()
+    exact, names = [], []
+    for i in range(1, s + 1):
+        entry = sympy.sympify(embedded["b"][str(i)], locals={"phi": phi, "z": Z})
+        if entry == 0:
+            names.append("0.0")
+            continue
+        exact.append((f"b^[{i}]", entry))
+        emitter.assign(f"bh{i}", entry)
+        names.append(f"bh{i}")
+    return {
+        "order": embedded["order"],
+        "exact_lines": _exact_lines(exact),
+        "phi_lines": _phi_lines(emitter.emitted),
+        "coefficient_lines": emitter.lines,
+        "b_row": ", ".join(names) + ("," if s == 1 else ""),
     }
 
 

@@ -309,20 +309,7 @@ def construct_singlestep(
         free[str(u)] = "0"
 
     def coefficient(u: sympy.Symbol) -> sympy.Expr:
-        expr = solution[u].subs(back)
-        combined = sympy.together(expr)
-        numerator, denominator = sympy.fraction(combined)
-        if not denominator.has(Z):
-            return sympy.expand(expr)
-        numerator, denominator = sympy.expand(numerator), sympy.expand(denominator)
-        v_denominator, reduced_denominator = divide_out_z(denominator, Z)
-        if v_denominator:
-            # a removable singularity: the numerator vanishes at z = 0 to the same order
-            v_numerator, reduced_numerator = divide_out_z(numerator, Z)
-            if v_numerator >= v_denominator:
-                numerator = sympy.expand(Z ** (v_numerator - v_denominator) * reduced_numerator)
-                denominator = reduced_denominator
-        return numerator / sympy.factor(denominator)
+        return _coefficient(solution[u].subs(back))
 
     a = {key: coefficient(u) for key, u in unknown_a.items()}
     b = {i: coefficient(u) for i, u in unknown_b.items()}
@@ -349,6 +336,88 @@ def construct_singlestep(
                 f"{failing.order}) fails for the solution found"
             )
     return result
+
+
+def _coefficient(expr: sympy.Expr) -> sympy.Expr:
+    """A solved coefficient as phi polynomial (over a phi polynomial, removable powers of z
+    divided out)."""
+    combined = sympy.together(expr)
+    numerator, denominator = sympy.fraction(combined)
+    if not denominator.has(Z):
+        return sympy.expand(expr)
+    numerator, denominator = sympy.expand(numerator), sympy.expand(denominator)
+    v_denominator, reduced_denominator = divide_out_z(denominator, Z)
+    if v_denominator:
+        # a removable singularity: the numerator vanishes at z = 0 to the same order
+        v_numerator, reduced_numerator = divide_out_z(numerator, Z)
+        if v_numerator >= v_denominator:
+            numerator = sympy.expand(Z ** (v_numerator - v_denominator) * reduced_numerator)
+            denominator = reduced_denominator
+    return numerator / sympy.factor(denominator)
+
+
+def construct_embedded(tableau: ExpRKTableau, order: int) -> dict[int, sympy.Expr]:
+    """Weights b^ of an embedded companion of the given (lower) order q that reuses every stage
+    of ``tableau`` (as DPM-Solver-12/23 pair a method with a lower-order one on the same stages,
+    spec-dpmsolver-res §5.3): the scalar-setting stiff conditions of orders 2..q with the
+    tableau's a_ij fixed are linear in b^ and are solved exactly. Undetermined weights are set
+    to 0, earliest stages first; if that companion is classically of order q + 1 (e.g. Simpson
+    weights on nodes 0, 1/2, 1), the gap to the method would not measure the error, so other
+    choices of the zeroed weights are tried. Returns {i: b^_i} for i = 1..s."""
+    s = tableau.stages
+    q = check_order(order, "order") if order > 1 else 1
+    if q >= s + 1:
+        raise InputError(f"parameter 'order': a companion of order {q} needs more than {s} stages")
+    placeholders: dict = {}
+
+    def to_placeholders(expr: sympy.Expr) -> sympy.Expr:
+        return sympy.sympify(expr).replace(
+            lambda e: isinstance(e, phi),
+            lambda e: _placeholder(int(e.args[0]), sympy.nsimplify(e.args[1] / Z), placeholders),
+        )
+
+    known_a = {
+        (i, j): to_placeholders(tableau.a_entry(i, j)) for i in range(3, s + 1) for j in range(2, i)
+    }
+    unknown_b = {i: sympy.Symbol(f"bh{i}") for i in range(2, s + 1)}
+    equations = _equations(s, q, tuple(tableau.c), unknown_b, known_a, placeholders, "none")
+    back = {symbol: phi(k, scale * Z) for (k, scale), symbol in placeholders.items()}
+    unknowns = list(unknown_b.values())
+    orderings = [unknowns, unknowns[::-1]] + [
+        unknowns[k:] + unknowns[:k] for k in range(1, len(unknowns))
+    ]
+    reasons = []
+    for ordering in orderings:
+        solution, _, blocked = _eliminate(equations, ordering)
+        if blocked is not None:
+            raise InputError(f"{tableau.name}: no embedded companion of order {q} ({blocked})")
+        solution, _ = _fix_free(solution, [u for u in ordering if u not in solution])
+        weights = {
+            i: _coefficient(sympy.sympify(solution[u]).subs(back)) for i, u in unknown_b.items()
+        }
+        weights[1] = sympy.expand(phi(1, Z) - sympy.Add(*weights.values()))
+        weights = dict(sorted(weights.items()))
+        if all(sympy.simplify(weights[i] - tableau.b_entry(i)) == 0 for i in range(1, s + 1)):
+            reasons.append("equals the method")
+            continue
+        companion = ExpRKTableau.from_coefficients(
+            f"{tableau.name}_embedded",
+            tableau.c,
+            {(i, j): tableau.a_entry(i, j) for i in range(2, s + 1) for j in range(1, i)},
+            weights,
+        )
+        report = check_tableau(companion, q + 1, "scalar")
+        if report.stiff_order < q:
+            reasons.append(f"stiff order {report.stiff_order} < {q}")
+            continue
+        if report.classical_order > q:
+            reasons.append(f"classical order {report.classical_order} > {q}")
+            continue
+        return weights
+    raise InputError(
+        f"{tableau.name}: no usable order-{q} companion: every candidate "
+        + ", ".join(sorted(set(reasons)))
+    )
 
 
 def error_weight(tree: RootedTree) -> sympy.Rational:

@@ -11,10 +11,17 @@ from typing import Any
 import sympy
 
 from phiforge.derive.catalogue import catalogue_method
-from phiforge.derive.construct import choose_nodes, construct_operator, construct_singlestep
+from phiforge.derive.check import check_tableau
+from phiforge.derive.construct import (
+    choose_nodes,
+    construct_embedded,
+    construct_operator,
+    construct_singlestep,
+)
 from phiforge.derive.errors import InputError
 from phiforge.derive.multistep import exponential_adams, published_multistep
 from phiforge.derive.registry import multistep_record, save_record, singlestep_record
+from phiforge.derive.tableau import ExpRKTableau
 
 __all__ = ["build_record", "build_registry", "plan_entries"]
 
@@ -36,6 +43,7 @@ def derive_singlestep_record(
     description: str = "",
     setting: str = "scalar",
     weak_top: bool = False,
+    embedded: int | None = None,
 ) -> dict[str, Any]:
     """Construct a method and return its record (raises if it cannot)."""
     metadata = {"prediction": prediction, "description": description}
@@ -79,7 +87,33 @@ def derive_singlestep_record(
             )
     provenance["nodes"] = [str(x) for x in result.nodes]
     provenance["free_parameters"] = result.free_parameters
-    return singlestep_record(result.tableau, provenance)
+    return singlestep_record(
+        result.tableau, provenance, embedded=embedded_companion(result.tableau, embedded)
+    )
+
+
+def embedded_companion(method: ExpRKTableau, order: int | None) -> dict[str, Any] | None:
+    """The embedded companion of ``order`` on the stages of ``method`` (construct_embedded),
+    with its scalar-setting stiff order verified by the checker."""
+    if order is None:
+        return None
+    weights = construct_embedded(method, order)
+    companion = ExpRKTableau.from_coefficients(
+        f"{method.name}_embedded",
+        method.c,
+        {(i, j): method.a_entry(i, j) for i in range(2, method.stages + 1) for j in range(1, i)},
+        weights,
+    )
+    report = check_tableau(companion, order + 1, "scalar")
+    return {
+        "order": order,
+        "stiff_order": report.stiff_order,
+        "classical_order": report.classical_order,
+        "construction": "scalar stiff conditions of orders <= order solved for b^ with the "
+        "method's a_ij fixed; undetermined weights set to 0 (earliest stages first) unless the "
+        "companion would be classically of higher order",
+        "b": {str(i): str(w) for i, w in weights.items()},
+    }
 
 
 def _warmup(name: str, entry: dict[str, Any], steps: int) -> dict[str, list[str]]:
@@ -122,6 +156,7 @@ def build_record(name: str, entry: dict[str, Any]) -> dict[str, Any]:
         return singlestep_record(
             method,
             {"kind": "published", "citation": method.source, "catalogue": entry["published"]},
+            embedded=embedded_companion(method, entry.get("embedded")),
         )
     if "published_multistep" in entry:
         method = published_multistep(entry["published_multistep"])
@@ -155,6 +190,7 @@ def build_record(name: str, entry: dict[str, Any]) -> dict[str, Any]:
             assumptions=entry.get("assumptions", "none"),
             prediction=entry.get("prediction"),
             description=description or "",
+            embedded=entry.get("embedded"),
         )
     raise InputError(
         f"registry plan entry {name!r}: say 'published', 'published_multistep' or 'derive'"

@@ -63,9 +63,15 @@ def _orders(report) -> dict[str, int]:
 
 
 def singlestep_record(
-    method: ExpRKTableau, provenance: Mapping[str, Any], max_order: int = 6
+    method: ExpRKTableau,
+    provenance: Mapping[str, Any],
+    max_order: int = 6,
+    embedded: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The record of a single-step method, with verdicts computed now in both settings."""
+    """The record of a single-step method, with verdicts computed now in both settings.
+
+    ``embedded`` ({"order", "b", "stiff_order"}) is an embedded companion on the same stages
+    (error estimates for adaptive steps)."""
     if method.free_symbols:
         raise InputError(
             f"{method.name}: registry records need numeric nodes and coefficients; free "
@@ -100,6 +106,8 @@ def singlestep_record(
         "conditions": conditions,
         "provenance": dict(provenance),
     }
+    if embedded:
+        record["embedded"] = dict(embedded)
     record["hash"] = content_hash(record)
     return record
 

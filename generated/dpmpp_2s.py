@@ -63,10 +63,7 @@ def coefficients(z: float) -> tuple[tuple[tuple[float, ...], ...], tuple[float, 
     ), (0.0, b2)
 
 
-def step(y, lam: float, h: float, L: float, f):
-    """Advance y by one step of size h; f(state, lam) returns the nonlinearity N."""
-    z = L * h
-    a, b = coefficients(z)
+def _stages(y, lam: float, h: float, z: float, a, f) -> list:
     values = []
     for i in range(STAGES):
         stage = y if NODES[i] == 0 else math.exp(NODES[i] * z) * y
@@ -74,8 +71,23 @@ def step(y, lam: float, h: float, L: float, f):
             if weight != 0:
                 stage = stage + (h * weight) * values[j]
         values.append(f(stage, lam + NODES[i] * h))
+    return values
+
+
+def _combine(y, h: float, z: float, weights, values):
     result = math.exp(z) * y
-    for weight, value in zip(b, values, strict=True):
+    for weight, value in zip(weights, values, strict=True):
         if weight != 0:
             result = result + (h * weight) * value
     return result
+
+
+def step(y, lam: float, h: float, L: float, f):
+    """Advance y by one step of size h; f(state, lam) returns the nonlinearity N."""
+    z = L * h
+    a, b = coefficients(z)
+    return _combine(y, h, z, b, _stages(y, lam, h, z, a, f))
+
+
+EMBEDDED_ORDER = None
+

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from phiforge.runtime.adaptive import Adaptive, run_adaptive
 from phiforge.runtime.errors import InputError
 from phiforge.runtime.models import CanonicalModel, Guidance
 from phiforge.runtime.restart import Restart, RestartInterval, karras_sigmas, restart_from
@@ -71,6 +72,7 @@ class SampleInfo:
     final: str | None
     restarts: list[RestartEvent] = field(default_factory=list)
     segments: list[tuple[int, int]] = field(default_factory=list)
+    adaptive: dict[str, int] | None = None
 
     @property
     def steps(self) -> int:
@@ -309,6 +311,7 @@ def sample(
     final_denoise: bool = False,
     allocation: str = "greedy",
     restart: Restart | str | None = None,
+    adaptive: Adaptive | bool | None = None,
     noise_sampler: Callable[[float, float], torch.Tensor] | None = None,
     generator: torch.Generator | None = None,
     guidance: Guidance | float | None = None,
@@ -327,7 +330,10 @@ def sample(
     else ``res_2m``. ``prediction`` ('data' or 'noise') selects the canonical form (default: the
     method's). ``restart`` (a :class:`~phiforge.runtime.restart.Restart`, a preset name, or a
     spec) adds Restart intervals; their noise comes from ``noise_sampler(sigma, sigma_next)``
-    (unit normals shaped like x) or ``generator``. ``callback`` receives a dict with x, i,
+    (unit normals shaped like x) or ``generator``. ``adaptive`` (True or an
+    :class:`~phiforge.runtime.adaptive.Adaptive`) chooses the steps between the grid's ends by an
+    embedded pair's error estimate (give no ``nfe``/``steps``; ``sigmas``/``timesteps`` give the
+    ends). ``callback`` receives a dict with x, i,
     sigma, sigma_hat, sigma_next, t, denoised and nfe after every step. With ``return_info``
     the :class:`SampleInfo` (exact NFE, grid, per-step methods, restarts) is returned too.
     """
@@ -344,6 +350,24 @@ def sample(
         raise InputError(f"parameter 'prediction' must be 'data' or 'noise', got {prediction!r}")
     if isinstance(guidance, int | float) and not isinstance(guidance, bool):
         guidance = Guidance(float(guidance))
+    if adaptive is True:
+        adaptive = Adaptive()
+    if adaptive:
+        if restart is not None or nfe is not None or steps is not None:
+            raise InputError(
+                "parameter 'adaptive' chooses the steps itself: give no 'nfe', 'steps' or 'restart'"
+            )
+        if getattr(module, "EMBEDDED_ORDER", None) is None:
+            raise InputError(
+                f"parameter 'adaptive': {module.NAME} has no embedded companion; use one of "
+                "the single-step methods with EMBEDDED_ORDER (res_2s, res_3s, res_4s)"
+            )
+        if sigmas is not None:
+            sigmas = [sigmas[0], sigmas[-1]]
+        elif timesteps is not None:
+            timesteps = [timesteps[0], timesteps[-1]]
+        else:
+            steps, step_schedule = 1, "time"
     grid, method_steps, info = sampling_plan(
         schedule,
         module,
@@ -461,6 +485,20 @@ def sample(
     # main steps and inner grid intervals correspond one to one, so a segment boundary in
     # method_steps is the inner grid index where its restarts act
     pending = list(info.restarts)
+    if adaptive and method_steps:
+        lam_a, lam_b = method_steps[0].lam, method_steps[-1].lam_next
+
+        def accepted_step(lam: float, lam_next: float, y_new: torch.Tensor) -> None:
+            report(y_new * scale(lam_next), lam, lam_next, denoised[0])
+            denoised[0] = None
+
+        y, accepted, rejected = run_adaptive(
+            module, x / scale(lam_a), lam_a, lam_b, L, f, scale, adaptive, accepted_step
+        )
+        x = y * scale(lam_b)
+        info.adaptive = {"accepted": accepted, "rejected": rejected}
+        method_steps = []
+        info.segments = []
     for start, stop in info.segments or [(0, 0)]:
         while pending and pending[0].index == start:
             x = run_restart(x, pending.pop(0))
@@ -475,7 +513,9 @@ def sample(
         report(x, lam_last, float(grid[-1]) if info.final == "limit" else math.inf, x0)
     if bar is not None:
         bar.close()
-    if canonical.nfe != info.nfe:  # the plan's accounting is the contract; never drift from it
+    if info.adaptive is not None:
+        info.nfe = canonical.nfe  # known only after the run: every attempt counted
+    elif canonical.nfe != info.nfe:  # the plan's accounting is the contract; never drift
         raise AssertionError(f"spent {canonical.nfe} NFE, planned {info.nfe}")
     return (x, info) if return_info else x
 

@@ -25,6 +25,10 @@ def test_defect_benchmark_spends_each_budget_and_ranks_both_sides():
     result = _load("defect_vs_nfe").measure(
         batch=2, budgets=(6, 10), methods=["dpmpp_2m", "res_3s"]
     )
+    adaptive = result["adaptive"]["res_3s"]  # NFE grows as the tolerance tightens
+    assert list(adaptive) == sorted(adaptive, key=lambda run: -run[0])
+    assert adaptive[0][1] < adaptive[-1][1] and adaptive[0][2] > adaptive[-1][2]
+    assert "dpmpp_2m" not in result["adaptive"]  # no embedded pair
     rows = result["defects"]
     assert set(rows) >= {"dpmpp_2m (karras)", "dpmpp_2m (logsnr)", "res_3s (logsnr)"}
     assert rows["dpmpp_2m (logsnr)"][10][0] == 10  # the NFE used equals the budget

@@ -1,0 +1,111 @@
+"""Adaptive step size from an embedded pair (DPM-Solver-12/23's controller, spec-dpmsolver-res
+§5.3, with the pairs phiforge derives: a single-step method of order p and a companion of order
+p - 1 on the same stages, ``step_with_error`` in the generated module).
+
+After an attempted step from lambda to lambda + h with results x_high, x_low (in x space),
+
+    delta = max(atol, rtol max(|x_low|, |x_prev|))  (elementwise),
+    E = max over the batch of the RMS over dimensions of (x_high - x_low)/delta;
+
+the step is accepted when E <= 1 (x <- x_high, x_prev <- x_low), and in either case
+h <- min(theta h E^(-1/p), lambda_end - lambda). Every attempt costs its model evaluations,
+rejected ones included, except that the evaluation at the step's start is reused after a
+rejection (the state there has not changed; DPM-Solver's code re-evaluates it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import torch
+
+from phiforge.runtime.errors import InputError
+
+__all__ = ["Adaptive", "run_adaptive"]
+
+
+@dataclass(frozen=True)
+class Adaptive:
+    """Controller settings (defaults: DPM-Solver's adaptive sampler)."""
+
+    rtol: float = 0.05
+    atol: float = 0.0078
+    h_init: float = 0.05
+    theta: float = 0.9
+    max_attempts: int = 100_000
+
+    def __post_init__(self) -> None:
+        for name in ("rtol", "atol", "h_init", "theta"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise InputError(
+                    f"adaptive: parameter {name!r} must be a positive number, got {value!r}"
+                )
+        if self.theta >= 1:
+            raise InputError(f"adaptive: parameter 'theta' must be < 1, got {self.theta!r}")
+
+
+def run_adaptive(
+    module: ModuleType,
+    y: torch.Tensor,
+    lam_start: float,
+    lam_end: float,
+    L: float,
+    f: Callable[[Any, float], Any],
+    scale: Callable[[float], float],
+    settings: Adaptive,
+    on_step: Callable[[float, float, torch.Tensor], None] | None = None,
+) -> tuple[torch.Tensor, int, int]:
+    """Integrate the canonical equation from lam_start to lam_end; returns (y, accepted,
+    rejected). ``scale(lam)`` converts the canonical state to x (x = scale * y)."""
+    if getattr(module, "EMBEDDED_ORDER", None) is None:
+        raise InputError(
+            f"parameter 'adaptive': {module.NAME} has no embedded companion; use one of the "
+            "single-step methods with EMBEDDED_ORDER (res_2s, res_3s, res_4s)"
+        )
+    order = int(module.CONVERGENCE_ORDER)
+    lam = lam_start
+    h = min(settings.h_init, lam_end - lam)
+    x_prev = y * scale(lam)
+    accepted = rejected = 0
+    start_value: list[Any] = [None]
+
+    def cached(state, at):
+        if state is y and at == lam:
+            if start_value[0] is None:
+                start_value[0] = f(state, at)
+            return start_value[0]
+        return f(state, at)
+
+    for _ in range(settings.max_attempts):
+        if lam >= lam_end:
+            return y, accepted, rejected
+        lam_next = lam_end if h >= lam_end - lam else lam + h
+        attempted = lam_next - lam
+        high, low = module.step_with_error(y, lam, attempted, L, cached)
+        factor = scale(lam_next)
+        x_high, x_low = high * factor, low * factor
+        delta = torch.clamp(
+            settings.rtol * torch.maximum(x_low.abs(), x_prev.abs()), min=settings.atol
+        )
+        ratio = ((x_high - x_low) / delta).reshape(x_high.shape[0], -1)
+        error = float(ratio.pow(2).mean(dim=1).sqrt().max())
+        if error <= 1.0:
+            y, x_prev = high, x_low
+            if on_step is not None:
+                on_step(lam, lam_next, high)
+            lam = lam_next
+            start_value[0] = None
+            accepted += 1
+        else:
+            rejected += 1
+        growth = 10.0 if error == 0 else settings.theta * error ** (-1.0 / order)
+        h = min(attempted * growth, lam_end - lam)
+    raise InputError(
+        f"adaptive: no convergence within {settings.max_attempts} attempts "
+        "(parameter 'max_attempts')"
+    )
