@@ -1,0 +1,184 @@
+"""The diffusers scheduler: config round trips, parity with DPMSolverMultistepScheduler, the
+driver's results inside diffusers' one-call-per-step protocol, a pipeline with a small UNet."""
+
+import pytest
+import torch
+
+diffusers = pytest.importorskip("diffusers")
+
+from diffusers import DDPMPipeline, DPMSolverMultistepScheduler, UNet2DModel  # noqa: E402
+
+from phiforge.runtime.diffusers_scheduler import PhiforgeScheduler  # noqa: E402
+from phiforge.runtime.driver import sample  # noqa: E402
+from phiforge.runtime.errors import InputError  # noqa: E402
+from phiforge.runtime.schedules import VPLinear  # noqa: E402
+
+
+def _eps_model(x, t):
+    """A deterministic epsilon model with O(1) outputs (Gaussian-like data plus a wiggle)."""
+    return 0.8 * x / torch.sqrt(1.0 + x * x) + 0.05 * torch.sin(3.0 * x + float(t) / 150.0)
+
+
+def _loop(scheduler, steps, dtype=torch.float32, **kwargs):
+    scheduler.set_timesteps(steps, **kwargs)
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0), dtype=dtype)
+    for t in scheduler.timesteps:
+        x = scheduler.step(_eps_model(x, t), t, x).prev_sample
+    return x
+
+
+def test_config_round_trip_and_from_config(tmp_path):
+    scheduler = PhiforgeScheduler(method="res_3m", beta_schedule="scaled_linear")
+    scheduler.save_config(tmp_path)
+    loaded = PhiforgeScheduler.from_pretrained(tmp_path)
+    assert loaded.config.method == "res_3m" and loaded.config.beta_schedule == "scaled_linear"
+    dpm = DPMSolverMultistepScheduler(use_karras_sigmas=True, prediction_type="v_prediction")
+    ours = PhiforgeScheduler.from_config(dpm.config, method="res_4m")
+    assert ours.config.use_karras_sigmas and ours.config.prediction_type == "v_prediction"
+    assert ours.config.method == "res_4m"
+    assert "DPMSolverMultistepScheduler" in PhiforgeScheduler._compatibles
+
+
+@pytest.mark.parametrize(("ours", "solver_type"), [("dpmpp_2m", "midpoint"), ("res_2m", "heun")])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"use_karras_sigmas": True},
+        {"final_sigmas_type": "sigma_min"},
+        {"timestep_spacing": "trailing"},
+    ],
+    ids=["default", "karras", "sigma_min", "trailing"],
+)
+@pytest.mark.parametrize("steps", [5, 12, 20])
+def test_2m_equals_diffusers_dpmsolver_multistep(ours, solver_type, extra, steps):
+    """DPM-Solver++(2M) 'midpoint' is phiforge's dpmpp_2m; 'heun' is res_2m (RES-2M, taylor)."""
+    reference = DPMSolverMultistepScheduler(solver_type=solver_type, **extra)
+    scheduler = PhiforgeScheduler.from_config(reference.config, method=ours)
+    expected, got = _loop(reference, steps), _loop(scheduler, steps)
+    assert torch.equal(scheduler.timesteps, reference.timesteps)
+    scale = float(expected.abs().max())
+    assert float((got - expected).abs().max()) <= 1e-6 * max(1.0, scale)
+
+
+@pytest.mark.parametrize("method", ["res_3s", "res_4s", "res_3m", "dpm_solver_3", "edm_heun"])
+def test_scheduler_runs_the_driver_s_computation(method):
+    """Inside the one-call-per-step protocol the method computes what the driver computes on the
+    same log-SNR grid (float64; diffusers' lower-order-final rule off, the driver has its own)."""
+    scheduler = PhiforgeScheduler(method=method, lower_order_final=False)
+    scheduler.set_timesteps(8)
+    sigmas = scheduler.sigmas.double().tolist()
+    model_calls = len(scheduler.timesteps)
+    x = torch.randn(2, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+
+    def eps_model(xx, t):
+        return 0.8 * xx / torch.sqrt(1.0 + xx * xx)
+
+    start = x.clone()
+    for t in scheduler.timesteps:
+        x = scheduler.step(eps_model(x, t), t, x).prev_sample
+    expected, info = sample(
+        eps_model, start, VPLinear(), method, sigmas=sigmas, output="noise", return_info=True
+    )
+    assert info.nfe == model_calls
+    assert torch.allclose(x, expected, rtol=1e-10, atol=1e-10)
+    if scheduler.order > 1:  # stage times inserted: fractional timesteps, order = stages
+        assert scheduler.timesteps.dtype == torch.float32
+        assert len(scheduler.timesteps) == scheduler.order * 7 + 1
+
+
+@pytest.mark.parametrize("kind", ["epsilon", "sample", "v_prediction"])
+def test_prediction_types_agree(kind):
+    def x0_model(x, t):
+        return 0.5 * torch.tanh(x)
+
+    def as_type(x, t, scheduler):
+        index = scheduler.step_index or 0
+        call = scheduler._program[index]
+        x0 = x0_model(x, t)
+        eps = (x - call.alpha * x0) / call.sigma
+        return {"epsilon": eps, "sample": x0, "v_prediction": call.alpha * eps - call.sigma * x0}[
+            kind
+        ]
+
+    results = []
+    for prediction_type in ("sample", kind):
+        scheduler = PhiforgeScheduler(method="res_3s", prediction_type=prediction_type)
+        scheduler.set_timesteps(6)
+        x = torch.randn(1, 5, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+        for t in scheduler.timesteps:
+            output = as_type(x, t, scheduler) if prediction_type == kind else x0_model(x, t)
+            x = scheduler.step(output, t, x).prev_sample
+        results.append(x)
+    assert torch.allclose(results[0], results[1], rtol=1e-10, atol=1e-10)
+
+
+def test_flow_sigmas_with_flow_prediction():
+    scheduler = PhiforgeScheduler(
+        method="res_2m", use_flow_sigmas=True, flow_shift=3.0, prediction_type="flow_prediction"
+    )
+    reference = DPMSolverMultistepScheduler(
+        use_flow_sigmas=True, flow_shift=3.0, prediction_type="flow_prediction", solver_type="heun"
+    )
+    expected, got = _loop(reference, 10), _loop(scheduler, 10)
+    assert float((got - expected).abs().max()) <= 1e-5 * max(1.0, float(expected.abs().max()))
+
+
+def test_add_noise_matches_diffusers():
+    scheduler, reference = PhiforgeScheduler(), DPMSolverMultistepScheduler()
+    reference.set_timesteps(10)
+    scheduler.set_timesteps(10)
+    x0 = torch.randn(3, 4)
+    noise = torch.randn(3, 4)
+    timesteps = reference.timesteps[[0, 4, 9]]
+    assert torch.allclose(
+        scheduler.add_noise(x0, noise, timesteps),
+        reference.add_noise(x0, noise, timesteps),
+        atol=1e-6,
+    )
+
+
+def test_pipeline_with_a_small_random_unet():
+    torch.manual_seed(0)
+    unet = UNet2DModel(
+        sample_size=8,
+        in_channels=3,
+        out_channels=3,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        norm_num_groups=4,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+    )
+    scheduler = PhiforgeScheduler(method="res_3s")
+    pipe = DDPMPipeline(unet=unet, scheduler=scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    image = pipe(
+        batch_size=2,
+        num_inference_steps=4,
+        generator=torch.Generator().manual_seed(0),
+        output_type="np",
+    ).images
+    assert image.shape == (2, 8, 8, 3) and (image >= 0).all() and (image <= 1).all()
+    assert len(scheduler.timesteps) == 3 * 3 + 1
+
+
+def test_bad_configuration_is_rejected():
+    with pytest.raises(InputError, match="unknown method"):
+        PhiforgeScheduler(method="res_9m")
+    with pytest.raises(InputError, match="'prediction_type'"):
+        PhiforgeScheduler(prediction_type="logits")
+    scheduler = PhiforgeScheduler()
+    with pytest.raises(InputError, match="set_timesteps"):
+        scheduler.step(torch.zeros(1), 999, torch.zeros(1))
+
+
+@pytest.mark.slow
+def test_step_compiles_without_graph_breaks():
+    scheduler = PhiforgeScheduler(method="res_2m")
+    scheduler.set_timesteps(6)
+    compiled = torch.compile(scheduler.step, fullgraph=True)
+    x = torch.randn(1, 4)
+    for t in scheduler.timesteps:
+        x = compiled(_eps_model(x, t), t, x).prev_sample
+    assert torch.isfinite(x).all()
