@@ -170,7 +170,22 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
         return self._begin_index
 
     def set_begin_index(self, begin_index: int = 0) -> None:
+        """Start at call ``begin_index`` (img2img): the program is rebuilt from that grid point
+        with a fresh multistep history, as diffusers' multistep scheduler warms up again."""
         self._begin_index = begin_index
+        if not self._program or begin_index == 0:
+            return
+        flags = [is_outer for _, is_outer in self._times]
+        if not (0 <= begin_index < len(flags)) or not flags[begin_index]:
+            raise InputError(
+                f"parameter 'begin_index' must be the index of a grid point (not a stage call) in "
+                f"0..{len(flags) - 1}, got {begin_index}"
+            )
+        outer = sum(flags[:begin_index])
+        times, outer_times = self._times, self.timesteps_outer
+        self._build_program(self._lambdas[outer:], outer_times[outer:], begin_index)
+        self._program = [None] * begin_index + self._program
+        self._times, self.timesteps_outer = times, outer_times
 
     def __len__(self) -> int:
         return self.config.num_train_timesteps
@@ -228,6 +243,7 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
         lambdas = [self._lam(s) for s in outer]
         if not all(math.isfinite(v) for v in lambdas[:-1]):
             raise InputError("the grid may reach sigma = 0 only at its end")
+        self._lambdas = lambdas
         self._build_program(lambdas, outer_times)
         times = torch.tensor([t for t, _ in self._times], dtype=torch.float64)
         integral = all(is_outer for _, is_outer in self._times)
@@ -255,7 +271,10 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
                 steps[-1] = Step(first_order, steps[-1].lam, steps[-1].lam_next)
         return steps
 
-    def _build_program(self, lambdas: list[float], outer_times: list[float]) -> None:
+    def _build_program(
+        self, lambdas: list[float], outer_times: list[float], offset: int = 0
+    ) -> None:
+        """Compile the calls of the method on the grid; call indices start at ``offset``."""
         module: ModuleType = self._module
         prediction = module.PREDICTION or "data"
         self._noise_form = prediction == "noise"
@@ -274,7 +293,7 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
         for index, step in enumerate(self._steps(list(inner)) if len(inner) > 1 else []):
             h = step.lam_next - step.lam
             z = L * h
-            first = len(calls)
+            first = offset + len(calls)
             times.append((outer_times[index], True))
             history.insert(0, (first, step.lam))
             if step.module.FAMILY == "multistep":
@@ -312,7 +331,7 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
                     dict(lam=lam_here, anchor=stage == 0, decay=decay, terms=terms, lam_next=target)
                 )
         if self._final_limit:
-            last = len(calls)
+            last = offset + len(calls)
             times.append((outer_times[len(inner) - 1], True))
             calls.append(
                 dict(
@@ -325,11 +344,11 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
                 )
             )
         last_use: dict[int, int] = {}
-        for n, call in enumerate(calls):
+        for n, call in enumerate(calls, start=offset):
             for j, _ in call["terms"]:
                 last_use[j] = n
         program = []
-        for n, call in enumerate(calls):
+        for n, call in enumerate(calls, start=offset):
             alpha, sigma = self._alpha_sigma(call["lam"])
             limit = call.get("limit", False)
             program.append(
@@ -345,7 +364,7 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
                     release=tuple(j for j, last in last_use.items() if last == n),
                 )
             )
-        self._limit_calls = {n for n, call in enumerate(calls) if call.get("limit")}
+        self._limit_calls = {n for n, call in enumerate(calls, start=offset) if call.get("limit")}
         self._program = program
         self._times = times
 

@@ -182,3 +182,55 @@ def test_step_compiles_without_graph_breaks():
     for t in scheduler.timesteps:
         x = compiled(_eps_model(x, t), t, x).prev_sample
     assert torch.isfinite(x).all()
+
+
+def test_common_scheduler_checks():
+    """diffusers' SchedulerCommonTest essentials: public API, return_dict equivalence, same
+    outputs after save/load, any sample shape, trained betas equal to the named schedule."""
+    scheduler = PhiforgeScheduler(method="res_3s")
+    for name in (
+        "init_noise_sigma",
+        "scale_model_input",
+        "step",
+        "set_timesteps",
+        "add_noise",
+        "set_begin_index",
+        "order",
+        "timesteps",
+        "sigmas",
+    ):
+        assert hasattr(scheduler, name)
+    assert scheduler.init_noise_sigma == 1.0 and scheduler.order == 3
+    for shape in [(1, 4), (2, 3, 4, 4), (1, 2, 3, 4, 5)]:
+        scheduler.set_timesteps(4)
+        x = torch.randn(*shape)
+        t = scheduler.timesteps[0]
+        assert torch.equal(scheduler.scale_model_input(x, t), x)
+        out = scheduler.step(_eps_model(x, t), t, x)
+        assert out.prev_sample.shape == x.shape and out.prev_sample.dtype == x.dtype
+        scheduler.set_timesteps(4)
+        (as_tuple,) = scheduler.step(_eps_model(x, t), t, x, return_dict=False)
+        assert torch.equal(as_tuple, out.prev_sample)
+
+
+def test_save_load_gives_the_same_samples(tmp_path):
+    scheduler = PhiforgeScheduler(method="res_4m", use_karras_sigmas=True)
+    scheduler.save_config(tmp_path)
+    loaded = PhiforgeScheduler.from_pretrained(tmp_path)
+    assert torch.equal(_loop(scheduler, 9), _loop(loaded, 9))
+
+
+def test_trained_betas_equal_the_named_schedule():
+    betas = torch.linspace(0.0001, 0.02, 1000).tolist()
+    named, trained = PhiforgeScheduler(), PhiforgeScheduler(trained_betas=betas)
+    assert torch.allclose(_loop(named, 7), _loop(trained, 7), rtol=1e-6, atol=1e-6)
+
+
+def test_begin_index_starts_mid_schedule():
+    scheduler = PhiforgeScheduler(method="res_2m")
+    scheduler.set_timesteps(10)
+    scheduler.set_begin_index(3)
+    x = torch.randn(1, 4)
+    for t in scheduler.timesteps[3:]:
+        x = scheduler.step(_eps_model(x, t), t, x).prev_sample
+    assert scheduler.step_index == len(scheduler.timesteps) and torch.isfinite(x).all()
