@@ -27,7 +27,7 @@ import torch
 from phiforge.runtime.adaptive import Adaptive
 from phiforge.runtime.driver import sample
 from phiforge.runtime.peers import kdiffusion_sampling
-from phiforge.runtime.stepping import generated_methods, load_method
+from phiforge.runtime.stepping import load_method, ode_methods
 from phiforge.runtime.verification import builtin_problem, defect
 
 BUDGETS = (5, 6, 8, 10, 12, 15, 20, 30, 50)
@@ -95,7 +95,7 @@ def measure(
 
                 record(f"{label} ({grid_name})", run, 1)
 
-    for name in methods or generated_methods():
+    for name in methods or ode_methods():
         module = load_method(name)
         s = module.NFE_PER_STEP
 
@@ -129,7 +129,7 @@ def measure(
         record(f"{name} (logsnr)", run_logsnr, s)
 
     adaptive_rows: dict[str, list[tuple[float, int, float]]] = {}
-    for name in methods or generated_methods():
+    for name in methods or ode_methods():
         module = load_method(name)
         if getattr(module, "EMBEDDED_ORDER", None) is None:
             continue

@@ -19,7 +19,7 @@ import time
 import torch
 
 from phiforge.runtime.driver import sample
-from phiforge.runtime.stepping import generated_methods, load_method
+from phiforge.runtime.stepping import load_method, ode_methods
 
 
 def network(device: str) -> torch.nn.Module:
@@ -62,7 +62,7 @@ def measure(steps: int = 50, device: str = "cpu", methods: list[str] | None = No
     _sync(device)
     evaluation = (time.perf_counter() - start) / repeats
     rows = []
-    for name in methods or generated_methods():
+    for name in methods or ode_methods():
         module = load_method(name)
         sample(free, x, "edm", name, steps=4, output="edm")  # warm caches
         _sync(device)

@@ -33,7 +33,7 @@ def _summary(record: dict[str, Any]) -> dict[str, Any]:
         "weak_stiff_order": scalar["weak_stiff"],
         "nonstiff_order": scalar["nonstiff"],
         "classical_order": scalar["classical"],
-        "operator_stiff_order": record["orders"]["operator"]["stiff"],
+        "operator_stiff_order": record["orders"].get("operator", {}).get("stiff"),
         "nfe_per_step": record["nfe_per_step"],
         "stages": record.get("stages"),
         "steps": record.get("steps"),

@@ -17,10 +17,10 @@ DEFAULT_PROBLEMS = ["gaussian", "gmm"]
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from phiforge.runtime.stepping import generated_methods, load_method
+    from phiforge.runtime.stepping import load_method, ode_methods
     from phiforge.runtime.verification import builtin_problem, study_method
 
-    methods = args.methods or generated_methods()
+    methods = args.methods or ode_methods()
     for name in methods:
         load_method(name)  # unknown names fail before any work
     problems = args.problem or DEFAULT_PROBLEMS

@@ -331,10 +331,99 @@ def _multistep_context(record: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _pycode(expr: sympy.Expr) -> str:
+    return sympy.pycode(expr, fully_qualified_modules=True)
+
+
+def _stochastic_context(record: Mapping[str, Any]) -> dict[str, Any]:
+    """Drift and noise code with the nodes as keyword parameters (defaults from the record)."""
+    from sympy.codegen.cfunctions import expm1
+
+    params = {k: sympy.Symbol(k, positive=True) for k in record["parameters"]}
+    h, eta = sympy.Symbol("h", positive=True), sympy.Symbol("eta", nonnegative=True)
+    local = {"phi": phi, "z": Z, "h": h, "eta": eta, "expm1": expm1, **params}
+
+    def parse(text: str) -> sympy.Expr:
+        return sympy.sympify(text, locals=local)
+
+    s = record["stages"]
+    nodes = [parse(x) for x in record["nodes"]]
+    noisy = [parse(x) for x in record["noise"]["nodes"]]
+    a = {key: parse(v) for key, v in record["coefficients"]["a"].items()}
+    b = {int(i): parse(v) for i, v in record["coefficients"]["b"].items()}
+    exact, named = [], []
+    for i in range(2, s + 1):
+        for j in range(1, i):
+            if a[f"{i},{j}"] != 0:
+                exact.append((f"a[{i}][{j}]", a[f"{i},{j}"]))
+                named.append((f"a{i}{j}", a[f"{i},{j}"]))
+    for i in range(1, s + 1):
+        if b[i] != 0:
+            exact.append((f"b[{i}]", b[i]))
+            named.append((f"b{i}", b[i]))
+    arguments: dict[sympy.Expr, int] = {}
+    for _, expr in named:
+        for atom in expr.atoms(phi):
+            k, argument = int(atom.args[0]), atom.args[1]
+            arguments[argument] = max(arguments.get(argument, 0), k)
+    labels = {arg: f"ph{n}" for n, arg in enumerate(sorted(arguments, key=str), start=1)}
+    lines = [
+        f"{labels[arg]} = phi_all_float({_pycode(arg)}, {k})"
+        for arg, k in sorted(arguments.items(), key=lambda item: labels[item[0]])
+    ]
+    for name, expr in named:
+        code = expr.replace(
+            lambda e: isinstance(e, phi),
+            lambda e: sympy.Symbol(f"{labels[e.args[1]]}[{int(e.args[0])}]"),
+        )
+        lines.append(f"{name} = {_pycode(code)}")
+    a_rows = []
+    for i in range(1, s + 1):
+        cells = [f"a{i}{j}" if a[f"{i},{j}"] != 0 else "0.0" for j in range(1, i)]
+        a_rows.append("".join(f"{cell}, " for cell in cells).rstrip())
+    b_row = ", ".join(f"b{i}" if b[i] != 0 else "0.0" for i in range(1, s + 1))
+
+    def weight_rows(form: str) -> list[str]:
+        weights = record["noise"][form]["weights"]
+        rows = []
+        for k in range(1, len(noisy) + 1):
+            cells = [_pycode(parse(weights[f"{k},{j}"])) for j in range(1, k + 1)]
+            rows.append("(" + ", ".join(cells) + ("," if k == 1 else "") + "),")
+        return rows
+
+    defaults = {k: sympy.nsimplify(v) for k, v in record["parameters"].items()}
+    signature = ", ".join(f"{k}: float = {_code(v)}" for k, v in defaults.items())
+    return _common(record) | {
+        "stages": s,
+        "nfe": record["nfe_per_step"],
+        "nodes_text": ", ".join(str(x) for x in nodes),
+        "parameters": bool(defaults),
+        "parameters_text": ", ".join(f"{k} = {v}" for k, v in defaults.items()),
+        "parameters_code": "{" + ", ".join(f'"{k}": {_code(v)}' for k, v in defaults.items()) + "}",
+        "signature": signature,
+        "signature_tail": (", " + signature) if signature else "",
+        "call_args": ", ".join(f"{k}={k}" for k in defaults),
+        "call_tail": "".join(f", {k}={k}" for k in defaults),
+        "nodes_code": ", ".join(_pycode(x) if x != 0 else "0.0" for x in nodes)
+        + ("," if s == 1 else ""),
+        "noisy_code": ", ".join(_pycode(x) for x in noisy) + ("," if len(noisy) == 1 else ""),
+        "exact_lines": _exact_lines(exact),
+        "coefficient_lines": lines,
+        "a_rows": a_rows,
+        "b_row": b_row + ("," if s == 1 else ""),
+        "data_lines": ["return ("] + ["    " + row for row in weight_rows("data")] + [")"],
+        "noise_lines": weight_rows("noise"),
+    }
+
+
 def render_module(record: Mapping[str, Any]) -> str:
     """The generated module of one record, as text."""
     family = record["family"]
-    context = _singlestep_context(record) if family == "singlestep" else _multistep_context(record)
+    context = {
+        "singlestep": _singlestep_context,
+        "multistep": _multistep_context,
+        "stochastic": _stochastic_context,
+    }[family](record)
     return _environment().get_template(f"{family}.py.j2").render(**context)
 
 

@@ -149,6 +149,10 @@ def _warmup(name: str, entry: dict[str, Any], steps: int) -> dict[str, list[str]
 
 def build_record(name: str, entry: dict[str, Any]) -> dict[str, Any]:
     description = entry.get("description")
+    if "stochastic" in entry:
+        from phiforge.derive.stochastic import stochastic_record
+
+        return stochastic_record(entry["stochastic"])
     if "published" in entry:
         method = catalogue_method(entry["published"])
         if description:
@@ -193,7 +197,8 @@ def build_record(name: str, entry: dict[str, Any]) -> dict[str, Any]:
             embedded=entry.get("embedded"),
         )
     raise InputError(
-        f"registry plan entry {name!r}: say 'published', 'published_multistep' or 'derive'"
+        f"registry plan entry {name!r}: say 'published', 'published_multistep', 'stochastic' or "
+        "'derive'"
     )
 
 

@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
-FAMILIES = ("singlestep", "multistep")
+FAMILIES = ("singlestep", "multistep", "stochastic")
 
 
 def default_registry_dir() -> Path:

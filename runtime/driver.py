@@ -27,6 +27,7 @@ import torch
 from phiforge.runtime.adaptive import Adaptive, run_adaptive
 from phiforge.runtime.errors import InputError
 from phiforge.runtime.models import CanonicalModel, Guidance
+from phiforge.runtime.noise import gaussian_noise, per_sample_noise
 from phiforge.runtime.restart import Restart, RestartInterval, karras_sigmas, restart_from
 from phiforge.runtime.schedules import NoiseSchedule, noise_schedule
 from phiforge.runtime.stepping import Step, generated_methods, load_method, plan_steps, run_steps
@@ -312,8 +313,12 @@ def sample(
     allocation: str = "greedy",
     restart: Restart | str | None = None,
     adaptive: Adaptive | bool | None = None,
+    eta: float = 1.0,
+    s_noise: float = 1.0,
+    options: Mapping[str, float] | None = None,
     noise_sampler: Callable[[float, float], torch.Tensor] | None = None,
     generator: torch.Generator | None = None,
+    seeds: Sequence[int] | None = None,
     guidance: Guidance | float | None = None,
     thresholding: str | Callable[[torch.Tensor], torch.Tensor] | None = None,
     model_kwargs: Mapping[str, Any] | None = None,
@@ -333,9 +338,12 @@ def sample(
     (unit normals shaped like x) or ``generator``. ``adaptive`` (True or an
     :class:`~phiforge.runtime.adaptive.Adaptive`) chooses the steps between the grid's ends by an
     embedded pair's error estimate (give no ``nfe``/``steps``; ``sigmas``/``timesteps`` give the
-    ends). ``callback`` receives a dict with x, i,
-    sigma, sigma_hat, sigma_next, t, denoised and nfe after every step. With ``return_info``
-    the :class:`SampleInfo` (exact NFE, grid, per-step methods, restarts) is returned too.
+    ends). Stochastic (SEEDS) methods take ``eta`` (0: the probability-flow ODE, 1: the reverse
+    SDE), ``s_noise`` and ``options`` (their nodes, e.g. r, r1, r2); their noise and Restart's come
+    from ``noise_sampler``, else per-sample ``seeds``, else ``generator``. ``callback`` receives
+    a dict with x, i, sigma, sigma_hat, sigma_next, t, denoised and nfe after every step. With
+    ``return_info`` the :class:`SampleInfo` (exact NFE, grid, per-step methods, restarts) is
+    returned too.
     """
     if not isinstance(x, torch.Tensor) or x.ndim < 1:
         raise InputError("parameter 'x' must be a tensor with a batch dimension")
@@ -396,7 +404,41 @@ def sample(
     x = x.to(dtype) if dtype is not None else x
     if not torch.is_floating_point(x):
         raise InputError("parameter 'x' must be a floating-point tensor (or give 'dtype')")
-    noise = noise_sampler or _default_noise(x, generator)
+    if noise_sampler is not None:
+        noise = noise_sampler
+    elif seeds is not None:
+        noise = per_sample_noise(x, seeds)
+    else:
+        noise = gaussian_noise(x, generator)
+    if not (isinstance(eta, int | float) and math.isfinite(eta) and eta >= 0):
+        raise InputError(f"parameter 'eta' must be a finite number >= 0, got {eta!r}")
+    if not (isinstance(s_noise, int | float) and math.isfinite(s_noise) and s_noise >= 0):
+        raise InputError(f"parameter 's_noise' must be a finite number >= 0, got {s_noise!r}")
+    params = dict(options or {})
+    if params and module.FAMILY != "stochastic":
+        raise InputError(
+            f"parameter 'options' applies to stochastic methods; {module.NAME} is {module.FAMILY}"
+        )
+    if module.FAMILY == "stochastic":
+        unknown = sorted(set(params) - set(module.PARAMETERS))
+        if unknown:
+            raise InputError(
+                f"parameter 'options': {module.NAME} takes {sorted(module.PARAMETERS)}"
+                f", got {unknown}"
+            )
+        merged = {**module.PARAMETERS, **params}
+        nodes = module.noisy_nodes(**merged)
+        if any(b <= a for a, b in itertools.pairwise(nodes)) or not nodes[0] > 0:
+            raise InputError(
+                f"parameter 'options': the nodes of {module.NAME} must increase in "
+                f"(0, 1], got {nodes}"
+            )
+    stochastic = {
+        "eta": float(eta),
+        "s_noise": float(s_noise),
+        "params": params,
+        "noise": lambda lam_a, lam_b: noise(math.exp(-lam_a), math.exp(-lam_b)),
+    }
     backward_steps = sum(e.interval.repeats * len(e.backward) for e in info.restarts)
     total_steps = (
         len(method_steps) + backward_steps + int(info.start_limit) + int(info.final is not None)
@@ -458,7 +500,9 @@ def sample(
         """Run planned steps (fresh multistep history) from x at planned[0].lam."""
         if not planned:
             return x_now
-        y = run_steps(planned, x_now / scale(planned[0].lam), L, f, on_step=on_step)
+        y = run_steps(
+            planned, x_now / scale(planned[0].lam), L, f, on_step=on_step, stochastic=stochastic
+        )
         return y * scale(planned[-1].lam_next)
 
     def jump(x_now: torch.Tensor, lam_from: float, lam_to: float, s_noise: float) -> torch.Tensor:
@@ -518,18 +562,6 @@ def sample(
     elif canonical.nfe != info.nfe:  # the plan's accounting is the contract; never drift
         raise AssertionError(f"spent {canonical.nfe} NFE, planned {info.nfe}")
     return (x, info) if return_info else x
-
-
-def _default_noise(
-    x: torch.Tensor, generator: torch.Generator | None
-) -> Callable[[float, float], torch.Tensor]:
-    def draw(sigma: float, sigma_next: float) -> torch.Tensor:
-        if generator is None:
-            return torch.randn_like(x)
-        z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=generator.device)
-        return z.to(x.device)
-
-    return draw
 
 
 def _progress(total: int, enabled: bool):

@@ -6,7 +6,9 @@ follows k-diffusion's convention (Crowson, ``k_diffusion/sampling.py``; peers.md
 in 0, and the step to sigma = 0 is ``x = D(x, sigma_last)`` (one model evaluation). Callback
 dicts carry x, i, sigma, sigma_hat and denoised. ``options`` go to
 :func:`phiforge.runtime.driver.sample` (``warmup``, ``lower_order_final``, ``thresholding``,
-``guidance``, ``prediction``, ...).
+``guidance``, ``prediction``, ``restart``, ...); stochastic (SEEDS) methods also take ``eta``,
+``s_noise``, ``noise_sampler`` and their nodes (``r``; ``r_1``/``r1``, ``r_2``/``r2``), and use
+``extra_args["seed"]`` (removed before the model call) for per-sample noise when given.
 
 The functions are made from the generated modules at import time, one mechanism for all:
 ``SAMPLERS`` maps each method name to its function.
@@ -24,9 +26,13 @@ from phiforge.runtime.driver import sample
 from phiforge.runtime.schedules import EDM
 from phiforge.runtime.stepping import generated_methods, load_method
 
-__all__ = ["SAMPLERS", "make_sampler"]
+__all__ = ["ALIASES", "SAMPLERS", "make_sampler"]
 
 _EDM = EDM()
+# node options under the names ComfyUI's seeds_2 / seeds_3 use, and ours
+_NODE_ALIASES = {"r": "r", "r_1": "r1", "r_2": "r2", "r1": "r1", "r2": "r2"}
+#: the default variants under SEEDS' own names (spec-seeds-restart §2.5-2.6)
+ALIASES = {"seeds_2": "seeds_2a", "seeds_3": "seeds_3a"}
 
 
 def make_sampler(name: str) -> Callable[..., torch.Tensor]:
@@ -44,6 +50,17 @@ def make_sampler(name: str) -> Callable[..., torch.Tensor]:
     ) -> torch.Tensor:
         sigma_list = [float(s) for s in torch.as_tensor(sigmas).detach().cpu().reshape(-1)]
         progress = disable is False or (disable is None and sys.stderr.isatty())
+        extra = dict(extra_args or {})
+        seed = extra.pop("seed", None)
+        if module.FAMILY == "stochastic":
+            nodes = {
+                key: options.pop(alias)
+                for alias, key in _NODE_ALIASES.items()
+                if alias in options and key in module.PARAMETERS
+            }
+            options["options"] = {**options.get("options", {}), **nodes}
+            if seed is not None and "noise_sampler" not in options and "seeds" not in options:
+                options["seeds"] = [int(seed) + i for i in range(x.shape[0])]
         return sample(
             model,
             x,
@@ -51,7 +68,7 @@ def make_sampler(name: str) -> Callable[..., torch.Tensor]:
             module,
             sigmas=sigma_list,
             output="edm",
-            model_kwargs=extra_args or {},
+            model_kwargs=extra,
             callback=callback,
             progress=progress,
             **options,
@@ -68,6 +85,9 @@ def make_sampler(name: str) -> Callable[..., torch.Tensor]:
 SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {
     name: make_sampler(name) for name in generated_methods()
 }
+for _alias, _target in ALIASES.items():
+    SAMPLERS[_alias] = make_sampler(_target)
+    SAMPLERS[_alias].__name__ = SAMPLERS[_alias].__qualname__ = f"sample_{_alias}"
 
 for _name, _function in SAMPLERS.items():
     globals()[_function.__name__] = _function

@@ -28,6 +28,7 @@ __all__ = [
     "generated_methods",
     "integrate",
     "load_method",
+    "ode_methods",
     "plan_steps",
     "run_steps",
 ]
@@ -41,6 +42,11 @@ def generated_methods(family: str | None = None) -> list[str]:
     if family is None:
         return names
     return [n for n in names if family == load_method(n).FAMILY]
+
+
+def ode_methods() -> list[str]:
+    """The deterministic (single-step and multistep) generated methods."""
+    return [n for n in generated_methods() if load_method(n).FAMILY != "stochastic"]
 
 
 def load_method(name: str | ModuleType) -> ModuleType:
@@ -128,11 +134,13 @@ def run_steps(
     *,
     history: Sequence[tuple[Any, float]] = (),
     on_step: Callable[[int, Step, Any, Any], None] | None = None,
+    stochastic: dict[str, Any] | None = None,
 ) -> Any:
     """Execute a plan on y' = L y + N(y, lam); ``f(y, lam)`` returns N.
 
     ``history`` holds (N value, lam) pairs of earlier points, oldest first. ``on_step(i, step,
     y_new, value)`` is called after every step with the evaluation made at its start.
+    ``stochastic`` (eta, noise(lam_a, lam_b), s_noise, params) drives stochastic modules.
     """
     values: list[Any] = [v for v, _ in reversed(history)]
     points: list[float] = [float(p) for _, p in reversed(history)]
@@ -147,13 +155,29 @@ def run_steps(
         values.insert(0, value)
         points.insert(0, lam)
         module = step.module
-        if module.FAMILY == "singlestep":
+        if module.FAMILY in ("singlestep", "stochastic"):
 
             def stage_f(state, at, _y=start_state, _lam=lam, _value=value):
                 # the first stage (node 0) is the evaluation already made at the step start
                 return _value if state is _y and at == _lam else f(state, at)
 
-            y = module.step(y, lam, h, L, stage_f)
+            if module.FAMILY == "stochastic":
+                options = stochastic or {}
+                if options.get("noise") is None and options.get("eta", 1.0) > 0:
+                    raise InputError(f"step {index}: {module.NAME} needs a noise source")
+                y = module.step(
+                    y,
+                    lam,
+                    h,
+                    L,
+                    stage_f,
+                    options.get("eta", 1.0),
+                    options.get("noise"),
+                    options.get("s_noise", 1.0),
+                    **options.get("params", {}),
+                )
+            else:
+                y = module.step(y, lam, h, L, stage_f)
         else:
             k = module.STEPS
             past = [points[m] - points[m + 1] for m in range(k - 1)]
