@@ -249,7 +249,7 @@ def _restart_events(
 ) -> list[RestartEvent]:
     """Where each restart interval acts (the inner grid point nearest its sigma_min) and its
     backward plan (Karras sub-grid; churn as (lambda before, step from the raised level))."""
-    if restart.churn > 0 and module.FAMILY != "singlestep":
+    if restart.churn > 0 and module.FAMILY == "multistep":
         raise InputError("restart 'churn' needs a single-step method (it breaks multistep history)")
     sigmas = np.exp(-inner)
     finite = np.exp(-grid[np.isfinite(grid)])

@@ -82,6 +82,5 @@ class BrownianTreeNoise:
         low, high = max(low, self.sigma_min), min(high, self.sigma_max)
         if not high > low:
             raise InputError(f"Brownian-tree noise: interval [{low}, {high}] outside the tree")
-        rows = [tree(low, high)[0] for tree in self.trees]
-        increment = torch.stack(rows) / (high - low) ** 0.5
+        increment = torch.cat([tree(low, high) for tree in self.trees]) / (high - low) ** 0.5
         return increment.to(device=self.device, dtype=self.dtype)

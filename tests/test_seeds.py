@@ -301,3 +301,90 @@ def test_bad_stochastic_options():
         sample(GAUSS, x, EDM(), "seeds_2a", sigmas=[20.0, 1.0], output="edm", eta=-1.0)
     with pytest.raises(InputError, match="stochastic methods"):
         sample(GAUSS, x, EDM(), "res_2s", sigmas=[20.0, 1.0], output="edm", options={"r": 0.3})
+
+
+def _brownian_path(batch: int, cells: int, seed: int):
+    """One Brownian path in sigma per sample, exact at the nodes of a fine lambda-uniform grid
+    from sigma 20 to 0.02; noise(sigma_a, sigma_b) = normalised increment between two nodes."""
+    lams = np.linspace(-math.log(20.0), -math.log(0.02), cells + 1)
+    sigmas = np.exp(-lams)
+    steps = np.random.default_rng(seed).standard_normal((cells, batch))
+    path = np.vstack(
+        [
+            np.zeros((1, batch)),
+            np.cumsum(steps * np.sqrt(sigmas[:-1] - sigmas[1:])[:, None], axis=0),
+        ]
+    )
+
+    def node(sigma):
+        return round((-math.log(sigma) - lams[0]) / (lams[1] - lams[0]))
+
+    def noise(sigma_a, sigma_b):
+        a, b = node(sigma_a), node(sigma_b)
+        return torch.from_numpy((path[b] - path[a]) / math.sqrt(abs(sigmas[a] - sigmas[b])))[
+            :, None
+        ]
+
+    return noise
+
+
+def test_strong_order_one_on_a_shared_brownian_path():
+    """RMS distance to a fine solution on the same path (SEEDS-2 with 2048 steps)."""
+    batch = 300
+    x = torch.randn(
+        batch, 1, generator=torch.Generator().manual_seed(9), dtype=torch.float64
+    ) * math.sqrt(S2 + 400.0)
+    noise = _brownian_path(batch, 4096, seed=10)
+
+    def grid(n):
+        return np.exp(-np.linspace(-math.log(20.0), -math.log(0.02), n + 1)).tolist()
+
+    reference = sample(
+        GAUSS, x, EDM(), "seeds_2a", sigmas=grid(2048), output="edm", noise_sampler=noise
+    )
+    for method in ("seeds_1", "seeds_2a"):
+        errors = [
+            float(
+                (
+                    sample(
+                        GAUSS, x, EDM(), method, sigmas=grid(n), output="edm", noise_sampler=noise
+                    )
+                    - reference
+                )
+                .pow(2)
+                .mean()
+                .sqrt()
+            )
+            for n in (32, 64, 128)
+        ]
+        slope = -np.polyfit(np.log([32, 64, 128]), np.log(errors), 1)[0]
+        assert 0.8 < slope < 1.2, (method, errors)
+
+
+def test_brownian_tree_noise_is_one_path():
+    pytest.importorskip("torchsde")
+    from phiforge.runtime.noise import BrownianTreeNoise
+
+    x = torch.zeros(3, 2, dtype=torch.float64)
+    tree = BrownianTreeNoise(x, 0.01, 80.0, seeds=[1, 2, 3])
+    whole = tree(80.0, 1.0) * math.sqrt(79.0)
+    parts = tree(80.0, 10.0) * math.sqrt(70.0) + tree(10.0, 1.0) * math.sqrt(9.0)
+    assert torch.allclose(whole, parts, atol=1e-12)
+    alone = BrownianTreeNoise(x[1:2], 0.01, 80.0, seeds=[2])
+    assert torch.allclose(alone(80.0, 1.0), tree(80.0, 1.0)[1:2], atol=1e-12)
+
+
+def test_restart_and_seeds_compose():
+    gmm = builtin_denoiser("gmm")
+    x = torch.randn(2, 64, generator=torch.Generator().manual_seed(11), dtype=torch.float64) * 80
+    out, info = sample(
+        gmm,
+        x,
+        EDM(),
+        "seeds_2a",
+        restart="cifar10-vp-43",
+        output="edm",
+        seeds=[1, 2],
+        return_info=True,
+    )
+    assert info.nfe == 43 and torch.isfinite(out).all()
