@@ -16,7 +16,9 @@ of the current step and N_j are earlier converted model outputs; so ``step`` hol
 and no data-dependent branch (torch.compile-friendly). A single-step method with s stages makes
 s calls per step, its stage times inserted into ``timesteps`` (Heun-style, ``order`` = s); a
 multistep method makes one, with its starters (``warmup``) and diffusers' lower-order-final rule.
-A final sigma of 0 is the exact limit ``x = x0_hat`` (one call).
+A final sigma of 0 is the exact limit ``x = x0_hat`` (one call). Stochastic (SEEDS) methods take
+``eta``, ``s_noise`` and ``method_options`` (their nodes); a call draws the unit normal of the
+next Brownian sub-interval from ``variance_noise`` or ``generator`` when it first needs it.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ try:
         SchedulerMixin,
         SchedulerOutput,
     )
+    from diffusers.utils.torch_utils import randn_tensor
 except ImportError as error:  # pragma: no cover - exercised only without diffusers
     raise ImportError(
         "phiforge.runtime.diffusers_scheduler needs diffusers: pip install 'phiforge[diffusers]'"
@@ -64,6 +67,8 @@ class _Call:
     terms: tuple[tuple[int, float], ...]  # (call index, weight) on converted outputs
     scale_next: float
     release: tuple[int, ...]  # outputs no longer needed after this call
+    draw: bool = False  # stochastic methods: draw one unit normal at this call
+    noise_terms: tuple[tuple[int, float], ...] = ()  # (call index of the draw, weight)
 
 
 def _sigmoid(x: float) -> float:
@@ -112,6 +117,9 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
         time_shift_type: str = "exponential",
         method: str = "res_2m",
         warmup: str = "lower-order",
+        eta: float = 1.0,
+        s_noise: float = 1.0,
+        method_options: dict[str, float] | None = None,
     ) -> None:
         self._module = load_method(method)
         if prediction_type not in PREDICTION_TYPES:
@@ -156,6 +164,7 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
         self.order = self._module.NFE_PER_STEP if self._module.FAMILY == "singlestep" else 1
         self._program: list[_Call] = []
         self._values: dict[int, torch.Tensor] = {}
+        self._draws: dict[int, torch.Tensor] = {}
         self._anchor: torch.Tensor | None = None
         self._step_index: int | None = None
         self._begin_index: int | None = None
@@ -249,7 +258,7 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
         integral = all(is_outer for _, is_outer in self._times)
         self.timesteps = (times.round().to(torch.int64) if integral else times.float()).to(device)
         self.sigmas = torch.tensor(outer, dtype=torch.float32)
-        self._values, self._anchor = {}, None
+        self._values, self._anchor, self._draws = {}, None, {}
         self._step_index = None
         self._begin_index = None
 
@@ -312,23 +321,56 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
                     )
                 )
                 continue
-            a, b = step.module.coefficients(z)
-            nodes = step.module.NODES
+            stochastic = step.module.FAMILY == "stochastic"
+            params = dict(self.config.method_options or {}) if stochastic else {}
+            # SEEDS (spec-seeds-restart §2.2): data form z = -(1 + eta) h, noise form N scaled
+            eta = float(self.config.eta) if stochastic else 0.0
+            width = (1.0 + eta) * h if stochastic and not self._noise_form else h
+            gain = 1.0 + eta if stochastic and self._noise_form else 1.0
+            z = L * width
+            a, b = step.module.coefficients(z, **params)
+            nodes = step.module.nodes(**params) if stochastic else step.module.NODES
+            noisy = step.module.noisy_nodes(**params) if stochastic else ()
+            noise_on = stochastic and eta > 0 and self.config.s_noise != 0
+            if noise_on:
+                form = "noise" if self._noise_form else "data"
+                noise_w = step.module.noise_weights(h, eta, form, **params)
+            drawn = 0
             for stage in range(len(nodes)):
                 lam_here = step.lam + nodes[stage] * h
                 if stage > 0:
                     times.append((self._model_time(lam_here), False))
                 if stage + 1 < len(nodes):
                     weights = a[stage + 1]
-                    target = step.lam + nodes[stage + 1] * h
-                    decay = math.exp(nodes[stage + 1] * z)
+                    node = nodes[stage + 1]
+                    target = step.lam + node * h
+                    decay = math.exp(node * z)
                 else:
-                    weights, target, decay = b, step.lam_next, math.exp(z)
+                    weights, node, target, decay = b, 1.0, step.lam_next, math.exp(z)
                 terms = tuple(
-                    (first + j, h * w) for j, w in enumerate(weights[: stage + 1]) if w != 0
+                    (first + j, width * gain * w)
+                    for j, w in enumerate(weights[: stage + 1])
+                    if w != 0
                 )
+                draw, noise_terms = False, ()
+                if noise_on:
+                    k = noisy.index(node)
+                    draw = k >= drawn
+                    drawn = max(drawn, k + 1)
+                    factor = self.config.s_noise * (
+                        1.0 if self._noise_form else math.exp(-(step.lam + node * h))
+                    )
+                    noise_terms = tuple((first + j, factor * noise_w[k][j]) for j in range(k + 1))
                 calls.append(
-                    dict(lam=lam_here, anchor=stage == 0, decay=decay, terms=terms, lam_next=target)
+                    dict(
+                        lam=lam_here,
+                        anchor=stage == 0,
+                        decay=decay,
+                        terms=terms,
+                        lam_next=target,
+                        draw=draw,
+                        noise_terms=noise_terms,
+                    )
                 )
         if self._final_limit:
             last = offset + len(calls)
@@ -362,6 +404,8 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
                     terms=call["terms"],
                     scale_next=1.0 if limit else scale(call["lam_next"]),
                     release=tuple(j for j, last in last_use.items() if last == n),
+                    draw=call.get("draw", False),
+                    noise_terms=call.get("noise_terms", ()),
                 )
             )
         self._limit_calls = {n for n, call in enumerate(calls, start=offset) if call.get("limit")}
@@ -410,9 +454,19 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
             self._values[n] = value
             if call.anchor:
                 self._anchor = work / call.scale
+            if call.draw:  # one unit normal per Brownian sub-interval (stochastic methods)
+                self._draws[n] = (
+                    variance_noise.to(device=work.device, dtype=work.dtype)
+                    if variance_noise is not None
+                    else randn_tensor(
+                        work.shape, generator=generator, device=work.device, dtype=work.dtype
+                    )
+                )
             prev = call.decay * self._anchor
             for j, weight in call.terms:
                 prev = prev + weight * self._values[j]
+            for j, weight in call.noise_terms:
+                prev = prev + weight * self._draws[j]
             prev = call.scale_next * prev
             for j in call.release:
                 self._values.pop(j, None)

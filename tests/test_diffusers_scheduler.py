@@ -234,3 +234,51 @@ def test_begin_index_starts_mid_schedule():
     for t in scheduler.timesteps[3:]:
         x = scheduler.step(_eps_model(x, t), t, x).prev_sample
     assert scheduler.step_index == len(scheduler.timesteps) and torch.isfinite(x).all()
+
+
+@pytest.mark.parametrize(
+    ("method", "options"), [("seeds_2a", None), ("seeds_3a", {"r1": 0.25, "r2": 0.6})]
+)
+def test_stochastic_methods_match_the_driver_with_the_same_generator(method, options):
+    """SEEDS inside the one-call protocol: each call draws the unit normal it first needs (from
+    ``generator`` or ``variance_noise``), in the driver's order."""
+    scheduler = PhiforgeScheduler(method=method, eta=0.7, method_options=options)
+    scheduler.set_timesteps(6)
+    sigmas = scheduler.sigmas.double().tolist()
+    x = torch.randn(2, 4, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+
+    def eps_model(xx, t):
+        return 0.8 * xx / torch.sqrt(1.0 + xx * xx)
+
+    start = x.clone()
+    generator = torch.Generator().manual_seed(21)
+    for t in scheduler.timesteps:
+        x = scheduler.step(eps_model(x, t), t, x, generator=generator).prev_sample
+    expected = sample(
+        eps_model,
+        start,
+        VPLinear(),
+        method,
+        sigmas=sigmas,
+        output="noise",
+        eta=0.7,
+        options=options,
+        generator=torch.Generator().manual_seed(21),
+    )
+    assert torch.allclose(x, expected, rtol=1e-10, atol=1e-10)
+    scheduler.set_timesteps(6)
+    y = start.clone()
+    for t in scheduler.timesteps:  # caller-supplied noise: zero noise = the eta-drift only
+        y = scheduler.step(eps_model(y, t), t, y, variance_noise=torch.zeros_like(y)).prev_sample
+    zero = sample(
+        eps_model,
+        start,
+        VPLinear(),
+        method,
+        sigmas=sigmas,
+        output="noise",
+        eta=0.7,
+        options=options,
+        noise_sampler=lambda a, b: torch.zeros_like(start),
+    )
+    assert torch.allclose(y, zero, rtol=1e-10, atol=1e-10)
