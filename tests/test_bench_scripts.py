@@ -45,3 +45,14 @@ def test_overhead_benchmark_counts_evaluations():
     rows = {r["method"]: r for r in result["rows"]}
     assert rows["res_2m"]["nfe"] == 3 and rows["res_3s"]["nfe"] == 9
     assert result["evaluation_ms"] > 0 and all(r["overhead_per_step_ms"] > 0 for r in rows.values())
+
+
+def test_distribution_benchmark_measures_against_exact_samples():
+    result = _load("distribution_vs_nfe").measure(
+        samples=200, budgets=(10, 30), labels=["seeds_2", "res_2s + restart"]
+    )
+    rows = result["rows"]
+    assert [r["nfe"] for r in rows["seeds_2"]] == [9, 29]  # 2 per step, the last step 1
+    assert [r["budget"] for r in rows["res_2s + restart"]] == [30]  # no room for it at 10
+    assert rows["seeds_2"][1]["frechet"] < rows["seeds_2"][0]["frechet"]
+    assert result["floor"]["frechet"] > 0 and result["floor"]["sliced_w2"] > 0
