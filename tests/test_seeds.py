@@ -388,3 +388,27 @@ def test_restart_and_seeds_compose():
         return_info=True,
     )
     assert info.nfe == 43 and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize(("method", "order"), [("seeds_2a", 2), ("seeds_3a", 3)])
+def test_eta_zero_order_on_the_mixture(method, order):
+    """Deterministic order k of SEEDS-k at eta = 0 on the digits mixture (DOP853 reference)."""
+    from phiforge.runtime.verification import builtin_problem, defect
+
+    problem = builtin_problem("gmm", batch=2, seed=5)
+    errors = []
+    for steps in (64, 128, 256):
+        x = sample(
+            problem.denoiser,
+            problem.x_start,
+            problem.schedule,
+            method,
+            steps=steps,
+            t_start=1.0,
+            t_end=1e-3,
+            output="edm",
+            eta=0.0,
+        )
+        errors.append(defect(x, problem.reference))
+    slope = -np.polyfit(np.log([64, 128, 256]), np.log(errors), 1)[0]
+    assert slope == pytest.approx(order, abs=0.3)
