@@ -35,7 +35,7 @@ from phiforge.derive.algebras import (
     ExpPolyAlgebra,
     FractionAlgebra,
     InconclusiveError,
-    PhiFieldAlgebra,
+    ModularAlgebra,
     SeriesAlgebra,
     TensorAlgebra,
 )
@@ -279,7 +279,7 @@ def check_tableau(
             for function in (*sparse.a.values(), *sparse.b.values()):
                 for monomial, _ in (*function.numerator, *function.denominator):
                     keys.extend(monomial)
-            fallback, exact = exact, ConditionEvaluator(sparse, PhiFieldAlgebra(ring, keys))
+            fallback, exact = exact, ConditionEvaluator(sparse, ModularAlgebra(ring, keys))
     series = {  # one evaluator (and memo) per truncation degree max_order - n
         degree: ConditionEvaluator(sparse, SeriesAlgebra(ring, degree, multivariate=not scalar))
         for degree in range(max_order - 1)
