@@ -27,6 +27,7 @@ import torch
 from phiforge.runtime.adaptive import Adaptive
 from phiforge.runtime.driver import sample
 from phiforge.runtime.peers import kdiffusion_sampling
+from phiforge.runtime.restart import karras_sigmas
 from phiforge.runtime.stepping import load_method, ode_methods
 from phiforge.runtime.verification import builtin_problem, defect
 
@@ -47,10 +48,8 @@ KDIFFUSION = {
 }
 
 
-def karras(sigma_max: float, sigma_min: float, n: int, rho: float = 7.0) -> list[float]:
-    ramp = np.linspace(sigma_max ** (1 / rho), sigma_min ** (1 / rho), n + 1) ** rho
-    ramp[0], ramp[-1] = sigma_max, sigma_min
-    return ramp.tolist()
+def _karras(sigma_max: float, sigma_min: float, n: int) -> list[float]:
+    return karras_sigmas(sigma_max, sigma_min, n + 1)
 
 
 def logsnr(sigma_max: float, sigma_min: float, n: int) -> list[float]:
@@ -86,7 +85,7 @@ def measure(
         for label, (function, nfe_of, options) in KDIFFUSION.items():
             sampler = getattr(k, function)
 
-            for grid_name, grid in (("karras", karras), ("logsnr", logsnr)):
+            for grid_name, grid in (("karras", _karras), ("logsnr", logsnr)):
 
                 def run(n, sampler=sampler, nfe_of=nfe_of, options=options, grid=grid):
                     sigmas = torch.tensor(grid(sigma_max, sigma_min, n), dtype=torch.float64)
@@ -106,7 +105,7 @@ def measure(
                 "edm",
                 name,
                 output="edm",
-                sigmas=karras(sigma_max, sigma_min, n),
+                sigmas=karras_sigmas(sigma_max, sigma_min, n + 1),
                 return_info=True,
             )
             return alpha1 * x, info.nfe

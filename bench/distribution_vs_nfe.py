@@ -26,7 +26,7 @@ from scipy import linalg
 from phiforge.runtime.denoisers import builtin_denoiser
 from phiforge.runtime.driver import sample
 from phiforge.runtime.peers import kdiffusion_sampling
-from phiforge.runtime.restart import karras_sigmas
+from phiforge.runtime.restart import karras_sigmas, restart_from
 
 BUDGETS = (10, 15, 20, 30, 50, 100, 200)
 SIGMA_MAX, SIGMA_MIN = 80.0, 0.002
@@ -104,7 +104,8 @@ def measure(
     for label, method, per_step, options in OURS:
         if labels and label not in labels:
             continue
-        extra = 8 if "restart" in options else 0
+        restart = restart_from(options["restart"]) if "restart" in options else None
+        extra = per_step * sum(i.nfe_steps for i in restart.intervals) if restart else 0
 
         def run(budget, method=method, per_step=per_step, options=options, extra=extra):
             n = _steps_for(budget, per_step, extra)

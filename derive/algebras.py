@@ -31,10 +31,6 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
-import sympy
-from sympy.polys.fields import field as rational_function_field
-
-from phiforge.derive.phi import phi
 from phiforge.derive.phibasis import (
     CoefficientFunction,
     Ring,
@@ -47,7 +43,6 @@ __all__ = [
     "FractionAlgebra",
     "InconclusiveError",
     "ModularAlgebra",
-    "PhiFieldAlgebra",
     "SeriesAlgebra",
     "TensorAlgebra",
 ]
@@ -237,71 +232,8 @@ class FractionAlgebra(_Algebra):
 
 
 class InconclusiveError(ValueError):
-    """PhiFieldAlgebra could not decide; the caller falls back to FractionAlgebra."""
-
-
-class PhiFieldAlgebra(_Algebra):
-    """Scalar setting, any rational coefficients: elements of the rational function field
-    Q(P_1, ..., P_n) (SymPy's sparse fields) with one generator P per phi_k(c z) (and one for z)
-    that occurs. Zero there implies zero as a function of z; an element that is not zero there
-    is proven non-zero by its value at z = -7/10 with 50 digits (the phi functions are
-    algebraically dependent, so the symbolic test alone proves nothing); a value below 1e-30
-    raises InconclusiveError. ``keys`` lists every phi key that will occur."""
-
-    def __init__(self, ring: Ring, keys: list) -> None:
-        super().__init__(ring)
-        self._keys = sorted(set(keys), key=repr)
-        self._symbols = [sympy.Dummy(f"P{k}") for k, _ in self._keys]
-        self._field, *self._generators = rational_function_field(self._symbols, sympy.QQ)
-        self._index = {key: g for key, g in zip(self._keys, self._generators, strict=True)}
-        self._lifted: dict[int, Any] = {}
-
-    def _poly(self, poly) -> Any:
-        total = self._field.zero
-        for monomial, q in poly:
-            term = self._field(sympy.QQ.from_sympy(Ring.to_sympy(q)))
-            for key in monomial:
-                term *= self._index[key]
-            total += term
-        return total
-
-    def zero(self) -> dict:
-        return {"value": self._field.zero}
-
-    def const(self, value: Any) -> dict:
-        return {"value": self._field(sympy.QQ.from_sympy(Ring.to_sympy(value)))}
-
-    def lift(self, function: CoefficientFunction) -> dict:
-        if id(function) not in self._lifted:
-            self._lifted[id(function)] = (
-                function,
-                self._poly(function.numerator) / self._poly(function.denominator),
-            )
-        return {"value": self._lifted[id(function)][1]}
-
-    def add_scaled(self, target: dict, element: dict, weight: Any) -> None:
-        target["value"] = target["value"] + element["value"] * sympy.QQ.from_sympy(
-            Ring.to_sympy(weight)
-        )
-
-    def mul(self, left: dict, right: dict) -> dict:
-        return {"value": left["value"] * right["value"]}
-
-    def prune(self, element: dict) -> dict:
-        return element
-
-    def is_zero(self, element: dict) -> bool:
-        value = element["value"]
-        if value == 0:
-            return True
-        substitution = {}
-        for (k, c), symbol in zip(self._keys, self._symbols, strict=True):
-            argument = sympy.Rational(-7, 10) * Ring.to_sympy(c)
-            substitution[symbol] = argument if k == -1 else phi(k, argument)
-        numerator = value.numer.as_expr()
-        if abs(sympy.N(numerator.subs(substitution), 50)) > 1e-30:
-            return False
-        raise InconclusiveError("phi-field test inconclusive")
+    """ModularAlgebra could not decide (a denominator vanishes at a sample point); the caller
+    falls back to FractionAlgebra."""
 
 
 class ModularAlgebra(_Algebra):

@@ -47,10 +47,14 @@ except ImportError as error:  # pragma: no cover - exercised only without diffus
     ) from error
 
 from phiforge.runtime.errors import InputError
+from phiforge.runtime.schedules import RectifiedFlow, VPLinear
 from phiforge.runtime.stepping import WARMUP_POLICIES, Step, load_method, plan_steps
 
 __all__ = ["PhiforgeScheduler"]
 
+# alpha, sigma as functions of lambda: any VP schedule for diffusers' VP sigmas, rectified flow
+# for flow sigmas
+_VP, _FLOW = VPLinear(), RectifiedFlow()
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction", "flow_prediction")
 
 
@@ -69,13 +73,6 @@ class _Call:
     release: tuple[int, ...]  # outputs no longer needed after this call
     draw: bool = False  # stochastic methods: draw one unit normal at this call
     noise_terms: tuple[tuple[int, float], ...] = ()  # (call index of the draw, weight)
-
-
-def _sigmoid(x: float) -> float:
-    """1/(1 + e^-x) without overflow, exact at +-inf."""
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    return math.exp(x) / (1.0 + math.exp(x)) if x > -math.inf else 0.0
 
 
 class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
@@ -212,9 +209,8 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
         return -math.log(sigma)
 
     def _alpha_sigma(self, lam: float) -> tuple[float, float]:
-        if self.config.use_flow_sigmas:  # alpha = 1 - t = sigmoid(lam), sigma = t
-            return _sigmoid(lam), _sigmoid(-lam)
-        return math.sqrt(_sigmoid(2 * lam)), math.sqrt(_sigmoid(-2 * lam))  # VP
+        schedule = _FLOW if self.config.use_flow_sigmas else _VP
+        return schedule.alpha_sigma_of_lam(lam)
 
     def _model_time(self, lam: float) -> float:
         if self.config.use_flow_sigmas:

@@ -365,11 +365,6 @@ def sample(
             raise InputError(
                 "parameter 'adaptive' chooses the steps itself: give no 'nfe', 'steps' or 'restart'"
             )
-        if getattr(module, "EMBEDDED_ORDER", None) is None:
-            raise InputError(
-                f"parameter 'adaptive': {module.NAME} has no embedded companion; use one of "
-                "the single-step methods with EMBEDDED_ORDER (res_2s, res_3s, res_4s)"
-            )
         if sigmas is not None:
             sigmas = [sigmas[0], sigmas[-1]]
         elif timesteps is not None:

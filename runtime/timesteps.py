@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from phiforge.runtime.errors import InputError
+from phiforge.runtime.restart import karras_sigmas
 from phiforge.runtime.schedules import NoiseSchedule
 
 __all__ = ["STEP_SCHEDULES", "grid_from_sigmas", "grid_from_times", "lambda_grid"]
@@ -103,8 +104,7 @@ def lambda_grid(
                 "step schedule 'karras' needs 0 < sigma < inf at both end points; got sigma~ = "
                 f"{sigma_max} at t_start and {sigma_min} at t_end"
             )
-        ramp = sigma_max ** (1 / rho) + fraction * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))
-        grid = -np.log(ramp**rho)
+        grid = -np.log(karras_sigmas(sigma_max, sigma_min, steps + 1, rho))
     grid = np.asarray(grid, dtype=np.float64)
     grid[0], grid[-1] = lam_start, lam_end
     return _check_grid("step_schedule", grid)
