@@ -52,6 +52,27 @@ CASES = [
         "operator 4 stages order 3, c = (1/2, 1/2, 1)",
         lambda: construct_operator(4, 3, [Rational(1, 2), Rational(1, 2), 1]),
     ),
+    (
+        "scalar 6 stages order 5, stage order 2, c = (1/5, 1/3, 1/2, 2/3, 1)",
+        lambda: construct_singlestep(
+            6,
+            5,
+            [Rational(1, 5), Rational(1, 3), Rational(1, 2), Rational(2, 3), 1],
+            assumptions="stage-order-2",
+        ),
+    ),
+    (
+        "operator 6 stages weak order 4, Luan's ansatz, c = (1/2, 1/2, 1/3, 5/6, 1/3)",
+        lambda: construct_operator(
+            6,
+            4,
+            [Rational(1, 2), Rational(1, 2), Rational(1, 3), Rational(5, 6), Rational(1, 3)],
+            weak_top=True,
+            max_phi=4,
+            own_scale=True,
+            zero=["b2", "b3", "b4", "a4_3", "a5_2", "a6_2", "a6_5"],
+        ),
+    ),
 ]
 
 

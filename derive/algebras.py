@@ -237,7 +237,7 @@ class InconclusiveError(ValueError):
 
 
 class ModularAlgebra(_Algebra):
-    """Scalar setting, any rational coefficients: an element is evaluated at random points.
+    """Any rational coefficients, either setting: an element is evaluated at random points.
 
     Let d be the common denominator of the phi scales c. With w = e^{z/d}, every phi_k(c z) =
     (w^{cd} - sum_{m<k} (cz)^m/m!)/(cz)^k is a rational function of (z, w) over Q, and z and
@@ -248,93 +248,138 @@ class ModularAlgebra(_Algebra):
     at most (D/p)^points (Schwartz-Zippel), below 1e-60 for D < 10^3 and 4 points. Replaces
     symbolic normalisation in Q(P_1, ..., P_n), whose gcds grow without bound for methods with
     many rational coefficients (the 7-stage order-5 construction).
+
+    Operator setting (``multivariate=True``): every vertex variable z_v gets its own random
+    points (the pairs (z_v, e^{z_v/d}) of different vertices are algebraically independent too,
+    so the same bound holds for the multivariate numerator). Products place the right factor's
+    vertices after the left factor's, so an element keeps its values for every placement
+    (offset o of its first vertex, o < ``slots``): ``{"k": vertices, "v": values[o][point]}``;
+    a product at offset o multiplies the left values at o by the right values at o + k_left.
     """
 
     PRIME = 2**61 - 1
 
-    def __init__(self, ring: Ring, keys: list, points: int = 4, seed: int = 20261123) -> None:
+    def __init__(
+        self,
+        ring: Ring,
+        keys: list,
+        points: int = 4,
+        seed: int = 20261123,
+        multivariate: bool = False,
+        slots: int = 8,
+    ) -> None:
         import random
         from math import lcm
 
         super().__init__(ring)
-        scales = [Fraction(str(Ring.to_sympy(c))) for _, c in keys] or [Fraction(1)]
+        scales = [Fraction(str(Ring.to_sympy(c))) for c in {c for _, c in keys}] or [Fraction(1)]
         self._d = lcm(*(max(1, s.denominator) for s in scales))
         generator = random.Random(seed)
+        self._slots = slots if multivariate else 1
         self._points = [
-            (generator.randrange(2, self.PRIME - 1), generator.randrange(2, self.PRIME - 1))
-            for _ in range(points)
+            [
+                (generator.randrange(2, self.PRIME - 1), generator.randrange(2, self.PRIME - 1))
+                for _ in range(points)
+            ]
+            for _ in range(self._slots)
         ]
-        self._keys: dict[Any, tuple[int, ...]] = {}
-        self._lifted: dict[int, tuple[Any, tuple[int, ...]]] = {}
+        self._keys: dict[Any, tuple[tuple[int, ...], ...]] = {}
+        self._lifted: dict[int, tuple[Any, tuple[tuple[int, ...], ...]]] = {}
 
     def _number(self, value: Any) -> int:
         value = Fraction(str(Ring.to_sympy(value)))
         return value.numerator % self.PRIME * pow(value.denominator, -1, self.PRIME) % self.PRIME
 
-    def _key(self, key: Any) -> tuple[int, ...]:
+    def _phi_values(self, k: int, c: Fraction, points) -> tuple[int, ...]:
+        p = self.PRIME
+        values = []
+        for z, w in points:
+            x = self._number(c) * z % p
+            if k == -1:  # the factor z (scaled)
+                values.append(x)
+                continue
+            e = pow(w, int(c * self._d), p)  # e^{cz} = w^{cd}
+            if k == 0:
+                values.append(e)
+                continue
+            term, total = 1, 0
+            for m in range(k):  # sum_{m<k} x^m/m!
+                total = (total + term) % p
+                term = term * x % p * pow(m + 1, -1, p) % p
+            values.append((e - total) % p * pow(pow(x, k, p), -1, p) % p)
+        return tuple(values)
+
+    def _key(self, key: Any) -> tuple[tuple[int, ...], ...]:
+        """phi_k(c z) (k >= 0) or c z (k = -1) at every slot's points."""
         if key not in self._keys:
-            p = self.PRIME
-            k, c = key[0], Fraction(str(Ring.to_sympy(key[1])))
-            values = []
-            for z, w in self._points:
-                if k == -1:  # the factor z (scaled)
-                    values.append(self._number(c) * z % p)
-                    continue
-                x = self._number(c) * z % p
-                e = pow(w, int(c * self._d), p)  # e^{cz} = w^{cd}
-                if k == 0:
-                    values.append(e)
-                    continue
-                term, total = 1, 0
-                for m in range(k):  # sum_{m<k} x^m/m!
-                    total = (total + term) % p
-                    term = term * x % p * pow(m + 1, -1, p) % p
-                values.append((e - total) % p * pow(pow(x, k, p), -1, p) % p)
-            self._keys[key] = tuple(values)
+            c = Fraction(str(Ring.to_sympy(key[1])))
+            self._keys[key] = tuple(self._phi_values(key[0], c, pts) for pts in self._points)
         return self._keys[key]
 
-    def _poly(self, poly) -> tuple[int, ...]:
+    def _poly(self, poly) -> tuple[tuple[int, ...], ...]:
         p = self.PRIME
-        totals = [0] * len(self._points)
+        n_points = len(self._points[0])
+        totals = [[0] * n_points for _ in range(self._slots)]
         for monomial, q in poly:
             weight = self._number(q)
-            for n in range(len(totals)):
-                term = weight
-                for key in monomial:
-                    term = term * self._key(key)[n] % p
-                totals[n] = (totals[n] + term) % p
-        return tuple(totals)
+            values = [self._key(key) for key in monomial]
+            for o in range(self._slots):
+                row = totals[o]
+                for n in range(n_points):
+                    term = weight
+                    for value in values:
+                        term = term * value[o][n] % p
+                    row[n] = (row[n] + term) % p
+        return tuple(tuple(row) for row in totals)
+
+    def _constant(self, value: int, k: int) -> dict:
+        return {"k": k, "v": ((value,) * len(self._points[0]),) * self._slots}
 
     def zero(self) -> dict:
-        return {"v": (0,) * len(self._points)}
+        return self._constant(0, 0)
 
     def const(self, value: Any) -> dict:
-        return {"v": (self._number(value),) * len(self._points)}
+        return self._constant(self._number(value), 0)
 
     def lift(self, function: CoefficientFunction) -> dict:
         if id(function) not in self._lifted:
             p = self.PRIME
             numerator = self._poly(function.numerator)
             denominator = self._poly(function.denominator)
-            if any(v == 0 for v in denominator):
+            if any(v == 0 for row in denominator for v in row):
                 raise InconclusiveError("a denominator vanishes at a sample point")
             values = tuple(
-                n * pow(d, -1, p) % p for n, d in zip(numerator, denominator, strict=True)
+                tuple(n * pow(d, -1, p) % p for n, d in zip(nums, dens, strict=True))
+                for nums, dens in zip(numerator, denominator, strict=True)
             )
             self._lifted[id(function)] = (function, values)
-        return {"v": self._lifted[id(function)][1]}
+        return {"k": 1, "v": self._lifted[id(function)][1]}
 
     def add_scaled(self, target: dict, element: dict, weight: Any) -> None:
-        q = self._number(weight)
+        q, p = self._number(weight), self.PRIME
+        rows = min(len(target["v"]), len(element["v"]))
         target["v"] = tuple(
-            (a + q * b) % self.PRIME for a, b in zip(target["v"], element["v"], strict=True)
+            tuple((a + q * b) % p for a, b in zip(target["v"][o], element["v"][o], strict=True))
+            for o in range(rows)
         )
+        target["k"] = max(target["k"], element["k"])
 
     def mul(self, left: dict, right: dict) -> dict:
-        return {"v": tuple(a * b % self.PRIME for a, b in zip(left["v"], right["v"], strict=True))}
+        p = self.PRIME
+        shift = left["k"] if self._slots > 1 else 0
+        rows = min(len(left["v"]), len(right["v"]) - shift)
+        if rows < 1:
+            raise ValueError(f"ModularAlgebra: more than {self._slots} vertex variables")
+        return {
+            "k": left["k"] + right["k"],
+            "v": tuple(
+                tuple(a * b % p for a, b in zip(left["v"][o], right["v"][o + shift], strict=True))
+                for o in range(rows)
+            ),
+        }
 
     def prune(self, element: dict) -> dict:
         return element
 
     def is_zero(self, element: dict) -> bool:
-        return all(v == 0 for v in element["v"])
+        return all(v == 0 for v in element["v"][0])

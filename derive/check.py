@@ -7,9 +7,13 @@ Per condition (spec order-conditions.md §4.4) the verdict is
 - ``classical-only``: it vanishes when every variable is 0;
 - ``fails``: none of these.
 
-Strong and weak are decided exactly: in the operator setting by the sparse tensor over the phi
-basis (§4.5a), in the scalar setting by the exponential-polynomial normal form (§4.5b), both with
-exact rational (or, for symbolic nodes, rational-function) coefficients. Per method:
+Strong and weak are decided exactly for phi-linear coefficients: in the operator setting by the
+sparse tensor over the phi basis (§4.5a), in the scalar setting by the exponential-polynomial
+normal form (§4.5b), both with exact rational (or, for symbolic nodes, rational-function)
+coefficients. Coefficients that are ratios of phi polynomials are decided by evaluation at random
+points modulo a 61-bit prime (one set of points per vertex variable in the operator setting;
+failure probability below 1e-60), falling back to exact fractions where a denominator vanishes at
+a sample point. Per method:
 
 - stiff order: the largest p with every condition of order <= p strong;
 - weak stiff order: the largest p with every condition of order < p strong and of order p at
@@ -274,12 +278,14 @@ def check_tableau(
     else:
         tensors = None
         exact = ConditionEvaluator(sparse, FractionAlgebra(ring, multivariate=not scalar))
-        if scalar:
-            keys = [(q, c) for q in range(1, max_order + 2) for c in {*sparse.c, 1} if c != 0]
-            for function in (*sparse.a.values(), *sparse.b.values()):
-                for monomial, _ in (*function.numerator, *function.denominator):
-                    keys.extend(monomial)
-            fallback, exact = exact, ConditionEvaluator(sparse, ModularAlgebra(ring, keys))
+    if not sparse.is_linear and ring.name == "fractions":  # numeric nodes: evaluate modulo p
+        fallback = exact
+        keys = [(q, c) for q in range(1, max_order + 2) for c in {*sparse.c, 1} if c != 0]
+        for function in (*sparse.a.values(), *sparse.b.values()):
+            for monomial, _ in (*function.numerator, *function.denominator):
+                keys.extend(monomial)
+        modular = ModularAlgebra(ring, keys, multivariate=not scalar, slots=max_order + 1)
+        exact = ConditionEvaluator(sparse, modular)
     series = {  # one evaluator (and memo) per truncation degree max_order - n
         degree: ConditionEvaluator(sparse, SeriesAlgebra(ring, degree, multivariate=not scalar))
         for degree in range(max_order - 1)

@@ -487,6 +487,8 @@ def construct_operator(
     weak_top: bool = False,
     name: str | None = None,
     max_phi: int | None = None,
+    zero: tuple[str, ...] | list[str] = (),
+    own_scale: bool = False,
     **metadata: Any,
 ) -> Construction:
     """Operator setting (stiff PDEs): every condition must vanish for independent vertex
@@ -495,11 +497,24 @@ def construct_operator(
     a_ij(z) = sum_{k, c} alpha_ijkc phi_k(c z) over k = 2..max_phi and the scales c of the nodes
     up to c_i, with unknown constants; a_i1, b_1 from the row sums. With ``weak_top`` the
     conditions of the top order are imposed in weakened form (root variable at 0). Coinciding
-    nodes are allowed (they share phi functions)."""
+    nodes are allowed (they share phi functions).
+
+    Structured ansätze: ``zero`` names coefficients fixed to 0 (``"b2"``, ``"a4_3"``), and
+    ``own_scale`` restricts row i to phi_k(c_i z) (Luan's expRK4s6 family, BIT 61 (2021): stages
+    3, 4 use only a_i2, stages 5, 6 only a_i3, a_i4, and b_2 = b_3 = b_4 = 0)."""
     s = stages
     p = check_order(order, "order")
     if isinstance(s, bool) or not isinstance(s, int) or s < 2:
         raise InputError(f"parameter 'stages' must be an integer >= 2, got {stages!r}")
+    names = {f"b{i}" for i in range(2, s + 1)} | {
+        f"a{i}_{j}" for i in range(3, s + 1) for j in range(2, i)
+    }
+    unknown_zero = sorted(set(zero) - names)
+    if unknown_zero:
+        raise InputError(
+            f"parameter 'zero' names coefficients that a {s}-stage ansatz does not have: "
+            f"{unknown_zero} (allowed: b2..b{s}, ai_j with 2 <= j < i <= {s})"
+        )
     values = [sympy.nsimplify(sympy.sympify(x)) for x in nodes]
     if len(values) == s - 1:
         values = [sympy.Integer(0), *values]
@@ -522,12 +537,17 @@ def construct_operator(
     b = {
         i: ansatz(f"b{i}", [sympy.Integer(1)], range(2, top + (0 if weak_top else 1)))
         for i in range(2, s + 1)
+        if f"b{i}" not in zero
     }
     a = {}
     for i in range(3, s + 1):
-        scales = sorted({values[m] for m in range(1, i)} | {values[i - 1]})
+        if own_scale:
+            scales = [values[i - 1]]
+        else:
+            scales = sorted({values[m] for m in range(1, i)} | {values[i - 1]})
         for j in range(2, i):
-            a[(i, j)] = ansatz(f"a{i}_{j}", scales, range(2, top))
+            if f"a{i}_{j}" not in zero:
+                a[(i, j)] = ansatz(f"a{i}_{j}", scales, range(2, top))
     method = ExpRKTableau.from_coefficients(name or "ansatz", values, a, b)
     from phiforge.derive.algebras import TensorAlgebra
     from phiforge.derive.conditions import ConditionEvaluator

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 from math import factorial
 from typing import Any
 
@@ -260,7 +261,12 @@ def exp_poly_is_zero(poly: ExpPoly, ring: Ring) -> bool:
 PhiPolynomial = dict[tuple[Key, ...], Any]  # monomial (sorted keys) -> coefficient
 
 
-def _series_product(left: list, right: list, degree: int) -> list:
+@lru_cache(maxsize=4096)
+def _key_series(key: Key, degree: int) -> tuple:
+    return tuple(taylor({key: 1}, degree))
+
+
+def _series_product(left, right, degree: int) -> list:
     return [
         sum((left[i] * right[m - i] for i in range(m + 1)), Fraction(0)) for m in range(degree + 1)
     ]
@@ -292,15 +298,31 @@ class CoefficientFunction:
 
     @staticmethod
     def _poly_taylor(poly, degree: int) -> list:
+        """Taylor coefficients of a phi polynomial; monomials (sorted key tuples) share the
+        series of their common prefixes."""
         total = [Fraction(0)] * (degree + 1)
+        prefixes: dict[tuple[Key, ...], list] = {(): [Fraction(1)] + [Fraction(0)] * degree}
         for monomial, q in poly:
-            series = [Fraction(1)] + [Fraction(0)] * degree
-            for key in monomial:
-                series = _series_product(series, taylor({key: 1}, degree), degree)
+            n = len(monomial)
+            while monomial[:n] not in prefixes:
+                n -= 1
+            series = prefixes[monomial[:n]]
+            for m in range(n, len(monomial)):
+                series = _series_product(series, _key_series(monomial[m], degree), degree)
+                prefixes[monomial[: m + 1]] = series
             total = [t + q * s for t, s in zip(total, series, strict=True)]
         return total
 
     def taylor(self, degree: int) -> list:
+        """Taylor coefficients t_0..t_degree about z = 0 (cached: a longer series is computed
+        once and sliced)."""
+        cached = self.__dict__.get("_series")
+        if cached is None or len(cached) <= degree:
+            cached = self._taylor(degree)
+            object.__setattr__(self, "_series", cached)
+        return list(cached[: degree + 1])
+
+    def _taylor(self, degree: int) -> list:
         if self.combination is not None:
             return taylor(dict(self.combination), degree)
         numerator = self._poly_taylor(self.numerator, degree)

@@ -17,6 +17,7 @@ from phiforge.derive.construct import (
     construct_embedded,
     construct_operator,
     construct_singlestep,
+    principal_error,
 )
 from phiforge.derive.errors import InputError
 from phiforge.derive.multistep import exponential_adams, published_multistep
@@ -77,19 +78,34 @@ def derive_singlestep_record(
         provenance["candidates_solved"] = len(table)
         provenance["principal_error"] = min(error for _, error in table)
     else:
+        # verified below by the record's own check (every condition, both settings)
         result = construct_singlestep(
-            stages, order, nodes, assumptions=assumptions, name=name, **metadata
+            stages, order, nodes, assumptions=assumptions, name=name, verify=False, **metadata
         )
-        if not result.success:
+        if result.tableau is None:
             raise InputError(
                 f"{name}: no {stages}-stage method of order {order} for nodes "
                 f"{nodes}: blocked by {result.blocked_by}"
             )
+        provenance["criterion"] = "nodes given in the plan"
+        provenance["principal_error"] = float(principal_error(result.tableau, order))
     provenance["nodes"] = [str(x) for x in result.nodes]
     provenance["free_parameters"] = result.free_parameters
-    return singlestep_record(
+    provenance["free_parameter_rule"] = (
+        "each undetermined coefficient takes the first of 0, 1, 2, 1/2, -1 that keeps every "
+        "solved coefficient finite (0: the sparsest tableau)"
+    )
+    record = singlestep_record(
         result.tableau, provenance, embedded=embedded_companion(result.tableau, embedded)
     )
+    kind = "weak_stiff" if weak_top else "stiff"
+    reached = record["orders"][setting][kind]
+    if reached < order:
+        raise InputError(
+            f"{name}: the construction reaches {kind} order {reached} < {order} in the {setting} "
+            "setting (a solved coefficient does not satisfy its condition)"
+        )
+    return record
 
 
 def embedded_companion(method: ExpRKTableau, order: int | None) -> dict[str, Any] | None:

@@ -202,16 +202,24 @@ class ExpRKTableau:
         return all(sparse.a[(i, j)].is_linear for j in range(2, i) if (i, j) in sparse.a)
 
     def at_zero(self) -> tuple[list[list[sympy.Expr]], list[sympy.Expr], list[sympy.Expr]]:
-        """The underlying Runge-Kutta tableau (A(0), b(0), c) as SymPy numbers/expressions."""
-        s = self.stages
-        matrix = [
-            [
-                sympy.limit(self.a_entry(i, j), Z, 0) if j < i else sympy.Integer(0)
-                for j in range(1, s + 1)
-            ]
-            for i in range(1, s + 1)
-        ]
-        weights = [sympy.limit(x, Z, 0) for x in self.b]
+        """The underlying Runge-Kutta tableau (A(0), b(0), c) as SymPy numbers/expressions.
+
+        a_ij(0), b_i(0) (i, j >= 2) are the exact Taylor values of the sparse coefficient
+        functions (no symbolic limits: a quotient of phi polynomials is expanded as series);
+        a_i1(0) = c_i - sum_j a_ij(0) and b_1(0) = 1 - sum_i b_i(0) by the row-sum identities,
+        which every tableau satisfies (checked in __post_init__)."""
+        s, sparse = self.stages, self.sparse
+        value = Ring.to_sympy
+        matrix = [[sympy.Integer(0)] * s for _ in range(s)]
+        for i in range(2, s + 1):
+            for j in range(2, i):
+                if (i, j) in sparse.a:
+                    matrix[i - 1][j - 1] = value(sparse.a[(i, j)].at_zero())
+            matrix[i - 1][0] = sympy.simplify(self.c[i - 1] - sympy.Add(*matrix[i - 1][1:]))
+        weights = [sympy.Integer(0)] * s
+        for i, function in sparse.b.items():
+            weights[i - 1] = value(function.at_zero())
+        weights[0] = sympy.simplify(1 - sympy.Add(*weights[1:]))
         return matrix, weights, list(self.c)
 
     def subs(

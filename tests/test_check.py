@@ -188,3 +188,36 @@ def test_rational_coefficient_equal_only_through_phi_relations():
     report = check_tableau(method, 3, "scalar")
     assert report.results[0].verdict is Verdict.STRONG  # psi_2 = phi_2 - b_2 = 0
     assert report.stiff_order == 2
+
+
+def test_modular_operator_setting_agrees_with_exact_fractions():
+    # A rational-coefficient method (the scalar 3-stage order-3 family at c = (1/3, 2/3)) in the
+    # operator setting: one random point set per vertex variable must give the same zero / non-
+    # zero decision as the exact multivariate fraction normal form, condition by condition.
+    from phiforge.derive.algebras import FractionAlgebra, ModularAlgebra
+    from phiforge.derive.conditions import ConditionEvaluator, stiff_conditions
+    from phiforge.derive.construct import construct_singlestep
+
+    method = construct_singlestep(3, 3, ["1/3", "2/3"]).tableau
+    sparse = method.sparse
+    assert not sparse.is_linear
+    keys = [(q, c) for q in range(1, 6) for c in (*sparse.c[1:], 1)]
+    for function in (*sparse.a.values(), *sparse.b.values()):
+        for monomial, _ in (*function.numerator, *function.denominator):
+            keys.extend(monomial)
+    modular = ConditionEvaluator(
+        sparse, ModularAlgebra(sparse.ring, keys, multivariate=True, slots=5)
+    )
+    exact = ConditionEvaluator(sparse, FractionAlgebra(sparse.ring, multivariate=True))
+    decisions = []
+    for condition in stiff_conditions(4, "operator"):
+        for weak in (False, True):
+            fast = modular.algebra.is_zero(modular.condition(condition.tree, weak=weak))
+            slow = exact.algebra.is_zero(exact.condition(condition.tree, weak=weak))
+            assert fast == slow, (condition.tree, weak)
+            decisions.append(fast)
+    assert any(decisions) and not all(decisions)  # both outcomes occur
+    # scalar order 3 but operator order 2: [[t]] (psi_{2,i} J) holds only at z = 0 in the operator
+    # setting, where b_i(z_0) and psi_{2,i}(z_1) no longer share one variable
+    assert check_tableau(method, 4, "operator").verdict_row() == "SCSxxCx"
+    assert check_tableau(method, 4, "scalar").verdict_row() == "SSSxxCx"

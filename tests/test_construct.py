@@ -139,3 +139,89 @@ def test_operator_setting_hochbruck_ostermann_five_stage_weak_order_four():
     assert result.success
     assert result.report.verdict_row() == "SSSSWSW"  # HO's row in spec §5.1
     assert sympy.expand(result.tableau.b_entry(5) - (4 * phi(2, Z) - 8 * phi(3, Z))) == 0
+
+
+LUAN_ZERO = ["b2", "b3", "b4", "a4_3", "a5_2", "a6_2", "a6_5"]
+
+
+def _luan_family(c):
+    """Luan's expRK4s6 family in closed form (spec order-conditions.md §5 #12)."""
+    _, c2, c3, c4, c5, c6 = c
+    a = {(i, 2): c[i - 1] ** 2 / c2 * phi(2, c[i - 1] * Z) for i in (3, 4)}
+    for i in (5, 6):
+        ci = c[i - 1]
+        a[(i, 3)] = -(ci**2) * c4 / (c3 * (c3 - c4)) * phi(2, ci * Z) + 2 * ci**3 / (
+            c3 * (c3 - c4)
+        ) * phi(3, ci * Z)
+        a[(i, 4)] = ci**2 * c3 / (c4 * (c3 - c4)) * phi(2, ci * Z) - 2 * ci**3 / (
+            c4 * (c3 - c4)
+        ) * phi(3, ci * Z)
+    b = {
+        5: -c6 / (c5 * (c5 - c6)) * phi(2, Z) + 2 / (c5 * (c5 - c6)) * phi(3, Z),
+        6: c5 / (c6 * (c5 - c6)) * phi(2, Z) - 2 / (c6 * (c5 - c6)) * phi(3, Z),
+    }
+    return a, b
+
+
+@pytest.mark.parametrize(
+    "nodes",
+    [
+        ("1/2", "1/2", "1/3", "5/6", "1/3"),  # Luan, BIT 61 (2021)
+        ("1/3", "1/3", "2/3", "1/2", "1"),  # phiks expRK4s6
+        ("1/4", "1/4", "3/4", "1", "1/2"),  # another member: c5 = (4 c6 - 3)/(6 c6 - 4)
+    ],
+)
+def test_operator_setting_reproduces_luan_six_stage_family(nodes):
+    c = [Rational(0), *(Rational(x) for x in nodes)]
+    result = construct_operator(
+        6, 4, c[1:], weak_top=True, zero=LUAN_ZERO, own_scale=True, max_phi=4
+    )
+    assert result.success and result.free_parameters == {}
+    assert result.report.verdict_row() == "SSSSSSW"  # stiff 3, weak stiff 4
+    a, b = _luan_family(c)
+    for (i, j), expected in a.items():
+        assert sympy.simplify(result.tableau.a_entry(i, j) - expected) == 0, (i, j)
+    for i, expected in b.items():
+        assert sympy.simplify(result.tableau.b_entry(i) - expected) == 0, i
+    for i, j in [(4, 3), (5, 2), (6, 5)]:
+        assert result.tableau.a_entry(i, j) == 0
+
+
+def test_luan_family_blocked_off_its_node_relation():
+    # c5 = (4 c6 - 3)/(6 c6 - 4) is psi_4(0) = 0: c6 = 1/2 needs c5 = 1, c5 = 1/3 breaks it
+    nodes = [Rational(1, 4), Rational(1, 4), Rational(3, 4), Rational(1, 3), Rational(1, 2)]
+    result = construct_operator(
+        6, 4, nodes, weak_top=True, zero=LUAN_ZERO, own_scale=True, max_phi=4
+    )
+    assert not result.success
+    assert result.blocked_by.startswith("condition 7 [τ^3] (order 4) weak")
+
+
+def test_operator_ansatz_rejects_unknown_zero_entries():
+    with pytest.raises(InputError, match=r"parameter 'zero'.*a3_3"):
+        construct_operator(4, 3, [Rational(1, 2), Rational(1, 2), 1], zero=["a3_3"])
+
+
+def test_underlying_runge_kutta_tableau_of_rational_coefficients():
+    # at_zero takes Taylor values of the sparse form; it must equal the symbolic limits
+    tableau = construct_singlestep(3, 3, ["1/3", "2/3"]).tableau
+    matrix, weights, _ = tableau.at_zero()
+    for i in range(1, 4):
+        for j in range(1, i):
+            assert matrix[i - 1][j - 1] == sympy.limit(tableau.a_entry(i, j), Z, 0)
+    assert weights == [sympy.limit(tableau.b_entry(i), Z, 0) for i in range(1, 4)]
+    assert weights == [Rational(1, 4), 0, Rational(3, 4)]  # Heun's third-order weights
+
+
+@pytest.mark.slow
+def test_seven_stage_scalar_stiff_order_five():
+    # about 2 minutes: the elimination with stage order 3 (one free parameter, a_63 = 0)
+    nodes = ["1/4", "1/3", "1/2", "2/3", "3/4", "1"]
+    result = construct_singlestep(7, 5, nodes, assumptions="stage-order-3", verify=False)
+    assert result.tableau is not None and result.free_parameters == {"a6_3": "0"}
+    scalar = check_tableau(result.tableau, 6, "scalar")
+    assert scalar.stiff_order == 5 and scalar.classical_order == 5
+    assert scalar.verdict_row() == "SSSSSSSSSSSSSSSSxxSxxxSxSSSSxxxSSSSx"
+    operator = check_tableau(result.tableau, 6, "operator")
+    assert (operator.stiff_order, operator.nonstiff_order) == (3, 4)
+    assert operator.verdict_row() == "SSSCSSSCCCCCSSSSxxCxxxCxCCCSxxxSSSSx"
