@@ -17,7 +17,12 @@ import sympy
 from sympy import Rational
 
 from phiforge.derive.codegen import generate
-from phiforge.derive.construct import choose_nodes, construct_operator, construct_singlestep
+from phiforge.derive.construct import (
+    LUAN_EXPRK4S6,
+    choose_nodes,
+    construct_operator,
+    construct_singlestep,
+)
 from phiforge.derive.multistep import check_multistep, exponential_adams
 
 c2, c3 = sympy.symbols("c2 c3", positive=True)
@@ -67,10 +72,7 @@ CASES = [
             6,
             4,
             [Rational(1, 2), Rational(1, 2), Rational(1, 3), Rational(5, 6), Rational(1, 3)],
-            weak_top=True,
-            max_phi=4,
-            own_scale=True,
-            zero=["b2", "b3", "b4", "a4_3", "a5_2", "a6_2", "a6_5"],
+            **LUAN_EXPRK4S6,
         ),
     ),
 ]

@@ -15,9 +15,10 @@ implements those operations for one question:
   terms are kept over products of the coefficients' denominators, and zero is decided on the
   numerator over the common denominator, in exponential-polynomial form (one set of slots per
   vertex variable in the operator setting).
-- :class:`ModularAlgebra` (scalar setting, any rational coefficients): values at random points
-  (z, w = e^{z/d}) modulo a 61-bit prime; z and e^{z/d} are algebraically independent, so this
-  decides zero as a function of z with a failure probability below 1e-60 (Schwartz-Zippel).
+- :class:`ModularAlgebra` (either setting, any rational coefficients): values at random points
+  (z, w = e^{z/d}) modulo a 61-bit prime, one point set per vertex variable in the operator
+  setting; z and e^{z/d} are algebraically independent, so this decides zero with a failure
+  probability below 1e-60 (Schwartz-Zippel).
 - :class:`SeriesAlgebra`: Taylor coefficients about 0 up to a total degree, multivariate (operator)
   or univariate (scalar). Degree 0 is the classical condition at z = 0; degree p - n the
   non-stiff condition of a tree of order n for non-stiff order p (§2.4).
@@ -285,6 +286,17 @@ class ModularAlgebra(_Algebra):
         ]
         self._keys: dict[Any, tuple[tuple[int, ...], ...]] = {}
         self._lifted: dict[int, tuple[Any, tuple[tuple[int, ...], ...]]] = {}
+
+    @classmethod
+    def for_tableau(cls, sparse, max_order: int, multivariate: bool) -> ModularAlgebra:
+        """The algebra for checking ``sparse`` (a SparseTableau) up to ``max_order``: every phi
+        key of its coefficient functions and of the conditions (phi_q(c z), q <= max_order + 1)
+        fixes the common scale denominator d."""
+        keys = [(q, c) for q in range(1, max_order + 2) for c in {*sparse.c, 1} if c != 0]
+        for function in (*sparse.a.values(), *sparse.b.values()):
+            for monomial, _ in (*function.numerator, *function.denominator):
+                keys.extend(monomial)
+        return cls(sparse.ring, keys, multivariate=multivariate, slots=max_order + 1)
 
     def _number(self, value: Any) -> int:
         value = Fraction(str(Ring.to_sympy(value)))

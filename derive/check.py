@@ -280,11 +280,7 @@ def check_tableau(
         exact = ConditionEvaluator(sparse, FractionAlgebra(ring, multivariate=not scalar))
     if not sparse.is_linear and ring.name == "fractions":  # numeric nodes: evaluate modulo p
         fallback = exact
-        keys = [(q, c) for q in range(1, max_order + 2) for c in {*sparse.c, 1} if c != 0]
-        for function in (*sparse.a.values(), *sparse.b.values()):
-            for monomial, _ in (*function.numerator, *function.denominator):
-                keys.extend(monomial)
-        modular = ModularAlgebra(ring, keys, multivariate=not scalar, slots=max_order + 1)
+        modular = ModularAlgebra.for_tableau(sparse, max_order, multivariate=not scalar)
         exact = ConditionEvaluator(sparse, modular)
     series = {  # one evaluator (and memo) per truncation degree max_order - n
         degree: ConditionEvaluator(sparse, SeriesAlgebra(ring, degree, multivariate=not scalar))

@@ -228,12 +228,28 @@ def _eliminate_expressions(
     return solution, chosen, None
 
 
+FREE_PARAMETER_VALUES = (0, 1, 2, sympy.Rational(1, 2), -1)
+FREE_PARAMETER_RULE = (
+    f"each undetermined coefficient takes the first of {', '.join(map(str, FREE_PARAMETER_VALUES))}"
+    " that keeps every solved coefficient finite (0: the sparsest tableau)"
+)
+
+# Luan's expRK4s6 family (BIT 61 (2021); spec order-conditions.md §5 #12) as a structured
+# operator-setting ansatz: keyword arguments of construct_operator(6, 4, nodes, **LUAN_EXPRK4S6)
+LUAN_EXPRK4S6 = {
+    "zero": ("b2", "b3", "b4", "a4_3", "a5_2", "a6_2", "a6_5"),
+    "own_scale": True,
+    "max_phi": 4,
+    "weak_top": True,
+}
+
+
 def _fix_free(solution: dict, free: list[sympy.Symbol]) -> tuple[dict, dict[str, str]]:
-    """Give each undetermined unknown the first of 0, 1, 2, 1/2, -1 that keeps every solved
-    value finite (no denominator vanishes), substituting one unknown at a time."""
+    """Give each undetermined unknown the first of FREE_PARAMETER_VALUES that keeps every
+    solved value finite (no denominator vanishes), substituting one unknown at a time."""
     chosen: dict[str, str] = {}
     for u in free:
-        for value in (0, 1, 2, sympy.Rational(1, 2), -1):
+        for value in FREE_PARAMETER_VALUES:
             trial = {k: v.subs(u, value) for k, v in solution.items()}
             if all(
                 sympy.fraction(sympy.together(v))[1] != 0 and not v.has(sympy.nan, sympy.zoo)

@@ -13,6 +13,7 @@ import sympy
 from phiforge.derive.catalogue import catalogue_method
 from phiforge.derive.check import check_tableau
 from phiforge.derive.construct import (
+    FREE_PARAMETER_RULE,
     choose_nodes,
     construct_embedded,
     construct_operator,
@@ -91,10 +92,7 @@ def derive_singlestep_record(
         provenance["principal_error"] = float(principal_error(result.tableau, order))
     provenance["nodes"] = [str(x) for x in result.nodes]
     provenance["free_parameters"] = result.free_parameters
-    provenance["free_parameter_rule"] = (
-        "each undetermined coefficient takes the first of 0, 1, 2, 1/2, -1 that keeps every "
-        "solved coefficient finite (0: the sparsest tableau)"
-    )
+    provenance["free_parameter_rule"] = FREE_PARAMETER_RULE
     record = singlestep_record(
         result.tableau, provenance, embedded=embedded_companion(result.tableau, embedded)
     )

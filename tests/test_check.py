@@ -201,13 +201,7 @@ def test_modular_operator_setting_agrees_with_exact_fractions():
     method = construct_singlestep(3, 3, ["1/3", "2/3"]).tableau
     sparse = method.sparse
     assert not sparse.is_linear
-    keys = [(q, c) for q in range(1, 6) for c in (*sparse.c[1:], 1)]
-    for function in (*sparse.a.values(), *sparse.b.values()):
-        for monomial, _ in (*function.numerator, *function.denominator):
-            keys.extend(monomial)
-    modular = ConditionEvaluator(
-        sparse, ModularAlgebra(sparse.ring, keys, multivariate=True, slots=5)
-    )
+    modular = ConditionEvaluator(sparse, ModularAlgebra.for_tableau(sparse, 4, multivariate=True))
     exact = ConditionEvaluator(sparse, FractionAlgebra(sparse.ring, multivariate=True))
     decisions = []
     for condition in stiff_conditions(4, "operator"):

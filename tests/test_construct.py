@@ -6,6 +6,7 @@ from sympy import Rational
 
 from phiforge.derive.check import check_tableau
 from phiforge.derive.construct import (
+    LUAN_EXPRK4S6,
     choose_nodes,
     construct_operator,
     construct_singlestep,
@@ -141,9 +142,6 @@ def test_operator_setting_hochbruck_ostermann_five_stage_weak_order_four():
     assert sympy.expand(result.tableau.b_entry(5) - (4 * phi(2, Z) - 8 * phi(3, Z))) == 0
 
 
-LUAN_ZERO = ["b2", "b3", "b4", "a4_3", "a5_2", "a6_2", "a6_5"]
-
-
 def _luan_family(c):
     """Luan's expRK4s6 family in closed form (spec order-conditions.md §5 #12)."""
     _, c2, c3, c4, c5, c6 = c
@@ -173,9 +171,7 @@ def _luan_family(c):
 )
 def test_operator_setting_reproduces_luan_six_stage_family(nodes):
     c = [Rational(0), *(Rational(x) for x in nodes)]
-    result = construct_operator(
-        6, 4, c[1:], weak_top=True, zero=LUAN_ZERO, own_scale=True, max_phi=4
-    )
+    result = construct_operator(6, 4, c[1:], **LUAN_EXPRK4S6)
     assert result.success and result.free_parameters == {}
     assert result.report.verdict_row() == "SSSSSSW"  # stiff 3, weak stiff 4
     a, b = _luan_family(c)
@@ -190,9 +186,7 @@ def test_operator_setting_reproduces_luan_six_stage_family(nodes):
 def test_luan_family_blocked_off_its_node_relation():
     # c5 = (4 c6 - 3)/(6 c6 - 4) is psi_4(0) = 0: c6 = 1/2 needs c5 = 1, c5 = 1/3 breaks it
     nodes = [Rational(1, 4), Rational(1, 4), Rational(3, 4), Rational(1, 3), Rational(1, 2)]
-    result = construct_operator(
-        6, 4, nodes, weak_top=True, zero=LUAN_ZERO, own_scale=True, max_phi=4
-    )
+    result = construct_operator(6, 4, nodes, **LUAN_EXPRK4S6)
     assert not result.success
     assert result.blocked_by.startswith("condition 7 [τ^3] (order 4) weak")
 
