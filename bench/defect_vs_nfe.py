@@ -4,10 +4,11 @@ Every sampler starts from the same x_T and solves the same probability-flow ODE 
 10-component Gaussian mixture fitted to scikit-learn's digits (VP linear, t = 1 -> 1e-3, i.e.
 sigma~ = sigma/alpha from 152 to 0.0105); the defect is the mean RMS distance to the DOP853
 reference (rtol 1e-12) at the end (spec-dpmsolver-res §7.9). k-diffusion's deterministic samplers
-run in the same process when k-diffusion is installed; every sampler, peer or ours, runs on Karras
-sigmas (k-diffusion's default, rho = 7) and on log-SNR-uniform sigmas, and the summary compares
-the best of each side over both grids. Each sampler gets
-the largest step count whose NFE does not exceed the budget; the NFE it used is printed.
+(``k:``) and diffusers' ODE schedulers (``d:``, see :func:`diffusers_run`) run in the same process
+when those packages are installed; every sampler, peer or ours, runs on Karras sigmas
+(k-diffusion's default, rho = 7) and on log-SNR-uniform sigmas, and the summary compares the best
+of each side over both grids. Each sampler gets the largest step count whose NFE does not exceed
+the budget; the NFE it used is printed.
 
 Usage: python bench/defect_vs_nfe.py [--batch 32] [--format markdown|json]
 """
@@ -26,7 +27,7 @@ import torch
 
 from phiforge.runtime.adaptive import Adaptive
 from phiforge.runtime.driver import sample
-from phiforge.runtime.peers import kdiffusion_sampling
+from phiforge.runtime.peers import diffusers_available, kdiffusion_sampling
 from phiforge.runtime.restart import karras_sigmas
 from phiforge.runtime.stepping import load_method, ode_methods
 from phiforge.runtime.verification import builtin_problem, defect
@@ -46,6 +47,60 @@ KDIFFUSION = {
     "k:dpmpp_2m_sde(eta=0)": ("sample_dpmpp_2m_sde", lambda n: n, {"eta": 0.0}),
     "k:dpmpp_3m_sde(eta=0)": ("sample_dpmpp_3m_sde", lambda n: n, {"eta": 0.0}),
 }
+
+
+# diffusers schedulers that are deterministic ODE solvers (one model evaluation per step):
+# label -> (class name, configuration). Each runs with prediction_type="sample" (the denoiser's
+# x0) and lower_order_final=False; final_sigmas_type="sigma_min" where the scheduler has it
+# (otherwise diffusers treats the last step as one to sigma = 0 and drops to first order). The
+# run ends at sigma_min > 0, where diffusers' low-order final steps are not needed for stability.
+_END = {"lower_order_final": False, "final_sigmas_type": "sigma_min"}
+DIFFUSERS = {
+    "d:dpmpp_2m": ("DPMSolverMultistepScheduler", {"solver_order": 2, **_END}),
+    "d:dpmpp_3m": ("DPMSolverMultistepScheduler", {"solver_order": 3, **_END}),
+    "d:dpmpp_3s": ("DPMSolverSinglestepScheduler", {"solver_order": 3, **_END}),
+    "d:unipc_bh1_3": ("UniPCMultistepScheduler", {"solver_order": 3, "solver_type": "bh1", **_END}),
+    "d:unipc_bh2_3": ("UniPCMultistepScheduler", {"solver_order": 3, "solver_type": "bh2", **_END}),
+    "d:deis_3": ("DEISMultistepScheduler", {"solver_order": 3, "lower_order_final": False}),
+}
+
+
+def diffusers_run(
+    class_name: str,
+    config: dict,
+    denoiser: Callable,
+    x_tilde: torch.Tensor,
+    sigmas: list[float],
+    alphas_cumprod: np.ndarray,
+) -> torch.Tensor:
+    """Solve the probability-flow ODE with a diffusers scheduler over the sigma grid ``sigmas``
+    (sigma~ = sigma/alpha, descending, n + 1 values): n scheduler steps, n model evaluations.
+    The scheduler is built on ``trained_betas`` that reproduce ``alphas_cumprod`` and is given
+    the same float64 grid as every other sampler (its own grid is float32); the model sees the
+    variance-preserving state x = alpha x~ and returns the denoiser's x0 = D(x~, sigma~).
+    Returns x~ at sigmas[-1]."""
+    import diffusers
+
+    betas = 1.0 - alphas_cumprod / np.concatenate([[1.0], alphas_cumprod[:-1]])
+    scheduler = getattr(diffusers, class_name)(
+        num_train_timesteps=len(alphas_cumprod),
+        trained_betas=betas.tolist(),
+        prediction_type="sample",
+        **config,
+    )
+    n = len(sigmas) - 1
+    scheduler.set_timesteps(n)
+    grid = torch.tensor(sigmas, dtype=torch.float64)
+    if len(scheduler.sigmas) != len(grid):
+        raise RuntimeError(f"{class_name}: {len(scheduler.sigmas)} sigmas for {n} steps")
+    scheduler.sigmas = grid
+    x = x_tilde / math.sqrt(1.0 + sigmas[0] ** 2)
+    for i, t in enumerate(scheduler.timesteps):
+        sigma = sigmas[i]
+        alpha = 1.0 / math.sqrt(1.0 + sigma**2)
+        x0 = denoiser(x.double() / alpha, torch.full((x.shape[0],), sigma, dtype=torch.float64))
+        x = scheduler.step(x0.to(x.dtype), t, x).prev_sample
+    return x.double() * math.sqrt(1.0 + sigmas[-1] ** 2)
 
 
 def _karras(sigma_max: float, sigma_min: float, n: int) -> list[float]:
@@ -91,6 +146,27 @@ def measure(
                     sigmas = torch.tensor(grid(sigma_max, sigma_min, n), dtype=torch.float64)
                     x = sampler(problem.denoiser, x_tilde, sigmas, disable=True, **options)
                     return alpha1 * x, nfe_of(n)
+
+                record(f"{label} ({grid_name})", run, 1)
+
+    if diffusers_available():
+        # discrete VP schedule whose alphas_cumprod at index k is alpha(t_k)^2, t_k = (k + 1)/1000:
+        # the training sigmas run from sigma~(1e-3) to sigma~(1), the ends of this problem
+        steps = np.arange(1, 1001) / 1000.0
+        alphas_cumprod = np.asarray(problem.schedule.alpha(steps), dtype=np.float64) ** 2
+        for label, (class_name, config) in DIFFUSERS.items():
+            for grid_name, grid in (("karras", _karras), ("logsnr", logsnr)):
+
+                def run(n, class_name=class_name, config=config, grid=grid):
+                    x = diffusers_run(
+                        class_name,
+                        config,
+                        problem.denoiser,
+                        x_tilde,
+                        grid(sigma_max, sigma_min, n),
+                        alphas_cumprod,
+                    )
+                    return alpha1 * x, n
 
                 record(f"{label} ({grid_name})", run, 1)
 
@@ -148,8 +224,8 @@ def measure(
             adaptive_rows[name].append((rtol, info.nfe, defect(x, problem.reference)))
 
     elapsed = time.perf_counter() - started
-    peers = [r for r in rows if r.startswith("k:")]
-    ours = [r for r in rows if not r.startswith("k:")]
+    peers = [r for r in rows if r.startswith(("k:", "d:"))]
+    ours = [r for r in rows if not r.startswith(("k:", "d:"))]
     summary = {}
     for budget in budgets:
         best_ours = min((rows[r][budget][1], r) for r in ours if budget in rows[r])
@@ -168,6 +244,7 @@ def measure(
         "batch": batch,
         "reference_accuracy": problem.reference_accuracy,
         "kdiffusion": k is not None,
+        "diffusers": diffusers_available(),
         "seconds": round(elapsed, 1),
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -189,6 +266,7 @@ def main() -> None:
     print(
         f"problem: {meta['problem']}; batch {meta['batch']}; reference accuracy "
         f"{meta['reference_accuracy']:.1e}; k-diffusion in process: {meta['kdiffusion']}; "
+        f"diffusers in process: {meta['diffusers']}; "
         f"{meta['seconds']} s (python {meta['python']}, torch {meta['torch']})\n"
     )
     print("| sampler | " + " | ".join(f"NFE {b}" for b in BUDGETS) + " |")

@@ -34,10 +34,18 @@ def test_defect_benchmark_spends_each_budget_and_ranks_both_sides():
     assert rows["dpmpp_2m (logsnr)"][10][0] == 10  # the NFE used equals the budget
     assert rows["res_3s (logsnr)"][10][0] == 9  # 3 stages: the largest count within 10
     best = result["summary"][10]["best_phiforge"]
-    assert best["defect"] == min(row[10][1] for name, row in rows.items() if "k:" not in name)
+    assert best["defect"] == min(
+        row[10][1] for name, row in rows.items() if not name.startswith(("k:", "d:"))
+    )
     if result["meta"]["kdiffusion"]:  # the same method in both libraries, same grid
         ours, theirs = rows["dpmpp_2m (karras)"][10][1], rows["k:dpmpp_2m (karras)"][10][1]
         assert abs(ours - theirs) <= 1e-9 * theirs
+    if result["meta"]["diffusers"]:  # diffusers steps in float32 (it upcasts to float32)
+        ours, theirs = rows["dpmpp_2m (logsnr)"][10][1], rows["d:dpmpp_2m (logsnr)"][10][1]
+        assert abs(ours - theirs) <= 1e-4 * theirs
+        assert rows["d:unipc_bh2_3 (karras)"][10][0] == 10
+        peers = [row[10][1] for name, row in rows.items() if name.startswith(("k:", "d:"))]
+        assert result["summary"][10]["best_peer"]["defect"] == min(peers)
 
 
 def test_overhead_benchmark_counts_evaluations():
