@@ -29,9 +29,11 @@ from phiforge.runtime.adaptive import Adaptive
 from phiforge.runtime.driver import sample
 from phiforge.runtime.peers import diffusers_available, kdiffusion_sampling
 from phiforge.runtime.restart import karras_sigmas
+from phiforge.runtime.schedules import NoiseSchedule
 from phiforge.runtime.stepping import load_method, ode_methods
 from phiforge.runtime.verification import builtin_problem, defect
 
+PEER_PREFIXES = ("k:", "d:")  # k-diffusion's and diffusers' rows
 BUDGETS = (5, 6, 8, 10, 12, 15, 20, 30, 50)
 RTOLS = (0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002)
 
@@ -71,19 +73,22 @@ def diffusers_run(
     denoiser: Callable,
     x_tilde: torch.Tensor,
     sigmas: list[float],
-    alphas_cumprod: np.ndarray,
+    schedule: NoiseSchedule,
+    n_train: int = 1000,
 ) -> torch.Tensor:
     """Solve the probability-flow ODE with a diffusers scheduler over the sigma grid ``sigmas``
     (sigma~ = sigma/alpha, descending, n + 1 values): n scheduler steps, n model evaluations.
-    The scheduler is built on ``trained_betas`` that reproduce ``alphas_cumprod`` and is given
-    the same float64 grid as every other sampler (its own grid is float32); the model sees the
-    variance-preserving state x = alpha x~ and returns the denoiser's x0 = D(x~, sigma~).
-    Returns x~ at sigmas[-1]."""
+    The scheduler is built on ``trained_betas`` whose alphas_cumprod at index k is alpha(t_k)^2
+    of the variance-preserving ``schedule`` at t_k = (k + 1)/n_train (DiscreteVP's grid), and is
+    given the same float64 grid as every other sampler (its own grid is float32); the model sees
+    the state x = alpha x~ and returns the denoiser's x0 = D(x~, sigma~). Returns x~ at
+    sigmas[-1]."""
     import diffusers
 
+    alphas_cumprod = np.asarray(schedule.alpha(np.arange(1, n_train + 1) / n_train)) ** 2
     betas = 1.0 - alphas_cumprod / np.concatenate([[1.0], alphas_cumprod[:-1]])
     scheduler = getattr(diffusers, class_name)(
-        num_train_timesteps=len(alphas_cumprod),
+        num_train_timesteps=n_train,
         trained_betas=betas.tolist(),
         prediction_type="sample",
         **config,
@@ -94,13 +99,15 @@ def diffusers_run(
     if len(scheduler.sigmas) != len(grid):
         raise RuntimeError(f"{class_name}: {len(scheduler.sigmas)} sigmas for {n} steps")
     scheduler.sigmas = grid
-    x = x_tilde / math.sqrt(1.0 + sigmas[0] ** 2)
-    for i, t in enumerate(scheduler.timesteps):
-        sigma = sigmas[i]
-        alpha = 1.0 / math.sqrt(1.0 + sigma**2)
-        x0 = denoiser(x.double() / alpha, torch.full((x.shape[0],), sigma, dtype=torch.float64))
+
+    def alpha(sigma: float) -> float:
+        return schedule.alpha_sigma_of_lam(-math.log(sigma))[0]
+
+    x = alpha(sigmas[0]) * x_tilde
+    for sigma, t in zip(sigmas, scheduler.timesteps, strict=False):
+        x0 = denoiser(x.double() / alpha(sigma), torch.full((x.shape[0],), sigma).double())
         x = scheduler.step(x0.to(x.dtype), t, x).prev_sample
-    return x.double() * math.sqrt(1.0 + sigmas[-1] ** 2)
+    return x.double() / alpha(sigmas[-1])
 
 
 def _karras(sigma_max: float, sigma_min: float, n: int) -> list[float]:
@@ -150,10 +157,8 @@ def measure(
                 record(f"{label} ({grid_name})", run, 1)
 
     if diffusers_available():
-        # discrete VP schedule whose alphas_cumprod at index k is alpha(t_k)^2, t_k = (k + 1)/1000:
-        # the training sigmas run from sigma~(1e-3) to sigma~(1), the ends of this problem
-        steps = np.arange(1, 1001) / 1000.0
-        alphas_cumprod = np.asarray(problem.schedule.alpha(steps), dtype=np.float64) ** 2
+        # the training sigmas of the discrete schedule run from sigma~(1e-3) to sigma~(1), the
+        # ends of this problem
         for label, (class_name, config) in DIFFUSERS.items():
             for grid_name, grid in (("karras", _karras), ("logsnr", logsnr)):
 
@@ -164,7 +169,7 @@ def measure(
                         problem.denoiser,
                         x_tilde,
                         grid(sigma_max, sigma_min, n),
-                        alphas_cumprod,
+                        problem.schedule,
                     )
                     return alpha1 * x, n
 
@@ -224,8 +229,8 @@ def measure(
             adaptive_rows[name].append((rtol, info.nfe, defect(x, problem.reference)))
 
     elapsed = time.perf_counter() - started
-    peers = [r for r in rows if r.startswith(("k:", "d:"))]
-    ours = [r for r in rows if not r.startswith(("k:", "d:"))]
+    peers = [r for r in rows if r.startswith(PEER_PREFIXES)]
+    ours = [r for r in rows if not r.startswith(PEER_PREFIXES)]
     summary = {}
     for budget in budgets:
         best_ours = min((rows[r][budget][1], r) for r in ours if budget in rows[r])

@@ -22,9 +22,8 @@ def test_conditions_benchmark_counts_and_orders():
 
 
 def test_defect_benchmark_spends_each_budget_and_ranks_both_sides():
-    result = _load("defect_vs_nfe").measure(
-        batch=2, budgets=(6, 10), methods=["dpmpp_2m", "res_3s"]
-    )
+    bench = _load("defect_vs_nfe")
+    result = bench.measure(batch=2, budgets=(6, 10), methods=["dpmpp_2m", "res_3s"])
     adaptive = result["adaptive"]["res_3s"]  # NFE grows as the tolerance tightens
     assert list(adaptive) == sorted(adaptive, key=lambda run: -run[0])
     assert adaptive[0][1] < adaptive[-1][1] and adaptive[0][2] > adaptive[-1][2]
@@ -34,8 +33,9 @@ def test_defect_benchmark_spends_each_budget_and_ranks_both_sides():
     assert rows["dpmpp_2m (logsnr)"][10][0] == 10  # the NFE used equals the budget
     assert rows["res_3s (logsnr)"][10][0] == 9  # 3 stages: the largest count within 10
     best = result["summary"][10]["best_phiforge"]
+    peer_prefixes = bench.PEER_PREFIXES
     assert best["defect"] == min(
-        row[10][1] for name, row in rows.items() if not name.startswith(("k:", "d:"))
+        row[10][1] for name, row in rows.items() if not name.startswith(peer_prefixes)
     )
     if result["meta"]["kdiffusion"]:  # the same method in both libraries, same grid
         ours, theirs = rows["dpmpp_2m (karras)"][10][1], rows["k:dpmpp_2m (karras)"][10][1]
@@ -44,7 +44,7 @@ def test_defect_benchmark_spends_each_budget_and_ranks_both_sides():
         ours, theirs = rows["dpmpp_2m (logsnr)"][10][1], rows["d:dpmpp_2m (logsnr)"][10][1]
         assert abs(ours - theirs) <= 1e-4 * theirs
         assert rows["d:unipc_bh2_3 (karras)"][10][0] == 10
-        peers = [row[10][1] for name, row in rows.items() if name.startswith(("k:", "d:"))]
+        peers = [row[10][1] for name, row in rows.items() if name.startswith(peer_prefixes)]
         assert result["summary"][10]["best_peer"]["defect"] == min(peers)
 
 
