@@ -75,14 +75,14 @@ def diffusers_run(
     sigmas: list[float],
     schedule: NoiseSchedule,
     n_train: int = 1000,
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, int]:
     """Solve the probability-flow ODE with a diffusers scheduler over the sigma grid ``sigmas``
     (sigma~ = sigma/alpha, descending, n + 1 values): n scheduler steps, n model evaluations.
     The scheduler is built on ``trained_betas`` whose alphas_cumprod at index k is alpha(t_k)^2
     of the variance-preserving ``schedule`` at t_k = (k + 1)/n_train (DiscreteVP's grid), and is
     given the same float64 grid as every other sampler (its own grid is float32); the model sees
     the state x = alpha x~ and returns the denoiser's x0 = D(x~, sigma~). Returns x~ at
-    sigmas[-1]."""
+    sigmas[-1] and the number of model evaluations the scheduler asked for."""
     import diffusers
 
     alphas_cumprod = np.asarray(schedule.alpha(np.arange(1, n_train + 1) / n_train)) ** 2
@@ -104,10 +104,12 @@ def diffusers_run(
         return schedule.alpha_sigma_of_lam(-math.log(sigma))[0]
 
     x = alpha(sigmas[0]) * x_tilde
+    evaluations = 0
     for sigma, t in zip(sigmas, scheduler.timesteps, strict=False):
         x0 = denoiser(x.double() / alpha(sigma), torch.full((x.shape[0],), sigma).double())
+        evaluations += 1
         x = scheduler.step(x0.to(x.dtype), t, x).prev_sample
-    return x.double() / alpha(sigmas[-1])
+    return x.double() / alpha(sigmas[-1]), evaluations
 
 
 def _karras(sigma_max: float, sigma_min: float, n: int) -> list[float]:
@@ -163,7 +165,7 @@ def measure(
             for grid_name, grid in (("karras", _karras), ("logsnr", logsnr)):
 
                 def run(n, class_name=class_name, config=config, grid=grid):
-                    x = diffusers_run(
+                    x, used = diffusers_run(
                         class_name,
                         config,
                         problem.denoiser,
@@ -171,7 +173,7 @@ def measure(
                         grid(sigma_max, sigma_min, n),
                         problem.schedule,
                     )
-                    return alpha1 * x, n
+                    return alpha1 * x, used
 
                 record(f"{label} ({grid_name})", run, 1)
 
