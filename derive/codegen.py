@@ -28,14 +28,18 @@ from phiforge.derive.phibasis import (
     CoefficientFunction,
     coefficient_function,
     divide_out_z,
+    ring_for,
     taylor,
 )
 from phiforge.derive.registry import (
+    _composed,
     default_registry_dir,
     list_records,
     multistep_from_record,
+    program_from_record,
     tableau_from_record,
 )
+from phiforge.derive.straightline import Definition
 from phiforge.derive.tableau import Z
 
 __all__ = ["default_generated_dir", "generate", "render_module"]
@@ -204,7 +208,18 @@ def _common(record: Mapping[str, Any]) -> dict[str, Any]:
         "orders_code": json.dumps(record["orders"], indent=4, sort_keys=True),
         "convergence_order": record["convergence_order"],
         "provenance_lines": _provenance_lines(record),
+        "domain": _domain(record.get("domain")),
     }
+
+
+DOMAINS = ("z <= 0", "z >= 0")
+
+
+def _domain(domain: str | None) -> str | None:
+    """The domain of z where a method's coefficients are defined (None: every real z)."""
+    if domain is not None and domain not in DOMAINS:
+        raise InputError(f"record field 'domain' must be one of {DOMAINS} or absent, got {domain!r}")
+    return domain
 
 
 class _Emitter:
@@ -235,7 +250,46 @@ class _Emitter:
         self.lines.extend(_assign(name, form))
 
 
+def _series_constant(name: str, definition: Definition, value: sympy.Expr) -> list[str]:
+    """The exact Taylor coefficients of a definition, highest degree first, as float64."""
+    function = coefficient_function(value, Z, ring_for([value], Z), definition.name)
+    series = [float(q) for q in function.taylor(int(definition.series_degree or 0))]
+    lines = [f"{name} = ("]
+    lines.extend(f"    {q!r}," for q in reversed(series))
+    return [*lines, ")"]
+
+
+def _program_lines(record: Mapping[str, Any]) -> tuple[list, list, list, list]:
+    """Code for a straight-line record: each definition in order, phi-linear ones without the
+    cancellation of their constant terms; a definition with a removable singularity at z = 0 is
+    taken from its exact Taylor polynomial (Horner) for |z| below its radius."""
+    definitions = program_from_record(record)
+    values = dict(_composed(record["hash"], definitions))
+    exact, lines, emitted, constants = [], [], [], []
+    for definition in definitions:
+        expr = definition.expr
+        exact.append((definition.name, expr))
+        emitted.append(expr)
+        names = {str(x) for x in expr.free_symbols} - {"z"}
+        form = expr if names else _cancellation_free(expr)
+        if definition.series_below is None:
+            lines.extend(_assign(definition.name, form))
+            continue
+        constant = f"{definition.name.upper()}_SERIES"
+        constants.extend(_series_constant(constant, definition, values[definition.name]))
+        radius = float(definition.series_below)
+        lines.append(f"if abs(z) < {radius!r}:  # removable singularity at z = 0: Taylor series")
+        lines.append(f"    {definition.name} = 0.0")
+        lines.append(f"    for coefficient in {constant}:")
+        lines.append(f"        {definition.name} = {definition.name} * z + coefficient")
+        lines.append("else:")
+        lines.extend(f"    {line}" for line in _assign(definition.name, form))
+    return exact, lines, emitted, constants
+
+
 def _singlestep_context(record: Mapping[str, Any]) -> dict[str, Any]:
+    if "definitions" in record:
+        return _straightline_context(record)
     method = tableau_from_record(record)
     s = method.stages
     exact = []
@@ -285,7 +339,52 @@ def _singlestep_context(record: Mapping[str, Any]) -> dict[str, Any]:
         "coefficient_lines": emitter.lines,
         "a_rows": a_rows,
         "b_row": ", ".join(b_names) + ("," if s == 1 else ""),
+        "series_constants": [],
         "embedded": _embedded_context(record, s),
+    }
+
+
+def _straightline_context(record: Mapping[str, Any]) -> dict[str, Any]:
+    method = tableau_from_record(record)
+    s = method.stages
+    exact, lines, emitted, constants = _program_lines(record)
+    a_rows = []
+    for i in range(1, s + 1):
+        names = []
+        for j in range(1, i):
+            text = record["coefficients"]["a"][f"{i},{j}"]
+            if j == 1:
+                names.append(f"a{i}1")
+                exact.append((f"a[{i}][1]", sympy.Symbol(text)))
+                if method.sparse_row_linear(i):  # phi-linear row: no cancellation at z = 0
+                    form = _cancellation_free(method.a_entry(i, 1))
+                    emitted.append(form)
+                    lines.extend(_assign(f"a{i}1", form))
+                    continue
+                first = method.c[i - 1] * phi(1, method.c[i - 1] * Z)
+                rest = [n for n in (record["coefficients"]["a"][f"{i},{m}"] for m in range(2, i))]
+                rest = [n for n in rest if n != "0"]
+                emitted.append(first)
+                lines.append(f"a{i}1 = {' - '.join([_code(first), *rest])}")
+            else:
+                names.append("0.0" if text == "0" else text)
+                exact.append((f"a[{i}][{j}]", sympy.Symbol(text)))
+        a_rows.append("".join(f"{n}, " for n in names).rstrip())
+    b_names = [record["coefficients"]["b"][str(i)] for i in range(1, s + 1)]
+    exact.extend((f"b[{i}]", sympy.Symbol(n)) for i, n in enumerate(b_names, start=1) if n != "0")
+    nodes = [sympy.nsimplify(x) for x in method.c]
+    return _common(record) | {
+        "stages": s,
+        "nfe": record["nfe_per_step"],
+        "nodes_text": ", ".join(str(x) for x in nodes),
+        "nodes_code": ", ".join(_code(x) if x != 0 else "0.0" for x in nodes),
+        "exact_lines": _exact_lines(exact),
+        "phi_lines": _phi_lines(emitted),
+        "coefficient_lines": lines,
+        "series_constants": constants,
+        "a_rows": a_rows,
+        "b_row": ", ".join("0.0" if n == "0" else n for n in b_names),
+        "embedded": None,
     }
 
 

@@ -272,6 +272,9 @@ def _series_product(left, right, degree: int) -> list:
     ]
 
 
+_MAX_VALUATION = 8
+
+
 @dataclass(frozen=True)
 class CoefficientFunction:
     """A coefficient function N(z)/D(z), N and D polynomials in phi_k(c z) (D = 1 and N linear
@@ -325,10 +328,18 @@ class CoefficientFunction:
     def _taylor(self, degree: int) -> list:
         if self.combination is not None:
             return taylor(dict(self.combination), degree)
-        numerator = self._poly_taylor(self.numerator, degree)
-        denominator = self._poly_taylor(self.denominator, degree)
-        if denominator[0] == 0:
-            raise InputError("a coefficient's denominator vanishes at z = 0")
+        # A removable singularity (numerator and denominator vanishing to the same order v at
+        # z = 0, as for a_52 of the straight-line order-5 method) is divided out of both series.
+        denominator = self._poly_taylor(self.denominator, degree + _MAX_VALUATION)
+        v = next((m for m, q in enumerate(denominator) if q != 0), None)
+        if v is None:
+            raise InputError(
+                f"a coefficient's denominator vanishes at z = 0 to order > {_MAX_VALUATION}"
+            )
+        numerator = self._poly_taylor(self.numerator, degree + v)
+        if any(q != 0 for q in numerator[:v]):
+            raise InputError("a coefficient has a pole at z = 0")
+        numerator, denominator = numerator[v:], denominator[v : degree + v + 1]
         quotient: list = []
         for m in range(degree + 1):
             value = numerator[m] - sum(

@@ -23,6 +23,7 @@ from phiforge.derive.construct import (
 from phiforge.derive.errors import InputError
 from phiforge.derive.multistep import exponential_adams, published_multistep
 from phiforge.derive.registry import multistep_record, save_record, singlestep_record
+from phiforge.derive.straightline import construct_scalar_order5
 from phiforge.derive.tableau import ExpRKTableau
 
 __all__ = ["build_record", "build_registry", "plan_entries"]
@@ -198,6 +199,8 @@ def build_record(name: str, entry: dict[str, Any]) -> dict[str, Any]:
             },
             warmup=_warmup(name, entry, method.steps),
         )
+    if entry.get("derive") == "scalar-order5":
+        return scalar_order5_record(name, entry)
     if entry.get("derive") == "singlestep":
         return derive_singlestep_record(
             name,
@@ -212,8 +215,42 @@ def build_record(name: str, entry: dict[str, Any]) -> dict[str, Any]:
         )
     raise InputError(
         f"registry plan entry {name!r}: say 'published', 'published_multistep', 'stochastic' or "
-        "'derive'"
+        "'derive' (singlestep, multistep or scalar-order5)"
     )
+
+
+def scalar_order5_record(name: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """The record of the 7-stage straight-line method of scalar stiff order 5
+    (:func:`phiforge.derive.straightline.construct_scalar_order5`) on the plan's nodes."""
+    program = construct_scalar_order5(
+        entry["nodes"],
+        name=name,
+        series_below=entry.get("series_below", "1"),
+        series_degree=entry.get("series_degree", 40),
+        domain=entry.get("domain", "z <= 0"),
+        prediction=entry.get("prediction"),
+        description=entry.get("description", ""),
+    )
+    provenance = {
+        "kind": "derived",
+        "family": "singlestep",
+        "stages": 7,
+        "order": 5,
+        "setting": "scalar",
+        "construction": "straight-line program (phiforge.derive.straightline): stage order 3 "
+        "for stages 4..7, b2 = b3 = 0, quadrature weights, then R1..R5 by small linear solves",
+        "criterion": entry.get("criterion", "nodes given in the plan"),
+        "nodes": [str(x) for x in program.tableau.c],
+        "free_parameters": {"a6_3": "0"},
+        "principal_error": float(principal_error(program.tableau, 5)),
+    }
+    record = singlestep_record(program.tableau, provenance, program=program)
+    if record["orders"]["scalar"]["stiff"] < 5:
+        raise InputError(
+            f"{name}: the straight-line construction reaches scalar stiff order "
+            f"{record['orders']['scalar']['stiff']} < 5 for nodes {entry['nodes']}"
+        )
+    return record
 
 
 def build_registry(directory: Path | None = None, names: list[str] | None = None) -> list[Path]:

@@ -9,6 +9,7 @@ field. A record whose hash does not match its content was edited by hand and is 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -22,6 +23,7 @@ from phiforge.derive.check import check_tableau
 from phiforge.derive.errors import InputError
 from phiforge.derive.multistep import MultistepMethod, check_multistep, step_ratios
 from phiforge.derive.phi import phi
+from phiforge.derive.straightline import Definition, StraightLineMethod, compose
 from phiforge.derive.tableau import ExpRKTableau, Z
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "load_record",
     "multistep_from_record",
     "multistep_record",
+    "program_from_record",
     "save_record",
     "singlestep_record",
     "tableau_from_record",
@@ -67,11 +70,14 @@ def singlestep_record(
     provenance: Mapping[str, Any],
     max_order: int = 6,
     embedded: Mapping[str, Any] | None = None,
+    program: StraightLineMethod | None = None,
 ) -> dict[str, Any]:
     """The record of a single-step method, with verdicts computed now in both settings.
 
     ``embedded`` ({"order", "b", "stiff_order"}) is an embedded companion on the same stages
-    (error estimates for adaptive steps)."""
+    (error estimates for adaptive steps). With ``program`` (a straight-line construction whose
+    tableau is ``method``) the record stores its definitions, the coefficients as their names
+    (a_i1 from the row sums) and the domain of z where the pivots do not vanish."""
     if method.free_symbols:
         raise InputError(
             f"{method.name}: registry records need numeric nodes and coefficients; free "
@@ -86,6 +92,12 @@ def singlestep_record(
             for r in report.results
         ]
     s = method.stages
+    coefficients = {
+        "a": {f"{i},{j}": str(method.a_entry(i, j)) for i in range(2, s + 1) for j in range(1, i)},
+        "b": {str(i): str(method.b_entry(i)) for i in range(1, s + 1)},
+    }
+    if program is not None:
+        coefficients = _program_coefficients(method, program)
     record = {
         "format": FORMAT_VERSION,
         "name": method.name,
@@ -95,12 +107,7 @@ def singlestep_record(
         "stages": s,
         "nfe_per_step": s,
         "nodes": [str(x) for x in method.c],
-        "coefficients": {
-            "a": {
-                f"{i},{j}": str(method.a_entry(i, j)) for i in range(2, s + 1) for j in range(1, i)
-            },
-            "b": {str(i): str(method.b_entry(i)) for i in range(1, s + 1)},
-        },
+        "coefficients": coefficients,
         "orders": orders,
         "convergence_order": orders["scalar"]["nonstiff"],
         "conditions": conditions,
@@ -108,8 +115,50 @@ def singlestep_record(
     }
     if embedded:
         record["embedded"] = dict(embedded)
+    if program is not None:
+        record["definitions"] = [_definition_entry(d) for d in program.definitions]
+        record["domain"] = program.domain
     record["hash"] = content_hash(record)
     return record
+
+
+def _definition_entry(definition: Definition) -> dict[str, str | int]:
+    entry: dict[str, str | int] = {"name": definition.name, "expr": str(definition.expr)}
+    if definition.series_below is not None:
+        entry["series_below"] = str(definition.series_below)
+        entry["series_degree"] = int(definition.series_degree or 0)
+    return entry
+
+
+def _program_coefficients(method: ExpRKTableau, program: StraightLineMethod) -> dict[str, Any]:
+    s = method.stages
+    a: dict[str, str] = {}
+    for i in range(2, s + 1):
+        row = [program.a_names.get((i, j)) for j in range(2, i)]
+        names = [n for n in row if n is not None]
+        first = method.c[i - 1] * phi(1, method.c[i - 1] * Z)
+        a[f"{i},1"] = f"{first} - ({' + '.join(names)})" if names else str(first)
+        for j in range(2, i):
+            a[f"{i},{j}"] = program.a_names.get((i, j), "0")
+    b = {str(i): program.b_names.get(i, "0") for i in range(1, s + 1)}
+    return {"a": a, "b": b}
+
+
+def program_from_record(record: Mapping[str, Any]) -> tuple[Definition, ...]:
+    """The straight-line definitions of a record (empty for an ordinary record)."""
+    definitions = []
+    for entry in record.get("definitions", ()):
+        local = {d.name: sympy.Symbol(d.name) for d in definitions}
+        below = entry.get("series_below")
+        definitions.append(
+            Definition(
+                entry["name"],
+                _parse(entry["expr"], local),
+                None if below is None else sympy.Rational(below),
+                entry.get("series_degree"),
+            )
+        )
+    return tuple(definitions)
 
 
 def multistep_record(
@@ -215,11 +264,14 @@ def tableau_from_record(record: Mapping[str, Any]) -> ExpRKTableau:
     """The single-step tableau of a record (validated again on construction)."""
     if record["family"] != "singlestep":
         raise InputError(f"{record['name']}: not a single-step record")
+    local = {
+        name: value for name, value in _composed(record.get("hash"), program_from_record(record))
+    }
     a = {
-        tuple(int(x) for x in key.split(",")): _parse(text, {})
+        tuple(int(x) for x in key.split(",")): _parse(text, local)
         for key, text in record["coefficients"]["a"].items()
     }
-    b = {int(i): _parse(text, {}) for i, text in record["coefficients"]["b"].items()}
+    b = {int(i): _parse(text, local) for i, text in record["coefficients"]["b"].items()}
     return ExpRKTableau.from_coefficients(
         record["name"],
         [_parse(x, {}) for x in record["nodes"]],
@@ -229,6 +281,11 @@ def tableau_from_record(record: Mapping[str, Any]) -> ExpRKTableau:
         prediction=record.get("prediction"),
         source=str(record.get("provenance", {}).get("citation", "")),
     )
+
+
+@functools.lru_cache(maxsize=16)
+def _composed(_hash: str | None, definitions: tuple[Definition, ...]) -> tuple:
+    return tuple(compose(definitions).items()) if definitions else ()
 
 
 def multistep_from_record(record: Mapping[str, Any]) -> MultistepMethod:

@@ -356,6 +356,12 @@ def sample(
     prediction = prediction or module.PREDICTION or "data"
     if prediction not in ("data", "noise"):
         raise InputError(f"parameter 'prediction' must be 'data' or 'noise', got {prediction!r}")
+    domain = getattr(module, "DOMAIN", None)  # z = -h in data form, +h in noise form
+    if (domain == "z <= 0" and prediction == "noise") or (domain == "z >= 0" and prediction == "data"):
+        raise InputError(
+            f"method {method!r} has coefficients for {domain} only, so parameter 'prediction' "
+            f"must be {'data' if domain == 'z <= 0' else 'noise'}, got {prediction!r}"
+        )
     if isinstance(guidance, int | float) and not isinstance(guidance, bool):
         guidance = Guidance(float(guidance))
     if adaptive is True:
