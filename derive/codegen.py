@@ -218,7 +218,9 @@ DOMAINS = ("z <= 0", "z >= 0")
 def _domain(domain: str | None) -> str | None:
     """The domain of z where a method's coefficients are defined (None: every real z)."""
     if domain is not None and domain not in DOMAINS:
-        raise InputError(f"record field 'domain' must be one of {DOMAINS} or absent, got {domain!r}")
+        raise InputError(
+            f"record field 'domain' must be one of {DOMAINS} or absent, got {domain!r}"
+        )
     return domain
 
 

@@ -191,7 +191,9 @@ def construct_scalar_order5(
     """The 7-stage scalar stiff-order-5 method on ``nodes`` (see the module docstring)."""
     c = _check_nodes(nodes)
     if not (isinstance(series_degree, int) and 1 <= series_degree <= 60):
-        raise InputError(f"parameter 'series_degree' must be an integer in 1..60, got {series_degree}")
+        raise InputError(
+            f"parameter 'series_degree' must be an integer in 1..60, got {series_degree}"
+        )
     radius = sympy.nsimplify(series_below)
     if not (radius.is_Rational and 0 < radius <= 2):
         raise InputError(f"parameter 'series_below' must be a rational in (0, 2], got {radius}")
@@ -216,14 +218,18 @@ def construct_scalar_order5(
         for q in range(1, 6)
     ]
     b_solution = _solve_linear(quadrature, unknown_b)
-    b = {i: define(f"b{i}", sympy.expand(b_solution[u])) for u, i in zip(unknown_b, weighted)}
+    b = {
+        i: define(f"b{i}", sympy.expand(b_solution[u]))
+        for u, i in zip(unknown_b, weighted, strict=True)
+    }
 
     def stage_order(i: int, known: dict[int, sympy.Expr], solve_for: tuple[int, int]) -> tuple:
         """a_ij, a_ik of row i from psi_{2,i} = psi_{3,i} = 0 given the other entries."""
         x, y = sympy.symbols("x y")
         j, k = solve_for
         rows = [
-            x * c[j - 1] ** (q - 1) + y * c[k - 1] ** (q - 1)
+            x * c[j - 1] ** (q - 1)
+            + y * c[k - 1] ** (q - 1)
             + sympy.Add(*[v * c[m - 1] ** (q - 1) for m, v in known.items()])
             - factorial(q - 1) * c[i - 1] ** q * P(q, c[i - 1])
             for q in (2, 3)

@@ -357,7 +357,9 @@ def sample(
     if prediction not in ("data", "noise"):
         raise InputError(f"parameter 'prediction' must be 'data' or 'noise', got {prediction!r}")
     domain = getattr(module, "DOMAIN", None)  # z = -h in data form, +h in noise form
-    if (domain == "z <= 0" and prediction == "noise") or (domain == "z >= 0" and prediction == "data"):
+    if (domain == "z <= 0" and prediction == "noise") or (
+        domain == "z >= 0" and prediction == "data"
+    ):
         raise InputError(
             f"method {method!r} has coefficients for {domain} only, so parameter 'prediction' "
             f"must be {'data' if domain == 'z <= 0' else 'noise'}, got {prediction!r}"

@@ -34,6 +34,7 @@ REQUIRED = {
     "res_2s",
     "res_3s",
     "res_4s",
+    "res_5s",
     "res_2m",
     "res_3m",
     "res_4m",
@@ -80,6 +81,8 @@ def test_new_methods_reach_their_scalar_stiff_order():
     assert RECORDS["res_3s"]["orders"]["scalar"]["stiff"] == 3
     assert RECORDS["res_4s"]["orders"]["scalar"]["stiff"] == 4
     assert RECORDS["res_4s"]["stages"] == 5
+    assert RECORDS["res_5s"]["orders"]["scalar"]["stiff"] == 5
+    assert RECORDS["res_5s"]["stages"] == 7
     assert RECORDS["res_3m"]["orders"]["scalar"]["stiff"] == 3
     assert RECORDS["dpmpp_3m_ref"]["orders"]["scalar"]["classical"] == 2
 

@@ -99,7 +99,9 @@ def _program_values(definitions, z):
     names = [sympy.Symbol(d.name) for d in definitions]
     values: list = []
     for definition in definitions:
-        function = sympy.lambdify([Z, *names], definition.expr, modules=[{"phi": _mp_phi}, "mpmath"])
+        function = sympy.lambdify(
+            [Z, *names], definition.expr, modules=[{"phi": _mp_phi}, "mpmath"]
+        )
         values.append(function(z, *values, *[0] * (len(names) - len(values))))
     return dict(zip([d.name for d in definitions], values, strict=True))
 
@@ -146,4 +148,6 @@ def test_noise_prediction_is_refused_by_the_driver():
     from phiforge.runtime.errors import InputError as RuntimeInputError
 
     with pytest.raises(RuntimeInputError, match="prediction"):
-        sample(lambda x, s: x, torch.zeros(1, 2), "edm", method="res_5s", steps=2, prediction="noise")
+        sample(
+            lambda x, s: x, torch.zeros(1, 2), "edm", method="res_5s", steps=2, prediction="noise"
+        )
