@@ -32,7 +32,7 @@ from phiforge.derive.phibasis import (
     taylor,
 )
 from phiforge.derive.registry import (
-    _composed,
+    composed_definitions,
     default_registry_dir,
     list_records,
     multistep_from_record,
@@ -266,7 +266,7 @@ def _program_lines(record: Mapping[str, Any]) -> tuple[list, list, list, list]:
     cancellation of their constant terms; a definition with a removable singularity at z = 0 is
     taken from its exact Taylor polynomial (Horner) for |z| below its radius."""
     definitions = program_from_record(record)
-    values = dict(_composed(record["hash"], definitions))
+    values = composed_definitions(record)
     exact, lines, emitted, constants = [], [], [], []
     for definition in definitions:
         expr = definition.expr

@@ -28,6 +28,7 @@ from phiforge.derive.tableau import ExpRKTableau, Z
 
 __all__ = [
     "FORMAT_VERSION",
+    "composed_definitions",
     "content_hash",
     "default_registry_dir",
     "list_records",
@@ -264,9 +265,7 @@ def tableau_from_record(record: Mapping[str, Any]) -> ExpRKTableau:
     """The single-step tableau of a record (validated again on construction)."""
     if record["family"] != "singlestep":
         raise InputError(f"{record['name']}: not a single-step record")
-    local = {
-        name: value for name, value in _composed(record.get("hash"), program_from_record(record))
-    }
+    local = composed_definitions(record)
     a = {
         tuple(int(x) for x in key.split(",")): _parse(text, local)
         for key, text in record["coefficients"]["a"].items()
@@ -281,6 +280,11 @@ def tableau_from_record(record: Mapping[str, Any]) -> ExpRKTableau:
         prediction=record.get("prediction"),
         source=str(record.get("provenance", {}).get("citation", "")),
     )
+
+
+def composed_definitions(record: Mapping[str, Any]) -> dict[str, sympy.Expr]:
+    """The exact value of every definition of a straight-line record (cached per record hash)."""
+    return dict(_composed(record.get("hash"), program_from_record(record)))
 
 
 @functools.lru_cache(maxsize=16)

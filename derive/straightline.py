@@ -278,11 +278,11 @@ def construct_scalar_order5(
     d52 = define("d52", numerator.coeff(u["a52"], 1))
     definitions.append(Definition("a52", -n52 / d52, radius, series_degree))
     names = {(5, 2): "a52", (6, 2): "a62", (7, 2): "a72", (7, 3): "a73", (7, 4): "a74"}
+    solved = {(6, 2): first[u["a62"]], (7, 2): first[u["a72"]]}
+    solved |= {(7, 3): second[u["a73"]], (7, 4): second[u["a74"]]}
     for key in ((5, 3), (5, 4), (6, 2), (6, 4), (6, 5), (7, 2), (7, 3), (7, 4), (7, 5), (7, 6)):
         label = f"a{key[0]}{key[1]}"
-        source = {(6, 2): first[u["a62"]], (7, 2): first[u["a72"]]}
-        source |= {(7, 3): second[u["a73"]], (7, 4): second[u["a74"]]}
-        define(label, sympy.expand(source.get(key, rows[key])))
+        define(label, sympy.expand(solved.get(key, rows[key])))
         names[key] = label
     values = compose(definitions)
     symbols = {S(k): v for k, v in values.items()}
