@@ -4,8 +4,11 @@ The coefficient functions are written from the record's exact expressions. A phi
 coefficient f(z) = sum q phi_k(c z) whose Taylor series starts at z^v (v > 0) is emitted as
 z^v sum q c^v phi_{k+v}(c z), the same function without the cancellation of its constant terms
 near z = 0 (from phi_k(x) = sum_{j<v} x^j/(k+j)! + x^v phi_{k+v}(x)). Each phi_k(c z) is read
-from one ``phi_all_float(c z, k_max)`` call per distinct scale c. The output depends only on the
-record, so regenerating reproduces the files byte for byte.
+from one ``phi_all_float(c z, k_max)`` call per distinct scale c. In a straight-line record
+with domain z <= 0 the phi-linear definitions are emitted in psi_j(c z) = int_0^1 e^{s c z} s^j ds
+instead (positive integrands: no cancellation where the combination decays like 1/z^2), and a
+definition with Taylor expansions is read from them where their discs hold z. The output
+depends only on the record, so regenerating reproduces the files byte for byte.
 """
 
 from __future__ import annotations
@@ -22,24 +25,22 @@ import sympy
 from sympy.printing.str import StrPrinter
 
 from phiforge.derive.errors import InputError
-from phiforge.derive.phi import phi
+from phiforge.derive.phi import as_psi, phi, psi
 from phiforge.derive.phibasis import (
     SYMBOLIC,
     CoefficientFunction,
     coefficient_function,
     divide_out_z,
-    ring_for,
     taylor,
 )
 from phiforge.derive.registry import (
-    composed_definitions,
     default_registry_dir,
     list_records,
     multistep_from_record,
     program_from_record,
     tableau_from_record,
 )
-from phiforge.derive.straightline import Definition
+from phiforge.derive.straightline import Definition, Expansion, program_taylor, taylor_about
 from phiforge.derive.tableau import Z
 
 __all__ = ["default_generated_dir", "generate", "render_module"]
@@ -91,6 +92,10 @@ class _CodePrinter(StrPrinter):
     def _print_phi(self, expr: phi) -> str:
         k, argument = expr.args
         return f"{_scale_name(argument / Z)}[{k}]"
+
+    def _print_psi(self, expr: psi) -> str:
+        j, argument = expr.args
+        return f"q{_scale_name(argument / Z)[1:]}[{j}]"
 
     def _print_Rational(self, expr: sympy.Rational) -> str:
         return f"{expr.p}/{expr.q}"
@@ -164,16 +169,29 @@ def _assign(name: str, expr: sympy.Expr) -> list[str]:
 
 
 def _phi_lines(expressions: list[sympy.Expr]) -> list[str]:
-    needed: dict[sympy.Expr, int] = {}
-    for expr in expressions:
-        for atom in sympy.sympify(expr).atoms(phi):
-            k, argument = atom.args
-            scale = sympy.nsimplify(argument / Z)
-            needed[scale] = max(needed.get(scale, 0), int(k))
+    """One ``phi_all_float`` (and ``psi_all_float``) call per scale c of the phi_k(c z)
+    (psi_j(c z)) in the expressions."""
     lines = []
-    for scale in sorted(needed, key=lambda s: (s != 1, float(s))):
-        lines.append(f"{_scale_name(scale)} = phi_all_float({_scale_code(scale)}, {needed[scale]})")
+    for function, call, prefix in ((phi, "phi_all_float", "p"), (psi, "psi_all_float", "q")):
+        needed: dict[sympy.Expr, int] = {}
+        for expr in expressions:
+            for atom in sympy.sympify(expr).atoms(function):
+                k, argument = atom.args
+                scale = sympy.nsimplify(argument / Z)
+                needed[scale] = max(needed.get(scale, 0), int(k))
+        for scale in sorted(needed, key=lambda s: (s != 1, float(s))):
+            name = prefix + _scale_name(scale)[1:]
+            lines.append(f"{name} = {call}({_scale_code(scale)}, {needed[scale]})")
     return lines
+
+
+def _psi_form(form: sympy.Expr) -> sympy.Expr:
+    """A cancellation-free phi-linear form z^v f (or f) with f rewritten in psi_j(c z) (z <= 0:
+    positive integrands; see phiforge.runtime.phi.psi_all_float)."""
+    if isinstance(form, sympy.Mul) and form.args[0].has(Z) and not form.args[0].has(phi):
+        power, inner = form.args[0], sympy.Mul(*form.args[1:])
+        return sympy.Mul(power, as_psi(inner, Z), evaluate=False)
+    return as_psi(form, Z)
 
 
 def _exact_lines(pairs: list[tuple[str, sympy.Expr]]) -> list[str]:
@@ -209,6 +227,7 @@ def _common(record: Mapping[str, Any]) -> dict[str, Any]:
         "convergence_order": record["convergence_order"],
         "provenance_lines": _provenance_lines(record),
         "domain": _domain(record.get("domain")),
+        "phi_imports": "phi_all_float",
     }
 
 
@@ -252,38 +271,56 @@ class _Emitter:
         self.lines.extend(_assign(name, form))
 
 
-def _series_constant(name: str, definition: Definition, value: sympy.Expr) -> list[str]:
-    """The exact Taylor coefficients of a definition, highest degree first, as float64."""
-    function = coefficient_function(value, Z, ring_for([value], Z), definition.name)
-    series = [float(q) for q in function.taylor(int(definition.series_degree or 0))]
-    lines = [f"{name} = ("]
+def _series_constant(
+    name: str,
+    definitions: tuple[Definition, ...],
+    definition: Definition,
+    expansion: Expansion,
+) -> list[str]:
+    """A definition's Taylor coefficients about the expansion's center, highest degree first,
+    as float64: exact rationals about 0 (:func:`program_taylor`), else from
+    :func:`taylor_about` (50 digits)."""
+    if expansion.center == 0:
+        series = [float(q) for q in program_taylor(definitions, definition.name, expansion.degree)]
+    else:
+        series = taylor_about(definitions, definition.name, expansion)
+    lines = [f"{name} = (  # about z = {expansion.center}, degree {expansion.degree}"]
     lines.extend(f"    {q!r}," for q in reversed(series))
     return [*lines, ")"]
 
 
 def _program_lines(record: Mapping[str, Any]) -> tuple[list, list, list, list]:
     """Code for a straight-line record: each definition in order, phi-linear ones without the
-    cancellation of their constant terms; a definition with a removable singularity at z = 0 is
-    taken from its exact Taylor polynomial (Horner) for |z| below its radius."""
+    cancellation of their constant terms (in psi_j(c z) for z <= 0); a definition with
+    expansions is taken from the first Taylor polynomial (Horner) whose disc holds z, and from
+    its formula elsewhere."""
     definitions = program_from_record(record)
-    values = composed_definitions(record)
     exact, lines, emitted, constants = [], [], [], []
     for definition in definitions:
         expr = definition.expr
         exact.append((definition.name, expr))
-        emitted.append(expr)
         names = {str(x) for x in expr.free_symbols} - {"z"}
         form = expr if names else _cancellation_free(expr)
-        if definition.series_below is None:
+        if not names and record.get("domain") == "z <= 0":
+            form = _psi_form(form)
+        emitted.append(form)
+        if not definition.series:
             lines.extend(_assign(definition.name, form))
             continue
-        constant = f"{definition.name.upper()}_SERIES"
-        constants.extend(_series_constant(constant, definition, values[definition.name]))
-        radius = float(definition.series_below)
-        lines.append(f"if abs(z) < {radius!r}:  # removable singularity at z = 0: Taylor series")
-        lines.append(f"    {definition.name} = 0.0")
-        lines.append(f"    for coefficient in {constant}:")
-        lines.append(f"        {definition.name} = {definition.name} * z + coefficient")
+        for index, expansion in enumerate(definition.series):
+            constant = f"{definition.name.upper()}_SERIES_{index}"
+            constants.extend(_series_constant(constant, definitions, definition, expansion))
+            center, radius = float(expansion.center), float(expansion.radius)
+            offset = "z" if center == 0 else f"z + {-center!r}"
+            shifted = offset if center == 0 else f"({offset})"
+            test = f"abs({offset}) < {radius!r}"
+            note = (
+                "removable singularity at z = 0" if center == 0 else "cancellation in the formula"
+            )
+            lines.append(f"{'if' if index == 0 else 'elif'} {test}:  # Taylor series: {note}")
+            lines.append(f"    {definition.name} = 0.0")
+            lines.append(f"    for coefficient in {constant}:")
+            lines.append(f"        {definition.name} = {definition.name} * {shifted} + coefficient")
         lines.append("else:")
         lines.extend(f"    {line}" for line in _assign(definition.name, form))
     return exact, lines, emitted, constants
@@ -347,34 +384,27 @@ def _singlestep_context(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _straightline_context(record: Mapping[str, Any]) -> dict[str, Any]:
-    method = tableau_from_record(record)
-    s = method.stages
+    """A straight-line record names a definition for every coefficient (a_i1 included), so the
+    module is written from the program alone (no composed quotients)."""
+    s = int(record["stages"])
     exact, lines, emitted, constants = _program_lines(record)
+    defined = {d.name for d in program_from_record(record)}
     a_rows = []
     for i in range(1, s + 1):
         names = []
         for j in range(1, i):
             text = record["coefficients"]["a"][f"{i},{j}"]
-            if j == 1:
-                names.append(f"a{i}1")
-                exact.append((f"a[{i}][1]", sympy.Symbol(text)))
-                if method.sparse_row_linear(i):  # phi-linear row: no cancellation at z = 0
-                    form = _cancellation_free(method.a_entry(i, 1))
-                    emitted.append(form)
-                    lines.extend(_assign(f"a{i}1", form))
-                    continue
-                first = method.c[i - 1] * phi(1, method.c[i - 1] * Z)
-                rest = [n for n in (record["coefficients"]["a"][f"{i},{m}"] for m in range(2, i))]
-                rest = [n for n in rest if n != "0"]
-                emitted.append(first)
-                lines.append(f"a{i}1 = {' - '.join([_code(first), *rest])}")
-            else:
-                names.append("0.0" if text == "0" else text)
-                exact.append((f"a[{i}][{j}]", sympy.Symbol(text)))
+            if text not in defined and text != "0":
+                raise InputError(
+                    f"{record['name']}: coefficient a_{i}{j} = {text!r} must be 0 or the name of "
+                    "a definition of the program"
+                )
+            names.append("0.0" if text == "0" else text)
+            exact.append((f"a[{i}][{j}]", sympy.Symbol(text)))
         a_rows.append("".join(f"{n}, " for n in names).rstrip())
     b_names = [record["coefficients"]["b"][str(i)] for i in range(1, s + 1)]
     exact.extend((f"b[{i}]", sympy.Symbol(n)) for i, n in enumerate(b_names, start=1) if n != "0")
-    nodes = [sympy.nsimplify(x) for x in method.c]
+    nodes = [sympy.nsimplify(x) for x in record["nodes"]]
     return _common(record) | {
         "stages": s,
         "nfe": record["nfe_per_step"],
@@ -387,6 +417,11 @@ def _straightline_context(record: Mapping[str, Any]) -> dict[str, Any]:
         "a_rows": a_rows,
         "b_row": ", ".join("0.0" if n == "0" else n for n in b_names),
         "embedded": None,
+        "phi_imports": ", ".join(
+            name
+            for name, function in (("phi_all_float", phi), ("psi_all_float", psi))
+            if any(sympy.sympify(e).has(function) for e in emitted)
+        ),
     }
 
 

@@ -26,7 +26,7 @@ from sympy.core.function import ArgumentIndexError
 
 from phiforge.derive.errors import InputError
 
-__all__ = ["phi"]
+__all__ = ["as_psi", "phi", "psi"]
 
 
 def _check_index(k: sympy.Expr) -> None:
@@ -106,3 +106,46 @@ class phi(sympy.Function):  # noqa: N801  (SymPy function classes are lower case
 
     def _pretty_name(self) -> str:
         return f"phi_{self.args[0]}"
+
+
+class psi(sympy.Function):  # noqa: N801
+    """psi_j(x) = int_0^1 e^{s x} s^j ds = j! e^x phi_{j+1}(-x), written ``psi(j, x)``.
+
+    The kernel of phi_k with theta = 1 - s: phi_k(x) = sum_j C(k-1, j) (-1)^j psi_j(x)/(k-1)!.
+    Used by the code generator only (see :func:`as_psi`); it rewrites to ``phi``."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, j, x):
+        _check_index(j)
+        if j.is_Integer and x.is_zero:
+            return Integer(1) / (j + 1)
+        return None
+
+    def _eval_rewrite_as_phi(self, j, x, **kwargs):
+        return factorial(j) * exp(x) * phi(j + 1, -x)
+
+
+def as_psi(expr: sympy.Expr, z: sympy.Symbol) -> sympy.Expr:
+    """A phi-linear expression sum q phi_k(c z) (+ terms free of phi) rewritten exactly as
+    sum_c sum_j r_{c,j} psi_j(c z): the polynomial p(theta) = sum_k q theta^{k-1}/(k-1)! of each
+    scale, re-expanded in s = 1 - theta (phi_0 = e^{c z} terms are kept as they are)."""
+    s = sympy.Symbol("s")
+    polynomials: dict[sympy.Expr, sympy.Expr] = {}
+    rest = []
+    for term in Add.make_args(sympy.expand(expr)):
+        coefficient, atom = term.as_independent(phi)
+        if isinstance(atom, phi) and not coefficient.has(z):
+            k, argument = int(atom.args[0]), atom.args[1]
+            polynomial = coefficient * (1 - s) ** (k - 1) / factorial(k - 1)
+            polynomials[argument] = polynomials.get(argument, 0) + polynomial
+        elif not term.has(phi):
+            rest.append(term)
+        else:
+            raise InputError(f"as_psi: {term} is not a rational multiple of phi_k(c z)")
+    result = [*rest]
+    for argument, polynomial in polynomials.items():
+        coefficients = sympy.Poly(sympy.expand(polynomial), s).all_coeffs()[::-1]
+        result.extend(r * psi(j, argument) for j, r in enumerate(coefficients) if r != 0)
+    return Add(*result)

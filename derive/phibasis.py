@@ -382,9 +382,28 @@ def coefficient_function(
     )
 
 
+def _is_monomial(term: sympy.Expr) -> bool:
+    """A number times powers of z, phi_k(c z) and exp(c z) (nothing left to expand)."""
+    for factor in Mul.make_args(term):
+        base, power = factor.as_base_exp()
+        if not (
+            factor.is_Number
+            or (
+                power.is_Integer
+                and power > 0
+                and (base.is_Symbol or isinstance(base, phi | sympy.exp))
+            )
+        ):
+            return False
+    return True
+
+
 def _phi_polynomial(expr: sympy.Expr, z: sympy.Symbol, ring: Ring, context: str):
     result: dict[tuple[Key, ...], Any] = {}
-    for term in Add.make_args(sympy.expand(expr)):
+    terms = Add.make_args(expr)
+    if not all(_is_monomial(term) for term in terms):  # expanded already (composed programs)
+        terms = Add.make_args(sympy.expand(expr))
+    for term in terms:
         coefficient, keys = sympy.Integer(1), []
         for factor in Mul.make_args(term):
             base, power = factor.as_base_exp()

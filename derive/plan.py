@@ -225,8 +225,7 @@ def scalar_order5_record(name: str, entry: dict[str, Any]) -> dict[str, Any]:
     program = construct_scalar_order5(
         entry["nodes"],
         name=name,
-        series_below=entry.get("series_below", "1"),
-        series_degree=entry.get("series_degree", 40),
+        series=entry.get("series", [["0", "1", 40]]),
         domain=entry.get("domain", "z <= 0"),
         prediction=entry.get("prediction"),
         description=entry.get("description", ""),

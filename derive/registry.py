@@ -23,7 +23,12 @@ from phiforge.derive.check import check_tableau
 from phiforge.derive.errors import InputError
 from phiforge.derive.multistep import MultistepMethod, check_multistep, step_ratios
 from phiforge.derive.phi import phi
-from phiforge.derive.straightline import Definition, StraightLineMethod, compose
+from phiforge.derive.straightline import (
+    Definition,
+    StraightLineMethod,
+    compose,
+    expansions,
+)
 from phiforge.derive.tableau import ExpRKTableau, Z
 
 __all__ = [
@@ -78,7 +83,8 @@ def singlestep_record(
     ``embedded`` ({"order", "b", "stiff_order"}) is an embedded companion on the same stages
     (error estimates for adaptive steps). With ``program`` (a straight-line construction whose
     tableau is ``method``) the record stores its definitions, the coefficients as their names
-    (a_i1 from the row sums) and the domain of z where the pivots do not vanish."""
+    (a_i1 from the row sums unless the program defines it) and the domain of z where the
+    pivots do not vanish."""
     if method.free_symbols:
         raise InputError(
             f"{method.name}: registry records need numeric nodes and coefficients; free "
@@ -93,12 +99,15 @@ def singlestep_record(
             for r in report.results
         ]
     s = method.stages
-    coefficients = {
-        "a": {f"{i},{j}": str(method.a_entry(i, j)) for i in range(2, s + 1) for j in range(1, i)},
-        "b": {str(i): str(method.b_entry(i)) for i in range(1, s + 1)},
-    }
     if program is not None:
         coefficients = _program_coefficients(method, program)
+    else:
+        coefficients = {
+            "a": {
+                f"{i},{j}": str(method.a_entry(i, j)) for i in range(2, s + 1) for j in range(1, i)
+            },
+            "b": {str(i): str(method.b_entry(i)) for i in range(1, s + 1)},
+        }
     record = {
         "format": FORMAT_VERSION,
         "name": method.name,
@@ -123,11 +132,10 @@ def singlestep_record(
     return record
 
 
-def _definition_entry(definition: Definition) -> dict[str, str | int]:
-    entry: dict[str, str | int] = {"name": definition.name, "expr": str(definition.expr)}
-    if definition.series_below is not None:
-        entry["series_below"] = str(definition.series_below)
-        entry["series_degree"] = int(definition.series_degree or 0)
+def _definition_entry(definition: Definition) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": definition.name, "expr": str(definition.expr)}
+    if definition.series:
+        entry["series"] = [[str(e.center), str(e.radius), e.degree] for e in definition.series]
     return entry
 
 
@@ -138,7 +146,10 @@ def _program_coefficients(method: ExpRKTableau, program: StraightLineMethod) -> 
         row = [program.a_names.get((i, j)) for j in range(2, i)]
         names = [n for n in row if n is not None]
         first = method.c[i - 1] * phi(1, method.c[i - 1] * Z)
-        a[f"{i},1"] = f"{first} - ({' + '.join(names)})" if names else str(first)
+        if (i, 1) in program.a_names:
+            a[f"{i},1"] = program.a_names[(i, 1)]
+        else:
+            a[f"{i},1"] = f"{first} - ({' + '.join(names)})" if names else str(first)
         for j in range(2, i):
             a[f"{i},{j}"] = program.a_names.get((i, j), "0")
     b = {str(i): program.b_names.get(i, "0") for i in range(1, s + 1)}
@@ -150,15 +161,8 @@ def program_from_record(record: Mapping[str, Any]) -> tuple[Definition, ...]:
     definitions = []
     for entry in record.get("definitions", ()):
         local = {d.name: sympy.Symbol(d.name) for d in definitions}
-        below = entry.get("series_below")
-        definitions.append(
-            Definition(
-                entry["name"],
-                _parse(entry["expr"], local),
-                None if below is None else sympy.Rational(below),
-                entry.get("series_degree"),
-            )
-        )
+        series = expansions(entry["series"]) if "series" in entry else ()
+        definitions.append(Definition(entry["name"], _parse(entry["expr"], local), series))
     return tuple(definitions)
 
 
@@ -269,6 +273,7 @@ def tableau_from_record(record: Mapping[str, Any]) -> ExpRKTableau:
     a = {
         tuple(int(x) for x in key.split(",")): _parse(text, local)
         for key, text in record["coefficients"]["a"].items()
+        if not (key.endswith(",1") and text in local)  # a program's a_i1: the row-sum identity
     }
     b = {int(i): _parse(text, local) for i, text in record["coefficients"]["b"].items()}
     return ExpRKTableau.from_coefficients(

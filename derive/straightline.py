@@ -17,14 +17,19 @@ sequence of small linear solves whose every pivot is a named, well-conditioned f
   stage-order identities). a_63 = 0 is the free choice; with a_52 = 0 instead, or a_62 = 0, or
   a_72 = 0, the remaining system is singular and inconsistent for every node set tried.
 - R1, R2 give a_62, a_72 affine in a_52 (pivots b_6, b_7); R3, R5 give a_73, a_74 (pivot b_7);
-  R4 is then affine in a_52 (its quadratic term cancels identically), a_52 = -n_52/d_52.
+  R4 is then affine in a_52 (its quadratic term cancels identically). Every entry of rows 5..7
+  is affine in a_52, a_ij = e_ij + s_ij a_52; the parts are named, their phi-linear pieces are
+  named again (:func:`split_phi_linear`), and R4 = n_52 + d_52 a_52 is written as short sums of
+  products of those names: a_52 = -n_52/d_52.
 
 n_52 and d_52 vanish at z = 0 to orders 3 and 2 (in the classical limit a_52 does not enter
-R4), so a_52 has a removable singularity there; the generated code evaluates it from its exact
-Taylor series for |z| below a radius recorded with the definition, and from the quotient above.
-Elsewhere every definition is a short polynomial in phi values and earlier definitions, which is
-what keeps float64 evaluation accurate (the same coefficients expanded into quotients of phi
-polynomials cancel catastrophically: spec-dpmsolver-res.md §7 and docs/registry-and-codegen.md).
+R4), so a_52 has a removable singularity there; and for 2 < |z| < 20 the quotient loses up to
+3 digits in float64. The record therefore gives a_52 Taylor expansions (:class:`Expansion`):
+about 0 with exact rational coefficients (:func:`program_taylor`), elsewhere from the program at
+50 digits (:func:`taylor_about`). Every other definition is a short polynomial in phi values
+and earlier definitions, which is what keeps float64 evaluation accurate (the same coefficients
+expanded into quotients of phi polynomials cancel catastrophically: spec-dpmsolver-res.md §7 and
+docs/registry-and-codegen.md); its phi-linear ones are emitted in psi_j form for z <= 0.
 
 The pivots b_6, b_7 and d_52 must not vanish where the method is used; for the registered nodes
 they are positive on z < 0 (data prediction, z = -h) and b_7 vanishes near z = +3.2, so such a
@@ -33,10 +38,13 @@ method is recorded with the domain z < 0 and refused in noise-prediction form.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from fractions import Fraction
 from math import factorial
 from typing import Any
 
+import mpmath
 import sympy
 from sympy import QQ
 from sympy.polys.rings import ring
@@ -45,20 +53,43 @@ from phiforge.derive.errors import InputError
 from phiforge.derive.phi import phi
 from phiforge.derive.tableau import ExpRKTableau, Z
 
-__all__ = ["Definition", "StraightLineMethod", "compose", "construct_scalar_order5"]
+__all__ = [
+    "Definition",
+    "Expansion",
+    "StraightLineMethod",
+    "compose",
+    "construct_scalar_order5",
+    "evaluate_program",
+    "expansions",
+    "program_taylor",
+    "split_phi_linear",
+    "taylor_about",
+]
+
+
+@dataclass(frozen=True)
+class Expansion:
+    """Where a definition is taken from its Taylor polynomial of degree ``degree`` about
+    ``center``: |z - center| < ``radius``. About 0 the coefficients are exact rationals (a
+    removable singularity there is divided out); about another center they are computed from
+    the program at high precision (Cauchy's integral on a circle, see :func:`taylor_about`)."""
+
+    center: sympy.Rational
+    radius: sympy.Rational
+    degree: int
 
 
 @dataclass(frozen=True)
 class Definition:
     """One step of a straight-line program: ``name = expr`` (expr in z, phi and earlier names).
 
-    ``series_below`` (a positive rational r) and ``series_degree`` (N): for |z| < r the value is
-    taken from the exact Taylor polynomial of degree N about z = 0 (removable singularity)."""
+    ``series``: the expansions used instead of ``expr`` where they apply (the first that
+    applies; ``expr`` elsewhere), for a removable singularity at 0 and where ``expr`` loses
+    digits to cancellation."""
 
     name: str
     expr: sympy.Expr
-    series_below: sympy.Rational | None = None
-    series_degree: int | None = None
+    series: tuple[Expansion, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -76,10 +107,11 @@ def compose(definitions: tuple[Definition, ...] | list[Definition]) -> dict[str,
     """The exact value of every definition as one quotient N/D of expanded polynomials in z and
     phi_k(c z), earlier names substituted.
 
-    Every division in a program is by a name whose value is a polynomial (b_6, b_7, d_52), so a
-    value is kept as (N, {divisor: power}) and sums bring terms to the common monomial in the
-    divisors: exact, and free of the polynomial gcds a rational-function field would compute
-    (which take minutes here)."""
+    Every division in a program is by an earlier name, so a value is kept as
+    (N, {divisor: power}) with polynomial divisors (a name's value, or the numerator of a name's
+    quotient value: 1/(N/D) = D/N), and sums bring terms to the common monomial in the divisors:
+    exact, and free of the polynomial gcds a rational-function field would compute (which take
+    minutes here)."""
     atoms = sorted(set().union(*(d.expr.atoms(phi) for d in definitions)), key=str)
     polynomial_ring, *generators = ring([Z, *atoms], QQ)
     leaves = dict(zip([Z, *atoms], generators, strict=True))
@@ -97,7 +129,17 @@ def compose(definitions: tuple[Definition, ...] | list[Definition]) -> dict[str,
 
         return lift(n1, d1), lift(n2, d2), divisors
 
+    def normal(numerator, divisors: dict[str, int]):
+        """Divisors of negative power multiply the numerator; zero powers are dropped."""
+        for k, power in divisors.items():
+            if power < 0:
+                numerator = numerator * values[k][0] ** (-power)
+        return numerator, {k: power for k, power in divisors.items() if power > 0}
+
     def evaluate(expr: sympy.Expr):
+        return normal(*raw(expr))
+
+    def raw(expr: sympy.Expr):
         if expr in leaves:
             return leaves[expr], {}
         if isinstance(expr, sympy.Symbol):
@@ -116,21 +158,28 @@ def compose(definitions: tuple[Definition, ...] | list[Definition]) -> dict[str,
         if expr.is_Mul:
             numerator, divisors = one, {}
             for factor in expr.args:
-                n, d = evaluate(factor)
+                n, d = raw(factor)
                 numerator = numerator * n
                 for k, power in d.items():
                     divisors[k] = divisors.get(k, 0) + power
-            return numerator, divisors
+            return normal(numerator, divisors)
         if expr.is_Pow and expr.exp.is_Integer:
             if expr.exp > 0:
                 n, d = evaluate(expr.base)
                 return n ** int(expr.exp), {k: p * int(expr.exp) for k, p in d.items()}
-            base = expr.base
-            if isinstance(base, sympy.Symbol) and base.name in values and not values[base.name][1]:
-                return one, {base.name: -int(expr.exp)}
+            base, power = expr.base, -int(expr.exp)
+            if isinstance(base, sympy.Symbol) and base.name in values:
+                numerator, divisors = values[base.name]
+                if not divisors:
+                    return one, {base.name: power}
+                # 1/(N/D) = D/N: the numerator N becomes a divisor of its own, and D a divisor
+                # of negative power (cancelled against equal divisors of the other factors).
+                key = f"{base.name}.numerator"
+                values.setdefault(key, (numerator, {}))
+                return one, {key: power} | {k: -p * power for k, p in divisors.items()}
         raise InputError(
             f"definition term {expr} is not a polynomial in z, phi and earlier names divided by "
-            "names whose values are polynomials"
+            "earlier names"
         )
 
     exact: dict[str, sympy.Expr] = {}
@@ -140,7 +189,7 @@ def compose(definitions: tuple[Definition, ...] | list[Definition]) -> dict[str,
         denominator = one
         for k, power in sorted(divisors.items()):
             denominator = denominator * values[k][0] ** power
-        if denominator == one:
+        if denominator == one or not numerator:
             exact[definition.name] = numerator.as_expr()
         else:
             exact[definition.name] = sympy.Mul(
@@ -170,6 +219,203 @@ def _check_nodes(nodes: list[Any]) -> tuple[sympy.Rational, ...]:
     return c
 
 
+def expansions(series: Any) -> tuple[Expansion, ...]:
+    """(center, radius, degree) triples as validated :class:`Expansion` s: rational centers
+    <= 0, radii in (0, 8], degrees in 1..60."""
+    try:
+        triples = [tuple(item) for item in series]
+    except TypeError:
+        triples = [()]
+    result = []
+    for triple in triples:
+        if len(triple) != 3:
+            raise InputError(
+                f"parameter 'series' must hold (center, radius, degree) triples, got {series!r}"
+            )
+        center, radius = sympy.nsimplify(triple[0]), sympy.nsimplify(triple[1])
+        degree = triple[2]
+        if not (center.is_Rational and center <= 0):
+            raise InputError(f"parameter 'series': center must be a rational <= 0, got {center}")
+        if not (radius.is_Rational and 0 < radius <= 8):
+            raise InputError(
+                f"parameter 'series': radius must be a rational in (0, 8], got {radius}"
+            )
+        if isinstance(degree, bool) or not (isinstance(degree, int) and 1 <= degree <= 60):
+            raise InputError(
+                f"parameter 'series': degree must be an integer in 1..60, got {degree!r}"
+            )
+        result.append(Expansion(center, radius, degree))
+    if not result:
+        raise InputError("parameter 'series' must hold at least one (center, radius, degree)")
+    return tuple(result)
+
+
+def _mp_phi(k: Any, x: Any) -> Any:
+    return mpmath.hyp1f1(1, int(k) + 1, x) / mpmath.factorial(int(k))
+
+
+def evaluate_program(
+    definitions: tuple[Definition, ...] | list[Definition], z: Any, upto: str | None = None
+) -> dict[str, Any]:
+    """Every definition (up to and including ``upto``) evaluated from its expr in mpmath at the
+    current precision; z may be complex."""
+    names = [sympy.Symbol(d.name) for d in definitions]
+    values: dict[str, Any] = {}
+    for definition in definitions:
+        function = _lambdified(definition.expr, tuple(names))
+        values[definition.name] = function(z, *values.values(), *[0] * (len(names) - len(values)))
+        if definition.name == upto:
+            break
+    return values
+
+
+@functools.lru_cache(maxsize=512)
+def _lambdified(expr: sympy.Expr, names: tuple[sympy.Symbol, ...]) -> Any:
+    return sympy.lambdify([Z, *names], expr, modules=[{"phi": _mp_phi}, "mpmath"])
+
+
+def taylor_about(
+    definitions: tuple[Definition, ...] | list[Definition],
+    name: str,
+    expansion: Expansion,
+    digits: int = 50,
+    points: int = 128,
+) -> list[float]:
+    """Taylor coefficients t_0..t_N (N = expansion.degree) of definition ``name`` about a
+    center != 0, from Cauchy's integral t_m = (1/2 pi i) oint f(w) (w - c)^{-m-1} dw on the
+    circle of the expansion's radius (trapezoidal rule at ``points`` points: its error is the
+    aliasing t_{m+points} r^points, geometrically small while the circle stays inside the disc of
+    convergence), evaluated at ``digits`` digits. Refused when the computed tail
+    |t_N| r^N is not below 1e-17 of |t_0| (the degree is too low, or the disc too large)."""
+    center, radius = expansion.center, expansion.radius
+    with mpmath.workdps(digits):
+        c, r = mpmath.mpf(center.p) / center.q, mpmath.mpf(radius.p) / radius.q
+        samples = [
+            evaluate_program(definitions, c + r * mpmath.expjpi(2 * mpmath.mpf(k) / points), name)[
+                name
+            ]
+            for k in range(points)
+        ]
+        coefficients = []
+        for m in range(expansion.degree + 1):
+            total = mpmath.fsum(
+                samples[k] * mpmath.expjpi(-2 * mpmath.mpf(k * m) / points) for k in range(points)
+            )
+            coefficients.append(mpmath.re(total) / points / r**m)
+        tail = abs(coefficients[-1]) * r**expansion.degree
+        if not tail < mpmath.mpf("1e-17") * abs(coefficients[0]):
+            raise InputError(
+                f"{name}: the expansion about {center} of degree {expansion.degree} leaves a tail "
+                f"{mpmath.nstr(tail, 3)} on |z - {center}| < {radius}; raise the degree or shrink "
+                "the radius"
+            )
+        return [float(q) for q in coefficients]
+
+
+_EXTRA_DEGREE = 8  # series are carried this far beyond the degree asked for, for divisions
+
+
+def program_taylor(
+    definitions: tuple[Definition, ...] | list[Definition], name: str, degree: int
+) -> list[Fraction]:
+    """The exact Taylor coefficients t_0..t_degree about z = 0 of definition ``name``, by
+    truncated power-series arithmetic through the program (phi_k(c z) = sum c^m z^m/(m+k)!);
+    a division by a series that vanishes at 0 to order v divides the common z^v out of both
+    (a removable singularity), which costs v coefficients of the degree carried. Cheaper by far
+    than expanding the composed quotient: the cost grows with the program, not with its
+    expansion."""
+    carried = degree + _EXTRA_DEGREE
+    series: dict[str, tuple[list[Fraction], int]] = {}
+
+    def constant(q: Fraction) -> tuple[list[Fraction], int]:
+        return [Fraction(q)] + [Fraction(0)] * carried, carried
+
+    def product(x, y):
+        (a, ka), (b, kb) = x, y
+        known = min(ka, kb)
+        return [sum(a[i] * b[m - i] for i in range(m + 1)) for m in range(known + 1)], known
+
+    def quotient(x, y):
+        (a, ka), (b, kb) = x, y
+        v = next((m for m, q in enumerate(b[: kb + 1]) if q != 0), None)
+        if v is None or any(q != 0 for q in a[:v]):
+            raise InputError(f"{name}: a division in the program is singular at z = 0")
+        a, b, known = a[v:], b[v:], min(ka, kb) - v
+        result: list[Fraction] = []
+        for m in range(known + 1):
+            result.append((a[m] - sum(result[i] * b[m - i] for i in range(m))) / b[0])
+        return result, known
+
+    def evaluate(expr: sympy.Expr):
+        if expr == Z:
+            return [Fraction(0), Fraction(1)] + [Fraction(0)] * (carried - 1), carried
+        if expr.is_Rational:
+            return constant(Fraction(int(expr.p), int(expr.q)))
+        if isinstance(expr, sympy.Symbol):
+            return series[expr.name]
+        if isinstance(expr, phi):
+            k, scale = int(expr.args[0]), sympy.nsimplify(expr.args[1] / Z)
+            c = Fraction(int(scale.p), int(scale.q))
+            return [c**m / factorial(m + k) for m in range(carried + 1)], carried
+        if expr.is_Add:
+            terms = [evaluate(t) for t in expr.args]
+            known = min(k for _, k in terms)
+            return [sum(t[m] for t, _ in terms) for m in range(known + 1)], known
+        if expr.is_Mul:
+            numerator, denominator = constant(Fraction(1)), constant(Fraction(1))
+            for factor in expr.args:
+                if factor.is_Pow and factor.exp.is_Integer and factor.exp < 0:
+                    for _ in range(-int(factor.exp)):
+                        denominator = product(denominator, evaluate(factor.base))
+                else:
+                    numerator = product(numerator, evaluate(factor))
+            return quotient(numerator, denominator)
+        if expr.is_Pow and expr.exp.is_Integer:
+            base, result = evaluate(expr.base), constant(Fraction(1))
+            for _ in range(abs(int(expr.exp))):
+                result = product(result, base)
+            return result if expr.exp > 0 else quotient(constant(Fraction(1)), result)
+        raise InputError(f"{name}: cannot expand the program term {expr} in a Taylor series")
+
+    for definition in definitions:
+        series[definition.name] = evaluate(definition.expr)
+        if definition.name == name:
+            coefficients, known = series[name]
+            if known < degree:
+                raise InputError(
+                    f"{name}: its divisions vanish at 0 to order > {_EXTRA_DEGREE}; the series "
+                    f"is known to degree {known} only"
+                )
+            return coefficients[: degree + 1]
+    raise InputError(f"{name}: no such definition in the program")
+
+
+def split_phi_linear(
+    expr: sympy.Expr, groups: dict[sympy.Expr, sympy.Symbol], define: Any
+) -> sympy.Expr:
+    """expr (a polynomial in names and phi values, linear in the phi values) as
+    sum_m m * f_m with m a monomial in the names and f_m phi-linear; each f_m with more than one
+    term becomes a definition of its own (``define(label, value)``; equal ones are shared through
+    ``groups``). A phi-linear f_m is then evaluated in its own cancellation-free form, instead of
+    its terms being spread over a sum of products."""
+    collected: dict[sympy.Expr, sympy.Expr] = {}
+    for term in sympy.Add.make_args(sympy.expand(expr)):
+        coefficient, phi_part = term.as_independent(phi)
+        rational, monomial = coefficient.as_coeff_Mul()
+        collected[monomial] = collected.get(monomial, 0) + rational * phi_part
+    result = []
+    for monomial, value in collected.items():
+        if value.has(phi) and len(sympy.Add.make_args(value)) > 1:
+            if -value in groups:
+                value = -groups[-value]
+            else:
+                if value not in groups:
+                    groups[value] = define(f"f{len(groups) + 1}", value)
+                value = groups[value]
+        result.append(monomial * value)
+    return sympy.Add(*result)
+
+
 def _solve_linear(equations: list[sympy.Expr], unknowns: list[sympy.Symbol]) -> dict:
     matrix, rhs = sympy.linear_eq_to_matrix([sympy.expand(e) for e in equations], unknowns)
     if sympy.expand(matrix.det()) == 0:
@@ -183,20 +429,17 @@ def _solve_linear(equations: list[sympy.Expr], unknowns: list[sympy.Symbol]) -> 
 def construct_scalar_order5(
     nodes: list[Any],
     name: str = "scalar_order5",
-    series_below: Any = 1,
-    series_degree: int = 40,
+    series: Any = (("0", "1", 40),),
     domain: str = "z < 0",
     **metadata: Any,
 ) -> StraightLineMethod:
-    """The 7-stage scalar stiff-order-5 method on ``nodes`` (see the module docstring)."""
+    """The 7-stage scalar stiff-order-5 method on ``nodes`` (see the module docstring);
+    ``series``: (center, radius, degree) triples for a_52 (:func:`expansions`), the first
+    about 0."""
     c = _check_nodes(nodes)
-    if not (isinstance(series_degree, int) and 1 <= series_degree <= 60):
-        raise InputError(
-            f"parameter 'series_degree' must be an integer in 1..60, got {series_degree}"
-        )
-    radius = sympy.nsimplify(series_below)
-    if not (radius.is_Rational and 0 < radius <= 2):
-        raise InputError(f"parameter 'series_below' must be a rational in (0, 2], got {radius}")
+    series_a52 = expansions(series)
+    if series_a52[0].center != 0:
+        raise InputError("parameter 'series': the first expansion must be about 0 (a_52 is 0/0)")
 
     def P(k: int, x: sympy.Expr) -> sympy.Expr:
         return phi(k, x * Z)
@@ -238,9 +481,13 @@ def construct_scalar_order5(
         return sympy.expand(solution[x]), sympy.expand(solution[y])
 
     a: dict[tuple[int, int], sympy.Expr] = {}
-    a[(3, 2)] = define("a32", c[2] ** 2 * P(2, c[2]) / c[1])
-    a42, a43 = stage_order(4, {}, (2, 3))
-    a[(4, 2)], a[(4, 3)] = define("a42", a42), define("a43", a43)
+    raw = {(3, 2): c[2] ** 2 * P(2, c[2]) / c[1]}
+    raw[(4, 2)], raw[(4, 3)] = stage_order(4, {}, (2, 3))
+    for key, value in raw.items():
+        a[key] = define(f"a{key[0]}{key[1]}", value)
+    for i in (2, 3, 4):
+        first_column = c[i - 1] * P(1, c[i - 1]) - sympy.Add(*[raw[(i, j)] for j in range(2, i)])
+        a[(i, 1)] = define(f"a{i}1", sympy.expand(first_column))
     u = {n: S(n) for n in ("a52", "a62", "a72", "a73", "a74")}
     rows: dict[tuple[int, int], sympy.Expr] = {(5, 2): u["a52"], (6, 2): u["a62"], (6, 3): 0}
     rows[(5, 3)], rows[(5, 4)] = stage_order(5, {2: u["a52"]}, (3, 4))
@@ -270,28 +517,81 @@ def construct_scalar_order5(
     first = _solve_linear([r1, r2], [u["a62"], u["a72"]])
     r3, r4, r5 = (sympy.expand(r.xreplace(first)) for r in (r3, r4, r5))
     second = _solve_linear([r3, r5], [u["a73"], u["a74"]])
-    r4 = sympy.together(sympy.expand(r4.xreplace(second)))
-    numerator = sympy.expand(sympy.numer(r4))
-    if sympy.Poly(numerator, u["a52"]).degree() != 1:
+    solved = {k: sympy.expand(v.xreplace(second)) for k, v in {**first, **second}.items()}
+    quadratic = sympy.expand(sympy.numer(sympy.together(r4.xreplace(second))))
+    if sympy.Poly(quadratic, u["a52"]).degree() != 1:
         raise InputError("internal: condition R4 is not affine in a_52 for these nodes")
-    n52 = define("n52", numerator.coeff(u["a52"], 0))
-    d52 = define("d52", numerator.coeff(u["a52"], 1))
-    definitions.append(Definition("a52", -n52 / d52, radius, series_degree))
-    names = {(5, 2): "a52", (6, 2): "a62", (7, 2): "a72", (7, 3): "a73", (7, 4): "a74"}
-    solved = {(6, 2): first[u["a62"]], (7, 2): first[u["a72"]]}
-    solved |= {(7, 3): second[u["a73"]], (7, 4): second[u["a74"]]}
-    for key in ((5, 3), (5, 4), (6, 2), (6, 4), (6, 5), (7, 2), (7, 3), (7, 4), (7, 5), (7, 6)):
+
+    # Every entry of rows 5..7 is affine in a_52: a_ij = e_ij + s_ij a_52. The parts are named,
+    # and their phi-linear pieces are named again, so that no sum mixes terms of different size
+    # more than the conditions themselves do (see split_phi_linear).
+    affine: dict[tuple[int, int], tuple[sympy.Expr, sympy.Expr]] = {}
+    for i in (5, 6, 7):
+        for j in range(2, i):
+            value = sympy.expand(sympy.sympify(entry.get((i, j), 0)).xreplace(solved))
+            affine[(i, j)] = (value.subs(u["a52"], 0), value.coeff(u["a52"]))
+        rest = sympy.Add(*[affine[(i, j)][0] for j in range(2, i)])
+        slope = sympy.Add(*[affine[(i, j)][1] for j in range(2, i)])
+        affine[(i, 1)] = (sympy.expand(c[i - 1] * P(1, c[i - 1]) - rest), sympy.expand(-slope))
+    groups: dict[sympy.Expr, sympy.Symbol] = {}
+
+    def named(label: str, expr: sympy.Expr) -> sympy.Expr:
+        """expr itself when it is a rational or one name, else a definition of it."""
+        expr = split_phi_linear(expr, groups, define)
+        if expr.is_Rational or isinstance(expr, sympy.Symbol):
+            return expr
+        return define(label, expr)
+
+    part: dict[tuple[int, int], tuple[sympy.Expr, sympy.Expr]] = {
+        (3, 2): (a[(3, 2)], sympy.Integer(0)),
+        (4, 2): (a[(4, 2)], sympy.Integer(0)),
+        (4, 3): (a[(4, 3)], sympy.Integer(0)),
+        (5, 2): (sympy.Integer(0), sympy.Integer(1)),
+    }
+
+    def E(i: int, j: int) -> tuple[sympy.Expr, sympy.Expr]:
+        if (i, j) not in part:
+            e, slope = affine.get((i, j), (sympy.Integer(0), sympy.Integer(0)))
+            part[(i, j)] = (named(f"e{i}{j}", e), named(f"s{i}{j}", slope))
+        return part[(i, j)]
+
+    # R4 = sum_i b_i sum_j a_ij a_j2 = n52 + d52 a_52 (+ a quadratic term that vanishes).
+    n_terms, d_terms = [], []
+    for i in rows_b:
+        for j in range(3, i):
+            (e_ij, s_ij), (e_j2, s_j2) = E(i, j), E(j, 2)
+            n_terms.append(b[i] * e_ij * e_j2)
+            d_terms.append(b[i] * (e_ij * s_j2 + s_ij * e_j2))
+    n52 = define("n52", sympy.Add(*n_terms))
+    d52 = define("d52", sympy.Add(*d_terms))
+    definitions.append(Definition("a52", -n52 / d52, series_a52))
+    names = {(5, 2): "a52"}
+    for key in sorted(affine):
+        if key == (5, 2) or key == (6, 3):
+            continue
+        e, slope = E(*key)
         label = f"a{key[0]}{key[1]}"
-        define(label, sympy.expand(solved.get(key, rows[key])))
+        define(label, e + slope * S("a52"))
         names[key] = label
+    a_names = {key: f"a{key[0]}{key[1]}" for key in a} | names
+    b_names = {i: f"b{i}" for i in weighted}
+    # The program's own first column must satisfy the row-sum identity; checked exactly, with
+    # b_i and a_52 as independent symbols (a stronger statement, and cheap; the tableau itself
+    # takes a_i1 from the identity: testing quotients there needs gcds).
+    kept = {*b.values(), S("a52")}
+    inline = {S(d.name): d.expr for d in definitions if S(d.name) not in kept}
+    for i in range(2, 8):
+        residual = sympy.Add(*[S(a_names[(i, j)]) for j in range(1, i) if (i, j) in a_names])
+        while residual.free_symbols & inline.keys():
+            residual = residual.xreplace(inline)
+        if sympy.expand(residual - c[i - 1] * P(1, c[i - 1])) != 0:
+            raise InputError(f"internal: the program's row {i} violates the row-sum identity")
     values = compose(definitions)
     symbols = {S(k): v for k, v in values.items()}
-    a_names = {(3, 2): "a32", (4, 2): "a42", (4, 3): "a43"} | names
-    b_names = {i: f"b{i}" for i in weighted}
     tableau = ExpRKTableau.from_coefficients(
         name,
         list(c),
-        {key: symbols[S(label)] for key, label in a_names.items()},
+        {key: symbols[S(label)] for key, label in a_names.items() if key[1] != 1},
         {i: symbols[S(label)] for i, label in b_names.items()},
         **metadata,
     )

@@ -21,7 +21,7 @@ import math
 
 import torch
 
-__all__ = ["MAX_K", "phi", "phi_all", "phi_all_float", "phi_float"]
+__all__ = ["MAX_K", "phi", "phi_all", "phi_all_float", "phi_float", "psi_all_float"]
 
 MAX_K = 12
 _SERIES_TERMS = 48  # |z| < 12: 12^48/(48+k)! < 1e-17 phi_k(z) for every k <= MAX_K
@@ -101,3 +101,30 @@ def phi_all_float(z: float, k_max: int) -> list[float]:
 def phi_float(k: int, z: float) -> float:
     """phi_k(z) for a Python float, in float64."""
     return phi_all_float(z, _check_k(k))[k]
+
+
+_PSI_ASYMPTOTIC = 700.0  # beyond, e^{-y} y^j / j! < 1e-290: psi_j(-y) = j!/y^(j+1) in float64
+
+
+def psi_all_float(x: float, j_max: int) -> list[float]:
+    """[psi_0(x), ..., psi_{j_max}(x)] for a float x <= 0, in float64, where
+
+        psi_j(x) = int_0^1 e^{s x} s^j ds = j! e^x phi_{j+1}(-x).
+
+    The integrand is positive, so a combination sum_j r_j psi_j(c z) of a polynomial
+    p(s) = sum_j r_j s^j loses no digits to cancellation unless p itself changes sign where
+    e^{s c z} is large: this is the form in which phi-linear coefficients that decay like 1/z^2
+    (quadrature weights of spec-dpmsolver-res.md §2.2, whose polynomial vanishes at s = 0) are
+    evaluated for z <= 0 (phi_k(z) = int_0^1 e^{(1-theta) z} theta^{k-1}/(k-1)! dtheta with
+    s = 1 - theta). phi_{j+1}(-x) has positive Taylor terms and a forward recurrence that
+    amplifies nothing for -x >= j + 1, so every psi_j is accurate to a few ulps."""
+    _check_k(j_max + 1)
+    x = float(x)
+    if not (math.isfinite(x) and x <= 0):
+        raise ValueError(f"psi: parameter 'x' must be finite and <= 0, got {x!r}")
+    y = -x
+    if y > _PSI_ASYMPTOTIC:
+        return [math.factorial(j) / y ** (j + 1) for j in range(j_max + 1)]
+    scale = math.exp(x)
+    values = phi_all_float(y, j_max + 1)
+    return [math.factorial(j) * scale * values[j + 1] for j in range(j_max + 1)]

@@ -6,7 +6,7 @@ import sympy
 from sympy import Rational, exp, factorial, oo
 
 from phiforge.derive.errors import InputError
-from phiforge.derive.phi import phi
+from phiforge.derive.phi import as_psi, phi, psi
 
 
 def reference(k: int, z: mpmath.mpf) -> mpmath.mpf:
@@ -105,3 +105,22 @@ def test_latex_and_rewrite(z):
 def test_bad_index_is_rejected_naming_k(z, k):
     with pytest.raises(InputError, match="'k'"):
         phi(k, z)
+
+
+def test_as_psi_rewrites_a_phi_linear_combination_exactly():
+    z = sympy.Symbol("z")
+    b4 = 16 * phi(2, z) - Rational(416, 3) * phi(3, z) + 576 * phi(4, z) - 1024 * phi(5, z)
+    expr = b4 + phi(1, z / 2) / 2 - 3 * phi(3, 3 * z / 4) + 5
+    form = as_psi(expr, z)
+    assert form.coeff(psi(0, z)) == 0  # b_4 = O(1/z^2): its polynomial vanishes at s = 0
+    assert form.coeff(psi(1, z)) == Rational(16, 3)
+    for value in (Rational(-37, 10), Rational(-1, 1000), Rational(-25, 1)):
+        difference = (expr - form.rewrite(phi)).subs(z, value)
+        assert sympy.N(difference, 60) == pytest.approx(0, abs=1e-50)
+    assert psi(3, 0) == Rational(1, 4)
+
+
+def test_as_psi_refuses_products_of_phi():
+    z = sympy.Symbol("z")
+    with pytest.raises(InputError, match="not a rational multiple"):
+        as_psi(phi(1, z) * phi(2, z), z)
