@@ -70,7 +70,7 @@ def _one_step(name: str, drift) -> float:
 )
 def test_one_step_exactness_pattern(case, drift):
     for name in case["exact"]:
-        # res_5s sums 7 stages whose coefficients carry ~1e-13 relative rounding (1.4e-14 here)
+        # res_5s sums 7 stages (measured 5.3e-15 linear, 1.1e-14 quadratic)
         assert _one_step(name, drift) < (5e-14 if name == "res_5s" else 1e-14), name
     for name, error in case["errors"].items():
         assert _one_step(name, drift) == pytest.approx(error, rel=2e-5), name
