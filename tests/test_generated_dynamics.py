@@ -5,10 +5,10 @@ import math
 import mpmath
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import HealthCheck, Phase, assume, example, given, settings
 from hypothesis import strategies as st
 
-from phiforge.runtime.stepping import generated_methods, integrate, load_method
+from phiforge.runtime.stepping import integrate, load_method, ode_methods
 
 # §10.4: one step lam 0.3 -> 1.3 of y' = -y + D(lam) from y = 0.7 (EDM, alpha = 1); multistep
 # history at lam = -0.5, -0.2 (and -0.9 for four steps).
@@ -81,6 +81,8 @@ LAM0, LAM1 = -math.log(20.0), -math.log(0.05)
 
 
 def _gaussian_error(method, mu, s, x0, amplitude, steps):
+    """Signed error y_N - y(LAM1) after ``steps`` steps on the smooth non-uniform grid."""
+
     def denoiser(x, lam):
         sigma = math.exp(-lam)
         return mu + s * s / (s * s + sigma * sigma) * (x - mu)
@@ -96,36 +98,55 @@ def _gaussian_error(method, mu, s, x0, amplitude, steps):
     if method.FAMILY == "multistep":
         start = [(exact(lam), lam) for lam in grid[: method.STEPS]]
     y = integrate(method, x0 if start is None else start[-1][0], grid, -1.0, denoiser, start=start)
-    return abs(y - exact(LAM1))
+    return y - exact(LAM1)
 
 
-def observed_order(name, mu, s, x0, amplitude, floor=1e-11):
-    """Slope of log(error) between the finest pair of N = 64, 128, 256, 512 steps whose errors
-    both stay above ``floor`` (100x the float64 round-off of these runs)."""
+STEPS = (8, 16, 32, 64, 128, 256, 512)
+
+
+def fitted_order(name, mu, s, x0, amplitude):
+    """(q, misfit): the order q (grid 0.5..8, step 0.01) for which the signed errors are best
+    explained by e(h) = C h^q + D h^(q+1), by least squares on e/h^q over the finest five N of
+    STEPS whose errors lie above the round-off (30 sqrt(N) eps |solution|) and below 1e-3.
+    The misfit is the RMS residual over |C|: small when the errors are in the asymptotic regime.
+
+    A slope between two N is not robust (measured on 840 random problems: the error crosses zero
+    for res_3m between N = 128 and 256, h^5 terms dominate res_4s down to round-off); the fit
+    with its next term is, wherever the misfit is small."""
     method = load_method(name)
-    errors = [_gaussian_error(method, mu, s, x0, amplitude, n) for n in (64, 128, 256, 512)]
-    usable = [i for i in range(3) if errors[i + 1] > floor]
-    i = usable[-1] if usable else 0
-    return math.log2(errors[i] / errors[i + 1])
+    errors = np.array([_gaussian_error(method, mu, s, x0, amplitude, n) for n in STEPS])
+    scale = abs(x0) + abs(mu) + 1.0
+    usable = [
+        i
+        for i, n in enumerate(STEPS)
+        if 30 * math.sqrt(n) * 2.2e-16 * scale < abs(errors[i]) < 1e-3 * scale
+    ][-5:]
+    h = np.array([1.0 / STEPS[i] for i in usable])
+    basis = np.stack([np.ones_like(h), h], axis=1)
+    best = (math.inf, 0.0)
+    for q in np.arange(0.5, 8.0, 0.01):
+        scaled = errors[usable] / h**q
+        coefficients, *_ = np.linalg.lstsq(basis, scaled, rcond=None)
+        misfit = float(np.sqrt(np.mean((basis @ coefficients - scaled) ** 2)))
+        misfit /= max(abs(float(coefficients[0])), 1e-300)
+        best = min(best, (misfit, float(q)))
+    return best[1], best[0]
 
 
-SINGLE_STEP_UP_TO_3 = [
-    n
-    for n in generated_methods()
-    if n.startswith(("dpm", "res_2s", "res_3s", "exp_"))
-    and not n.endswith("m")
-    and not n.endswith("_ref")
-]
+# Measured on 40 random problems of the domain below for every ODE method: every fit with misfit
+# < 1e-2 gives |q - claimed| <= 0.15 (worst 0.15); the fits beyond the claim by more than 0.15
+# (res_4m 2, res_4s 2, res_5s 1 of 40) all have misfit >= 1.7e-2: pre-asymptotic to round-off.
+MISFIT = 1e-2
 
 
-# Property test over problems away from degeneracies, for the single-step methods of order <= 3.
+@pytest.mark.parametrize("name", ode_methods())
 @settings(
     max_examples=3,
     deadline=None,
     derandomize=True,
     database=None,
     phases=[Phase.explicit, Phase.generate],
-    suppress_health_check=[HealthCheck.too_slow],
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 @given(
     mu=st.floats(-2, 2),
@@ -133,31 +154,19 @@ SINGLE_STEP_UP_TO_3 = [
     offset=st.floats(3, 7),
     amplitude=st.floats(-0.3, 0.3),
 )
-@example(mu=0.5, s=0.3, offset=6.5, amplitude=0.3)
-def test_observed_order_equals_claimed_order(mu, s, offset, amplitude):
-    for name in SINGLE_STEP_UP_TO_3:
-        claimed = load_method(name).CONVERGENCE_ORDER
-        order = observed_order(name, mu, s, mu + offset, amplitude)
-        assert abs(order - claimed) <= 0.15, (name, claimed, order)
+@example(mu=0.5, s=0.3, offset=6.5, amplitude=0.0)
+def test_observed_order_equals_claimed_order(name, mu, s, offset, amplitude):
+    order, misfit = fitted_order(name, mu, s, mu + offset, amplitude)
+    assume(misfit < MISFIT)  # the asymptotic regime is reached before round-off
+    assert abs(order - load_method(name).CONVERGENCE_ORDER) <= 0.15, (name, order, misfit)
 
 
-# Multistep and fourth-order methods on fixed §10.6-type problems (uniform or smooth steps). Their
-# slopes are pre-asymptotic on some other problems (error constants changing sign, h^5 terms
-# dominating before round-off): see docs/registry-and-codegen.md.
-@pytest.mark.parametrize(
-    ("name", "amplitude"),
-    [
-        ("res_2m", 0.0),
-        ("dpmpp_2m", 0.0),
-        ("res_3m", 0.0),
-        ("dpmpp_3m_ref", 0.0),
-        ("res_4m", 0.0),
-        ("res_4s", 0.3),
-    ],
-)
-def test_observed_order_of_multistep_and_fourth_order_methods(name, amplitude):
-    order = observed_order(name, 0.5, 0.3, 7.0, amplitude)
-    assert abs(order - load_method(name).CONVERGENCE_ORDER) <= 0.15
+@pytest.mark.parametrize("name", ode_methods())
+def test_the_order_fit_is_in_its_asymptotic_regime_on_a_fixed_problem(name):
+    # the property test above must not be vacuous: on this problem every method's fit applies
+    order, misfit = fitted_order(name, 0.5, 0.3, 7.0, 0.0)
+    assert misfit < MISFIT, (name, misfit)
+    assert abs(order - load_method(name).CONVERGENCE_ORDER) <= 0.15, (name, order)
 
 
 def test_one_step_of_res_5s_is_exact_for_quartic_drifts_only():
@@ -173,7 +182,7 @@ def test_observed_order_of_res_5s():
     # errors 2.2e-6, 5.8e-8, 1.6e-9, 4.7e-11, 1.4e-12 for N = 8, 16, 32, 64, 128 (slopes 5.26,
     # 5.17, 5.10, 5.05); beyond that the error meets float64 round-off
     method = load_method("res_5s")
-    errors = [_gaussian_error(method, 0.5, 0.5, 5.0, 0.3, n) for n in (16, 32, 64)]
+    errors = [abs(_gaussian_error(method, 0.5, 0.5, 5.0, 0.3, n)) for n in (16, 32, 64)]
     slopes = [math.log2(errors[i] / errors[i + 1]) for i in range(2)]
     assert all(abs(slope - 5) <= 0.2 for slope in slopes), slopes
     assert abs(slopes[-1] - 5) <= 0.15
