@@ -13,6 +13,7 @@ depends only on the record, so regenerating reproduces the files byte for byte.
 
 from __future__ import annotations
 
+import functools
 import json
 import textwrap
 from collections.abc import Mapping
@@ -553,14 +554,23 @@ def _stochastic_context(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def render_module(record: Mapping[str, Any]) -> str:
-    """The generated module of one record, as text."""
+    """The generated module of one record, as text (cached per process on the record's content
+    and the template's text: rendering res_5s takes seconds, and ``generate`` renders every
+    record)."""
     family = record["family"]
+    source = resources.files("phiforge.templates").joinpath(f"{family}.py.j2").read_text("utf-8")
+    return _rendered(family, source, json.dumps(record, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=128)
+def _rendered(family: str, source: str, record_text: str) -> str:
+    record = json.loads(record_text)
     context = {
         "singlestep": _singlestep_context,
         "multistep": _multistep_context,
         "stochastic": _stochastic_context,
     }[family](record)
-    return _environment().get_template(f"{family}.py.j2").render(**context)
+    return _environment().from_string(source).render(**context)
 
 
 def generate(
