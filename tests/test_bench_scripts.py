@@ -64,3 +64,24 @@ def test_distribution_benchmark_measures_against_exact_samples():
     assert [r["budget"] for r in rows["res_2s + restart"]] == [30]  # no room for it at 10
     assert rows["seeds_2"][1]["frechet"] < rows["seeds_2"][0]["frechet"]
     assert result["floor"]["frechet"] > 0 and result["floor"]["sliced_w2"] > 0
+
+
+def test_four_stage_study_reduces_the_last_condition_to_the_classical_one_at_z0():
+    import sympy
+
+    bench = _load("four_stages")
+    c2, c3, c4 = bench.C2, bench.C3, bench.C4
+    coefficients = bench.condition_iv_coefficients(degree=2)
+    _, factors = sympy.factor_list(coefficients[0], c2, c3, c4)
+    small = {str(f) for f, _ in factors}
+    assert {"c4 - 1", "6*c2*c4 - 4*c2 - 4*c4 + 3", "6*c2*c3 - 4*c2 - 4*c3 + 3"} <= small
+
+    def first_non_zero(nodes):
+        values = [
+            sympy.radsimp(sympy.expand(q.subs(dict(zip((c2, c3, c4), nodes, strict=True)))))
+            for q in coefficients
+        ]
+        return next((m for m, v in enumerate(values) if v != 0), None)
+
+    assert first_non_zero(bench.NODE_SETS["(1/3, 2/3, 1)"]) == 1  # 3/8 rule: classical only
+    assert first_non_zero(bench.NODE_SETS["Radau IA (6 -+ sqrt 6)/10, 1"]) is None  # to z^2
