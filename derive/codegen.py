@@ -228,7 +228,6 @@ def _common(record: Mapping[str, Any]) -> dict[str, Any]:
         "convergence_order": record["convergence_order"],
         "provenance_lines": _provenance_lines(record),
         "domain": _domain(record.get("domain")),
-        "phi_imports": "phi_all_float",
     }
 
 
@@ -290,12 +289,13 @@ def _series_constant(
     return [*lines, ")"]
 
 
-def _program_lines(record: Mapping[str, Any]) -> tuple[list, list, list, list]:
+def _program_lines(
+    record: Mapping[str, Any], definitions: tuple[Definition, ...]
+) -> tuple[list, list, list, list]:
     """Code for a straight-line record: each definition in order, phi-linear ones without the
     cancellation of their constant terms (in psi_j(c z) for z <= 0); a definition with
     expansions is taken from the first Taylor polynomial (Horner) whose disc holds z, and from
     its formula elsewhere."""
-    definitions = program_from_record(record)
     exact, lines, emitted, constants = [], [], [], []
     for definition in definitions:
         expr = definition.expr
@@ -367,7 +367,33 @@ def _singlestep_context(record: Mapping[str, Any]) -> dict[str, Any]:
         exact.append((f"b[{i}]", entry))
         emitter.assign(f"b{i}", entry)
         b_names.append(f"b{i}")
-    nodes = [sympy.nsimplify(x) for x in method.c]
+    return _tableau_module_context(
+        record,
+        method.c,
+        exact,
+        emitter.emitted,
+        emitter.lines,
+        a_rows,
+        b_names,
+        embedded=_embedded_context(record, s),
+    )
+
+
+def _tableau_module_context(
+    record: Mapping[str, Any],
+    nodes: Any,
+    exact: list,
+    emitted: list[sympy.Expr],
+    lines: list[str],
+    a_rows: list[str],
+    b_names: list[str],
+    constants: list[str] | None = None,
+    embedded: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The template context of a single-step module from its coefficient code (shared by the
+    tableau and the straight-line records)."""
+    s = len(b_names)
+    nodes = [sympy.nsimplify(x) for x in nodes]
     return _common(record) | {
         "stages": s,
         "nfe": record["nfe_per_step"],
@@ -375,12 +401,17 @@ def _singlestep_context(record: Mapping[str, Any]) -> dict[str, Any]:
         "nodes_code": ", ".join(_code(x) if x != 0 else "0.0" for x in nodes)
         + ("," if s == 1 else ""),
         "exact_lines": _exact_lines(exact),
-        "phi_lines": _phi_lines(emitter.emitted),
-        "coefficient_lines": emitter.lines,
+        "phi_lines": _phi_lines(emitted),
+        "coefficient_lines": lines,
+        "series_constants": constants or [],
         "a_rows": a_rows,
         "b_row": ", ".join(b_names) + ("," if s == 1 else ""),
-        "series_constants": [],
-        "embedded": _embedded_context(record, s),
+        "embedded": embedded,
+        "phi_imports": ", ".join(
+            name
+            for name, function in (("phi_all_float", phi), ("psi_all_float", psi))
+            if any(sympy.sympify(e).has(function) for e in emitted)
+        ),
     }
 
 
@@ -388,8 +419,9 @@ def _straightline_context(record: Mapping[str, Any]) -> dict[str, Any]:
     """A straight-line record names a definition for every coefficient (a_i1 included), so the
     module is written from the program alone (no composed quotients)."""
     s = int(record["stages"])
-    exact, lines, emitted, constants = _program_lines(record)
-    defined = {d.name for d in program_from_record(record)}
+    definitions = program_from_record(record)
+    exact, lines, emitted, constants = _program_lines(record, definitions)
+    defined = {d.name for d in definitions}
     a_rows = []
     for i in range(1, s + 1):
         names = []
@@ -405,25 +437,10 @@ def _straightline_context(record: Mapping[str, Any]) -> dict[str, Any]:
         a_rows.append("".join(f"{n}, " for n in names).rstrip())
     b_names = [record["coefficients"]["b"][str(i)] for i in range(1, s + 1)]
     exact.extend((f"b[{i}]", sympy.Symbol(n)) for i, n in enumerate(b_names, start=1) if n != "0")
-    nodes = [sympy.nsimplify(x) for x in record["nodes"]]
-    return _common(record) | {
-        "stages": s,
-        "nfe": record["nfe_per_step"],
-        "nodes_text": ", ".join(str(x) for x in nodes),
-        "nodes_code": ", ".join(_code(x) if x != 0 else "0.0" for x in nodes),
-        "exact_lines": _exact_lines(exact),
-        "phi_lines": _phi_lines(emitted),
-        "coefficient_lines": lines,
-        "series_constants": constants,
-        "a_rows": a_rows,
-        "b_row": ", ".join("0.0" if n == "0" else n for n in b_names),
-        "embedded": None,
-        "phi_imports": ", ".join(
-            name
-            for name, function in (("phi_all_float", phi), ("psi_all_float", psi))
-            if any(sympy.sympify(e).has(function) for e in emitted)
-        ),
-    }
+    b_names = ["0.0" if n == "0" else n for n in b_names]
+    return _tableau_module_context(
+        record, record["nodes"], exact, emitted, lines, a_rows, b_names, constants
+    )
 
 
 def _embedded_context(record: Mapping[str, Any], s: int) -> dict[str, Any] | None:

@@ -401,7 +401,7 @@ def _is_monomial(term: sympy.Expr) -> bool:
 def _phi_polynomial(expr: sympy.Expr, z: sympy.Symbol, ring: Ring, context: str):
     result: dict[tuple[Key, ...], Any] = {}
     terms = Add.make_args(expr)
-    if not all(_is_monomial(term) for term in terms):  # expanded already (composed programs)
+    if not all(_is_monomial(term) for term in terms):  # composed programs arrive expanded
         terms = Add.make_args(sympy.expand(expr))
     for term in terms:
         coefficient, keys = sympy.Integer(1), []

@@ -83,8 +83,7 @@ def singlestep_record(
     ``embedded`` ({"order", "b", "stiff_order"}) is an embedded companion on the same stages
     (error estimates for adaptive steps). With ``program`` (a straight-line construction whose
     tableau is ``method``) the record stores its definitions, the coefficients as their names
-    (a_i1 from the row sums unless the program defines it) and the domain of z where the
-    pivots do not vanish."""
+    (a_i1 included) and the domain of z where the pivots do not vanish."""
     if method.free_symbols:
         raise InputError(
             f"{method.name}: registry records need numeric nodes and coefficients; free "
@@ -143,14 +142,9 @@ def _program_coefficients(method: ExpRKTableau, program: StraightLineMethod) -> 
     s = method.stages
     a: dict[str, str] = {}
     for i in range(2, s + 1):
-        row = [program.a_names.get((i, j)) for j in range(2, i)]
-        names = [n for n in row if n is not None]
-        first = method.c[i - 1] * phi(1, method.c[i - 1] * Z)
-        if (i, 1) in program.a_names:
-            a[f"{i},1"] = program.a_names[(i, 1)]
-        else:
-            a[f"{i},1"] = f"{first} - ({' + '.join(names)})" if names else str(first)
-        for j in range(2, i):
+        if (i, 1) not in program.a_names:
+            raise InputError(f"{method.name}: the program must define a_{i}1 (first column)")
+        for j in range(1, i):
             a[f"{i},{j}"] = program.a_names.get((i, j), "0")
     b = {str(i): program.b_names.get(i, "0") for i in range(1, s + 1)}
     return {"a": a, "b": b}

@@ -33,7 +33,7 @@ docs/registry-and-codegen.md); its phi-linear ones are emitted in psi_j form for
 
 The pivots b_6, b_7 and d_52 must not vanish where the method is used; for the registered nodes
 they are positive on z < 0 (data prediction, z = -h) and b_7 vanishes near z = +3.2, so such a
-method is recorded with the domain z < 0 and refused in noise-prediction form.
+method is recorded with the domain z <= 0 and refused in noise-prediction form.
 """
 
 from __future__ import annotations
@@ -430,7 +430,7 @@ def construct_scalar_order5(
     nodes: list[Any],
     name: str = "scalar_order5",
     series: Any = (("0", "1", 40),),
-    domain: str = "z < 0",
+    domain: str = "z <= 0",
     **metadata: Any,
 ) -> StraightLineMethod:
     """The 7-stage scalar stiff-order-5 method on ``nodes`` (see the module docstring);
