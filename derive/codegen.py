@@ -35,6 +35,7 @@ from phiforge.derive.phibasis import (
     taylor,
 )
 from phiforge.derive.registry import (
+    corrector_from_record,
     default_registry_dir,
     list_records,
     multistep_from_record,
@@ -474,7 +475,7 @@ def _multistep_context(record: Mapping[str, Any]) -> dict[str, Any]:
         exact.append((f"beta[{m}]", weight))
         lines.extend(_assign(f"beta{m}", weight))
         names.append(f"beta{m}")
-    return _common(record) | {
+    context = _common(record) | {
         "steps": k,
         "exact_lines": _exact_lines(exact),
         "ratio_lines": [f"{r} = ratios[{index}]" for index, r in enumerate(method.ratios)],
@@ -482,7 +483,25 @@ def _multistep_context(record: Mapping[str, Any]) -> dict[str, Any]:
         "coefficient_lines": lines,
         "beta_row": ", ".join(names) + ("," if k == 1 else ""),
         "warmup": record.get("warmup", {}),
+        "corrected": False,
     }
+    corrector = corrector_from_record(record)
+    if corrector is not None:
+        exact, lines, names = [], [], []
+        for m, weight in enumerate(corrector.weights):
+            exact.append((f"gamma[{m}]", weight))
+            lines.extend(_assign(f"gamma{m}", weight))
+            names.append(f"gamma{m}")
+        context |= {
+            "corrected": True,
+            "predictor_orders": record["predictor_orders"],
+            "corrector_orders": record["corrector_orders"],
+            "corrector_exact_lines": _exact_lines(exact),
+            "corrector_phi_lines": _phi_lines(list(corrector.weights)),
+            "corrector_coefficient_lines": lines,
+            "gamma_row": ", ".join(names),
+        }
+    return context
 
 
 def _pycode(expr: sympy.Expr) -> str:

@@ -15,6 +15,13 @@ the quadrature conditions
 
 which hold identically for q < k by construction (stiff order k). For a diffusion ODE in log-SNR
 time, Z = -h (data prediction, G = x0 prediction) or Z = +h (noise prediction, G = -eps).
+An implicit (Adams-Moulton-type) formula adds the node tau_{-1} = 1, the new point: with k + 1
+values G_{n+1}, G_n, ..., G_{n-k+1} it has stiff order k + 1. Used as the corrector of a k-step
+predictor in PEC mode (predict, evaluate G at the prediction, correct; the next step starts from
+the corrected state and reuses that evaluation, so no extra model call), the pair has order k + 1
+(the predictor's local error O(h^{k+1}) enters multiplied by h gamma_{-1}). This is the
+construction of UniPC's corrector UniC with exact integration of the interpolant (Zhao et al.,
+"UniPC", arXiv 2302.04867, §3.1; B(h) = phi_1 rather than the paper's bh1/bh2 choices).
 Published variants with other weights (DPM-Solver++(2M) with phi_1/2 in place of phi_2; the
 reference-code 3M with its phi_3 term at half weight) are built from their formulas and receive
 their true verdicts from the same conditions.
@@ -43,6 +50,7 @@ __all__ = [
     "MultistepReport",
     "check_multistep",
     "exponential_adams",
+    "exponential_adams_moulton",
     "published_multistep",
     "step_ratios",
 ]
@@ -62,7 +70,10 @@ def _nodes(ratios: tuple[sympy.Expr, ...]) -> tuple[sympy.Expr, ...]:
 
 @dataclass(frozen=True)
 class MultistepMethod:
-    """Weights beta_m(z) on G_{n-m}, m = 0..k-1, as expressions in phi(q, z) and the ratios."""
+    """Weights beta_m(z) on G_{n-m}, m = 0..k-1, as expressions in phi(q, z) and the ratios.
+
+    ``implicit``: the first weight belongs to the new point (node 1), the others to G_{n-m},
+    m = 0..k-1; then there are k + 1 weights and k - 1 ratios."""
 
     name: str
     weights: tuple[sympy.Expr, ...]
@@ -70,12 +81,13 @@ class MultistepMethod:
     description: str = ""
     prediction: str | None = None
     ratios: tuple[sympy.Symbol, ...] = field(default=())
+    implicit: bool = False
 
     def __post_init__(self) -> None:
-        if len(self.weights) < 1:
-            raise InputError(f"{self.name}: a multistep method needs at least one weight")
-        if len(self.ratios) != len(self.weights) - 1:
-            raise InputError(f"{self.name}: need {len(self.weights) - 1} step ratios")
+        if len(self.weights) < 1 + int(self.implicit):
+            raise InputError(f"{self.name}: a multistep method needs at least one past weight")
+        if len(self.ratios) != self.steps - 1:
+            raise InputError(f"{self.name}: need {self.steps - 1} step ratios")
         residual = sympy.expand(sympy.Add(*self.weights) - phi(1, Z))
         if phi_combination(residual, Z, SYMBOLIC, f"{self.name}: weights"):
             raise InputError(
@@ -85,12 +97,14 @@ class MultistepMethod:
 
     @property
     def steps(self) -> int:
-        return len(self.weights)
+        """k: the values at the current and previous points the formula uses."""
+        return len(self.weights) - int(self.implicit)
 
     @cached_property
     def nodes(self) -> tuple[sympy.Expr, ...]:
-        """tau_m = -(r_1 + ... + r_m), the past points in units of the current step."""
-        return _nodes(self.ratios)
+        """tau_m = -(r_1 + ... + r_m), the past points in units of the current step (preceded by
+        1, the new point, for an implicit formula)."""
+        return ((sympy.Integer(1),) if self.implicit else ()) + _nodes(self.ratios)
 
     def weights_equal_steps(self) -> tuple[sympy.Expr, ...]:
         """The weights with every ratio r_m = 1 (constant step size)."""
@@ -103,7 +117,33 @@ def exponential_adams(k: int, name: str | None = None, **metadata) -> MultistepM
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise InputError(f"parameter 'k' (steps, = order) must be an integer >= 1, got {k!r}")
     ratios = step_ratios(k)
-    nodes = _nodes(ratios)
+    return MultistepMethod(
+        name=name or f"exp_adams_{k}",
+        weights=_lagrange_weights(_nodes(ratios)),
+        ratios=ratios,
+        **metadata,
+    )
+
+
+def exponential_adams_moulton(k: int, name: str | None = None, **metadata) -> MultistepMethod:
+    """The implicit exponential Adams formula on the new point and k past values, variable steps
+    (stiff order k + 1): the corrector of a k-step PEC pair."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise InputError(f"parameter 'k' (past values) must be an integer >= 1, got {k!r}")
+    ratios = step_ratios(k)
+    return MultistepMethod(
+        name=name or f"exp_adams_moulton_{k}",
+        weights=_lagrange_weights((sympy.Integer(1), *_nodes(ratios))),
+        ratios=ratios,
+        implicit=True,
+        **metadata,
+    )
+
+
+def _lagrange_weights(nodes: tuple[sympy.Expr, ...]) -> tuple[sympy.Expr, ...]:
+    """beta_m(z) = sum_q l_m^{(q)}(0) phi_{q+1}(z): exact integration against e^{(1-theta)z} of
+    the Lagrange interpolant on ``nodes`` (in units of the step, 0 = its start)."""
+    k = len(nodes)
     theta = sympy.Symbol("theta")
     weights = []
     for m in range(k):
@@ -119,9 +159,7 @@ def exponential_adams(k: int, name: str | None = None, **metadata) -> MultistepM
             ]
         )
         weights.append(weight)
-    return MultistepMethod(
-        name=name or f"exp_adams_{k}", weights=tuple(weights), ratios=ratios, **metadata
-    )
+    return tuple(weights)
 
 
 def published_multistep(name: str) -> MultistepMethod:

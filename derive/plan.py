@@ -21,7 +21,11 @@ from phiforge.derive.construct import (
     principal_error,
 )
 from phiforge.derive.errors import InputError
-from phiforge.derive.multistep import exponential_adams, published_multistep
+from phiforge.derive.multistep import (
+    exponential_adams,
+    exponential_adams_moulton,
+    published_multistep,
+)
 from phiforge.derive.registry import multistep_record, save_record, singlestep_record
 from phiforge.derive.straightline import construct_scalar_order5
 from phiforge.derive.tableau import ExpRKTableau
@@ -188,16 +192,28 @@ def build_record(name: str, entry: dict[str, Any]) -> dict[str, Any]:
         method = exponential_adams(
             entry["order"], name, prediction=entry.get("prediction"), description=description or ""
         )
+        corrected = entry.get("corrector", False)
+        if not isinstance(corrected, bool):
+            raise InputError(f"registry plan entry {name!r}: 'corrector' must be true or false")
+        construction = (
+            "exponential Adams: exact integration of the Lagrange interpolant of the last k "
+            "values (variable steps)"
+        )
+        if corrected:
+            construction += (
+                "; PEC corrector: exact integration of the interpolant of the new value and the "
+                "last k (exponential Adams-Moulton)"
+            )
         return multistep_record(
             method,
             {
                 "kind": "derived",
                 "family": "multistep",
                 "order": entry["order"],
-                "construction": "exponential Adams: exact integration of the Lagrange interpolant "
-                "of the last k values (variable steps)",
+                "construction": construction,
             },
             warmup=_warmup(name, entry, method.steps),
+            corrector=exponential_adams_moulton(entry["order"]) if corrected else None,
         )
     if entry.get("derive") == "scalar-order5":
         return scalar_order5_record(name, entry)

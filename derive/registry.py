@@ -35,6 +35,7 @@ __all__ = [
     "FORMAT_VERSION",
     "composed_definitions",
     "content_hash",
+    "corrector_from_record",
     "default_registry_dir",
     "list_records",
     "load_record",
@@ -160,25 +161,44 @@ def program_from_record(record: Mapping[str, Any]) -> tuple[Definition, ...]:
     return tuple(definitions)
 
 
-def multistep_record(
-    method: MultistepMethod,
-    provenance: Mapping[str, Any],
-    max_order: int | None = None,
-    warmup: Mapping[str, list[str]] | None = None,
-) -> dict[str, Any]:
-    """The record of an exponential Adams-type method (weights symbolic in the step ratios).
-
-    ``warmup`` names the starters for the first k - 1 steps (the j-th with j values at hand):
-    ``lower_order`` (the published convention) and ``order_preserving``.
-    """
-    report = check_multistep(method, max_order or method.steps + 2)
-    orders = {
+def _multistep_orders(report) -> dict[str, int]:
+    return {
         "stiff": report.stiff_order,
         "weak_stiff": report.weak_stiff_order,
         "nonstiff": report.nonstiff_order,
         "classical": report.classical_order,
         "max_checked": report.max_order,
     }
+
+
+def _quadrature_conditions(report) -> list[dict[str, Any]]:
+    return [
+        {"order": q + 1, "verdict": verdict, "residual": str(residual), "leading_term": str(lead)}
+        for q, (verdict, residual, lead) in enumerate(
+            zip(report.verdicts, report.residuals, report.leading_terms, strict=True)
+        )
+    ]
+
+
+def multistep_record(
+    method: MultistepMethod,
+    provenance: Mapping[str, Any],
+    max_order: int | None = None,
+    warmup: Mapping[str, list[str]] | None = None,
+    corrector: MultistepMethod | None = None,
+) -> dict[str, Any]:
+    """The record of an exponential Adams-type method (weights symbolic in the step ratios).
+
+    ``warmup`` names the starters for the first k - 1 steps (the j-th with j values at hand):
+    ``lower_order`` (the published convention) and ``order_preserving``. ``corrector`` (an
+    implicit formula on the same k past values and the new point) makes a PEC pair: its weights
+    are ``coefficients.gamma`` (index 0 the new point, m + 1 the m-th past value), its verdicts
+    ``conditions.corrector_quadrature``, and each order of the pair is min(corrector's,
+    predictor's + 1) (``orders``; the predictor's alone under ``predictor_orders``).
+    """
+    top = max_order or method.steps + 2 + int(corrector is not None)
+    report = check_multistep(method, top)
+    orders = _multistep_orders(report)
     record = {
         "format": FORMAT_VERSION,
         "name": method.name,
@@ -191,21 +211,30 @@ def multistep_record(
         "coefficients": {"beta": {str(m): str(w) for m, w in enumerate(method.weights)}},
         "orders": {"scalar": orders, "operator": orders},
         "convergence_order": orders["nonstiff"],
-        "conditions": {
-            "quadrature": [
-                {
-                    "order": q + 1,
-                    "verdict": verdict,
-                    "residual": str(residual),
-                    "leading_term": str(lead),
-                }
-                for q, (verdict, residual, lead) in enumerate(
-                    zip(report.verdicts, report.residuals, report.leading_terms, strict=True)
-                )
-            ]
-        },
+        "conditions": {"quadrature": _quadrature_conditions(report)},
         "provenance": dict(provenance),
     }
+    if corrector is not None:
+        if not corrector.implicit or corrector.ratios != method.ratios:
+            raise InputError(
+                f"{method.name}: parameter 'corrector' must be an implicit formula on the "
+                f"predictor's {method.steps} past values (ratios {method.ratios})"
+            )
+        corrector_report = check_multistep(corrector, top)
+        corrector_orders = _multistep_orders(corrector_report)
+        pair = {
+            key: corrector_orders[key]
+            if key == "max_checked"
+            # the predictor's error enters the corrected state multiplied by h gamma_new
+            else min(corrector_orders[key], orders[key] + 1)
+            for key in orders
+        }
+        record["coefficients"]["gamma"] = {str(m): str(w) for m, w in enumerate(corrector.weights)}
+        record["orders"] = {"scalar": pair, "operator": pair}
+        record["predictor_orders"] = orders
+        record["corrector_orders"] = corrector_orders
+        record["convergence_order"] = pair["nonstiff"]
+        record["conditions"]["corrector_quadrature"] = _quadrature_conditions(corrector_report)
     if warmup:
         record["warmup"] = {key: list(names) for key, names in warmup.items()}
     record["hash"] = content_hash(record)
@@ -304,5 +333,23 @@ def multistep_from_record(record: Mapping[str, Any]) -> MultistepMethod:
         weights=weights,
         ratios=ratios,
         description=record.get("description", ""),
+        prediction=record.get("prediction"),
+    )
+
+
+def corrector_from_record(record: Mapping[str, Any]) -> MultistepMethod | None:
+    """The corrector of a PEC multistep record (None for a plain multistep record)."""
+    if record["family"] != "multistep":
+        raise InputError(f"{record['name']}: not a multistep record")
+    gamma = record["coefficients"].get("gamma")
+    if not gamma:
+        return None
+    ratios = step_ratios(record["steps"])
+    local = {str(r): r for r in ratios}
+    return MultistepMethod(
+        name=f"{record['name']} corrector",
+        weights=tuple(_parse(gamma[str(m)], local) for m in range(record["steps"] + 1)),
+        ratios=ratios,
+        implicit=True,
         prediction=record.get("prediction"),
     )

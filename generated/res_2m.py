@@ -23,6 +23,7 @@ NAME = "res_2m"
 FAMILY = "multistep"
 STEPS = 2
 NFE_PER_STEP = 1
+CORRECTED = False
 PREDICTION = "data"
 ORDERS = {
     "operator": {

@@ -23,6 +23,7 @@ NAME = "res_3m"
 FAMILY = "multistep"
 STEPS = 3
 NFE_PER_STEP = 1
+CORRECTED = False
 PREDICTION = "data"
 ORDERS = {
     "operator": {

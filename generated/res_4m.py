@@ -23,6 +23,7 @@ NAME = "res_4m"
 FAMILY = "multistep"
 STEPS = 4
 NFE_PER_STEP = 1
+CORRECTED = False
 PREDICTION = "data"
 ORDERS = {
     "operator": {

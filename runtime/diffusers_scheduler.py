@@ -15,7 +15,8 @@ where y_anchor is the canonical state (x/alpha in data form, x/sigma in noise fo
 of the current step and N_j are earlier converted model outputs; so ``step`` holds no ``.item()``
 and no data-dependent branch (torch.compile-friendly). A single-step method with s stages makes
 s calls per step, its stage times inserted into ``timesteps`` (Heun-style, ``order`` = s); a
-multistep method makes one, with its starters (``warmup``) and diffusers' lower-order-final rule.
+multistep method makes one, with its starters (``warmup``) and diffusers' lower-order-final rule;
+a corrected (PEC) one first replaces the anchor by the previous step redone with the new output.
 A final sigma of 0 is the exact limit ``x = x0_hat`` (one call). Stochastic (SEEDS) methods take
 ``eta``, ``s_noise`` and ``method_options`` (their nodes); a call draws the unit normal of the
 next Brownian sub-interval from ``variance_noise`` or ``generator`` when it first needs it.
@@ -73,6 +74,10 @@ class _Call:
     release: tuple[int, ...]  # outputs no longer needed after this call
     draw: bool = False  # stochastic methods: draw one unit normal at this call
     noise_terms: tuple[tuple[int, float], ...] = ()  # (call index of the draw, weight)
+    # PEC (corrected multistep modules): the anchor is first replaced by
+    # correct_decay * previous anchor + sum_j w_j N_j, the previous step redone with this output
+    correct_decay: float | None = None
+    correct_terms: tuple[tuple[int, float], ...] = ()
 
 
 class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
@@ -295,17 +300,31 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
             return sigma if self._noise_form else alpha
 
         history: list[tuple[int, float]] = []  # (call index, lam) of grid-point evaluations
+        pending: dict[str, Any] = {}  # the correction the next grid-point call applies
         for index, step in enumerate(self._steps(list(inner)) if len(inner) > 1 else []):
             h = step.lam_next - step.lam
             z = L * h
             first = offset + len(calls)
             times.append((outer_times[index], True))
             history.insert(0, (first, step.lam))
+            correction, pending = pending, {}
+            if correction:  # the new value, then the values the corrected step used
+                correction["correct_terms"] = (
+                    (first, correction.pop("new_weight")),
+                    *correction["correct_terms"],
+                )
+            if h == 0:  # diffusers' grids may repeat their last sigma: a step of length 0
+                calls.append(
+                    dict(lam=step.lam, anchor=True, decay=1.0, terms=(), lam_next=step.lam_next)
+                    | correction
+                )
+                continue
             if step.module.FAMILY == "multistep":
                 k = step.module.STEPS
                 points = [lam for _, lam in history[:k]]
                 past = [points[m] - points[m + 1] for m in range(k - 1)]
-                beta = step.module.weights(z, tuple(p / h for p in past))
+                ratios = tuple(p / h for p in past)
+                beta = step.module.weights(z, ratios)
                 terms = tuple((history[m][0], h * beta[m]) for m in range(k))
                 calls.append(
                     dict(
@@ -314,8 +333,16 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
                         decay=math.exp(z),
                         terms=terms,
                         lam_next=step.lam_next,
+                        **correction,
                     )
                 )
+                if step.module.CORRECTED:
+                    gamma = step.module.corrector_weights(z, ratios)
+                    pending = dict(
+                        correct_decay=math.exp(z),
+                        new_weight=h * gamma[0],
+                        correct_terms=tuple((history[m][0], h * gamma[m + 1]) for m in range(k)),
+                    )
                 continue
             stochastic = step.module.FAMILY == "stochastic"
             params = dict(self.config.method_options or {}) if stochastic else {}
@@ -366,6 +393,7 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
                         lam_next=target,
                         draw=draw,
                         noise_terms=noise_terms,
+                        **(correction if stage == 0 else {}),
                     )
                 )
         if self._final_limit:
@@ -383,7 +411,7 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
             )
         last_use: dict[int, int] = {}
         for n, call in enumerate(calls, start=offset):
-            for j, _ in call["terms"]:
+            for j, _ in (*call["terms"], *call.get("correct_terms", ())):
                 last_use[j] = n
         program = []
         for n, call in enumerate(calls, start=offset):
@@ -402,6 +430,8 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
                     release=tuple(j for j, last in last_use.items() if last == n),
                     draw=call.get("draw", False),
                     noise_terms=call.get("noise_terms", ()),
+                    correct_decay=call.get("correct_decay"),
+                    correct_terms=call.get("correct_terms", ()),
                 )
             )
         self._limit_calls = {n for n, call in enumerate(calls, start=offset) if call.get("limit")}
@@ -449,7 +479,13 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
             value = -(work - call.alpha * x0) / call.sigma if self._noise_form else x0
             self._values[n] = value
             if call.anchor:
-                self._anchor = work / call.scale
+                if call.correct_decay is not None:  # PEC: the previous step, corrected
+                    corrected = call.correct_decay * self._anchor
+                    for j, weight in call.correct_terms:
+                        corrected = corrected + weight * self._values[j]
+                    self._anchor = corrected
+                else:
+                    self._anchor = work / call.scale
             if call.draw:  # one unit normal per Brownian sub-interval (stochastic methods)
                 self._draws[n] = (
                     variance_noise.to(device=work.device, dtype=work.dtype)

@@ -138,20 +138,30 @@ def run_steps(
 ) -> Any:
     """Execute a plan on y' = L y + N(y, lam); ``f(y, lam)`` returns N.
 
+    After a step of a corrected multistep module (``CORRECTED``, a PEC pair), the evaluation at
+    its prediction also corrects it (``module.correct``) before the next step starts from the
+    corrected state; the plan's last step stays uncorrected (no evaluation follows it).
     ``history`` holds (N value, lam) pairs of earlier points, oldest first. ``on_step(i, step,
-    y_new, value)`` is called after every step with the evaluation made at its start.
-    ``stochastic`` (eta, noise(lam_a, lam_b), s_noise, params) drives stochastic modules.
+    y_new, value)`` is called after every step with the evaluation made at its start (y_new of a
+    corrected step is its prediction). ``stochastic`` (eta, noise(lam_a, lam_b), s_noise, params)
+    drives stochastic modules.
     """
     values: list[Any] = [v for v, _ in reversed(history)]
     points: list[float] = [float(p) for _, p in reversed(history)]
+    pending: tuple[ModuleType, Any, float, list[float], list[Any]] | None = None
     for index, step in enumerate(steps):
         lam, h = step.lam, step.lam_next - step.lam
         if not h > 0:
             raise InputError(
                 f"step {index}: the grid must increase (lambda {lam} -> {step.lam_next})"
             )
-        start_state = y
         value = f(y, lam)
+        if pending is not None:
+            # PEC: redo the previous step with the value just evaluated at its prediction
+            corrector, y_before, h_before, past_before, values_before = pending
+            y = corrector.correct(y_before, h_before, L, [value, *values_before], past_before)
+            pending = None
+        start_state = y
         values.insert(0, value)
         points.insert(0, lam)
         module = step.module
@@ -181,6 +191,8 @@ def run_steps(
         else:
             k = module.STEPS
             past = [points[m] - points[m + 1] for m in range(k - 1)]
+            if module.CORRECTED:
+                pending = (module, y, h, past, values[:k])
             y = module.step(y, h, L, values[:k], past)
         keep = 8  # enough for any starter or multistep method (k <= 8)
         del values[keep:], points[keep:]

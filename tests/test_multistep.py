@@ -7,6 +7,7 @@ from phiforge.derive.errors import InputError
 from phiforge.derive.multistep import (
     check_multistep,
     exponential_adams,
+    exponential_adams_moulton,
     published_multistep,
     step_ratios,
 )
@@ -61,6 +62,21 @@ def test_exponential_adams_has_stiff_order_k(k):
     assert report.verdicts[k] == "fails"
 
 
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_exponential_adams_moulton_has_stiff_order_k_plus_1(k):
+    corrector = exponential_adams_moulton(k)
+    assert corrector.implicit and corrector.steps == k and len(corrector.weights) == k + 1
+    assert corrector.nodes[:2] == (1, 0)
+    report = check_multistep(corrector, k + 2)
+    assert report.stiff_order == k + 1
+    assert report.verdicts[k + 1] == "fails"
+
+
+def test_exponential_trapezoid_is_the_one_value_corrector():
+    # integrate the line through G_n (theta = 0) and G_{n+1} (theta = 1) against e^{(1-theta)z}
+    assert _equal(exponential_adams_moulton(1).weights, (P2, P1 - P2))
+
+
 def test_dpmpp_2m_dpmsolver_variant_is_weak_order_2():
     report = check_multistep(published_multistep("dpmpp_2m"), 4)
     assert report.verdicts[:2] == ["strong", "weak"]
@@ -80,5 +96,7 @@ def test_reference_3m_is_second_order():
 def test_bad_input():
     with pytest.raises(InputError, match="'k'"):
         exponential_adams(0)
+    with pytest.raises(InputError, match="'k'"):
+        exponential_adams_moulton(0)
     with pytest.raises(InputError, match="unknown published multistep"):
         published_multistep("dpmpp_9m")

@@ -15,6 +15,7 @@ from phiforge.derive.multistep import check_multistep
 from phiforge.derive.phi import phi
 from phiforge.derive.registry import (
     content_hash,
+    corrector_from_record,
     default_registry_dir,
     list_records,
     load_record,
@@ -75,6 +76,23 @@ def test_multistep_records_verdicts_are_reproduced(name):
         multistep_from_record(record), record["orders"]["scalar"]["max_checked"]
     )
     assert report.verdicts == [c["verdict"] for c in record["conditions"]["quadrature"]]
+    corrector = corrector_from_record(record)
+    if corrector is not None:  # a PEC pair: its orders are min(corrector, predictor + 1)
+        corrector_report = check_multistep(corrector, record["orders"]["scalar"]["max_checked"])
+        assert corrector_report.verdicts == [
+            c["verdict"] for c in record["conditions"]["corrector_quadrature"]
+        ]
+        assert record["orders"]["scalar"]["stiff"] == min(
+            corrector_report.stiff_order, report.stiff_order + 1
+        )
+
+
+def test_pec_pairs_are_one_order_above_their_predictor():
+    for k in (1, 2, 3):
+        record = RECORDS[f"res_{k}m_pc"]
+        assert record["predictor_orders"]["stiff"] == k
+        assert record["corrector_orders"]["stiff"] == k + 1
+        assert record["orders"]["scalar"]["stiff"] == record["convergence_order"] == k + 1
 
 
 def test_new_methods_reach_their_scalar_stiff_order():
@@ -166,6 +184,16 @@ def test_generated_multistep_weights_match_exact_expressions(name):
             for m, weight in enumerate(method.weights):
                 exact = float(sympy.N(weight.subs(values).subs(Z, sympy.nsimplify(z)), 30))
                 assert abs(got[m] - exact) <= 1e-12 * abs(exact), (name, m, z)
+    corrector = corrector_from_record(RECORDS[name])
+    assert (corrector is not None) == module.CORRECTED
+    if corrector is None:
+        return
+    for h in [1e-8, 1e-3, 0.5, 2.0, 20.0]:
+        for z in (-h, h):
+            got = module.corrector_weights(z, ratios)
+            for m, weight in enumerate(corrector.weights):
+                exact = float(sympy.N(weight.subs(values).subs(Z, sympy.nsimplify(z)), 30))
+                assert abs(got[m] - exact) <= 1e-12 * abs(exact), (name, "gamma", m, z)
 
 
 def test_spec_coefficient_vectors():
