@@ -6,5 +6,6 @@
 from phiforge.runtime.driver import SampleInfo, sample
 from phiforge.runtime.errors import InputError, ModelOutputError
 from phiforge.runtime.models import Guidance
+from phiforge.runtime.step_search import optimize_steps
 
-__all__ = ["Guidance", "InputError", "ModelOutputError", "SampleInfo", "sample"]
+__all__ = ["Guidance", "InputError", "ModelOutputError", "SampleInfo", "optimize_steps", "sample"]

@@ -48,6 +48,30 @@ def test_defect_benchmark_spends_each_budget_and_ranks_both_sides():
         assert result["summary"][10]["best_peer"]["defect"] == min(peers)
 
 
+def test_step_search_benchmark_fits_on_pilots_and_judges_on_the_test_set():
+    bench = _load("step_search")
+    result = bench.measure(
+        nfe=4,
+        pilot_batch=4,
+        evaluations=40,
+        ours=("dpmpp_2m",),
+        peers=("k:dpmpp_2m",),
+        test_batch=2,
+        held_out_batch=2,
+    )
+    rows = result["rows"]
+    ours = rows["dpmpp_2m"]
+    assert ours["pilot_fitted"] < ours["pilot_uniform"]  # the search improves what it fits
+    assert len(ours["lambda_steps"]) == 4
+    assert abs(sum(ours["lambda_steps"]) - 9.58) < 0.01  # the ends stay (lambda -5.02 -> 4.56)
+    summary = result["summary"]
+    assert summary["best_phiforge_fitted"]["defect"] == ours["fitted"]
+    if "k:dpmpp_2m" in rows:  # the same method in both libraries: the same fit
+        theirs = rows["k:dpmpp_2m"]
+        assert abs(theirs["logsnr"] - ours["logsnr"]) <= 1e-9 * ours["logsnr"]
+        assert summary["ratio_vs_peer_fitted"] == ours["fitted"] / theirs["fitted"]
+
+
 def test_overhead_benchmark_counts_evaluations():
     result = _load("overhead").measure(steps=3, methods=["res_2m", "res_3s"])
     rows = {r["method"]: r for r in result["rows"]}

@@ -1,0 +1,187 @@
+"""Step grids fitted to a model: the log-SNR points minimising a solver's defect on pilot samples.
+
+At a small NFE the error of a sampler depends on where its few steps lie as much as on its order.
+Given a solver as a function ``solve(sigmas) -> x_end`` and reference ends for a pilot batch
+(a high-accuracy solve from the same starting points), :func:`search_sigmas` moves the interior
+points of the grid, keeping its ends, to minimise
+
+    log defect(solve(sigmas), reference),   defect = mean_b RMS_d(x_b - x_ref,b)
+
+(the measure of spec-dpmsolver-res §7.9). The grid is parametrised by its log-SNR increments,
+h_i = (lam_end - lam_start) softmax(theta)_i, so every candidate is strictly monotone with the
+given ends and no constraint is needed; the search is derivative-free (SciPy's adaptive
+Nelder-Mead, then Powell from its result), since the samplers it serves need not be
+differentiable. This is the discretisation-learning idea of Tong et al., "Learning to
+Discretize Denoising Diffusion ODEs" (LD3, arXiv 2405.15506), which fits the steps to teacher
+solutions, with a derivative-free search in place of their gradient descent.
+
+The grid is fitted to the pilot batch: judge it on other starting points (held-out seeds), as
+``bench/step_search.py`` does. :func:`optimize_steps` wraps the search for
+:func:`phiforge.runtime.driver.sample`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import torch
+
+from phiforge.runtime.errors import InputError
+
+__all__ = ["StepSearch", "grid_defect", "optimize_steps", "search_sigmas"]
+
+
+@dataclass(frozen=True)
+class StepSearch:
+    """The fitted grid (``sigmas``: sigma~ = sigma/alpha, descending, ends as given), the pilot
+    defect on the log-SNR-uniform grid and on the fitted one, and the solves spent."""
+
+    sigmas: list[float]
+    uniform_defect: float
+    defect: float
+    evaluations: int
+
+    @property
+    def lambdas(self) -> list[float]:
+        return [-math.log(s) for s in self.sigmas]
+
+
+def grid_defect(x: torch.Tensor, reference: torch.Tensor) -> float:
+    """mean_b ||x_b - x_ref,b||_2 / sqrt(d) (the benchmark's defect)."""
+    diff = (x - reference).reshape(x.shape[0], -1).double()
+    return float(diff.pow(2).mean(1).sqrt().mean())
+
+
+def _grid(theta: np.ndarray, lam_start: float, lam_end: float) -> list[float]:
+    weights = np.exp(np.concatenate([[0.0], theta]) - np.max(np.concatenate([[0.0], theta])))
+    weights /= weights.sum()
+    lam = lam_start + (lam_end - lam_start) * np.concatenate([[0.0], np.cumsum(weights)])
+    lam[-1] = lam_end
+    return np.exp(-lam).tolist()
+
+
+def _positive_int(name: str, value: Any, least: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise InputError(f"parameter {name!r} must be an integer >= {least}, got {value!r}")
+    return value
+
+
+def search_sigmas(
+    solve: Callable[[list[float]], torch.Tensor],
+    reference: torch.Tensor,
+    sigma_start: float,
+    sigma_end: float,
+    steps: int,
+    *,
+    max_evaluations: int = 3000,
+    initial: Sequence[float] | None = None,
+) -> StepSearch:
+    """Fit the ``steps - 1`` interior points of a sigma~ grid from ``sigma_start`` down to
+    ``sigma_end`` (both finite and positive) to ``solve``'s defect against ``reference``.
+
+    ``solve(sigmas)`` returns the solver's end state for the pilot batch on the grid ``sigmas``
+    (steps + 1 values, descending). ``initial`` is a starting grid with the same ends (default:
+    uniform in log-SNR). ``max_evaluations`` bounds the solves of each of the two searches."""
+    from scipy.optimize import minimize
+
+    steps = _positive_int("steps", steps, 2)
+    max_evaluations = _positive_int("max_evaluations", max_evaluations, 1)
+    for name, value in (("sigma_start", sigma_start), ("sigma_end", sigma_end)):
+        if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+            raise InputError(f"parameter {name!r} must be finite and > 0, got {value!r}")
+    if not sigma_end < sigma_start:
+        raise InputError(
+            f"parameter 'sigma_end' must be below 'sigma_start' ({sigma_end} >= {sigma_start})"
+        )
+    lam_start, lam_end = -math.log(sigma_start), -math.log(sigma_end)
+    theta0 = np.zeros(steps - 1)
+    if initial is not None:
+        grid = [float(s) for s in initial]
+        if len(grid) != steps + 1 or not np.allclose([grid[0], grid[-1]], [sigma_start, sigma_end]):
+            raise InputError(
+                f"parameter 'initial' must hold {steps + 1} sigmas from {sigma_start} to "
+                f"{sigma_end}, got {len(grid)} from {grid[0]} to {grid[-1]}"
+            )
+        h = np.diff(-np.log(grid))
+        if not np.all(h > 0):
+            raise InputError("parameter 'initial' must be strictly descending")
+        theta0 = np.log(h[1:] / h[0])
+    evaluations = 0
+
+    def objective(theta: np.ndarray) -> float:
+        nonlocal evaluations
+        evaluations += 1
+        x = solve(_grid(theta, lam_start, lam_end))
+        value = grid_defect(x, reference)
+        if not math.isfinite(value):
+            return math.inf
+        return math.log(max(value, 1e-300))
+
+    uniform = math.exp(objective(np.zeros(steps - 1)))
+    first = minimize(
+        objective,
+        theta0,
+        method="Nelder-Mead",
+        options={"maxfev": max_evaluations, "xatol": 1e-4, "fatol": 1e-5, "adaptive": True},
+    )
+    second = minimize(
+        objective, first.x, method="Powell", options={"maxfev": max_evaluations, "xtol": 1e-4}
+    )
+    best = second if second.fun <= first.fun else first
+    return StepSearch(
+        sigmas=_grid(best.x, lam_start, lam_end),
+        uniform_defect=uniform,
+        defect=math.exp(best.fun),
+        evaluations=evaluations,
+    )
+
+
+def optimize_steps(
+    model: Callable[..., torch.Tensor],
+    x: torch.Tensor,
+    schedule: Any,
+    method: str | ModuleType,
+    *,
+    steps: int,
+    sigma_start: float,
+    sigma_end: float,
+    reference: torch.Tensor | None = None,
+    teacher: str = "res_3m_pc",
+    teacher_steps: int = 512,
+    max_evaluations: int = 3000,
+    sample_options: Mapping[str, Any] | None = None,
+) -> StepSearch:
+    """A grid of ``steps`` intervals for ``method`` under :func:`~phiforge.runtime.driver.sample`
+    (same ``schedule``, ``model`` and ``sample_options``, e.g. ``output``), fitted on the pilot
+    batch ``x`` (the states at ``sigma_start``). The reference ends are ``reference`` or a solve
+    with ``teacher`` on ``teacher_steps`` log-SNR-uniform steps. Use the result as
+    ``sample(..., sigmas=result.sigmas)``."""
+    from phiforge.runtime.driver import sample
+
+    if not isinstance(x, torch.Tensor) or x.ndim < 2:
+        raise InputError("parameter 'x' must be a batch tensor (batch first)")
+    options = dict(sample_options or {})
+    for key in ("sigmas", "steps", "nfe", "timesteps", "return_info"):
+        if key in options:
+            raise InputError(f"parameter 'sample_options' must not set {key!r}")
+    if reference is None:
+        teacher_steps = _positive_int("teacher_steps", teacher_steps, 1)
+        lam = np.linspace(-math.log(sigma_start), -math.log(sigma_end), teacher_steps + 1)
+        reference = sample(model, x, schedule, teacher, sigmas=np.exp(-lam).tolist(), **options)
+    elif reference.shape != x.shape:
+        raise InputError(
+            f"parameter 'reference' must have the shape of x {tuple(x.shape)}, got "
+            f"{tuple(reference.shape)}"
+        )
+
+    def solve(sigmas: list[float]) -> torch.Tensor:
+        return sample(model, x, schedule, method, sigmas=sigmas, **options)
+
+    return search_sigmas(
+        solve, reference, sigma_start, sigma_end, steps, max_evaluations=max_evaluations
+    )
