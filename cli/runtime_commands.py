@@ -145,9 +145,12 @@ def _sample(args: argparse.Namespace) -> None:
 
     from phiforge.runtime.denoisers import builtin_denoiser
     from phiforge.runtime.driver import sample, sampling_plan
+    from phiforge.runtime.errors import InputError
     from phiforge.runtime.restart import restart_from
     from phiforge.runtime.schedules import noise_schedule
 
+    if args.fit_steps is not None and args.restart:
+        raise InputError("parameter '--fit-steps' does not combine with '--restart'")
     denoiser = builtin_denoiser(args.denoiser)
     schedule = noise_schedule(args.schedule)
     restart = restart_from(args.restart) if args.restart else None
@@ -164,6 +167,10 @@ def _sample(args: argparse.Namespace) -> None:
     _, sigma_start = schedule.alpha_sigma_of_lam(plan.lambdas[0])
     x = torch.randn(args.batch, denoiser.dim, dtype=torch.float64, generator=generator)
     x = x * sigma_start
+    fitted = None
+    if args.fit_steps is not None:
+        fitted = _fit_steps(args, denoiser, schedule, method, plan, sigma_start)
+        grid_args = {"sigmas": fitted.sigmas}
     progress = args.format != "json" and sys.stderr.isatty()
     samples, info = sample(
         denoiser,
@@ -188,7 +195,7 @@ def _sample(args: argparse.Namespace) -> None:
         "method": method,
         "denoiser": args.denoiser,
         "schedule": schedule.name,
-        "step_schedule": args.step_schedule,
+        "step_schedule": "fitted" if fitted is not None else args.step_schedule,
         "restart": None if restart is None else restart.name,
         "nfe": info.nfe,
         "steps": info.steps,
@@ -197,15 +204,57 @@ def _sample(args: argparse.Namespace) -> None:
         "grid": None if grid is None else str(grid),
         "samples": args.batch,
     }
+    if fitted is not None:
+        result["fitted_sigmas"] = fitted.sigmas
+        result["pilot_defect"] = {"uniform": fitted.uniform_defect, "fitted": fitted.defect}
     if args.format == "json":
         emit_json(result)
     else:
         print(
             f"{args.batch} samples of {args.denoiser} with {method}"
             + (f" + restart {restart.name}" if restart else "")
-            + f": {info.nfe} NFE, {info.steps} main steps ({args.step_schedule}, "
+            + f": {info.nfe} NFE, {info.steps} main steps "
+            f"({'fitted' if fitted is not None else args.step_schedule}, "
             f"{schedule.name}) -> {out}" + (f", grid {grid}" if grid else "")
         )
+        if fitted is not None:
+            print(
+                f"fitted grid ({args.fit_steps} pilots, {fitted.evaluations} solves): pilot "
+                f"defect {fitted.uniform_defect:.3e} -> {fitted.defect:.3e}; sigmas "
+                + ", ".join(f"{s:.6g}" for s in fitted.sigmas)
+            )
+
+
+def _fit_steps(args, denoiser, schedule, method, plan, sigma_start):
+    """The fitted grid for ``phiforge sample --fit-steps``: the plan's ends and step count."""
+    import torch
+
+    from phiforge.runtime.errors import InputError
+    from phiforge.runtime.step_search import optimize_steps
+
+    lambdas = [float(v) for v in plan.lambdas]
+    if not all(math.isfinite(v) for v in (lambdas[0], lambdas[-1])):
+        raise InputError(
+            f"parameter '--fit-steps' needs finite grid ends; schedule {schedule.name!r} runs "
+            f"lambda {lambdas[0]} -> {lambdas[-1]}"
+        )
+    pilots = torch.randn(
+        args.fit_steps,
+        denoiser.dim,
+        dtype=torch.float64,
+        generator=torch.Generator().manual_seed(args.seed + 1),
+    )
+    return optimize_steps(
+        denoiser,
+        pilots * sigma_start,
+        schedule,
+        method,
+        steps=len(lambdas) - 1,
+        sigma_start=math.exp(-lambdas[0]),
+        sigma_end=math.exp(-lambdas[-1]),
+        max_evaluations=args.fit_evaluations,
+        sample_options={"output": "edm"},
+    )
 
 
 def _image_grid(images, path: Path) -> None:
@@ -282,6 +331,19 @@ def register_runtime_commands(commands: argparse._SubParsersAction) -> None:
     )
     sampler.add_argument(
         "--step-schedule", default="logsnr", choices=["logsnr", "time", "quadratic", "karras"]
+    )
+    sampler.add_argument(
+        "--fit-steps",
+        type=positive_int,
+        metavar="PILOTS",
+        help="fit the grid's interior points to the method's defect on PILOTS pilot draws "
+        "(seed + 1, teacher res_3m_pc on 512 steps) before sampling (runtime.optimize_steps)",
+    )
+    sampler.add_argument(
+        "--fit-evaluations",
+        type=positive_int,
+        default=1500,
+        help="solves per search stage with --fit-steps (default 1500)",
     )
     sampler.add_argument("--batch", type=positive_int, default=16)
     sampler.add_argument("--seed", type=int, default=0)

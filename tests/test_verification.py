@@ -1,11 +1,14 @@
 """Convergence studies and the verify / sample commands."""
 
+import itertools
 import json
+import math
 
 import pytest
 import torch
 
 from phiforge.main import main
+from phiforge.runtime.schedules import noise_schedule
 from phiforge.runtime.verification import builtin_problem, defect, observed_order, study_method
 
 
@@ -130,6 +133,23 @@ def test_sample_command_writes_samples_and_a_grid(capsys, tmp_path):
     samples = torch.load(out)
     assert samples.shape == (4, 8, 8) and torch.isfinite(samples).all()
     assert (tmp_path / "digits.png").stat().st_size > 500
+
+
+def test_sample_command_fits_its_grid_on_pilot_draws(capsys, tmp_path):
+    out = tmp_path / "digits.pt"
+    argv = ["sample", "--method", "res_3m_pc", "--nfe", "6", "--batch", "2", "--out", str(out)]
+    fit = ["--fit-steps", "16", "--fit-evaluations", "40", "--format", "json"]
+    assert main(argv + fit) == 0
+    result = json.loads(capsys.readouterr().out)
+    sigmas = result["fitted_sigmas"]
+    assert result["nfe"] == 6 and result["steps"] == 6 and result["step_schedule"] == "fitted"
+    assert len(sigmas) == 7 and all(a > b for a, b in itertools.pairwise(sigmas))
+    assert result["pilot_defect"]["fitted"] < result["pilot_defect"]["uniform"]
+    schedule = noise_schedule("vp-linear")  # the ends of the default grid, t = 1 -> 1e-3
+    assert sigmas[0] == pytest.approx(math.exp(-float(schedule.lam(1.0))), rel=1e-12)
+    assert sigmas[-1] == pytest.approx(math.exp(-float(schedule.lam(1e-3))), rel=1e-12)
+    assert main(["sample", "--restart", "cifar10-vp-43", "--out", str(out), *fit]) == 2
+    assert "'--fit-steps'" in capsys.readouterr().err
 
 
 def test_unknown_method_is_an_input_error(capsys):
