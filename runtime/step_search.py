@@ -31,9 +31,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from phiforge.runtime.errors import InputError
+from phiforge.runtime.errors import InputError, ModelOutputError
 
 __all__ = ["StepSearch", "grid_defect", "optimize_steps", "search_sigmas"]
+
+# the objective (a log-defect) of grids the solver refuses: finite, so that the line searches stay
+# finite, and above any log-defect a float64 run can return (log(1e300) < 691)
+_REFUSED = 1000.0
 
 
 @dataclass(frozen=True)
@@ -116,13 +120,21 @@ def search_sigmas(
     def objective(theta: np.ndarray) -> float:
         nonlocal evaluations
         evaluations += 1
-        x = solve(_grid(theta, lam_start, lam_end))
+        try:
+            x = solve(_grid(theta, lam_start, lam_end))
+        except (InputError, ModelOutputError):
+            # a candidate the solver refuses (a step rounded to length 0, a model output gone
+            # non-finite on an extreme grid) is no optimum
+            return _REFUSED
         value = grid_defect(x, reference)
         if not math.isfinite(value):
-            return math.inf
+            return _REFUSED
         return math.log(max(value, 1e-300))
 
-    uniform = math.exp(objective(np.zeros(steps - 1)))
+    def defect_of(value: float) -> float:
+        return math.inf if value >= _REFUSED else math.exp(value)
+
+    uniform = defect_of(objective(np.zeros(steps - 1)))
     first = minimize(
         objective,
         theta0,
@@ -136,7 +148,7 @@ def search_sigmas(
     return StepSearch(
         sigmas=_grid(best.x, lam_start, lam_end),
         uniform_defect=uniform,
-        defect=math.exp(best.fun),
+        defect=defect_of(best.fun),
         evaluations=evaluations,
     )
 

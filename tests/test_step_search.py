@@ -30,6 +30,23 @@ def test_the_search_recovers_a_known_optimal_grid():
     assert found.sigmas[-1] == pytest.approx(math.exp(-2.0), rel=1e-14)
 
 
+def test_grids_the_solver_refuses_are_no_optimum():
+    # the "solver" refuses grids whose second step is shorter than 0.5 (as the driver refuses a
+    # step of length 0); the search must keep to the grids it accepts and still improve
+    target = np.array([-2.0, -1.8, -1.0, 0.0, 2.0])
+    reference = torch.tensor(target[1:-1]).reshape(1, -1)
+
+    def solve(sigmas):
+        lam = [-math.log(s) for s in sigmas]
+        if lam[2] - lam[1] < 0.5:
+            raise InputError("step 1: too short")
+        return torch.tensor(lam[1:-1]).reshape(1, -1)
+
+    found = search_sigmas(solve, reference, math.exp(2.0), math.exp(-2.0), 4, max_evaluations=400)
+    assert found.defect < found.uniform_defect
+    assert found.lambdas[2] - found.lambdas[1] >= 0.5
+
+
 def test_a_fitted_grid_lowers_the_defect_on_held_out_starting_points():
     pilot = builtin_problem("gmm", batch=8, seed=1)
     held_out = builtin_problem("gmm", batch=8, seed=2)
