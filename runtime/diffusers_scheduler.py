@@ -336,7 +336,7 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
                         **correction,
                     )
                 )
-                if step.module.CORRECTED:
+                if getattr(step.module, "CORRECTED", False):
                     gamma = step.module.corrector_weights(z, ratios)
                     pending = dict(
                         correct_decay=math.exp(z),

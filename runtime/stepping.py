@@ -191,7 +191,7 @@ def run_steps(
         else:
             k = module.STEPS
             past = [points[m] - points[m + 1] for m in range(k - 1)]
-            if module.CORRECTED:
+            if getattr(module, "CORRECTED", False):
                 pending = (module, y, h, past, values[:k])
             y = module.step(y, h, L, values[:k], past)
         keep = 8  # enough for any starter or multistep method (k <= 8)
