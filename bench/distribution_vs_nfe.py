@@ -39,6 +39,7 @@ OURS = [
     ("seeds_res_4s", "seeds_res_4s", 5, {}),
     ("res_2s + restart", "res_2s", 2, {"restart": "3,2,0.06,0.30"}),
     ("res_3m (ODE)", "res_3m", 1, {}),
+    ("res_3m_pc (ODE)", "res_3m_pc", 1, {}),
     ("dpmpp_2m (ODE)", "dpmpp_2m", 1, {}),
 ]
 PEERS = {
