@@ -204,14 +204,14 @@ def build_record(name: str, entry: dict[str, Any]) -> dict[str, Any]:
                 "; PEC corrector: exact integration of the interpolant of the new value and the "
                 "last k (exponential Adams-Moulton)"
             )
+        orders = (
+            {"predictor_order": entry["order"], "pair_order": entry["order"] + 1}
+            if corrected
+            else {"order": entry["order"]}
+        )
         return multistep_record(
             method,
-            {
-                "kind": "derived",
-                "family": "multistep",
-                "order": entry["order"],
-                "construction": construction,
-            },
+            {"kind": "derived", "family": "multistep", **orders, "construction": construction},
             warmup=_warmup(name, entry, method.steps),
             corrector=exponential_adams_moulton(entry["order"]) if corrected else None,
         )
