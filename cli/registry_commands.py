@@ -10,7 +10,7 @@ import sympy
 
 from phiforge.derive.codegen import default_generated_dir, generate
 from phiforge.derive.errors import InputError
-from phiforge.derive.multistep import exponential_adams
+from phiforge.derive.multistep import exponential_adams, exponential_adams_moulton
 from phiforge.derive.plan import build_registry, derive_singlestep_record
 from phiforge.derive.registry import (
     list_records,
@@ -66,9 +66,21 @@ def _derive(args: argparse.Namespace) -> None:
         method = exponential_adams(
             args.order, args.name, prediction=args.prediction, description=args.description or ""
         )
-        record = multistep_record(
-            method, {"kind": "derived", "family": "multistep", "order": args.order}
-        )
+        if args.corrector:
+            record = multistep_record(
+                method,
+                {
+                    "kind": "derived",
+                    "family": "multistep",
+                    "predictor_order": args.order,
+                    "pair_order": args.order + 1,
+                },
+                corrector=exponential_adams_moulton(args.order),
+            )
+        else:
+            record = multistep_record(
+                method, {"kind": "derived", "family": "multistep", "order": args.order}
+            )
     path = save_record(record, args.registry)
     summary = _summary(record) | {
         "path": str(path),
@@ -163,6 +175,11 @@ def register_registry_commands(commands: argparse._SubParsersAction) -> None:
     )
     multi = families.add_parser("multistep", help="exponential Adams of order K")
     multi.add_argument("--order", "-k", type=positive_int, required=True)
+    multi.add_argument(
+        "--corrector",
+        action="store_true",
+        help="add the exponential Adams-Moulton corrector: a PEC pair of order K + 1",
+    )
     for sub in (single, multi):
         sub.add_argument("--name", required=True)
         sub.add_argument("--prediction", choices=("data", "noise"), default="data")

@@ -211,6 +211,29 @@ def test_derive_multistep_and_registry_list(capsys, tmp_path):
     }
 
 
+def test_derive_multistep_with_corrector_is_one_order_higher(capsys, tmp_path):
+    code, out, _ = run(
+        capsys,
+        "derive",
+        "multistep",
+        "--order",
+        "2",
+        "--corrector",
+        "--name",
+        "pc2",
+        "--registry",
+        str(tmp_path),
+        "--format",
+        "json",
+    )
+    assert code == 0 and json.loads(out)["stiff_order"] == 3
+    record = json.loads((tmp_path / "pc2.json").read_text())
+    assert record["predictor_orders"]["stiff"] == 2 and record["corrector_orders"]["stiff"] == 3
+    assert record["orders"]["scalar"]["stiff"] == record["convergence_order"] == 3
+    assert len(record["coefficients"]["gamma"]) == 3
+    assert record["conditions"]["corrector_quadrature"][3]["verdict"] == "fails"
+
+
 def test_registry_show_refuses_edited_record(capsys, tmp_path):
     run(capsys, "derive", "multistep", "--order", "2", "--name", "m2", "--registry", str(tmp_path))
     path = tmp_path / "m2.json"
