@@ -136,6 +136,9 @@ def fitted_order(name, mu, s, x0, amplitude):
 # Measured on 40 random problems of the domain below for every ODE method: every fit with misfit
 # < 1e-2 gives |q - claimed| <= 0.15 (worst 0.15); the fits beyond the claim by more than 0.15
 # (res_4m 2, res_4s 2, res_5s 1 of 40) all have misfit >= 1.7e-2: pre-asymptotic to round-off.
+# The PEC pairs (40 other random problems): res_1m_pc / res_2m_pc / res_3m_pc / res_4m_pc fit on
+# 40 / 40 / 36 / 24 of 40, worst |q - claimed| 0.00 / 0.01 / 0.06 / 0.07; the 3 / 10 fits of
+# res_3m_pc / res_4m_pc off by more than 0.15 have misfit >= 0.012 / 0.023.
 MISFIT = 1e-2
 
 
@@ -161,10 +164,19 @@ def test_observed_order_equals_claimed_order(name, mu, s, offset, amplitude):
     assert abs(order - load_method(name).CONVERGENCE_ORDER) <= 0.15, (name, order, misfit)
 
 
+# (mu, s, x0, amplitude): no single problem puts every method's errors in the asymptotic regime
+# between N = 8 and round-off (measured: res_4m_pc keeps a large h^6 term on the first, misfit
+# 0.027; res_4m on the second, 0.019); each method must fit on one of them
+FIXED_PROBLEMS = ((0.5, 0.3, 7.0, 0.0), (0.5, 0.6, 5.5, 0.2))
+
+
 @pytest.mark.parametrize("name", ode_methods())
 def test_the_order_fit_is_in_its_asymptotic_regime_on_a_fixed_problem(name):
-    # the property test above must not be vacuous: on this problem every method's fit applies
-    order, misfit = fitted_order(name, 0.5, 0.3, 7.0, 0.0)
+    # the property test above must not be vacuous: on one of these problems every method's fit
+    # applies, and gives its claimed order
+    order, misfit = min(
+        (fitted_order(name, *problem) for problem in FIXED_PROBLEMS), key=lambda f: f[1]
+    )
     assert misfit < MISFIT, (name, misfit)
     assert abs(order - load_method(name).CONVERGENCE_ORDER) <= 0.15, (name, order)
 

@@ -88,7 +88,7 @@ def test_multistep_records_verdicts_are_reproduced(name):
 
 
 def test_pec_pairs_are_one_order_above_their_predictor():
-    for k in (1, 2, 3):
+    for k in (1, 2, 3, 4):
         record = RECORDS[f"res_{k}m_pc"]
         assert record["predictor_orders"]["stiff"] == k
         assert record["corrector_orders"]["stiff"] == k + 1
