@@ -35,8 +35,8 @@ from defect_vs_nfe import DIFFUSERS, KDIFFUSION, _karras, diffusers_run, logsnr
 
 from phiforge.runtime.driver import sample
 from phiforge.runtime.peers import diffusers_available, kdiffusion_sampling
-from phiforge.runtime.step_search import grid_defect, search_sigmas
-from phiforge.runtime.verification import builtin_problem
+from phiforge.runtime.step_search import search_sigmas
+from phiforge.runtime.verification import builtin_problem, defect
 
 OURS = ("res_3m_pc", "res_3m")
 PEERS = ("d:unipc_bh2_3", "k:dpmpp_3m_sde(eta=0)", "k:dpmpp_2m")
@@ -102,11 +102,11 @@ def measure(
         uniform = logsnr(sigma_max, sigma_min, nfe)
         rows[name] = {
             "side": "peer" if name in peers else "phiforge",
-            "karras": grid_defect(run(_karras(sigma_max, sigma_min, nfe)), test.reference),
-            "logsnr": grid_defect(run(uniform), test.reference),
-            "fitted": grid_defect(run(found.sigmas), test.reference),
-            "held_out_logsnr": grid_defect(run_held(uniform), held_out.reference),
-            "held_out_fitted": grid_defect(run_held(found.sigmas), held_out.reference),
+            "karras": defect(run(_karras(sigma_max, sigma_min, nfe)), test.reference),
+            "logsnr": defect(run(uniform), test.reference),
+            "fitted": defect(run(found.sigmas), test.reference),
+            "held_out_logsnr": defect(run_held(uniform), held_out.reference),
+            "held_out_fitted": defect(run_held(found.sigmas), held_out.reference),
             "pilot_uniform": found.uniform_defect,
             "pilot_fitted": found.defect,
             "evaluations": found.evaluations,

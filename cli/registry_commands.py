@@ -10,12 +10,10 @@ import sympy
 
 from phiforge.derive.codegen import default_generated_dir, generate
 from phiforge.derive.errors import InputError
-from phiforge.derive.multistep import exponential_adams, exponential_adams_moulton
-from phiforge.derive.plan import build_registry, derive_singlestep_record
+from phiforge.derive.plan import build_registry, derive_multistep_record, derive_singlestep_record
 from phiforge.derive.registry import (
     list_records,
     load_record,
-    multistep_record,
     save_record,
 )
 from phiforge.output import emit_json, positive_int
@@ -63,24 +61,13 @@ def _derive(args: argparse.Namespace) -> None:
             weak_top=args.weak_top,
         )
     else:
-        method = exponential_adams(
-            args.order, args.name, prediction=args.prediction, description=args.description or ""
+        record = derive_multistep_record(
+            args.name,
+            args.order,
+            prediction=args.prediction,
+            description=args.description or "",
+            corrector=args.corrector,
         )
-        if args.corrector:
-            record = multistep_record(
-                method,
-                {
-                    "kind": "derived",
-                    "family": "multistep",
-                    "predictor_order": args.order,
-                    "pair_order": args.order + 1,
-                },
-                corrector=exponential_adams_moulton(args.order),
-            )
-        else:
-            record = multistep_record(
-                method, {"kind": "derived", "family": "multistep", "order": args.order}
-            )
     path = save_record(record, args.registry)
     summary = _summary(record) | {
         "path": str(path),

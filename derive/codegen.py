@@ -467,39 +467,46 @@ def _embedded_context(record: Mapping[str, Any], s: int) -> dict[str, Any] | Non
     }
 
 
+def _weight_lines(symbol: str, weights: tuple[sympy.Expr, ...]) -> dict[str, Any]:
+    """Exact docstring lines, phi calls, float assignments and the returned row of one set of
+    multistep weights (``symbol``: beta for the predictor, gamma for the corrector)."""
+    exact, lines, names = [], [], []
+    for m, weight in enumerate(weights):
+        exact.append((f"{symbol}[{m}]", weight))
+        lines.extend(_assign(f"{symbol}{m}", weight))
+        names.append(f"{symbol}{m}")
+    return {
+        "exact_lines": _exact_lines(exact),
+        "phi_lines": _phi_lines(list(weights)),
+        "coefficient_lines": lines,
+        "row": ", ".join(names) + ("," if len(names) == 1 else ""),
+    }
+
+
 def _multistep_context(record: Mapping[str, Any]) -> dict[str, Any]:
     method = multistep_from_record(record)
-    k = method.steps
-    exact, lines, names = [], [], []
-    for m, weight in enumerate(method.weights):
-        exact.append((f"beta[{m}]", weight))
-        lines.extend(_assign(f"beta{m}", weight))
-        names.append(f"beta{m}")
+    predictor = _weight_lines("beta", method.weights)
     context = _common(record) | {
-        "steps": k,
-        "exact_lines": _exact_lines(exact),
+        "steps": method.steps,
+        "exact_lines": predictor["exact_lines"],
         "ratio_lines": [f"{r} = ratios[{index}]" for index, r in enumerate(method.ratios)],
-        "phi_lines": _phi_lines(list(method.weights)),
-        "coefficient_lines": lines,
-        "beta_row": ", ".join(names) + ("," if k == 1 else ""),
+        "phi_lines": predictor["phi_lines"],
+        "coefficient_lines": predictor["coefficient_lines"],
+        "beta_row": predictor["row"],
         "warmup": record.get("warmup", {}),
         "corrected": False,
     }
     corrector = corrector_from_record(record)
     if corrector is not None:
-        exact, lines, names = [], [], []
-        for m, weight in enumerate(corrector.weights):
-            exact.append((f"gamma[{m}]", weight))
-            lines.extend(_assign(f"gamma{m}", weight))
-            names.append(f"gamma{m}")
+        lines = _weight_lines("gamma", corrector.weights)
         context |= {
             "corrected": True,
             "predictor_orders": record["predictor_orders"],
             "corrector_orders": record["corrector_orders"],
-            "corrector_exact_lines": _exact_lines(exact),
-            "corrector_phi_lines": _phi_lines(list(corrector.weights)),
-            "corrector_coefficient_lines": lines,
-            "gamma_row": ", ".join(names),
+            "corrector_exact_lines": lines["exact_lines"],
+            "corrector_phi_lines": lines["phi_lines"],
+            "corrector_coefficient_lines": lines["coefficient_lines"],
+            "gamma_row": lines["row"],
         }
     return context
 

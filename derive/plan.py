@@ -166,6 +166,37 @@ def _warmup(name: str, entry: dict[str, Any], steps: int) -> dict[str, list[str]
     return warmup
 
 
+def derive_multistep_record(
+    name: str,
+    order: int,
+    *,
+    prediction: str | None = None,
+    description: str = "",
+    corrector: bool = False,
+    warmup: dict[str, list[str]] | None = None,
+) -> dict[str, Any]:
+    """The record of the exponential Adams method with ``order`` values, or with ``corrector``
+    of its PEC pair (exponential Adams-Moulton on the same values and the new one, order + 1)."""
+    method = exponential_adams(order, name, prediction=prediction, description=description)
+    construction = (
+        "exponential Adams: exact integration of the Lagrange interpolant of the last k values "
+        "(variable steps)"
+    )
+    orders: dict[str, int] = {"order": order}
+    if corrector:
+        construction += (
+            "; PEC corrector: exact integration of the interpolant of the new value and the "
+            "last k (exponential Adams-Moulton)"
+        )
+        orders = {"predictor_order": order, "pair_order": order + 1}
+    return multistep_record(
+        method,
+        {"kind": "derived", "family": "multistep", **orders, "construction": construction},
+        warmup=warmup,
+        corrector=exponential_adams_moulton(order) if corrector else None,
+    )
+
+
 def build_record(name: str, entry: dict[str, Any]) -> dict[str, Any]:
     description = entry.get("description")
     if "stochastic" in entry:
@@ -189,31 +220,16 @@ def build_record(name: str, entry: dict[str, Any]) -> dict[str, Any]:
             warmup=_warmup(name, entry, method.steps),
         )
     if entry.get("derive") == "multistep":
-        method = exponential_adams(
-            entry["order"], name, prediction=entry.get("prediction"), description=description or ""
-        )
         corrected = entry.get("corrector", False)
         if not isinstance(corrected, bool):
             raise InputError(f"registry plan entry {name!r}: 'corrector' must be true or false")
-        construction = (
-            "exponential Adams: exact integration of the Lagrange interpolant of the last k "
-            "values (variable steps)"
-        )
-        if corrected:
-            construction += (
-                "; PEC corrector: exact integration of the interpolant of the new value and the "
-                "last k (exponential Adams-Moulton)"
-            )
-        orders = (
-            {"predictor_order": entry["order"], "pair_order": entry["order"] + 1}
-            if corrected
-            else {"order": entry["order"]}
-        )
-        return multistep_record(
-            method,
-            {"kind": "derived", "family": "multistep", **orders, "construction": construction},
-            warmup=_warmup(name, entry, method.steps),
-            corrector=exponential_adams_moulton(entry["order"]) if corrected else None,
+        return derive_multistep_record(
+            name,
+            entry["order"],
+            prediction=entry.get("prediction"),
+            description=description or "",
+            corrector=corrected,
+            warmup=_warmup(name, entry, entry["order"]),
         )
     if entry.get("derive") == "scalar-order5":
         return scalar_order5_record(name, entry)

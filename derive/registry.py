@@ -320,14 +320,21 @@ def _composed(_hash: str | None, definitions: tuple[Definition, ...]) -> tuple:
     return tuple(compose(definitions).items()) if definitions else ()
 
 
-def multistep_from_record(record: Mapping[str, Any]) -> MultistepMethod:
+def _multistep_weights(
+    record: Mapping[str, Any], key: str, count: int
+) -> tuple[tuple[sympy.Expr, ...], tuple[sympy.Symbol, ...]]:
+    """The weights ``coefficients[key]`` of a multistep record (``count`` of them), with the step
+    ratio symbols they are written in."""
     if record["family"] != "multistep":
         raise InputError(f"{record['name']}: not a multistep record")
     ratios = step_ratios(record["steps"])
     local = {str(r): r for r in ratios}
-    weights = tuple(
-        _parse(record["coefficients"]["beta"][str(m)], local) for m in range(record["steps"])
-    )
+    table = record["coefficients"][key]
+    return tuple(_parse(table[str(m)], local) for m in range(count)), ratios
+
+
+def multistep_from_record(record: Mapping[str, Any]) -> MultistepMethod:
+    weights, ratios = _multistep_weights(record, "beta", record["steps"])
     return MultistepMethod(
         name=record["name"],
         weights=weights,
@@ -339,16 +346,12 @@ def multistep_from_record(record: Mapping[str, Any]) -> MultistepMethod:
 
 def corrector_from_record(record: Mapping[str, Any]) -> MultistepMethod | None:
     """The corrector of a PEC multistep record (None for a plain multistep record)."""
-    if record["family"] != "multistep":
-        raise InputError(f"{record['name']}: not a multistep record")
-    gamma = record["coefficients"].get("gamma")
-    if not gamma:
+    if record["family"] == "multistep" and "gamma" not in record["coefficients"]:
         return None
-    ratios = step_ratios(record["steps"])
-    local = {str(r): r for r in ratios}
+    weights, ratios = _multistep_weights(record, "gamma", record["steps"] + 1)
     return MultistepMethod(
         name=f"{record['name']} corrector",
-        weights=tuple(_parse(gamma[str(m)], local) for m in range(record["steps"] + 1)),
+        weights=weights,
         ratios=ratios,
         implicit=True,
         prediction=record.get("prediction"),

@@ -7,13 +7,13 @@ points of the grid, keeping its ends, to minimise
 
     log defect(solve(sigmas), reference),   defect = mean_b RMS_d(x_b - x_ref,b)
 
-(the measure of spec-dpmsolver-res §7.9). The grid is parametrised by its log-SNR increments,
-h_i = (lam_end - lam_start) softmax(theta)_i, so every candidate is strictly monotone with the
-given ends and no constraint is needed; the search is derivative-free (SciPy's adaptive
-Nelder-Mead, then Powell from its result), since the samplers it serves need not be
-differentiable. This is the discretisation-learning idea of Tong et al., "Learning to
-Discretize Denoising Diffusion ODEs" (LD3, arXiv 2405.15506), which fits the steps to teacher
-solutions, with a derivative-free search in place of their gradient descent.
+(:func:`phiforge.runtime.verification.defect`, spec-dpmsolver-res §7.9). The grid is
+parametrised by its log-SNR increments, h_i = (lam_end - lam_start) softmax(theta)_i, so every
+candidate is strictly monotone with the given ends and no constraint is needed; the search is
+derivative-free (SciPy's adaptive Nelder-Mead, then Powell from its result), since the samplers
+it serves need not be differentiable. This is the discretisation-learning idea of Tong et al.,
+"Learning to Discretize Denoising Diffusion ODEs" (LD3, arXiv 2405.15506), which fits the steps
+to teacher solutions, with a derivative-free search in place of their gradient descent.
 
 The grid is fitted to the pilot batch: judge it on other starting points (held-out seeds), as
 ``bench/step_search.py`` does. :func:`optimize_steps` wraps the search for
@@ -32,8 +32,9 @@ import numpy as np
 import torch
 
 from phiforge.runtime.errors import InputError, ModelOutputError
+from phiforge.runtime.verification import defect
 
-__all__ = ["StepSearch", "grid_defect", "optimize_steps", "search_sigmas"]
+__all__ = ["StepSearch", "optimize_steps", "search_sigmas"]
 
 # the objective (a log-defect) of grids the solver refuses: finite, so that the line searches stay
 # finite, and above any log-defect a float64 run can return (log(1e300) < 691)
@@ -53,12 +54,6 @@ class StepSearch:
     @property
     def lambdas(self) -> list[float]:
         return [-math.log(s) for s in self.sigmas]
-
-
-def grid_defect(x: torch.Tensor, reference: torch.Tensor) -> float:
-    """mean_b ||x_b - x_ref,b||_2 / sqrt(d) (the benchmark's defect)."""
-    diff = (x - reference).reshape(x.shape[0], -1).double()
-    return float(diff.pow(2).mean(1).sqrt().mean())
 
 
 def _grid(theta: np.ndarray, lam_start: float, lam_end: float) -> list[float]:
@@ -126,7 +121,7 @@ def search_sigmas(
             # a candidate the solver refuses (a step rounded to length 0, a model output gone
             # non-finite on an extreme grid) is no optimum
             return _REFUSED
-        value = grid_defect(x, reference)
+        value = defect(x, reference)
         if not math.isfinite(value):
             return _REFUSED
         return math.log(max(value, 1e-300))

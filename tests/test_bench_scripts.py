@@ -63,7 +63,11 @@ def test_step_search_benchmark_fits_on_pilots_and_judges_on_the_test_set():
     ours = rows["dpmpp_2m"]
     assert ours["pilot_fitted"] < ours["pilot_uniform"]  # the search improves what it fits
     assert len(ours["lambda_steps"]) == 4
-    assert abs(sum(ours["lambda_steps"]) - 9.58) < 0.01  # the ends stay (lambda -5.02 -> 4.56)
+    from phiforge.runtime.schedules import noise_schedule
+
+    schedule = noise_schedule("vp-linear")  # the ends stay: the problem's t = 1 -> 1e-3
+    span = float(schedule.lam(1e-3)) - float(schedule.lam(1.0))
+    assert abs(sum(ours["lambda_steps"]) - span) < 0.01
     summary = result["summary"]
     assert summary["best_phiforge_fitted"]["defect"] == ours["fitted"]
     if "k:dpmpp_2m" in rows:  # the same method in both libraries: the same fit

@@ -9,8 +9,8 @@ import torch
 
 from phiforge.runtime.driver import sample
 from phiforge.runtime.errors import InputError
-from phiforge.runtime.step_search import grid_defect, optimize_steps, search_sigmas
-from phiforge.runtime.verification import builtin_problem
+from phiforge.runtime.step_search import optimize_steps, search_sigmas
+from phiforge.runtime.verification import builtin_problem, defect
 
 
 def test_the_search_recovers_a_known_optimal_grid():
@@ -72,7 +72,7 @@ def test_a_fitted_grid_lowers_the_defect_on_held_out_starting_points():
 
     def held_out_defect(sigmas):
         end = sample(held_out.denoiser, x, "edm", "dpmpp_2m", output="edm", sigmas=sigmas)
-        return grid_defect(alpha1 * end, held_out.reference)
+        return defect(alpha1 * end, held_out.reference)
 
     uniform = np.exp(-np.linspace(lam0, lam1, 6)).tolist()
     assert held_out_defect(found.sigmas) < 0.9 * held_out_defect(uniform)
