@@ -127,6 +127,9 @@ class GaussianDenoiser(_Denoiser):
         return self.mean + (noise * self.eigenvalues.sqrt()) @ self.basis.T
 
 
+_CPU_ROWS = 512
+
+
 class GaussianMixtureDenoiser(_Denoiser):
     """Posterior mean of x0 ~ sum_k w_k N(m_k, S_k) given x~ = x0 + sigma~ eps."""
 
@@ -146,6 +149,9 @@ class GaussianMixtureDenoiser(_Denoiser):
         self.means, self.bases = means, bases
         self.eigenvalues = eigenvalues.clamp(min=0.0)
         self.dim = d
+        # [B_1 ... B_K] as one (d, K d) matrix and the means in those coordinates, B_k^T m_k
+        self.stacked_bases = bases.permute(1, 0, 2).reshape(d, k * d)
+        self.projected_means = torch.einsum("kd,kde->ke", means, bases).reshape(k * d)
 
     @classmethod
     def fit(
@@ -164,15 +170,34 @@ class GaussianMixtureDenoiser(_Denoiser):
         )
 
     def _denoise(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        # coords[b, k, :] = B_k^T (x_b - m_k)
-        centred = x[:, None, :] - self.means[None]
-        coords = torch.einsum("bkd,kde->bke", centred, self.bases)
-        variance = self.eigenvalues[None] + (s * s)[:, :, None]  # (b, k, d)
-        log_density = -0.5 * ((coords * coords) / variance + variance.log()).sum(-1)
+        # Rows in blocks: the (rows, K, d) intermediates then stay in cache on a CPU (5x faster
+        # at 20000 rows than one block); a GPU takes the batch whole.
+        rows = x.shape[0] if x.device.type != "cpu" else _CPU_ROWS
+        if x.shape[0] <= rows:
+            return self._denoise_block(x, s)
+        blocks = zip(x.split(rows), s.split(rows), strict=True)
+        return torch.cat([self._denoise_block(a, b) for a, b in blocks])
+
+    def _denoise_block(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        # coords[b, k, :] = B_k^T (x_b - m_k), all K projections in one product
+        k, d = self.means.shape
+        coords = (x @ self.stacked_bases - self.projected_means).view(-1, k, d)
+        precision = 1.0 / (self.eigenvalues[None] + (s * s)[:, :, None])  # (b, k, d)
+        log_density = -0.5 * (coords * coords * precision - precision.log()).sum(-1)
         responsibility = torch.softmax(self.log_weights + log_density, dim=1)  # (b, k)
-        shrunk = coords * (self.eigenvalues[None] / variance)
-        posterior = self.means[None] + torch.einsum("bke,kde->bkd", shrunk, self.bases)
-        return torch.einsum("bk,bkd->bd", responsibility, posterior)
+        # E[x0 | x] = sum_k r_k (m_k + B_k diag(l_k / (l_k + s^2)) coords_k)
+        shrunk = coords * (self.eigenvalues[None] * precision) * responsibility[:, :, None]
+        return responsibility @ self.means + shrunk.reshape(-1, k * d) @ self.stacked_bases.T
+
+    def moments(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The data distribution's exact mean and covariance (law of total covariance):
+        mu = sum_k w_k m_k, Sigma = sum_k w_k (S_k + m_k m_k^T) - mu mu^T."""
+        weights = self.log_weights.exp()
+        covariances = torch.einsum("kde,ke,kfe->kdf", self.bases, self.eigenvalues, self.bases)
+        mean = weights @ self.means
+        second = torch.einsum("k,kdf->df", weights, covariances)
+        second = second + torch.einsum("k,kd,kf->df", weights, self.means, self.means)
+        return mean, second - torch.outer(mean, mean)
 
     def sample_data(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         labels = torch.multinomial(self.log_weights.exp(), n, replacement=True, generator=generator)

@@ -83,15 +83,20 @@ def test_overhead_benchmark_counts_evaluations():
     assert result["evaluation_ms"] > 0 and all(r["overhead_per_step_ms"] > 0 for r in rows.values())
 
 
-def test_distribution_benchmark_measures_against_exact_samples():
-    result = _load("distribution_vs_nfe").measure(
-        samples=200, budgets=(10, 30), labels=["seeds_2", "res_2s + restart"]
+def test_distribution_benchmark_measures_against_the_true_distribution():
+    bench = _load("distribution_vs_nfe")
+    result = bench.measure(
+        samples=400, budgets=(10, 30), labels=["seeds_2", "res_2s + restart"], floor_sets=3
     )
     rows = result["rows"]
     assert [r["nfe"] for r in rows["seeds_2"]] == [9, 29]  # 2 per step, the last step 1
     assert [r["budget"] for r in rows["res_2s + restart"]] == [30]  # no room for it at 10
     assert rows["seeds_2"][1]["frechet"] < rows["seeds_2"][0]["frechet"]
-    assert result["floor"]["frechet"] > 0 and result["floor"]["sliced_w2"] > 0
+    floor = result["floor"]
+    assert floor["frechet"] > 0 and floor["sliced_w2"] > 0 and floor["sets"] == 3
+    # the Frechet floor of n exact samples against the exact moments falls like 1/n
+    small = bench.measure(samples=100, budgets=(), labels=[], floor_sets=3)["floor"]
+    assert 2.5 < small["frechet"] / floor["frechet"] < 6.5
 
 
 def test_four_stage_study_reduces_the_last_condition_to_the_classical_one_at_z0():

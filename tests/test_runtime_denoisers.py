@@ -41,6 +41,42 @@ def test_mixture_denoiser_satisfies_tweedie(sigma):
     assert torch.allclose(got, expected, rtol=1e-10, atol=1e-10)
 
 
+def test_mixture_denoiser_in_row_blocks_matches_tweedie_on_every_row():
+    """A batch larger than the CPU block (512 rows) is split; each row still gets its own sigma
+    and the Tweedie value, including rows on both sides of each block boundary."""
+    x = (torch.randn(1100, D, dtype=torch.float64) * 2).requires_grad_(True)
+    sigmas = torch.logspace(-1.5, 1.0, 1100, dtype=torch.float64)
+    (grad,) = torch.autograd.grad(_log_density_per_row(x, sigmas).sum(), x)
+    expected = x.detach() + sigmas[:, None] ** 2 * grad
+    got = GaussianMixtureDenoiser(WEIGHTS, MEANS, COVS)(x.detach(), sigmas)
+    assert torch.allclose(got, expected, rtol=1e-9, atol=1e-9)
+
+
+def _log_density_per_row(x, sigmas):
+    components = torch.distributions.MultivariateNormal(
+        MEANS[None], COVS[None] + (sigmas**2)[:, None, None, None] * torch.eye(D).double()
+    )
+    mixture = torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(WEIGHTS.expand(len(sigmas), 3)), components
+    )
+    return mixture.log_prob(x)
+
+
+def test_mixture_moments_are_those_of_its_samples():
+    mixture = GaussianMixtureDenoiser(WEIGHTS, MEANS, COVS)
+    mean, covariance = mixture.moments()
+    reference = torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(WEIGHTS),
+        torch.distributions.MultivariateNormal(MEANS, COVS),
+    )
+    assert torch.allclose(mean, reference.mean, atol=1e-12)
+    assert torch.allclose(covariance.diagonal(), reference.variance, atol=1e-12)
+    draws = mixture.sample_data(200_000, torch.Generator().manual_seed(3))
+    # off-diagonal entries too: sample covariance of 2e5 draws, entries of order 1 to 4
+    assert torch.allclose(torch.cov(draws.T), covariance, atol=0.06)
+    assert not torch.allclose(torch.cov(draws.T), covariance.diagonal().diag(), atol=0.06)
+
+
 def test_empirical_denoiser_satisfies_tweedie():
     data = torch.randn(40, D, dtype=torch.float64)
     x = torch.randn(6, D, dtype=torch.float64).requires_grad_(True)
