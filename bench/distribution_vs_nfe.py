@@ -20,7 +20,9 @@ Usage: python bench/distribution_vs_nfe.py [--samples 10000] [--seed 0] [--eta 1
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import math
 import platform
 import time
 
@@ -69,6 +71,21 @@ def frechet(fit_a: tuple[np.ndarray, np.ndarray], fit_b: tuple[np.ndarray, np.nd
 def sliced_wasserstein(a: np.ndarray, b: np.ndarray, directions: np.ndarray) -> float:
     pa, pb = np.sort(a @ directions, axis=0), np.sort(b @ directions, axis=0)
     return float(np.sqrt(((pa - pb) ** 2).mean()))
+
+
+def crossing_nfe(results: list[dict], threshold: float) -> float | None:
+    """The NFE where the Frechet distance first falls to ``threshold``, interpolating
+    log distance against log NFE between the two budgets around the first hit (a finer figure
+    than the first budget that hits, for comparing samplers between budgets)."""
+    for before, after in itertools.pairwise(results):
+        if before["frechet"] > threshold >= after["frechet"] and after["nfe"] > before["nfe"]:
+            slope = math.log(after["frechet"] / before["frechet"]) / math.log(
+                after["nfe"] / before["nfe"]
+            )
+            return before["nfe"] * math.exp(math.log(threshold / before["frechet"]) / slope)
+    if results and results[0]["frechet"] <= threshold:
+        return float(results[0]["nfe"])
+    return None
 
 
 def _steps_for(budget: int, per_step: int, restart_extra: int = 0) -> int:
@@ -181,10 +198,11 @@ def measure(
                 return out, calls[0]
 
             record(label, run)
-    reach = {}
+    reach, crossing = {}, {}
     for label, results in rows.items():
         hits = [r["nfe"] for r in results if r["frechet"] <= 1.25 * floor["frechet"]]
         reach[label] = min(hits) if hits else None
+        crossing[label] = crossing_nfe(results, 1.25 * floor["frechet"])
     return {
         "meta": {
             "samples": samples,
@@ -197,6 +215,7 @@ def measure(
         "floor": floor,
         "rows": rows,
         "reach": reach,
+        "crossing": crossing,
     }
 
 
@@ -222,8 +241,12 @@ def main() -> None:
     )
     budgets = sorted({r["budget"] for rows in result["rows"].values() for r in rows})
     print("Frechet distance (sliced W2) at NFE <= budget (NFE used in brackets when lower)\n")
-    print("| sampler | " + " | ".join(f"NFE {b}" for b in budgets) + " | reaches 1.25 x floor at |")
-    print("|---|" + "---|" * (len(budgets) + 1))
+    print(
+        "| sampler | "
+        + " | ".join(f"NFE {b}" for b in budgets)
+        + " | reaches 1.25 x floor at | interpolated |"
+    )
+    print("|---|" + "---|" * (len(budgets) + 2))
     for label, results in result["rows"].items():
         by_budget = {r["budget"]: r for r in results}
         cells = [
@@ -234,8 +257,12 @@ def main() -> None:
             + ("" if by_budget[b]["nfe"] == b else f" [{by_budget[b]['nfe']}]")
             for b in budgets
         ]
-        reach = result["reach"][label]
-        print(f"| {label} | " + " | ".join(cells) + f" | {reach if reach else '-'} |")
+        reach, crossing = result["reach"][label], result["crossing"][label]
+        print(
+            f"| {label} | "
+            + " | ".join(cells)
+            + f" | {reach if reach else '-'} | {f'{crossing:.1f}' if crossing else '-'} |"
+        )
 
 
 if __name__ == "__main__":

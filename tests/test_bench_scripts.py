@@ -3,6 +3,8 @@
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
@@ -94,6 +96,9 @@ def test_distribution_benchmark_measures_against_the_true_distribution():
     assert rows["seeds_2"][1]["frechet"] < rows["seeds_2"][0]["frechet"]
     floor = result["floor"]
     assert floor["frechet"] > 0 and floor["sliced_w2"] > 0 and floor["sets"] == 3
+    rows = [{"nfe": 10, "frechet": 0.4}, {"nfe": 20, "frechet": 0.1}, {"nfe": 40, "frechet": 0.05}]
+    assert bench.crossing_nfe(rows, 0.2) == pytest.approx(10 * 2**0.5)  # slope -2 in log-log
+    assert bench.crossing_nfe(rows, 0.01) is None and bench.crossing_nfe(rows, 0.5) == 10
     # the Frechet floor of n exact samples against the exact moments falls like 1/n
     small = bench.measure(samples=100, budgets=(), labels=[], floor_sets=3)["floor"]
     assert 2.5 < small["frechet"] / floor["frechet"] < 6.5
