@@ -147,8 +147,8 @@ def measure(
 
         def run(budget, method=method, per_step=per_step, options=options, extra=extra):
             n = _steps_for(budget, per_step, extra)
-            if extra and n < 4:  # a restart needs main grid points around its interval
-                return None
+            if n < 2 or (extra and n < 4):  # a grid has both ends; a restart needs points
+                return None  # around its interval
             sigmas = [*karras_sigmas(SIGMA_MAX, SIGMA_MIN, n), 0.0]
             out, info = sample(
                 gmm,
@@ -177,6 +177,8 @@ def measure(
 
             def run(budget, sampler=sampler, per_step=per_step):
                 n = _steps_for(budget, per_step)
+                if n < 2:
+                    return None
                 sigmas = torch.tensor(
                     [*karras_sigmas(SIGMA_MAX, SIGMA_MIN, n), 0.0], dtype=torch.float64
                 )

@@ -33,7 +33,19 @@ __all__ = ["PRESETS", "Restart", "RestartInterval", "karras_sigmas", "restart_fr
 
 
 def karras_sigmas(sigma_max: float, sigma_min: float, points: int, rho: float = 7.0) -> list[float]:
-    """``points`` noise levels from sigma_max down to sigma_min, uniform in sigma^(1/rho)."""
+    """``points`` noise levels from sigma_max down to sigma_min, uniform in sigma^(1/rho)
+    (Karras et al. 2022, eq. 5); both ends are included, so ``points`` >= 2."""
+    if isinstance(points, bool) or not isinstance(points, int) or points < 2:
+        raise InputError(
+            f"parameter 'points' must be an integer >= 2 (both ends are levels), got {points!r}"
+        )
+    if not (0 < sigma_min < sigma_max < math.inf):
+        raise InputError(
+            f"parameters 'sigma_min', 'sigma_max': need 0 < sigma_min < sigma_max < inf, got "
+            f"{sigma_min!r}, {sigma_max!r}"
+        )
+    if not (math.isfinite(rho) and rho > 0):
+        raise InputError(f"parameter 'rho' must be a positive number, got {rho!r}")
     ramp = np.linspace(sigma_max ** (1 / rho), sigma_min ** (1 / rho), points) ** rho
     ramp[0], ramp[-1] = sigma_max, sigma_min
     return [float(s) for s in ramp]

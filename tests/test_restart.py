@@ -14,7 +14,7 @@ from phiforge.runtime.denoisers import GaussianDenoiser
 from phiforge.runtime.driver import sample, sampling_plan
 from phiforge.runtime.errors import InputError
 from phiforge.runtime.kdiffusion import SAMPLERS
-from phiforge.runtime.restart import PRESETS, Restart, RestartInterval, restart_from
+from phiforge.runtime.restart import PRESETS, Restart, RestartInterval, karras_sigmas, restart_from
 from phiforge.runtime.schedules import EDM, VPLinear
 
 S2 = 0.25
@@ -224,3 +224,19 @@ def test_sample_command_with_a_restart_preset_reports_the_spec_counter(
     )
     result = json.loads(capsys.readouterr().out)
     assert result["nfe"] == nfe and result["method"] == "edm_heun" and result["restart"] == preset
+
+
+def test_karras_sigmas_keep_both_ends_and_reject_a_single_point():
+    sigmas = karras_sigmas(80.0, 0.002, 4)
+    assert sigmas[0] == 80.0 and sigmas[-1] == 0.002 and len(sigmas) == 4
+    assert sigmas[1] == pytest.approx((80 ** (1 / 7) + (0.002 ** (1 / 7) - 80 ** (1 / 7)) / 3) ** 7)
+    # one point cannot hold both ends (it used to return [sigma_min] alone)
+    for args, message in (
+        ((80.0, 0.002, 1), "'points' must be an integer >= 2"),
+        ((80.0, 0.002, 2.5), "'points' must be an integer >= 2"),
+        ((0.002, 80.0, 5), "0 < sigma_min < sigma_max"),
+        ((80.0, 0.0, 5), "0 < sigma_min < sigma_max"),
+        ((80.0, 0.002, 5, -1.0), "'rho' must be a positive"),
+    ):
+        with pytest.raises(InputError, match=message):
+            karras_sigmas(*args)
