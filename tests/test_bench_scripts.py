@@ -123,3 +123,11 @@ def test_four_stage_study_reduces_the_last_condition_to_the_classical_one_at_z0(
 
     assert first_non_zero(bench.NODE_SETS["(1/3, 2/3, 1)"]) == 1  # 3/8 rule: classical only
     assert first_non_zero(bench.NODE_SETS["Radau IA (6 -+ sqrt 6)/10, 1"]) is None  # to z^2
+
+
+def test_denoiser_benchmark_compares_equal_computations():
+    result = _load("denoisers").measure(rows=(3, 700), repeats=1)
+    rows = {r["rows"]: r for r in result["rows"]}
+    assert set(rows) == {3, 700}  # 700 rows: two CPU blocks
+    assert all(r["max_difference"] < 1e-12 for r in rows.values())
+    assert all(r["builtin_ms"] > 0 and r["direct_ms"] > 0 for r in rows.values())
