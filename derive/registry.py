@@ -161,16 +161,6 @@ def program_from_record(record: Mapping[str, Any]) -> tuple[Definition, ...]:
     return tuple(definitions)
 
 
-def _multistep_orders(report) -> dict[str, int]:
-    return {
-        "stiff": report.stiff_order,
-        "weak_stiff": report.weak_stiff_order,
-        "nonstiff": report.nonstiff_order,
-        "classical": report.classical_order,
-        "max_checked": report.max_order,
-    }
-
-
 def _quadrature_conditions(report) -> list[dict[str, Any]]:
     return [
         {"order": q + 1, "verdict": verdict, "residual": str(residual), "leading_term": str(lead)}
@@ -198,7 +188,7 @@ def multistep_record(
     """
     top = max_order or method.steps + 2 + int(corrector is not None)
     report = check_multistep(method, top)
-    orders = _multistep_orders(report)
+    orders = _orders(report)
     record = {
         "format": FORMAT_VERSION,
         "name": method.name,
@@ -221,7 +211,7 @@ def multistep_record(
                 f"predictor's {method.steps} past values (ratios {method.ratios})"
             )
         corrector_report = check_multistep(corrector, top)
-        corrector_orders = _multistep_orders(corrector_report)
+        corrector_orders = _orders(corrector_report)
         pair = {
             key: corrector_orders[key]
             if key == "max_checked"

@@ -170,8 +170,8 @@ class GaussianMixtureDenoiser(_Denoiser):
         )
 
     def _denoise(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        # Rows in blocks: the (rows, K, d) intermediates then stay in cache on a CPU (5x faster
-        # at 20000 rows than one block); a GPU takes the batch whole.
+        # Rows in blocks: the (rows, K, d) intermediates then stay in cache on a CPU (about 4x
+        # faster at 20000 rows than one block, bench/denoisers.py); a GPU takes the batch whole.
         rows = x.shape[0] if x.device.type != "cpu" else _CPU_ROWS
         if x.shape[0] <= rows:
             return self._denoise_block(x, s)

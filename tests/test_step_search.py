@@ -120,25 +120,16 @@ def test_bad_input_is_rejected_by_name():
         search_sigmas(solve, reference, 10.0, 0.1, 3, initial=[10.0, 1.0, 0.1])
     with pytest.raises(InputError, match="'initial'"):
         search_sigmas(solve, reference, 10.0, 0.1, 3, initial=[10.0, 0.5, 1.0, 0.1])
+    problem = dict(
+        model=lambda x, s: x,
+        x=torch.zeros(2, 3),
+        schedule="edm",
+        method="res_2m",
+        steps=3,
+        sigma_start=10.0,
+        sigma_end=0.1,
+    )
     with pytest.raises(InputError, match="'sample_options'"):
-        optimize_steps(
-            lambda x, s: x,
-            torch.zeros(2, 3),
-            "edm",
-            "res_2m",
-            steps=3,
-            sigma_start=10.0,
-            sigma_end=0.1,
-            sample_options={"steps": 4},
-        )
+        optimize_steps(**problem, sample_options={"steps": 4})
     with pytest.raises(InputError, match="'reference'"):
-        optimize_steps(
-            lambda x, s: x,
-            torch.zeros(2, 3),
-            "edm",
-            "res_2m",
-            steps=3,
-            sigma_start=10.0,
-            sigma_end=0.1,
-            reference=torch.zeros(3, 3),
-        )
+        optimize_steps(**problem, reference=torch.zeros(3, 3))
