@@ -23,7 +23,11 @@ from phiforge.derive.construct import (
     construct_operator,
     construct_singlestep,
 )
-from phiforge.derive.multistep import check_multistep, exponential_adams
+from phiforge.derive.multistep import (
+    check_multistep,
+    exponential_adams,
+    exponential_adams_moulton,
+)
 
 c2, c3 = sympy.symbols("c2 c3", positive=True)
 
@@ -109,12 +113,23 @@ def measure() -> list[dict]:
             "outcome": f"{len(table)} solvable pairs, best c = {[str(x) for x in best.nodes]}",
         }
     )
-    for k in (2, 3, 4, 5):
+    for k in (2, 3, 4, 5, 6):
         start = time.perf_counter()
         report = check_multistep(exponential_adams(k), k + 1)
         rows.append(
             {
                 "case": f"exponential Adams k = {k}, derive + check to order {k + 1}",
+                "seconds": time.perf_counter() - start,
+                "outcome": f"stiff order {report.stiff_order} for all step ratios",
+            }
+        )
+    for k in (2, 3, 4, 5):
+        start = time.perf_counter()
+        report = check_multistep(exponential_adams_moulton(k), k + 2)
+        rows.append(
+            {
+                "case": f"exponential Adams-Moulton on k = {k} past values (PEC corrector), "
+                f"derive + check to order {k + 2}",
                 "seconds": time.perf_counter() - start,
                 "outcome": f"stiff order {report.stiff_order} for all step ratios",
             }

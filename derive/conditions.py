@@ -36,7 +36,7 @@ from phiforge.derive.algebras import _Algebra
 from phiforge.derive.errors import InputError
 from phiforge.derive.phibasis import CoefficientFunction
 from phiforge.derive.tableau import SparseTableau
-from phiforge.derive.trees import RootedTree, trees, trees_up_to
+from phiforge.derive.trees import MAX_ORDER, RootedTree, trees, trees_up_to
 
 __all__ = [
     "SETTINGS",
@@ -59,8 +59,13 @@ def check_setting(setting: str) -> str:
 
 
 def check_order(p: object, name: str = "p") -> int:
-    if isinstance(p, bool) or not isinstance(p, int) or p < 1:
-        raise InputError(f"parameter '{name}' (order) must be an integer >= 1, got {p!r}")
+    """``p`` as an order of conditions: an integer in 1..MAX_ORDER (see :mod:`.trees`)."""
+    if isinstance(p, bool) or not isinstance(p, int) or not 1 <= p <= MAX_ORDER:
+        raise InputError(
+            f"parameter '{name}' (order) must be an integer in 1..{MAX_ORDER} (the number of "
+            f"conditions grows about 3x per order: order {MAX_ORDER} is already 376,463), "
+            f"got {p!r}"
+        )
     return p
 
 

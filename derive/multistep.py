@@ -32,6 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 from math import factorial
+from typing import Any
 
 import sympy
 from sympy import QQ
@@ -88,8 +89,16 @@ class MultistepMethod:
             raise InputError(f"{self.name}: a multistep method needs at least one past weight")
         if len(self.ratios) != self.steps - 1:
             raise InputError(f"{self.name}: need {self.steps - 1} step ratios")
-        residual = sympy.expand(sympy.Add(*self.weights) - phi(1, Z))
-        if phi_combination(residual, Z, SYMBOLIC, f"{self.name}: weights"):
+        # sum_m beta_m(z) = phi_1(z), decided in Q(r_1, ...) weight by weight: expanding the sum
+        # as one SymPy expression costs minutes from k = 6 on
+        ratio_field = _RatioField(self.ratios)
+        total: dict[int, Any] = {}
+        for weights in _field_weights(self, ratio_field):
+            for k, value in weights.items():
+                total[k] = total.get(k, ratio_field.zero) + value
+        total[1] = total.get(1, ratio_field.zero) - ratio_field.one
+        residual = sympy.Add(*[ratio_field.back(v) * phi(k, Z) for k, v in total.items() if v])
+        if residual != 0:
             raise InputError(
                 f"{self.name}: the weights violate sum_m beta_m(z) = phi_1(z) "
                 f"(residual {format_expression(residual)})"
@@ -142,24 +151,87 @@ def exponential_adams_moulton(k: int, name: str | None = None, **metadata) -> Mu
 
 def _lagrange_weights(nodes: tuple[sympy.Expr, ...]) -> tuple[sympy.Expr, ...]:
     """beta_m(z) = sum_q l_m^{(q)}(0) phi_{q+1}(z): exact integration against e^{(1-theta)z} of
-    the Lagrange interpolant on ``nodes`` (in units of the step, 0 = its start)."""
-    k = len(nodes)
-    theta = sympy.Symbol("theta")
+    the Lagrange interpolant on ``nodes`` (in units of the step, 0 = its start).
+
+    The coefficients of theta^q in l_m(theta) = prod_{l != m} (theta - tau_l)/(tau_m - tau_l) are
+    computed in Q(r_1, ...) (product of linear factors, one division), then factored."""
+    ratios = tuple(sorted(set().union(*(sympy.sympify(n).free_symbols for n in nodes)), key=str))
+    ratio_field = _RatioField(ratios)
+    values = [ratio_field.convert(node) for node in nodes]
     weights = []
-    for m in range(k):
-        basis = sympy.Integer(1)
-        for l_index in range(k):
-            if l_index != m:
-                basis *= (theta - nodes[l_index]) / (nodes[m] - nodes[l_index])
-        polynomial = sympy.Poly(sympy.expand(basis), theta)
-        weight = sympy.Add(
-            *[
-                sympy.factor(polynomial.coeff_monomial(theta**q)) * factorial(q) * phi(q + 1, Z)
-                for q in range(k)
-            ]
+    for m, tau_m in enumerate(values):
+        coefficients = [ratio_field.one]  # of theta^0, theta^1, ... in prod (theta - tau_l)
+        denominator = ratio_field.one
+        for index, tau in enumerate(values):
+            if index == m:
+                continue
+            shifted = [ratio_field.zero, *coefficients]
+            coefficients = [a - tau * b for a, b in zip(shifted, [*coefficients, 0], strict=True)]
+            denominator *= tau_m - tau
+        weights.append(
+            sympy.Add(
+                *[
+                    ratio_field.back(c / denominator) * factorial(q) * phi(q + 1, Z)
+                    for q, c in enumerate(coefficients)
+                ]
+            )
         )
-        weights.append(weight)
     return tuple(weights)
+
+
+class _RatioField:
+    """Exact arithmetic in Q(r_1, ..., r_{k-1}) (SymPy's sparse rational functions; Q when there
+    are no ratios): ``convert`` from and ``back`` to SymPy expressions (factored)."""
+
+    def __init__(self, ratios: tuple[sympy.Symbol, ...]) -> None:
+        if ratios:
+            domain, *_ = rational_function_field(list(ratios), QQ)
+            self.convert = domain.from_expr
+            self.zero, self.one = domain.zero, domain.one
+        else:
+            self.convert = lambda value: QQ.from_sympy(sympy.nsimplify(value))
+            self.zero, self.one = QQ.zero, QQ.one
+        self._ratios = ratios
+
+    # Multivariate factorisation (Wang's algorithm, randomised) of the residuals' numerators takes
+    # from seconds to minutes once there are 4 or more ratios (k >= 5); there a value is shown as
+    # its expanded numerator over its factored denominator. Every record of the registry has at
+    # most 3 ratios (res_4m, res_4m_pc).
+    FACTOR_RATIOS = 3
+
+    def back(self, value: Any) -> sympy.Expr:
+        """The value as a SymPy expression: factored (numerator expanded beyond 3 ratios)."""
+        if not self._ratios:
+            return QQ.to_sympy(value)
+        if len(self._ratios) <= self.FACTOR_RATIOS:
+            return sympy.factor(value.as_expr())
+        return value.numer.as_expr() / sympy.factor(value.denom.as_expr())
+
+
+def _field_weights(method: MultistepMethod, ratio_field: _RatioField) -> list[dict[int, Any]]:
+    """Each weight as {k: coefficient of phi_k(z) in Q(r_1, ...)}; InputError unless every weight
+    is a combination of phi_k(z), k >= 1."""
+    weights = []
+    for weight in method.weights:
+        total: dict[int, Any] = {}
+        for term in sympy.Add.make_args(weight):
+            # a term coefficient * phi_k(z) is converted as it stands (its factored coefficient
+            # is cheap to convert; expanded, it is thousands of terms); anything else goes
+            # through the general phi-basis decomposition
+            phis = [f for f in sympy.Mul.make_args(term) if f.has(Z)]
+            if len(phis) == 1 and isinstance(phis[0], phi) and phis[0].args[1] == Z:
+                parts = {int(phis[0].args[0]): term / phis[0]}
+            else:
+                combination = phi_combination(term, Z, SYMBOLIC, method.name)
+                if any(c != 1 for _, c in combination):
+                    raise InputError(
+                        f"{method.name}: weights must be combinations of phi_k(z), k >= 1"
+                    )
+                parts = {k: q for (k, _), q in combination.items()}
+            for k, q in parts.items():
+                total[k] = total.get(k, ratio_field.zero) + ratio_field.convert(q)
+        weights.append({k: v for k, v in total.items() if v})
+    return weights
 
 
 def published_multistep(name: str) -> MultistepMethod:
@@ -249,29 +321,20 @@ def check_multistep(method: MultistepMethod, max_order: int = 5) -> MultistepRep
     Arithmetic is exact in the field Q(r_1, ..., r_{k-1}) (SymPy's sparse rational functions)."""
     if isinstance(max_order, bool) or not isinstance(max_order, int) or max_order < 1:
         raise InputError(f"parameter 'max_order' must be an integer >= 1, got {max_order!r}")
-    if method.ratios:
-        domain, *_ = rational_function_field(list(method.ratios), QQ)
-        convert, back = domain.from_expr, (lambda value: sympy.factor(value.as_expr()))
-    else:
-        convert, back = (lambda value: QQ.from_sympy(sympy.nsimplify(value))), QQ.to_sympy
-    weights = []
-    for weight in method.weights:
-        combination = phi_combination(weight, Z, SYMBOLIC, method.name)
-        if any(c != 1 for _, c in combination):
-            raise InputError(f"{method.name}: weights must be combinations of phi_k(z), k >= 1")
-        weights.append({k: convert(q) for (k, _), q in combination.items()})
+    ratio_field = _RatioField(method.ratios)
+    convert, back = ratio_field.convert, ratio_field.back
+    weights = _field_weights(method, ratio_field)
     nodes = [convert(tau) for tau in method.nodes]
     k_max = max(max(w) for w in weights)
     verdicts, residuals, leading = [], [], []
     for q in range(max_order):
-        coefficients = {k: convert(0) for k in range(k_max + 2)}
-        coefficients[q + 1] = coefficients.get(q + 1, convert(0)) + convert(1)
+        coefficients = {k: ratio_field.zero for k in range(k_max + 2)}
+        coefficients[q + 1] = coefficients.get(q + 1, ratio_field.zero) + ratio_field.one
         for weight, tau in zip(weights, nodes, strict=True):
-            power = convert(1) if q == 0 else tau**q
-            factor = power * convert(sympy.Rational(1, factorial(q)))
+            factor = (tau**q if q else ratio_field.one) * QQ(1, factorial(q))
             for k, value in weight.items():
-                coefficients[k] = coefficients.get(k, convert(0)) - value * factor
-        coefficients = {k: v for k, v in coefficients.items() if v != 0}
+                coefficients[k] -= value * factor
+        coefficients = {k: v for k, v in coefficients.items() if v}
         if not coefficients:
             verdicts.append("strong")
             residuals.append(sympy.Integer(0))
@@ -279,13 +342,10 @@ def check_multistep(method: MultistepMethod, max_order: int = 5) -> MultistepRep
             continue
         residuals.append(sympy.Add(*[back(v) * phi(k, Z) for k, v in coefficients.items()]))
         series = [
-            sum(
-                (v * convert(sympy.Rational(1, factorial(m + k))) for k, v in coefficients.items()),
-                convert(0),
-            )
+            sum((v * QQ(1, factorial(m + k)) for k, v in coefficients.items()), ratio_field.zero)
             for m in range(q + 9)
         ]
-        first = next((m for m, value in enumerate(series) if value != 0), None)
+        first = next((m for m, value in enumerate(series) if value), None)
         leading.append(
             sympy.Order(Z ** (q + 9)) if first is None else back(series[first]) * Z**first
         )

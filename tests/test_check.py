@@ -156,7 +156,7 @@ def test_orders_reported_as_capped_when_everything_holds():
     assert report.stiff_order == 3 and report.capped["stiff_order"]
 
 
-@pytest.mark.parametrize("bad", [0, 1.5, "5"])
+@pytest.mark.parametrize("bad", [0, 1.5, "5", 17, 99])
 def test_bad_max_order_is_rejected(bad):
     with pytest.raises(InputError, match="'max_order'"):
         check_tableau(catalogue_method("res_2s"), bad)

@@ -112,6 +112,13 @@ def test_bad_order_exits_with_usage_error(capsys, order):
     assert "--order" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["conditions", "check", "trees"])
+def test_order_beyond_the_enumeration_limit_is_refused_at_once(capsys, command):
+    # order 99 used to start enumerating ~1e40 trees; now it is refused naming the range
+    code, _, err = run(capsys, command, "--order", "99")
+    assert code == 2 and "must be an integer in 1..16" in err and "got 99" in err
+
+
 def test_module_entry_point_runs():
     completed = subprocess.run(
         [sys.executable, "-m", "phiforge", "conditions", "--order", "2", "--format", "json"],

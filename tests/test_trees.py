@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from phiforge.derive.errors import InputError
-from phiforge.derive.trees import RootedTree, count_trees, trees, trees_up_to
+from phiforge.derive.trees import MAX_ORDER, RootedTree, count_trees, trees, trees_up_to
 
 A000081 = [1, 1, 2, 4, 9, 20, 48, 115, 286, 719, 1842, 4766, 12486, 32973]
 
@@ -91,9 +91,9 @@ def test_non_canonical_constructor_input_is_rejected():
         RootedTree((1, 2, 2, 3))
 
 
-@pytest.mark.parametrize("bad", [0, -3, 2.5, "4", True])
+@pytest.mark.parametrize("bad", [0, -3, 2.5, "4", True, MAX_ORDER + 1, 99])
 def test_bad_order_is_rejected(bad):
-    with pytest.raises(InputError, match="'n'"):
+    with pytest.raises(InputError, match=f"'n' must be an integer in 1..{MAX_ORDER}"):
         list(trees(bad))
 
 
