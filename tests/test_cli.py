@@ -119,6 +119,14 @@ def test_order_beyond_the_enumeration_limit_is_refused_at_once(capsys, command):
     assert code == 2 and "must be an integer in 1..16" in err and "got 99" in err
 
 
+def test_multistep_order_beyond_the_limit_is_refused_at_once(capsys, tmp_path):
+    code, _, err = run(
+        capsys, "derive", "multistep", "--order", "40", "--name", "x", "--registry", str(tmp_path)
+    )
+    assert code == 2 and "must be an integer in 1..7" in err and "got 40" in err
+    assert not list(tmp_path.iterdir())
+
+
 def test_module_entry_point_runs():
     completed = subprocess.run(
         [sys.executable, "-m", "phiforge", "conditions", "--order", "2", "--format", "json"],

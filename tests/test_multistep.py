@@ -116,5 +116,10 @@ def test_bad_input():
         exponential_adams(0)
     with pytest.raises(InputError, match="'k'"):
         exponential_adams_moulton(0)
+    # refused at once, naming the range, rather than running for hours
+    with pytest.raises(InputError, match=r"'k' \(steps, = order\) must be an integer in 1\.\.7"):
+        exponential_adams(8)
+    with pytest.raises(InputError, match=r"'k' \(past values, = order - 1\) .* in 1\.\.6"):
+        exponential_adams_moulton(7)
     with pytest.raises(InputError, match="unknown published multistep"):
         published_multistep("dpmpp_9m")
