@@ -33,7 +33,7 @@ from math import factorial
 from typing import Any
 
 from phiforge.derive.algebras import _Algebra
-from phiforge.derive.errors import InputError
+from phiforge.derive.errors import InputError, integer_in
 from phiforge.derive.phibasis import CoefficientFunction
 from phiforge.derive.tableau import SparseTableau
 from phiforge.derive.trees import MAX_ORDER, RootedTree, trees, trees_up_to
@@ -60,13 +60,13 @@ def check_setting(setting: str) -> str:
 
 def check_order(p: object, name: str = "p") -> int:
     """``p`` as an order of conditions: an integer in 1..MAX_ORDER (see :mod:`.trees`)."""
-    if isinstance(p, bool) or not isinstance(p, int) or not 1 <= p <= MAX_ORDER:
-        raise InputError(
-            f"parameter '{name}' (order) must be an integer in 1..{MAX_ORDER} (the number of "
-            f"conditions grows about 3x per order: order {MAX_ORDER} is already 376,463), "
-            f"got {p!r}"
-        )
-    return p
+    return integer_in(
+        p,
+        f"'{name}' (order)",
+        1,
+        MAX_ORDER,
+        f"the number of conditions grows about 3x per order: order {MAX_ORDER} is already 376,463",
+    )
 
 
 # ---------------------------------------------------------------------------------- rendering

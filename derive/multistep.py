@@ -38,7 +38,7 @@ import sympy
 from sympy import QQ
 from sympy.polys.fields import field as rational_function_field
 
-from phiforge.derive.errors import InputError
+from phiforge.derive.errors import InputError, integer_in
 from phiforge.derive.phi import phi
 from phiforge.derive.phibasis import (
     SYMBOLIC,
@@ -128,14 +128,11 @@ MAX_MULTISTEP_ORDER = 7
 
 
 def _check_steps(k: object, meaning: str, order_offset: int) -> int:
-    top = MAX_MULTISTEP_ORDER - order_offset
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= top:
-        raise InputError(
-            f"parameter 'k' ({meaning}) must be an integer in 1..{top} (formulas of stiff order "
-            f"up to {MAX_MULTISTEP_ORDER}; order 7 already takes about 3.5 minutes to derive and "
-            f"check), got {k!r}"
-        )
-    return k
+    why = (
+        f"formulas of stiff order up to {MAX_MULTISTEP_ORDER}; order 7 already takes about "
+        "3.5 minutes to derive and check"
+    )
+    return integer_in(k, f"'k' ({meaning})", 1, MAX_MULTISTEP_ORDER - order_offset, why)
 
 
 def exponential_adams(k: int, name: str | None = None, **metadata) -> MultistepMethod:

@@ -22,7 +22,7 @@ from functools import cached_property
 from itertools import pairwise
 from math import factorial, prod
 
-from phiforge.derive.errors import InputError
+from phiforge.derive.errors import InputError, integer_in
 
 __all__ = ["MAX_ORDER", "RootedTree", "count_trees", "trees", "trees_up_to"]
 
@@ -34,17 +34,10 @@ MAX_ORDER = 16
 
 
 def _check_order(n: object, name: str = "n", minimum: int = 1) -> int:
-    allowed = f"an integer in {minimum}..{MAX_ORDER}"
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise InputError(f"parameter '{name}' must be {allowed}, got {n!r}")
-    if n < minimum:
-        raise InputError(f"parameter '{name}' must be {allowed}, got {n}")
-    if n > MAX_ORDER:
-        raise InputError(
-            f"parameter '{name}' must be {allowed} (the tree count grows about 3x per order: "
-            f"order {MAX_ORDER} is already 376,463 conditions), got {n}"
-        )
-    return n
+    return integer_in(n, f"'{name}'", minimum, MAX_ORDER, _WHY)
+
+
+_WHY = f"the tree count grows about 3x per order: order {MAX_ORDER} is already 376,463 conditions"
 
 
 def _level_sequences(n: int) -> Iterator[tuple[int, ...]]:
