@@ -36,7 +36,13 @@ from phiforge.derive.algebras import _Algebra
 from phiforge.derive.errors import InputError, integer_in
 from phiforge.derive.phibasis import CoefficientFunction
 from phiforge.derive.tableau import SparseTableau
-from phiforge.derive.trees import MAX_ORDER, RootedTree, trees, trees_up_to
+from phiforge.derive.trees import (
+    CONDITIONS_UP_TO_MAX_ORDER,
+    MAX_ORDER,
+    RootedTree,
+    trees,
+    trees_up_to,
+)
 
 __all__ = [
     "SETTINGS",
@@ -65,7 +71,8 @@ def check_order(p: object, name: str = "p") -> int:
         f"'{name}' (order)",
         1,
         MAX_ORDER,
-        f"the number of conditions grows about 3x per order: order {MAX_ORDER} is already 376,463",
+        f"the number of conditions grows about 3x per order: order {MAX_ORDER} is already "
+        f"{CONDITIONS_UP_TO_MAX_ORDER:,}",
     )
 
 

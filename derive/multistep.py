@@ -92,9 +92,9 @@ class MultistepMethod:
             raise InputError(f"{self.name}: need {self.steps - 1} step ratios")
         # sum_m beta_m(z) = phi_1(z), decided in Q(r_1, ...) weight by weight: expanding the sum
         # as one SymPy expression costs minutes from k = 6 on
-        ratio_field = _RatioField(self.ratios)
+        ratio_field, field_weights = self.field_weights
         total: dict[int, Any] = {}
-        for weights in _field_weights(self, ratio_field):
+        for weights in field_weights:
             for k, value in weights.items():
                 total[k] = total.get(k, ratio_field.zero) + value
         total[1] = total.get(1, ratio_field.zero) - ratio_field.one
@@ -104,6 +104,13 @@ class MultistepMethod:
                 f"{self.name}: the weights violate sum_m beta_m(z) = phi_1(z) "
                 f"(residual {format_expression(residual)})"
             )
+
+    @cached_property
+    def field_weights(self) -> tuple[_RatioField, list[dict[int, Any]]]:
+        """The field Q(r_1, ...) and each weight in it as {k: coefficient of phi_k(z)}: the form
+        the sum check here and :func:`check_multistep` compute with (converted once)."""
+        ratio_field = _RatioField(self.ratios)
+        return ratio_field, _field_weights(self, ratio_field)
 
     @property
     def steps(self) -> int:
@@ -129,8 +136,8 @@ MAX_MULTISTEP_ORDER = 7
 
 def _check_steps(k: object, meaning: str, order_offset: int) -> int:
     why = (
-        f"formulas of stiff order up to {MAX_MULTISTEP_ORDER}; order 7 already takes about "
-        "3.5 minutes to derive and check"
+        f"formulas of stiff order up to {MAX_MULTISTEP_ORDER}; order {MAX_MULTISTEP_ORDER} already "
+        "takes about 3.5 minutes to derive and check"
     )
     return integer_in(k, f"'k' ({meaning})", 1, MAX_MULTISTEP_ORDER - order_offset, why)
 
@@ -178,7 +185,8 @@ def _lagrange_weights(nodes: tuple[sympy.Expr, ...]) -> tuple[sympy.Expr, ...]:
             if index == m:
                 continue
             shifted = [ratio_field.zero, *coefficients]
-            coefficients = [a - tau * b for a, b in zip(shifted, [*coefficients, 0], strict=True)]
+            padded = [*coefficients, ratio_field.zero]
+            coefficients = [a - tau * b for a, b in zip(shifted, padded, strict=True)]
             denominator *= tau_m - tau
         weights.append(
             sympy.Add(
@@ -333,9 +341,8 @@ def check_multistep(method: MultistepMethod, max_order: int = 5) -> MultistepRep
     Arithmetic is exact in the field Q(r_1, ..., r_{k-1}) (SymPy's sparse rational functions)."""
     if isinstance(max_order, bool) or not isinstance(max_order, int) or max_order < 1:
         raise InputError(f"parameter 'max_order' must be an integer >= 1, got {max_order!r}")
-    ratio_field = _RatioField(method.ratios)
+    ratio_field, weights = method.field_weights
     convert, back = ratio_field.convert, ratio_field.back
-    weights = _field_weights(method, ratio_field)
     nodes = [convert(tau) for tau in method.nodes]
     k_max = max(max(w) for w in weights)
     verdicts, residuals, leading = [], [], []

@@ -24,20 +24,31 @@ from math import factorial, prod
 
 from phiforge.derive.errors import InputError, integer_in
 
-__all__ = ["MAX_ORDER", "RootedTree", "count_trees", "trees", "trees_up_to"]
+__all__ = [
+    "CONDITIONS_UP_TO_MAX_ORDER",
+    "MAX_ORDER",
+    "RootedTree",
+    "count_trees",
+    "trees",
+    "trees_up_to",
+]
 
 # The largest order (number of vertices) the enumeration accepts. The number of trees grows about
 # 3x per vertex (A000081): 16 vertices are 235,381 trees and the conditions of orders 2..16 are
 # 376,463, which `phiforge check --order 16` decides in about 140 s and 2.4 GB on two cores;
 # order 20 would be 12.8 million trees of 20 vertices alone (measured: > 300 s and 11.9 GB).
 MAX_ORDER = 16
+CONDITIONS_UP_TO_MAX_ORDER = 376_463  # trees with 2..16 vertices (sum of A000081)
 
 
 def _check_order(n: object, name: str = "n", minimum: int = 1) -> int:
     return integer_in(n, f"'{name}'", minimum, MAX_ORDER, _WHY)
 
 
-_WHY = f"the tree count grows about 3x per order: order {MAX_ORDER} is already 376,463 conditions"
+_WHY = (
+    f"the tree count grows about 3x per order: order {MAX_ORDER} is already "
+    f"{CONDITIONS_UP_TO_MAX_ORDER:,} conditions"
+)
 
 
 def _level_sequences(n: int) -> Iterator[tuple[int, ...]]:

@@ -8,13 +8,25 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from phiforge.derive.errors import InputError
-from phiforge.derive.trees import MAX_ORDER, RootedTree, count_trees, trees, trees_up_to
+from phiforge.derive.trees import (
+    CONDITIONS_UP_TO_MAX_ORDER,
+    MAX_ORDER,
+    RootedTree,
+    count_trees,
+    trees,
+    trees_up_to,
+)
 
 A000081 = [1, 1, 2, 4, 9, 20, 48, 115, 286, 719, 1842, 4766, 12486, 32973]
 
 
 def test_counts_equal_oeis_a000081_up_to_14():
     assert [count_trees(n) for n in range(1, 15)] == A000081
+
+
+def test_condition_count_quoted_for_the_order_bound_is_oeis_a000081():
+    # trees with 2..16 vertices; A000081(15), A000081(16) = 87811, 235381 (OEIS)
+    assert sum(A000081[1:]) + 87811 + 235381 == CONDITIONS_UP_TO_MAX_ORDER
 
 
 def test_enumeration_yields_distinct_canonical_trees():
