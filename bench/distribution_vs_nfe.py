@@ -13,8 +13,12 @@ samples on a fixed grid is that of their Brownian-tree default, which costs ~10x
 A sampler "reaches the floor" at the smallest NFE where its Frechet distance is at most 1.25 x the
 mean floor.
 
+``--denoiser network`` samples the trained MLP of :mod:`phiforge.runtime.network` (fitted to the
+same mixture) instead of the exact posterior mean, against the same truth: the samplers then
+converge to the network's distribution, whose distance to the truth is model error.
+
 Usage: python bench/distribution_vs_nfe.py [--samples 10000] [--seed 0] [--eta 1]
-       [--format markdown|json]
+       [--denoiser gmm|network] [--budgets 5 7 ...] [--format markdown|json]
 """
 
 from __future__ import annotations
@@ -100,11 +104,14 @@ def measure(
     seed: int = 0,
     eta: float = 1.0,
     floor_sets: int = 8,
+    denoiser: str = "gmm",
 ) -> dict:
     """``seed`` draws the exact sets, the starting points and every sampler's noise (seed 0 is
-    the documented table); ``eta`` is the stochastic samplers' (SEEDS and k-diffusion's)."""
+    the documented table); ``eta`` is the stochastic samplers' (SEEDS and k-diffusion's);
+    ``denoiser`` is the model the samplers call (the truth is always the mixture)."""
     started = time.perf_counter()
     gmm = builtin_denoiser("gmm")
+    model_denoiser = builtin_denoiser(denoiser)
     truth = tuple(m.numpy() for m in gmm.moments())
     generator = torch.Generator().manual_seed(seed)
     exact = gmm.sample_data(samples, generator).numpy()
@@ -151,7 +158,7 @@ def measure(
                 return None  # around its interval
             sigmas = [*karras_sigmas(SIGMA_MAX, SIGMA_MIN, n), 0.0]
             out, info = sample(
-                gmm,
+                model_denoiser,
                 x_start,
                 "edm",
                 method,
@@ -187,7 +194,7 @@ def measure(
 
                 def model(x, sigma):
                     calls[0] += 1
-                    return gmm(x, sigma)
+                    return model_denoiser(x, sigma)
 
                 out = sampler(
                     model,
@@ -209,6 +216,7 @@ def measure(
         "meta": {
             "samples": samples,
             "eta": eta,
+            "denoiser": denoiser,
             "seconds": round(time.perf_counter() - started, 1),
             "torch": torch.__version__,
             "python": platform.python_version(),
@@ -226,17 +234,22 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=10000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eta", type=float, default=1.0)
+    parser.add_argument("--denoiser", choices=["gmm", "network"], default="gmm")
+    parser.add_argument("--budgets", type=int, nargs="+", default=list(BUDGETS))
     parser.add_argument("--format", choices=["markdown", "json"], default="markdown")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    result = measure(args.samples, seed=args.seed, eta=args.eta)
+    result = measure(
+        args.samples, tuple(args.budgets), seed=args.seed, eta=args.eta, denoiser=args.denoiser
+    )
     if args.format == "json":
         print(json.dumps(result, indent=2))
         return
     meta, floor = result["meta"], result["floor"]
     spread = floor["spread"]
     print(
-        f"digits GMM, {meta['samples']} samples per sampler, eta {meta['eta']:g}; floor (mean "
+        f"digits GMM (model: {meta['denoiser']}), {meta['samples']} samples per sampler, eta "
+        f"{meta['eta']:g}; floor (mean "
         f"+- sd over {floor['sets']} exact sets): Frechet {floor['frechet']:.4f} +- "
         f"{spread['frechet']:.4f}, sliced W2 {floor['sliced_w2']:.4f} +- "
         f"{spread['sliced_w2']:.4f}; {meta['seconds']} s\n"

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from phiforge.output import emit_json, markdown_table, positive_int
+from phiforge.runtime.denoisers import DENOISERS
+from phiforge.runtime.verification import PROBLEMS
 
 __all__ = ["register_runtime_commands"]
 
@@ -286,8 +288,8 @@ def register_runtime_commands(commands: argparse._SubParsersAction) -> None:
     verify.add_argument(
         "--problem",
         action="append",
-        choices=["gaussian", "gmm", "empirical"],
-        help="repeatable; default: gaussian and gmm",
+        choices=PROBLEMS,
+        help="repeatable; default: gaussian and gmm (network: the MLP trained on gmm)",
     )
     verify.add_argument("--steps", type=positive_int, nargs="+", default=[8, 16, 32, 64, 128, 256])
     verify.add_argument(
@@ -314,7 +316,7 @@ def register_runtime_commands(commands: argparse._SubParsersAction) -> None:
         "sample",
         help="draw samples from a built-in denoiser with a generated method",
     )
-    sampler.add_argument("--denoiser", choices=["gaussian", "gmm", "empirical"], default="gmm")
+    sampler.add_argument("--denoiser", choices=list(DENOISERS), default="gmm")
     sampler.add_argument("--method", help="default: res_3m, or a restart preset's method")
     sampler.add_argument("--nfe", type=positive_int, help="NFE budget (default 10)")
     sampler.add_argument("--steps", type=positive_int, help="main steps instead of a budget")

@@ -15,7 +15,8 @@ run on the device of their parameters.
   weighted mean of the data points with weights exp(-|x~ - x_i|^2/(2 s^2)).
 
 Built-in data (shipped with scikit-learn, no download): the 1797 8x8 handwritten digits of
-``sklearn.datasets.load_digits``, scaled to [-1, 1].
+``sklearn.datasets.load_digits``, scaled to [-1, 1]. Beside the exact denoisers, ``network`` is a
+trained one (an MLP fitted to ``gmm``, weights shipped; :mod:`phiforge.runtime.network`).
 """
 
 from __future__ import annotations
@@ -239,10 +240,17 @@ def _digits_empirical() -> EmpiricalDenoiser:
     return EmpiricalDenoiser(digits())
 
 
+def _digits_network() -> _Denoiser:
+    from phiforge.runtime.network import builtin_network
+
+    return builtin_network()
+
+
 DENOISERS = {
     "gaussian": _digits_gaussian,
     "gmm": _digits_mixture,
     "empirical": _digits_empirical,
+    "network": _digits_network,
 }
 
 
@@ -254,7 +262,8 @@ def _cached(name: str) -> _Denoiser:
 
 
 def builtin_denoiser(name: str, device: str | torch.device | None = None) -> _Denoiser:
-    """A built-in denoiser on the digits data (``gaussian``, ``gmm``, ``empirical``)."""
+    """A built-in denoiser on the digits data: the exact ``gaussian``, ``gmm`` and ``empirical``
+    posterior means, or ``network``, an MLP trained on ``gmm`` (:mod:`phiforge.runtime.network`)."""
     if name not in DENOISERS:
         raise InputError(
             f"parameter 'denoiser' must be one of {', '.join(DENOISERS)}, got {name!r}"

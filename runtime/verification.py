@@ -38,7 +38,7 @@ __all__ = [
     "study_method",
 ]
 
-PROBLEMS = ("gaussian", "gmm", "empirical")
+PROBLEMS = ("gaussian", "gmm", "empirical", "network")
 
 
 @dataclass
@@ -115,9 +115,9 @@ def builtin_problem(
     t_start: float = 1.0,
     t_end: float = 1e-3,
 ) -> Problem:
-    """Digits data as a Gaussian (exact flow), a 10-component mixture, or the empirical
-    distribution; VP linear schedule from t = 1 to 1e-3 (lambda from -5.02 to 4.56),
-    x_T ~ N(0, sigma_T^2 I)."""
+    """Digits data as a Gaussian (exact flow), a 10-component mixture, the empirical
+    distribution, or the network trained on the mixture; VP linear schedule from t = 1 to
+    1e-3 (lambda from -5.02 to 4.56), x_T ~ N(0, sigma_T^2 I)."""
     if name not in PROBLEMS:
         raise InputError(f"parameter 'problem' must be one of {', '.join(PROBLEMS)}, got {name!r}")
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:

@@ -130,4 +130,3 @@ def test_denoiser_benchmark_compares_equal_computations():
     rows = {r["rows"]: r for r in result["rows"]}
     assert set(rows) == {3, 700}  # 700 rows: two CPU blocks
     assert all(r["max_difference"] < 1e-12 for r in rows.values())
-    assert all(r["builtin_ms"] > 0 and r["direct_ms"] > 0 for r in rows.values())

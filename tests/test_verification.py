@@ -1,5 +1,6 @@
 """Convergence studies and the verify / sample commands."""
 
+import functools
 import itertools
 import json
 import math
@@ -44,6 +45,21 @@ def test_observed_order_on_the_mixture_matches_the_claim(gmm_problem, method, cl
     assert study.claimed_order == claimed
     assert study.observed_order == pytest.approx(claimed, abs=0.3)  # pre-asymptotic spread
     assert study.defect_nfe == [10]
+
+
+@pytest.mark.parametrize(("method", "claimed"), [("res_2m", 2), ("res_3s", 3), ("res_3m", 3)])
+def test_observed_order_on_the_trained_network_matches_the_claim(method, claimed):
+    """A trained denoiser (runtime.network) has a smooth ODE too: the orders are the same
+    (measured over N = 64, 128, 256: res_2m 2.03, res_3s 2.93, res_3m 2.88)."""
+    problem = network_problem()
+    assert problem.reference_accuracy < 1e-9
+    study = study_method(problem, method, steps=(64, 128, 256), nfe_budgets=(10,))
+    assert study.observed_order == pytest.approx(claimed, abs=0.2)
+
+
+@functools.cache
+def network_problem():
+    return builtin_problem("network", batch=4, seed=1)
 
 
 def test_a_stiff_order_violation_shows_at_low_nfe(gmm_problem):

@@ -1,0 +1,365 @@
+"""A trained denoiser: a small residual MLP fitted to a data distribution, and its weights file.
+
+The exact denoisers of :mod:`phiforge.runtime.denoisers` make the probability-flow ODE known; a
+real diffusion model is a network whose data prediction only approximates the posterior mean.
+This module trains such a network here, on CPU in minutes, and ships one (``network``, fitted
+to the built-in digits mixture ``gmm``), so that convergence studies and distribution benchmarks
+also run on a trained model, with the exact posterior mean at hand to measure its error.
+
+Preconditioning (Karras et al. 2022, "Elucidating the Design Space of Diffusion-Based
+Generative Models", Table 1, EDM column), in the variance-exploding variables x~ = x0 + s eps:
+
+    D(x~, s) = c_skip(s) x~ + c_out(s) F(c_in(s) x~, c_noise(s)),
+    c_skip = sd^2/(s^2 + sd^2), c_out = s sd/sqrt(s^2 + sd^2), c_in = 1/sqrt(s^2 + sd^2),
+    c_noise = ln(s)/4,
+
+with sd the data's RMS. Training minimises E ||F(c_in x~, c_noise) - (y - c_skip x~)/c_out||^2,
+which is EDM's weighted loss lambda(s) ||D(x~, s) - y||^2 with lambda = 1/c_out^2, over
+s log-uniform on [sigma_min, sigma_max]. The regression target y is either the clean sample x0
+(``target='data'``: denoising score matching, how diffusion models are trained) or the exact
+posterior mean E[x0 | x~] of the training distribution (``target='posterior'``: the same
+minimiser with far less variance, i.e. distillation of the exact denoiser).
+
+F is a residual MLP with SiLU activations (smooth, so the sampling ODE is smooth and solvers
+show their orders): the input c_in x~ joined to Fourier features sin/cos(f_j c_noise) of the
+noise level, ``blocks`` residual blocks h += W2 silu(W1 silu(h) + E e), a linear read-out.
+
+Weights file: ``NAME.bin`` (the float32 tensors, little-endian, in the manifest's order) and
+``NAME.json`` (architecture, training configuration, tensor table, the SHA-256 of the .bin, the
+measured denoising errors, and a content hash over all of it). A file whose hashes do not match
+was edited and is refused.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from phiforge.runtime.denoisers import _Denoiser
+from phiforge.runtime.errors import InputError
+
+__all__ = [
+    "BUILTIN_NETWORK",
+    "EVALUATION_SIGMAS",
+    "DenoiserMLP",
+    "NetworkConfig",
+    "NetworkDenoiser",
+    "TrainingConfig",
+    "builtin_network",
+    "denoising_errors",
+    "load_network",
+    "save_network",
+    "train_network",
+]
+
+FORMAT_VERSION = 1
+BUILTIN_NETWORK = "digits-gmm-mlp"
+TARGETS = ("data", "posterior")
+# noise levels of the error table stored with every network (the built-in problems' VP schedule
+# runs from sigma~ = 151 at t = 1 to 0.0105 at t = 1e-3)
+EVALUATION_SIGMAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0)
+_EVALUATION_SAMPLES = 4096
+_EVALUATION_SEED = 12345
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Architecture of :class:`DenoiserMLP` and the preconditioning's sigma_data."""
+
+    dim: int = 64
+    width: int = 256
+    blocks: int = 2
+    frequencies: int = 16
+    sigma_data: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("dim", "width", "blocks", "frequencies"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(f"parameter {name!r} must be an integer >= 1, got {value!r}")
+        if not (math.isfinite(self.sigma_data) and self.sigma_data > 0):
+            raise InputError(
+                f"parameter 'sigma_data' must be finite and > 0, got {self.sigma_data!r}"
+            )
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Adam with a one-cycle learning rate; fresh samples of the teacher at every step."""
+
+    steps: int = 16000
+    batch: int = 512
+    learning_rate: float = 2e-3
+    seed: int = 0
+    sigma_min: float = 0.004
+    sigma_max: float = 300.0
+    target: str = "posterior"
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(f"parameter {name!r} must be an integer >= 1, got {value!r}")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise InputError(
+                f"parameter 'learning_rate' must be finite and > 0, got {self.learning_rate!r}"
+            )
+        if not (
+            math.isfinite(self.sigma_min)
+            and math.isfinite(self.sigma_max)
+            and 0 < self.sigma_min < self.sigma_max
+        ):
+            raise InputError(
+                "parameters 'sigma_min', 'sigma_max' must be finite with 0 < sigma_min < "
+                f"sigma_max, got {self.sigma_min!r}, {self.sigma_max!r}"
+            )
+        if self.target not in TARGETS:
+            raise InputError(
+                f"parameter 'target' must be one of {', '.join(TARGETS)}, got {self.target!r}"
+            )
+
+
+class DenoiserMLP(nn.Module):
+    """F(x_in, c_noise) of the EDM preconditioning: a residual SiLU MLP on (batch, dim) inputs."""
+
+    def __init__(self, config: NetworkConfig) -> None:
+        super().__init__()
+        width, features = config.width, 2 * config.frequencies
+        # frequencies 1 ... 64 on a geometric grid; c_noise = ln(s)/4 spans about -1.4 ... 1.4
+        frequencies = torch.exp(torch.linspace(0.0, math.log(64.0), config.frequencies))
+        self.register_buffer("frequencies", frequencies)
+        self.inp = nn.Linear(config.dim + features, width)
+        self.embed = nn.ModuleList(nn.Linear(features, width) for _ in range(config.blocks))
+        self.first = nn.ModuleList(nn.Linear(width, width) for _ in range(config.blocks))
+        self.second = nn.ModuleList(nn.Linear(width, width) for _ in range(config.blocks))
+        self.out = nn.Linear(width, config.dim)
+
+    def forward(self, x_in: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
+        angle = c_noise * self.frequencies
+        features = torch.cat([torch.sin(angle), torch.cos(angle)], dim=1)
+        h = self.inp(torch.cat([x_in, features], dim=1))
+        for first, second, embed in zip(self.first, self.second, self.embed, strict=True):
+            h = h + second(nn.functional.silu(first(nn.functional.silu(h)) + embed(features)))
+        return self.out(nn.functional.silu(h))
+
+
+def _preconditioning(
+    s: torch.Tensor, sigma_data: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """c_skip, c_out, c_in, c_noise of EDM (Karras et al. 2022, Table 1) for (batch, 1) sigmas."""
+    total = s * s + sigma_data**2
+    return sigma_data**2 / total, s * sigma_data / total.sqrt(), total.rsqrt(), s.log() / 4
+
+
+class NetworkDenoiser(_Denoiser):
+    """D(x~, s) = c_skip x~ + c_out F(c_in x~, c_noise) with a trained :class:`DenoiserMLP`.
+
+    Evaluated without gradients, in the dtype of its parameters (float64 by default: the
+    float32 weights are exact in float64, so the model is the same function, evaluated with
+    less rounding; ``to(dtype=torch.float32)`` gives the network as trained)."""
+
+    def __init__(
+        self,
+        module: DenoiserMLP,
+        config: NetworkConfig,
+        info: dict[str, Any] | None = None,
+        dtype: torch.dtype = torch.float64,
+    ) -> None:
+        self.config = config
+        self.module = module.to(dtype=dtype).eval()
+        self.dim = config.dim
+        self.info = dict(info or {})
+
+    def _denoise(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        dtype = self.module.inp.weight.dtype
+        x_in, s_in = x.to(dtype), s.to(dtype)
+        c_skip, c_out, c_in, c_noise = _preconditioning(s_in, self.config.sigma_data)
+        with torch.no_grad():
+            out = c_skip * x_in + c_out * self.module(c_in * x_in, c_noise)
+        return out.to(x.dtype)
+
+    def to(self, device=None, dtype=None):
+        # a copy of the module: builtin_denoiser shallow-copies the shared built-in and moves
+        # the copy, which must leave the original where it was
+        self.module = copy.deepcopy(self.module).to(device=device, dtype=dtype)
+        return self
+
+
+def denoising_errors(
+    network: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    teacher: Any,
+    sigmas: Sequence[float] = EVALUATION_SIGMAS,
+    samples: int = _EVALUATION_SAMPLES,
+    seed: int = _EVALUATION_SEED,
+) -> list[dict[str, float]]:
+    """Per noise level s: the RMS of network - exact posterior mean over x~ = x0 + s eps,
+    x0 ~ teacher, and the RMS of exact - x0 (the Bayes error no denoiser can beat)."""
+    generator = torch.Generator().manual_seed(seed)
+    rows = []
+    for sigma in sigmas:
+        x0 = teacher.sample_data(samples, generator)
+        x = x0 + sigma * torch.randn(x0.shape, dtype=x0.dtype, generator=generator)
+        exact = teacher(x, sigma)
+        predicted = network(x, sigma).to(exact.dtype)
+        rows.append(
+            {
+                "sigma": float(sigma),
+                "network_rms": float((predicted - exact).pow(2).mean().sqrt()),
+                "bayes_rms": float((exact - x0).pow(2).mean().sqrt()),
+            }
+        )
+    return rows
+
+
+def train_network(
+    teacher: Any,
+    network: NetworkConfig | None = None,
+    training: TrainingConfig | None = None,
+    progress: Callable[[int, float], None] | None = None,
+) -> NetworkDenoiser:
+    """Train a :class:`NetworkDenoiser` on fresh samples of ``teacher`` (an object with
+    ``sample_data(n, generator)``, ``dim`` and, for ``target='posterior'``, its exact denoiser
+    as ``teacher(x~, sigma)``). sigma_data is measured on 10^5 teacher samples unless given.
+
+    Deterministic for a given seed, torch version and thread count (float32 CPU training)."""
+    training = training or TrainingConfig()
+    generator = torch.Generator().manual_seed(training.seed)
+    if network is None:
+        rms = float(teacher.sample_data(100_000, generator).pow(2).mean().sqrt())
+        network = NetworkConfig(dim=teacher.dim, sigma_data=rms)
+    if network.dim != teacher.dim:
+        raise InputError(f"parameter 'network.dim' must be {teacher.dim}, got {network.dim}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(training.seed)
+        module = DenoiserMLP(network)
+    optimiser = torch.optim.Adam(module.parameters(), lr=training.learning_rate / 2)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, max_lr=training.learning_rate, total_steps=training.steps, pct_start=0.05
+    )
+    low, high = math.log(training.sigma_min), math.log(training.sigma_max)
+    started, window, last_mean = time.perf_counter(), [], math.nan
+    for step in range(training.steps):
+        x0 = teacher.sample_data(training.batch, generator)
+        u = torch.rand(training.batch, 1, dtype=torch.float64, generator=generator)
+        s = torch.exp(low + (high - low) * u)
+        x = x0 + s * torch.randn(x0.shape, dtype=x0.dtype, generator=generator)
+        target = x0 if training.target == "data" else teacher(x, s)
+        x, s, target = x.float(), s.float(), target.float()
+        c_skip, c_out, c_in, c_noise = _preconditioning(s, network.sigma_data)
+        loss = (module(c_in * x, c_noise) - (target - c_skip * x) / c_out).pow(2).mean()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        window.append(float(loss.detach()))
+        if (step + 1) % max(1, training.steps // 20) == 0:  # means over twentieths of the run
+            last_mean, window = sum(window) / len(window), []
+            if progress is not None:
+                progress(step + 1, last_mean)
+    info = {
+        "training": asdict(training),
+        "final_loss": sum(window) / len(window) if window else last_mean,
+        "seconds": round(time.perf_counter() - started, 1),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+    return NetworkDenoiser(module, network, info)
+
+
+def _canonical(body: dict[str, Any]) -> str:
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def _manifest_hash(manifest: dict[str, Any]) -> str:
+    body = {key: value for key, value in manifest.items() if key != "hash"}
+    return "sha256:" + hashlib.sha256(_canonical(body).encode("ascii")).hexdigest()
+
+
+def save_network(
+    denoiser: NetworkDenoiser,
+    directory: str | Path,
+    name: str,
+    teacher_name: str,
+    errors: list[dict[str, float]],
+) -> tuple[Path, Path]:
+    """Write ``NAME.bin`` and ``NAME.json`` (see the module docstring); returns both paths."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = denoiser.module.state_dict()
+    tensors, chunks = [], []
+    for key, value in state.items():
+        array = value.detach().to("cpu", torch.float32).contiguous().numpy().astype("<f4")
+        tensors.append({"name": key, "shape": list(array.shape)})
+        chunks.append(array.tobytes())
+    payload = b"".join(chunks)
+    manifest = {
+        "format": FORMAT_VERSION,
+        "name": name,
+        "teacher": teacher_name,
+        "architecture": asdict(denoiser.config),
+        "info": denoiser.info,
+        "tensors": tensors,
+        "weights_sha256": hashlib.sha256(payload).hexdigest(),
+        "denoising_errors": errors,
+    }
+    manifest["hash"] = _manifest_hash(manifest)
+    bin_path, json_path = directory / f"{name}.bin", directory / f"{name}.json"
+    bin_path.write_bytes(payload)
+    json_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return bin_path, json_path
+
+
+def load_network(json_path: str | Path, dtype: torch.dtype = torch.float64) -> NetworkDenoiser:
+    """Read a network written by :func:`save_network`, refusing edited files (hash mismatch)."""
+    json_path = Path(json_path)
+    if not json_path.is_file():
+        raise InputError(f"parameter 'path': no network manifest at {json_path}")
+    manifest = json.loads(json_path.read_text())
+    if manifest.get("format") != FORMAT_VERSION:
+        raise InputError(
+            f"{json_path}: format {manifest.get('format')!r}, this version reads {FORMAT_VERSION}"
+        )
+    if manifest.get("hash") != _manifest_hash(manifest):
+        raise InputError(f"{json_path} was edited by hand: its content hash does not match")
+    payload = json_path.with_suffix(".bin").read_bytes()
+    if hashlib.sha256(payload).hexdigest() != manifest["weights_sha256"]:
+        raise InputError(
+            f"{json_path.with_suffix('.bin')} does not match its manifest (SHA-256 mismatch)"
+        )
+    config = NetworkConfig(**manifest["architecture"])
+    module = DenoiserMLP(config)
+    state, offset = {}, 0
+    for entry in manifest["tensors"]:
+        count = int(np.prod(entry["shape"], dtype=np.int64))
+        array = np.frombuffer(payload, dtype="<f4", count=count, offset=4 * offset)
+        state[entry["name"]] = torch.from_numpy(array.reshape(entry["shape"]).copy())
+        offset += count
+    if 4 * offset != len(payload):
+        raise InputError(f"{json_path}: tensor table does not cover the weights file")
+    module.load_state_dict(state)
+    info = dict(manifest["info"], denoising_errors=manifest["denoising_errors"])
+    return NetworkDenoiser(module, config, info, dtype=dtype)
+
+
+def weights_dir() -> Path:
+    """The shipped weights (``runtime/weights`` in a checkout)."""
+    return Path(str(resources.files("phiforge.runtime").joinpath("weights")))
+
+
+@functools.cache
+def builtin_network() -> NetworkDenoiser:
+    """The shipped MLP trained on the built-in digits mixture (``phiforge network train``)."""
+    return load_network(weights_dir() / f"{BUILTIN_NETWORK}.json")
