@@ -102,6 +102,15 @@ def test_distribution_benchmark_measures_against_the_true_distribution():
     # the Frechet floor of n exact samples against the exact moments falls like 1/n
     small = bench.measure(samples=100, budgets=(), labels=[], floor_sets=3)["floor"]
     assert 2.5 < small["frechet"] / floor["frechet"] < 6.5
+    # the trained network as the model: same truth, same floor, different samples
+    options = {"samples": 200, "budgets": (20,), "labels": ["res_3m (ODE)"], "floor_sets": 2}
+    exact = bench.measure(**options)
+    learned = bench.measure(**options, denoiser="network")
+    assert learned["meta"]["denoiser"] == "network" and learned["floor"] == exact["floor"]
+    gap = (
+        learned["rows"]["res_3m (ODE)"][0]["frechet"] - exact["rows"]["res_3m (ODE)"][0]["frechet"]
+    )
+    assert abs(gap) > 1e-6
 
 
 def test_four_stage_study_reduces_the_last_condition_to_the_classical_one_at_z0():
