@@ -54,6 +54,14 @@ CASES = [
         ),
     ),
     (
+        "scalar 5 stages order 4, no assumptions, c = (1/4, 1/2, 3/4, 1)",
+        lambda: construct_singlestep(5, 4, [Rational(1, 4), Rational(1, 2), Rational(3, 4), 1]),
+    ),
+    (
+        "scalar 6 stages order 4, no assumptions, c = (1/5, 2/5, 3/5, 4/5, 1)",
+        lambda: construct_singlestep(6, 4, [Rational(k, 5) for k in range(1, 6)]),
+    ),
+    (
         "operator 3 stages weak order 3, c = (1/3, 2/3) (HO expRK3s3)",
         lambda: construct_operator(3, 3, [Rational(1, 3), Rational(2, 3)], weak_top=True),
     ),

@@ -22,7 +22,9 @@ identity found holds as functions) though not necessary.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from fractions import Fraction
 from math import factorial
 from typing import Any
 
@@ -161,18 +163,11 @@ def _eliminate(
                 if best is None or rank < best[0]:
                     best = (rank, p, u, coefficient)
         if best is None:
-            # Only coefficients that depend on other unknowns remain: continue over expressions,
-            # where such a solve gives a rational substitution.
-            solved = {key: v.as_expr() for key, v in solution.items()}
-            rest, more_chosen, blocked = _eliminate_expressions(
-                [(label, q.as_expr()) for label, q in pending], remaining
-            )
-            solved = {key: sympy.cancel(v.subs(rest)) for key, v in solved.items()}
-            solved.update(rest)
-            return solved, chosen + more_chosen, blocked
-        else:
-            _, p, u, coefficient = best
-            value = -(p - coefficient * generator[u]) * (coefficient.LC**-1)
+            # Only coefficients that depend on other unknowns remain: continue over numerators
+            # in QQ[every symbol], where such a solve is a rational substitution.
+            return _eliminate_numerators(pending, solution, remaining, others, unknowns, chosen)
+        _, p, u, coefficient = best
+        value = -(p - coefficient * generator[u]) * (coefficient.LC**-1)
         g = generator[u]
         solution = {key: v.compose(g, value) for key, v in solution.items()}
         solution[u] = value
@@ -181,51 +176,121 @@ def _eliminate(
     return {key: v.as_expr() for key, v in solution.items()}, chosen, None
 
 
-def _eliminate_expressions(
-    equations: list[tuple[str, sympy.Expr]], unknowns: list[sympy.Symbol]
+def _to_numerator(p: Any, target: Any) -> tuple[Any, Any]:
+    """An element of QQ(others)[unknowns] as numerator and denominator in ``target`` =
+    QQ[others, unknowns], the denominator the lcm of its coefficients' (free of unknowns)."""
+    offset = len(target.gens) - len(p.ring.gens)
+    terms = p.terms()
+    if p.ring.domain == QQ:
+        parts = [
+            (monom, target.ground_new(coefficient), target.one) for monom, coefficient in terms
+        ]
+    else:
+        parts = [(monom, c.numer.set_ring(target), c.denom.set_ring(target)) for monom, c in terms]
+    common = target.one
+    for _, _, den in parts:
+        common = common.lcm(den)
+    numerator = target.zero
+    for monom, num, den in parts:
+        numerator += (num * common.exquo(den)).mul_monom((0,) * offset + monom)
+    return numerator, common
+
+
+def _substitute(p: Any, g: Any, num: Any, den: Any) -> tuple[Any, int]:
+    """den^m p(g = num/den) for m = deg_g p, a polynomial, and m."""
+    m = p.degree(g)
+    if m <= 0:
+        return p, 0
+    result, power, den_power = p.ring.zero, p.ring.one, [p.ring.one]
+    for _ in range(m):
+        den_power.append(den_power[-1] * den)
+    for k in range(m + 1):
+        coefficient = p.coeff_wrt(g, k)
+        if coefficient:
+            result += coefficient * power * den_power[m - k]
+        power = power * num
+    return result, m
+
+
+def _strip(p: Any, factors: list[Any]) -> Any:
+    """p without the irreducible ``factors`` of a denominator (non-zero at a solution), each
+    divided out as often as it divides (exact trial division; a gcd of the large numerators
+    costs 10-100x more)."""
+    for factor in factors:
+        while p:
+            quotient, remainder = p.div(factor)
+            if remainder:
+                break
+            p = quotient
+    return p
+
+
+def _eliminate_numerators(
+    pending: list[tuple[str, Any]],
+    solution: dict[sympy.Symbol, Any],
+    remaining: list[sympy.Symbol],
+    others: list[sympy.Symbol],
+    unknowns: list[sympy.Symbol],
+    chosen: list[sympy.Symbol],
 ) -> tuple[dict, list[sympy.Symbol], str | None]:
-    solution: dict[sympy.Symbol, sympy.Expr] = {}
-    pending = list(equations)
-    chosen: list[sympy.Symbol] = []
-    remaining = list(unknowns)
-    while pending:
+    """The elimination of :func:`_eliminate` continued where every linear coefficient depends on
+    another unknown: equations as numerators in QQ[others, unknowns], solved values as
+    numerator/denominator pairs, u = -(p - c u)/c substituted by homogenisation (den^m p(num/den)),
+    factors shared with the denominator dropped (it is non-zero where the solve is valid); an
+    equation with no unknown left that is not zero blocks. When nothing is linear, an unknown of
+    the first equation is fixed to 0 (reported in ``chosen``)."""
+    target, *gens = ring([*others, *unknowns], QQ)
+    generator = dict(zip([*others, *unknowns], gens, strict=True))
+    values = {u: _to_numerator(v, target) for u, v in solution.items()}
+    equations = [(label, _to_numerator(p, target)[0]) for label, p in pending]
+    remaining, chosen = list(remaining), list(chosen)
+    while True:
         live = []
-        for label, expr in pending:
-            expr = sympy.together(expr)
-            numerator = sympy.expand(sympy.numer(expr))
-            if numerator == 0:
+        for label, p in equations:
+            if p == 0:
                 continue
-            if not (numerator.free_symbols & set(remaining)):
-                return solution, chosen, label
-            live.append((label, numerator))
-        pending = live
-        if not pending:
+            if all(p.degree(generator[u]) <= 0 for u in remaining):
+                return {}, chosen, label
+            live.append((label, p))
+        equations = live
+        if not equations:
             break
         best = None
-        for order, (label, expr) in enumerate(pending):
-            present = [u for u in remaining if expr.has(u)]
+        for order, (_label, p) in enumerate(equations):
+            present = [u for u in remaining if p.degree(generator[u]) > 0]
             for u in present:
-                poly = sympy.Poly(expr, u)
-                if poly.degree() != 1:
+                if p.degree(generator[u]) != 1:
                     continue
-                coefficient = poly.coeff_monomial(u)
-                dependent = bool(coefficient.free_symbols & set(remaining))
+                coefficient = p.coeff_wrt(generator[u], 1)
+                dependent = any(coefficient.degree(generator[v]) > 0 for v in remaining)
                 rank = (dependent, len(present), order, -remaining.index(u))
                 if best is None or rank < best[0]:
-                    best = (rank, label, expr, u, coefficient)
+                    best = (rank, p, u, coefficient)
         if best is None:
-            # nothing linear: fix the unknown of the first pending equation with most terms
-            u = next(u for u in reversed(remaining) if pending[0][1].has(u))
-            value = sympy.Integer(0)
+            u = next(u for u in reversed(remaining) if equations[0][1].degree(generator[u]) > 0)
+            num, den = target.zero, target.one
             chosen.append(u)
         else:
-            _, _, expr, u, coefficient = best
-            value = sympy.cancel(-(expr - coefficient * u) / coefficient)
-        solution = {key: sympy.cancel(val.subs(u, value)) for key, val in solution.items()}
-        solution[u] = value
+            _, p, u, coefficient = best
+            num, den = -(p - coefficient * generator[u]), coefficient
+            num, den = num.cancel(den)
+        g = generator[u]
+        factors = [] if den.is_ground else [f for f, _ in den.factor_list()[1] if not f.is_ground]
+        equations = [
+            (label, _strip(_substitute(p, g, num, den)[0], factors)) for label, p in equations
+        ]
+        for key, (top, bottom) in values.items():
+            top, m_top = _substitute(top, g, num, den)
+            bottom, m_bottom = _substitute(bottom, g, num, den)
+            if m_bottom > m_top:
+                top *= den ** (m_bottom - m_top)
+            elif m_top > m_bottom:
+                bottom *= den ** (m_top - m_bottom)
+            values[key] = top.cancel(bottom)
+        values[u] = (num, den)
         remaining.remove(u)
-        pending = [(label, expr.subs(u, value)) for label, expr in pending]
-    return solution, chosen, None
+    solved = {u: top.as_expr() / bottom.as_expr() for u, (top, bottom) in values.items()}
+    return solved, chosen, None
 
 
 FREE_PARAMETER_VALUES = (0, 1, 2, sympy.Rational(1, 2), -1)
@@ -244,23 +309,89 @@ LUAN_EXPRK4S6 = {
 }
 
 
-def _fix_free(solution: dict, free: list[sympy.Symbol]) -> tuple[dict, dict[str, str]]:
+_SERIES_DEGREE = 12
+
+
+def _placeholder_series(placeholders: dict) -> dict[sympy.Symbol, list[Fraction]]:
+    """phi_k(c z) = sum_j c^j z^j / (j + k)! for each placeholder, truncated after z^12."""
+    series = {}
+    for (k, scale), symbol in placeholders.items():
+        c = sympy.sympify(scale)
+        if c.is_Rational:
+            step = Fraction(int(c.p), int(c.q))
+            series[symbol] = [step**j / factorial(j + k) for j in range(_SERIES_DEGREE + 1)]
+    return series
+
+
+def _series_product(a: list[Fraction], b: list[Fraction]) -> list[Fraction]:
+    n = len(a)
+    return [sum((a[i] * b[m - i] for i in range(m + 1)), Fraction(0)) for m in range(n)]
+
+
+def _valuation(expr: sympy.Expr, series: dict[sympy.Symbol, list[Fraction]]) -> float:
+    """The order in z of a polynomial in the placeholders (inf beyond the truncation)."""
+    if expr == 0:
+        return math.inf
+    symbols = list(series)
+    total = [Fraction(0)] * (_SERIES_DEGREE + 1)
+    powers: dict[tuple[sympy.Symbol, int], list[Fraction]] = {}
+    for monom, coefficient in sympy.Poly(expr, *symbols).terms():
+        term = [Fraction(int(coefficient.p), int(coefficient.q))]
+        term += [Fraction(0)] * _SERIES_DEGREE
+        for symbol, e in zip(symbols, monom, strict=True):
+            if e:
+                if (symbol, e) not in powers:
+                    power = series[symbol]
+                    for _ in range(e - 1):
+                        power = _series_product(power, series[symbol])
+                    powers[symbol, e] = power
+                term = _series_product(term, powers[symbol, e])
+        total = [x + y for x, y in zip(total, term, strict=True)]
+    return next((m for m, x in enumerate(total) if x), math.inf)
+
+
+def _pole_at_zero(value: sympy.Expr, series: dict[sympy.Symbol, list[Fraction]]) -> bool:
+    """Whether a solved value, rational in the placeholders, has a pole at z = 0 (its
+    denominator vanishes there to a higher order than its numerator); values with other
+    symbols (symbolic nodes) are not decided here and count as finite."""
+    numerator, denominator = sympy.fraction(sympy.together(value))
+    if (numerator.free_symbols | denominator.free_symbols) - set(series):
+        return False
+    return _valuation(denominator, series) > _valuation(numerator, series)
+
+
+def _fix_free(
+    solution: dict, free: list[sympy.Symbol], placeholders: dict | None = None
+) -> tuple[dict, dict[str, str]]:
     """Give each undetermined unknown the first of FREE_PARAMETER_VALUES that keeps every
-    solved value finite (no denominator vanishes), substituting one unknown at a time."""
+    solved value finite, substituting one unknown at a time: no denominator vanishes
+    identically and, given the phi ``placeholders``, none has a pole at z = 0 (judged with the
+    later free unknowns at 0). If every value that passes the first test fails the second,
+    the first such value is taken and the checker reports the singularity."""
+    series = _placeholder_series(placeholders) if placeholders else None
     chosen: dict[str, str] = {}
-    for u in free:
+    for position, u in enumerate(free):
+        later = {w: 0 for w in free[position + 1 :]}
+        admissible = []
         for value in FREE_PARAMETER_VALUES:
             trial = {k: v.subs(u, value) for k, v in solution.items()}
-            if all(
+            if not all(
                 sympy.fraction(sympy.together(v))[1] != 0 and not v.has(sympy.nan, sympy.zoo)
                 for v in trial.values()
             ):
-                solution = {k: sympy.cancel(v) for k, v in trial.items()}
-                solution[u] = sympy.Integer(value)
-                chosen[str(u)] = str(value)
+                continue
+            admissible.append((value, trial))
+            if series is None or not any(
+                _pole_at_zero(v.subs(later), series) for v in trial.values()
+            ):
+                admissible = [(value, trial)]
                 break
-        else:
+        if not admissible:
             raise InputError(f"no admissible value for the free parameter {u}")
+        value, trial = admissible[0]
+        solution = {k: sympy.cancel(v) for k, v in trial.items()}
+        solution[u] = sympy.Integer(value)
+        chosen[str(u)] = str(value)
     return solution, chosen
 
 
@@ -322,7 +453,8 @@ def construct_singlestep(
         result.blocked_by = blocked
         return result
     back = {symbol: phi(k, scale * Z) for (k, scale), symbol in placeholders.items()}
-    solution, free = _fix_free(solution, [u for u in unknowns if u not in solution])
+    free_unknowns = [u for u in unknowns if u not in solution]
+    solution, free = _fix_free(solution, free_unknowns, placeholders)
     for u in chosen:
         free[str(u)] = "0"
 

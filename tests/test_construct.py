@@ -1,5 +1,7 @@
 """Constructing single-step methods from the scalar-setting conditions."""
 
+import math
+
 import pytest
 import sympy
 from sympy import Rational
@@ -87,6 +89,40 @@ def test_five_stages_reach_scalar_stiff_order_four():
     assert result.success
     assert result.report.stiff_order == 4
     assert result.free_parameters == {"a4_2": "0"}
+
+
+def test_five_stages_reach_order_four_without_simplifying_assumptions():
+    """The elimination leaves four non-linear equations in seven unknowns, continued over
+    numerators in QQ[phi placeholders, unknowns] (111 s over SymPy expressions before, 5 s
+    now); b_2 = 0, the first free value, would leave a pole at z = 0, so b_2 = 1 is taken."""
+    result = construct_singlestep(5, 4, [Rational(1, 4), Rational(1, 2), Rational(3, 4), 1])
+    assert result.success and result.report.stiff_order == 4
+    assert result.free_parameters == {"b2": "1", "a3_2": "0", "a4_2": "0"}
+    weights = [float(sympy.N(b.subs(Z, Rational(-7, 10)), 15)) for b in result.tableau.b]
+    assert weights[1] == 1.0 and sum(weights) == pytest.approx(float(phi_1_at(-0.7)), rel=1e-12)
+
+
+def phi_1_at(z: float) -> float:
+    return (math.exp(z) - 1) / z
+
+
+@pytest.mark.slow
+def test_six_stages_reach_order_four_with_uniform_nodes():
+    # about 20 s (over 500 s with the expression-level elimination before)
+    result = construct_singlestep(6, 4, [Rational(k, 5) for k in range(1, 6)])
+    assert result.success and result.report.stiff_order == 4
+
+
+def test_a_pole_at_zero_is_told_from_a_removable_singularity():
+    from phiforge.derive.construct import _placeholder_series, _pole_at_zero
+
+    p1, p2 = sympy.Dummy("P1"), sympy.Dummy("P2")
+    series = _placeholder_series({(1, Rational(1)): p1, (2, Rational(1, 2)): p2})
+    # phi_1(z) - 1 = z/2 + ..., phi_2(z/2) - 1/2 = z/12 + ...: both order 1
+    assert not _pole_at_zero((p1 - 1) / (p2 - Rational(1, 2)), series)
+    assert _pole_at_zero(1 / (p1 - 1), series)
+    assert _pole_at_zero((p1 - 1) / (p1 - 1 - 6 * (p2 - Rational(1, 2))) ** 2, series)
+    assert not _pole_at_zero(p1 / (p2 + 1), series)
 
 
 def test_node_choice_by_principal_error():
