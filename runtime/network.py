@@ -75,6 +75,18 @@ _EVALUATION_SAMPLES = 4096
 _EVALUATION_SEED = 12345
 
 
+def _require_positive(config: Any, integers: Sequence[str], reals: Sequence[str]) -> None:
+    """Every named field an integer >= 1 (``integers``) or a finite real > 0 (``reals``)."""
+    for name in integers:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"parameter {name!r} must be an integer >= 1, got {value!r}")
+    for name in reals:
+        value = getattr(config, name)
+        if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+            raise InputError(f"parameter {name!r} must be finite and > 0, got {value!r}")
+
+
 @dataclass(frozen=True)
 class NetworkConfig:
     """Architecture of :class:`DenoiserMLP` and the preconditioning's sigma_data."""
@@ -86,14 +98,7 @@ class NetworkConfig:
     sigma_data: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("dim", "width", "blocks", "frequencies"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InputError(f"parameter {name!r} must be an integer >= 1, got {value!r}")
-        if not (math.isfinite(self.sigma_data) and self.sigma_data > 0):
-            raise InputError(
-                f"parameter 'sigma_data' must be finite and > 0, got {self.sigma_data!r}"
-            )
+        _require_positive(self, ("dim", "width", "blocks", "frequencies"), ("sigma_data",))
 
 
 @dataclass(frozen=True)
@@ -109,19 +114,8 @@ class TrainingConfig:
     target: str = "posterior"
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InputError(f"parameter {name!r} must be an integer >= 1, got {value!r}")
-        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
-            raise InputError(
-                f"parameter 'learning_rate' must be finite and > 0, got {self.learning_rate!r}"
-            )
-        if not (
-            math.isfinite(self.sigma_min)
-            and math.isfinite(self.sigma_max)
-            and 0 < self.sigma_min < self.sigma_max
-        ):
+        _require_positive(self, ("steps", "batch"), ("learning_rate", "sigma_min", "sigma_max"))
+        if not self.sigma_min < self.sigma_max:
             raise InputError(
                 "parameters 'sigma_min', 'sigma_max' must be finite with 0 < sigma_min < "
                 f"sigma_max, got {self.sigma_min!r}, {self.sigma_max!r}"
