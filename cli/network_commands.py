@@ -42,18 +42,11 @@ def _train(args: argparse.Namespace) -> None:
     training = TrainingConfig(
         steps=args.steps, batch=args.batch, seed=args.seed, target=args.target
     )
-    network = None
-    if args.width is not None or args.blocks is not None:
-        import torch
-
-        generator = torch.Generator().manual_seed(args.seed)
-        rms = float(teacher.sample_data(100_000, generator).pow(2).mean().sqrt())
-        network = NetworkConfig(
-            dim=teacher.dim,
-            width=args.width or NetworkConfig.width,
-            blocks=args.blocks or NetworkConfig.blocks,
-            sigma_data=rms,
-        )
+    network = NetworkConfig(
+        dim=teacher.dim,
+        width=args.width or NetworkConfig.width,
+        blocks=args.blocks or NetworkConfig.blocks,
+    )
 
     def progress(step: int, loss: float) -> None:
         if args.format == "text":

@@ -22,9 +22,7 @@ identity found holds as functions) though not necessary.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from fractions import Fraction
 from math import factorial
 from typing import Any
 
@@ -36,7 +34,7 @@ from phiforge.derive.check import CheckReport, check_tableau
 from phiforge.derive.conditions import check_order, check_setting
 from phiforge.derive.errors import InputError
 from phiforge.derive.phi import phi
-from phiforge.derive.phibasis import divide_out_z
+from phiforge.derive.phibasis import FRACTIONS, coefficient_function, divide_out_z
 from phiforge.derive.tableau import ExpRKTableau, Z
 from phiforge.derive.trees import RootedTree, trees_up_to
 
@@ -309,66 +307,30 @@ LUAN_EXPRK4S6 = {
 }
 
 
-_SERIES_DEGREE = 12
-
-
-def _placeholder_series(placeholders: dict) -> dict[sympy.Symbol, list[Fraction]]:
-    """phi_k(c z) = sum_j c^j z^j / (j + k)! for each placeholder, truncated after z^12."""
-    series = {}
-    for (k, scale), symbol in placeholders.items():
-        c = sympy.sympify(scale)
-        if c.is_Rational:
-            step = Fraction(int(c.p), int(c.q))
-            series[symbol] = [step**j / factorial(j + k) for j in range(_SERIES_DEGREE + 1)]
-    return series
-
-
-def _series_product(a: list[Fraction], b: list[Fraction]) -> list[Fraction]:
-    n = len(a)
-    return [sum((a[i] * b[m - i] for i in range(m + 1)), Fraction(0)) for m in range(n)]
-
-
-def _valuation(expr: sympy.Expr, series: dict[sympy.Symbol, list[Fraction]]) -> float:
-    """The order in z of a polynomial in the placeholders (inf beyond the truncation)."""
-    if expr == 0:
-        return math.inf
-    symbols = list(series)
-    total = [Fraction(0)] * (_SERIES_DEGREE + 1)
-    powers: dict[tuple[sympy.Symbol, int], list[Fraction]] = {}
-    for monom, coefficient in sympy.Poly(expr, *symbols).terms():
-        term = [Fraction(int(coefficient.p), int(coefficient.q))]
-        term += [Fraction(0)] * _SERIES_DEGREE
-        for symbol, e in zip(symbols, monom, strict=True):
-            if e:
-                if (symbol, e) not in powers:
-                    power = series[symbol]
-                    for _ in range(e - 1):
-                        power = _series_product(power, series[symbol])
-                    powers[symbol, e] = power
-                term = _series_product(term, powers[symbol, e])
-        total = [x + y for x, y in zip(total, term, strict=True)]
-    return next((m for m, x in enumerate(total) if x), math.inf)
-
-
-def _pole_at_zero(value: sympy.Expr, series: dict[sympy.Symbol, list[Fraction]]) -> bool:
-    """Whether a solved value, rational in the placeholders, has a pole at z = 0 (its
-    denominator vanishes there to a higher order than its numerator); values with other
-    symbols (symbolic nodes) are not decided here and count as finite."""
-    numerator, denominator = sympy.fraction(sympy.together(value))
-    if (numerator.free_symbols | denominator.free_symbols) - set(series):
+def _pole_at_zero(value: sympy.Expr, back: dict) -> bool:
+    """Whether a solved value (rational in the phi placeholders; ``back`` maps them to
+    phi_k(c z)) is not finite at z = 0: the checker's own test, the Taylor series of its
+    :class:`~phiforge.derive.phibasis.CoefficientFunction` (a removable singularity is divided
+    out there). Values with other symbols (symbolic nodes) are not decided and count as finite."""
+    expr = sympy.sympify(value).subs(back)
+    if expr.free_symbols - {Z}:
         return False
-    return _valuation(denominator, series) > _valuation(numerator, series)
+    function = coefficient_function(expr, Z, FRACTIONS, "solved coefficient")
+    try:
+        function.taylor(0)
+    except InputError:
+        return True
+    return False
 
 
 def _fix_free(
-    solution: dict, free: list[sympy.Symbol], placeholders: dict | None = None
+    solution: dict, free: list[sympy.Symbol], back: dict | None = None
 ) -> tuple[dict, dict[str, str]]:
     """Give each undetermined unknown the first of FREE_PARAMETER_VALUES that keeps every
     solved value finite, substituting one unknown at a time: no denominator vanishes
-    identically and, given the phi ``placeholders``, none has a pole at z = 0 (judged with the
-    later free unknowns at 0). If every value that passes the first test fails the second,
-    the first such value is taken and the checker reports the singularity."""
-    series = _placeholder_series(placeholders) if placeholders else None
+    identically and, given ``back`` (placeholders -> phi_k(c z)), none has a pole at z = 0
+    (judged with the later free unknowns at 0). If every value that passes the first test
+    fails the second, the first such value is taken and the checker reports the singularity."""
     chosen: dict[str, str] = {}
     for position, u in enumerate(free):
         later = {w: 0 for w in free[position + 1 :]}
@@ -381,9 +343,7 @@ def _fix_free(
             ):
                 continue
             admissible.append((value, trial))
-            if series is None or not any(
-                _pole_at_zero(v.subs(later), series) for v in trial.values()
-            ):
+            if back is None or not any(_pole_at_zero(v.subs(later), back) for v in trial.values()):
                 admissible = [(value, trial)]
                 break
         if not admissible:
@@ -454,7 +414,7 @@ def construct_singlestep(
         return result
     back = {symbol: phi(k, scale * Z) for (k, scale), symbol in placeholders.items()}
     free_unknowns = [u for u in unknowns if u not in solution]
-    solution, free = _fix_free(solution, free_unknowns, placeholders)
+    solution, free = _fix_free(solution, free_unknowns, back)
     for u in chosen:
         free[str(u)] = "0"
 

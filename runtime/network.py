@@ -33,6 +33,7 @@ was edited and is refused.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import hashlib
 import json
@@ -89,16 +90,18 @@ def _require_positive(config: Any, integers: Sequence[str], reals: Sequence[str]
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    """Architecture of :class:`DenoiserMLP` and the preconditioning's sigma_data."""
+    """Architecture of :class:`DenoiserMLP` and the preconditioning's sigma_data (None: measured
+    on the training data by :func:`train_network`)."""
 
     dim: int = 64
     width: int = 256
     blocks: int = 2
     frequencies: int = 16
-    sigma_data: float = 1.0
+    sigma_data: float | None = None
 
     def __post_init__(self) -> None:
-        _require_positive(self, ("dim", "width", "blocks", "frequencies"), ("sigma_data",))
+        reals = () if self.sigma_data is None else ("sigma_data",)
+        _require_positive(self, ("dim", "width", "blocks", "frequencies"), reals)
 
 
 @dataclass(frozen=True)
@@ -226,16 +229,17 @@ def train_network(
 ) -> NetworkDenoiser:
     """Train a :class:`NetworkDenoiser` on fresh samples of ``teacher`` (an object with
     ``sample_data(n, generator)``, ``dim`` and, for ``target='posterior'``, its exact denoiser
-    as ``teacher(x~, sigma)``). sigma_data is measured on 10^5 teacher samples unless given.
+    as ``teacher(x~, sigma)``). sigma_data, unless given, is the RMS of 10^5 teacher samples.
 
     Deterministic for a given seed, torch version and thread count (float32 CPU training)."""
     training = training or TrainingConfig()
     generator = torch.Generator().manual_seed(training.seed)
-    if network is None:
-        rms = float(teacher.sample_data(100_000, generator).pow(2).mean().sqrt())
-        network = NetworkConfig(dim=teacher.dim, sigma_data=rms)
+    network = network or NetworkConfig(dim=teacher.dim)
     if network.dim != teacher.dim:
         raise InputError(f"parameter 'network.dim' must be {teacher.dim}, got {network.dim}")
+    if network.sigma_data is None:
+        rms = float(teacher.sample_data(100_000, generator).pow(2).mean().sqrt())
+        network = dataclasses.replace(network, sigma_data=rms)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(training.seed)
         module = DenoiserMLP(network)
