@@ -5,7 +5,18 @@
 
 from phiforge.runtime.driver import SampleInfo, sample
 from phiforge.runtime.errors import InputError, ModelOutputError
+from phiforge.runtime.fitted import FittedSolver, fit_solver, load_solver
 from phiforge.runtime.models import Guidance
 from phiforge.runtime.step_search import optimize_steps
 
-__all__ = ["Guidance", "InputError", "ModelOutputError", "SampleInfo", "optimize_steps", "sample"]
+__all__ = [
+    "FittedSolver",
+    "Guidance",
+    "InputError",
+    "ModelOutputError",
+    "SampleInfo",
+    "fit_solver",
+    "load_solver",
+    "optimize_steps",
+    "sample",
+]

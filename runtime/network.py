@@ -51,6 +51,7 @@ from torch import nn
 
 from phiforge.runtime.denoisers import _Denoiser
 from phiforge.runtime.errors import InputError
+from phiforge.runtime.manifest import content_hash
 
 __all__ = [
     "BUILTIN_NETWORK",
@@ -277,15 +278,6 @@ def train_network(
     return NetworkDenoiser(module, network, info)
 
 
-def _canonical(body: dict[str, Any]) -> str:
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-
-
-def _manifest_hash(manifest: dict[str, Any]) -> str:
-    body = {key: value for key, value in manifest.items() if key != "hash"}
-    return "sha256:" + hashlib.sha256(_canonical(body).encode("ascii")).hexdigest()
-
-
 def save_network(
     denoiser: NetworkDenoiser,
     directory: str | Path,
@@ -313,7 +305,7 @@ def save_network(
         "weights_sha256": hashlib.sha256(payload).hexdigest(),
         "denoising_errors": errors,
     }
-    manifest["hash"] = _manifest_hash(manifest)
+    manifest["hash"] = content_hash(manifest)
     bin_path, json_path = directory / f"{name}.bin", directory / f"{name}.json"
     bin_path.write_bytes(payload)
     json_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
@@ -330,7 +322,7 @@ def load_network(json_path: str | Path, dtype: torch.dtype = torch.float64) -> N
         raise InputError(
             f"{json_path}: format {manifest.get('format')!r}, this version reads {FORMAT_VERSION}"
         )
-    if manifest.get("hash") != _manifest_hash(manifest):
+    if manifest.get("hash") != content_hash(manifest):
         raise InputError(f"{json_path} was edited by hand: its content hash does not match")
     payload = json_path.with_suffix(".bin").read_bytes()
     if hashlib.sha256(payload).hexdigest() != manifest["weights_sha256"]:

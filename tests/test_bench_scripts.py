@@ -139,3 +139,25 @@ def test_denoiser_benchmark_compares_equal_computations():
     rows = {r["rows"]: r for r in result["rows"]}
     assert set(rows) == {3, 700}  # 700 rows: two CPU blocks
     assert all(r["max_difference"] < 1e-12 for r in rows.values())
+
+
+def test_fitted_solver_benchmark_judges_every_row_on_both_sets():
+    bench = _load("fitted_solver")
+    result = bench.measure(
+        budgets=(6,), pilot_batch=4, iterations=3, test_batch=2, held_out_batch=2
+    )
+    entry = result["budgets"][6]
+    rows = entry["rows"]
+    assert {"res_3m_pc (logsnr)", "res_3m_pc (fitted grid)", "fitted weights + grid"} <= set(rows)
+    both = rows["fitted weights + grid"]
+    assert both["fit"]["pilot_defect"] <= both["fit"]["pilot_defect_start"]
+    assert len(both["lambda_steps"]) == 6
+    standard = min(
+        r["test"] for n, r in rows.items() if n.endswith("(logsnr)") and "fitted" not in n
+    )
+    assert entry["ratios"]["test"]["both_vs_standard"] == both["test"] / standard
+    if result["meta"]["diffusers_in_process"]:  # UniPC-3 and res_3m_pc: one scheme, any grid
+        pairs = (("(logsnr)", "(logsnr)"), ("(fitted grid)", "(that grid)"))
+        for grid, same in pairs:
+            ours, theirs = rows[f"res_3m_pc {grid}"]["test"], rows[f"{bench.PEER} {same}"]["test"]
+            assert abs(ours - theirs) <= 2e-2 * theirs

@@ -1,0 +1,366 @@
+"""Multistep solvers whose weights and steps are fitted to one model, under order constraints.
+
+At a budget of about ten evaluations no sampler is in its asymptotic range: the order of a
+method says little, and the error depends on the particular model. A fitted solver keeps the
+structure of the exponential Adams predictor-corrector pair res_km_pc (UniPC's scheme with
+exact phi weights, spec-dpmsolver-res §4) and fits, on pilot starting points with reference
+solutions, what the order conditions leave free.
+
+Equation (data prediction, DESIGN.md's canonical form with L = -1): in lam = -log sigma~,
+
+    x~'(lam) = -x~ + D(x~, e^{-lam}),
+
+D the denoiser (x0 prediction). Step n goes from lam_n to lam_{n+1} = lam_n + h with the values
+D_n, D_{n-1}, ... at the earlier grid points (PEC, one evaluation per step):
+
+    predict   x~_{n+1} = e^{-h} x~_n + sum_m w_{n,m} D_{n-m}
+    correct   x~_{n+1} = e^{-h} x~_n + c_{n,0} D_{n+1} + sum_m c_{n,m+1} D_{n-m}
+
+(the evaluation D_{n+1} at the prediction corrects it and starts the next step; the last step is
+not corrected). With tau_m the points in units of h relative to lam_n, the exponential Adams
+weights integrate the interpolant of the values exactly,
+
+    w = h V(tau)^{-1} mu,   V_{jm} = tau_m^j,
+    mu_j = int_0^1 e^{-h (1 - s)} s^j ds = j! phi_{j+1}(-h),
+
+so with k = min(n + 1, ``steps``) values (and the new one for the corrector) they are res_km_pc's
+weights, its lower-order starters included (tests compare them with the generated modules).
+A fitted solver adds to them any vector in the null space of the first ``order`` rows of V over
+up to ``history`` values,
+
+    w = w_Adams + P u,   P = I - V_q^T (V_q V_q^T)^{-1} V_q,   (V_q)_{jm} = tau_m^j, j < order,
+
+so each step still integrates D exactly when D is a polynomial of degree < ``order`` in lam
+(local error O(h^(order+1)) for smooth D), and fits the free directions u. The grid is
+lam = lam_0 + (lam_end - lam_0) cumsum(softmax(0, theta)) (monotone with fixed ends, as in
+:mod:`phiforge.runtime.step_search`). :func:`fit_solver` minimises
+
+    log mean_b RMS_d(x~_b(end) - reference_b)
+
+over u (and theta unless the grid is given) by L-BFGS, differentiating through the model with
+autograd; ``fit_weights=False`` fits the grid alone (res_km_pc's weights, i.e. UniPC's scheme on
+the best grid this search finds: the fair baseline for the fitted weights).
+
+Fitting solver coefficients and steps to teacher solutions is the idea of S4S (Frankel et al.,
+"S4S: Solving for a Diffusion Model Solver", ICML 2025) and, for the steps alone, LD3 (Tong et
+al. 2024); DPM-Solver-v3 (Zheng et al. 2023) fits model statistics instead. What is phiforge's
+own here is the parametrisation: every fitted step keeps the exactness of order ``order`` and
+starts from the derived weights. The fit is to one model, one NFE and one pair of end noise
+levels: judge it on starting points it has not seen (``bench/fitted_solver.py`` does).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from phiforge.runtime.errors import InputError, ModelOutputError
+from phiforge.runtime.manifest import content_hash
+from phiforge.runtime.phi import phi_all
+
+__all__ = ["FittedSolver", "adams_weights", "fit_solver", "load_solver"]
+
+FORMAT_VERSION = 1
+_DTYPE = torch.float64
+
+
+def adams_weights(h: torch.Tensor, taus: torch.Tensor) -> torch.Tensor:
+    """h V(tau)^{-1} mu: the weights of int_0^h e^{-(h - s)} p(s) ds over the values of p at
+    lam_n + h tau_m (p the interpolant through them; module docstring)."""
+    k = taus.shape[0]
+    phis = phi_all(-h, k)
+    moments = torch.stack([math.factorial(j) * phis[j + 1] for j in range(k)])
+    vandermonde = torch.stack([taus**j for j in range(k)])
+    return h * torch.linalg.solve(vandermonde, moments)
+
+
+def _free_part(taus: torch.Tensor, u: torch.Tensor, order: int) -> torch.Tensor:
+    """P u: the part of u that leaves sum_m w_m tau_m^j unchanged for j < order."""
+    if order >= taus.shape[0]:
+        return torch.zeros_like(u)
+    constraints = torch.stack([taus**j for j in range(order)])
+    gram = constraints @ constraints.T
+    return u - constraints.T @ torch.linalg.solve(gram, constraints @ u)
+
+
+def _lambdas(theta: torch.Tensor, lam_start: float, lam_end: float) -> torch.Tensor:
+    weights = torch.softmax(torch.cat([torch.zeros(1, dtype=_DTYPE), theta]), 0)
+    start = torch.tensor([lam_start], dtype=_DTYPE)
+    return torch.cat([start, lam_start + (lam_end - lam_start) * torch.cumsum(weights, 0)])
+
+
+def _sizes(nfe: int, history: int) -> list[tuple[int, int]]:
+    """(predictor values, corrector values) of every step; the last step has no corrector."""
+    return [
+        (min(n + 1, history), min(n + 2, history + 1) if n < nfe - 1 else 0) for n in range(nfe)
+    ]
+
+
+def _weights(
+    lams: torch.Tensor, u: torch.Tensor | None, steps: int, history: int, order: int
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Every step's predictor and corrector weights on the grid ``lams`` (module docstring)."""
+    predictors, correctors, offset = [], [], 0
+    for n, (kp, kc) in enumerate(_sizes(len(lams) - 1, history)):
+        h = lams[n + 1] - lams[n]
+        k = min(n + 1, steps)
+        points = torch.stack([(lams[n - m] - lams[n]) / h for m in range(kp)])
+        base = torch.cat([adams_weights(h, points[:k]), torch.zeros(kp - k, dtype=_DTYPE)])
+        if u is not None:
+            base = base + _free_part(points, u[offset : offset + kp], order)
+        offset += kp
+        predictors.append(base)
+        if kc:
+            points = torch.cat([torch.ones(1, dtype=_DTYPE), points[: kc - 1]])
+            base = torch.cat(
+                [adams_weights(h, points[: k + 1]), torch.zeros(kc - k - 1, dtype=_DTYPE)]
+            )
+            if u is not None:
+                base = base + _free_part(points, u[offset : offset + kc], order)
+            offset += kc
+            correctors.append(base)
+    return predictors, correctors
+
+
+def _run(
+    model: Callable[..., torch.Tensor],
+    x: torch.Tensor,
+    lams: torch.Tensor,
+    predictors: list[torch.Tensor],
+    correctors: list[torch.Tensor],
+    extra_args: dict[str, Any],
+    callback: Callable[[dict[str, Any]], None] | None = None,
+) -> torch.Tensor:
+    """The PEC loop of the module docstring; x is x~ at lam_0, the result x~ at lam_end."""
+    values: list[torch.Tensor] = []
+    pending = None
+    for n, weights in enumerate(predictors):
+        sigma = torch.exp(-lams[n])
+        denoised = model(x, sigma.to(x.dtype).expand(x.shape[0]), **extra_args)
+        if not torch.isfinite(denoised).all():
+            raise ModelOutputError(
+                f"model returned a non-finite value at step {n} (sigma {float(sigma):.6g})"
+            )
+        if pending is not None:
+            start, decay, corrector = pending
+            x = decay * start + sum(
+                w.to(x.dtype) * v for w, v in zip(corrector, [denoised, *values], strict=False)
+            )
+        values.insert(0, denoised)
+        del values[8:]  # history <= 8
+        decay = torch.exp(lams[n] - lams[n + 1]).to(x.dtype)
+        if n < len(correctors):
+            pending = (x, decay, correctors[n])
+        if callback is not None:
+            callback({"x": x, "i": n, "sigma": float(sigma), "denoised": denoised})
+        x = decay * x + sum(w.to(x.dtype) * v for w, v in zip(weights, values, strict=False))
+    return x
+
+
+def _defect(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """mean_b RMS_d(x_b - ref_b), differentiable (runtime.verification.defect's measure)."""
+    diff = (x - reference).reshape(x.shape[0], -1)
+    return diff.pow(2).mean(1).sqrt().mean()
+
+
+@dataclass(frozen=True)
+class FittedSolver:
+    """A fitted PEC multistep solver: its sigma~ grid (descending, ``nfe + 1`` values), every
+    step's predictor weights (over D_n, D_(n-1), ...) and corrector weights (over D_(n+1),
+    D_n, ...; none for the last step), the constraints it was fitted under and the fit's
+    record (``info``: pilot defects before and after, iterations, seconds)."""
+
+    sigmas: list[float]
+    predictor: list[list[float]]
+    corrector: list[list[float]]
+    steps: int
+    history: int
+    order: int
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def nfe(self) -> int:
+        return len(self.sigmas) - 1
+
+    def sample(
+        self,
+        model: Callable[..., torch.Tensor],
+        x: torch.Tensor,
+        extra_args: dict[str, Any] | None = None,
+        callback: Callable[[dict[str, Any]], None] | None = None,
+    ) -> torch.Tensor:
+        """Solve from x at sigma~ = sigmas[0] to sigmas[-1], k-diffusion's convention:
+        ``model(x, sigma_batch, **extra_args)`` returns the denoised x0, x is the state in the
+        variance-exploding scale (x~ = x / alpha). ``nfe`` model evaluations."""
+        if not isinstance(x, torch.Tensor) or x.ndim < 1 or not torch.is_floating_point(x):
+            raise InputError("parameter 'x' must be a floating-point batch tensor (batch first)")
+        lams = -torch.log(torch.tensor(self.sigmas, dtype=_DTYPE))
+        predictors = [torch.tensor(w, dtype=_DTYPE) for w in self.predictor]
+        correctors = [torch.tensor(w, dtype=_DTYPE) for w in self.corrector]
+        with torch.no_grad():
+            return _run(model, x, lams, predictors, correctors, dict(extra_args or {}), callback)
+
+    def to_dict(self) -> dict[str, Any]:
+        document = {"format": FORMAT_VERSION, **asdict(self)}
+        document["hash"] = content_hash(document)
+        return document
+
+    def save(self, path: str | Path) -> Path:
+        """Write the solver as JSON with its content hash (:func:`load_solver` checks it)."""
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n")
+        return path
+
+
+def load_solver(path: str | Path) -> FittedSolver:
+    """Read a solver written by :meth:`FittedSolver.save`, refusing a file edited by hand."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"parameter 'path': no fitted solver at {path}")
+    document = json.loads(path.read_text())
+    if document.get("format") != FORMAT_VERSION:
+        raise InputError(
+            f"{path}: format {document.get('format')!r}, this version reads {FORMAT_VERSION}"
+        )
+    if document.get("hash") != content_hash(document):
+        raise InputError(f"{path} was edited by hand: its content hash does not match")
+    fields = {k: v for k, v in document.items() if k not in ("format", "hash")}
+    solver = FittedSolver(**fields)
+    _check_shapes(solver)
+    return solver
+
+
+def _check_shapes(solver: FittedSolver) -> None:
+    expected = _sizes(solver.nfe, solver.history)
+    found = [
+        (len(p), len(c)) for p, c in zip(solver.predictor, [*solver.corrector, []], strict=False)
+    ]
+    if found != expected:
+        raise InputError(f"fitted solver: weight counts {found} do not match {expected}")
+
+
+def _integer(name: str, value: Any, least: int, most: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise InputError(f"parameter {name!r} must be an integer >= {least}, got {value!r}")
+    if most is not None and value > most:
+        raise InputError(f"parameter {name!r} must be an integer in {least}..{most}, got {value}")
+    return value
+
+
+def fit_solver(
+    model: Callable[..., torch.Tensor],
+    x: torch.Tensor,
+    reference: torch.Tensor,
+    sigma_start: float,
+    sigma_end: float,
+    nfe: int,
+    *,
+    steps: int = 3,
+    history: int = 4,
+    order: int = 2,
+    fit_weights: bool = True,
+    fit_grid: bool = True,
+    sigmas: list[float] | None = None,
+    iterations: int = 400,
+    extra_args: dict[str, Any] | None = None,
+) -> FittedSolver:
+    """Fit a solver of ``nfe`` evaluations from ``sigma_start`` down to ``sigma_end`` on the
+    pilot batch ``x`` (x~ at sigma_start, float64) against ``reference`` (x~ at sigma_end from
+    a high-accuracy solve of the same starting points). ``steps``: the Adams pair the weights
+    start from (res_{steps}m_pc, 1..8); ``history``: values a fitted step may use (>= steps);
+    ``order``: the polynomial exactness every step keeps (1..steps); ``sigmas``: the starting
+    grid (default log-SNR uniform), kept if ``fit_grid`` is false. ``model`` must be
+    differentiable in x (torch operations)."""
+    nfe = _integer("nfe", nfe, 2)
+    steps = _integer("steps", steps, 1, 8)
+    history = _integer("history", history, steps, 8)
+    order = _integer("order", order, 1, steps)
+    iterations = _integer("iterations", iterations, 0)
+    for name, value in (("sigma_start", sigma_start), ("sigma_end", sigma_end)):
+        if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+            raise InputError(f"parameter {name!r} must be finite and > 0, got {value!r}")
+    if not sigma_end < sigma_start:
+        raise InputError(
+            f"parameter 'sigma_end' must be below 'sigma_start' ({sigma_end} >= {sigma_start})"
+        )
+    if not isinstance(x, torch.Tensor) or x.ndim < 2 or x.dtype != _DTYPE:
+        raise InputError("parameter 'x' must be a float64 batch tensor (batch first)")
+    if not isinstance(reference, torch.Tensor) or reference.shape != x.shape:
+        raise InputError(f"parameter 'reference' must have the shape of x {tuple(x.shape)}")
+    lam_start, lam_end = -math.log(sigma_start), -math.log(sigma_end)
+    theta = torch.zeros(nfe - 1, dtype=_DTYPE)
+    if sigmas is not None:
+        grid = [float(s) for s in sigmas]
+        ends_match = math.isclose(grid[0], sigma_start, rel_tol=1e-9) and math.isclose(
+            grid[-1], sigma_end, rel_tol=1e-9
+        )
+        if len(grid) != nfe + 1 or not ends_match:
+            raise InputError(
+                f"parameter 'sigmas' must hold {nfe + 1} values from {sigma_start} to "
+                f"{sigma_end}, got {len(grid)} from {grid[0]} to {grid[-1]}"
+            )
+        h = torch.diff(-torch.log(torch.tensor(grid, dtype=_DTYPE)))
+        if not bool((h > 0).all()):
+            raise InputError("parameter 'sigmas' must be strictly descending")
+        theta = torch.log(h[1:] / h[0])
+    u = torch.zeros(sum(p + c for p, c in _sizes(nfe, history)), dtype=_DTYPE)
+    unknowns = []
+    if fit_weights:
+        unknowns.append(u.requires_grad_())
+    if fit_grid:
+        unknowns.append(theta.requires_grad_())
+    args = dict(extra_args or {})
+
+    def objective() -> torch.Tensor:
+        lams = _lambdas(theta, lam_start, lam_end)
+        predictors, correctors = _weights(lams, u, steps, history, order)
+        return torch.log(_defect(_run(model, x, lams, predictors, correctors, args), reference))
+
+    started = time.perf_counter()
+    with torch.no_grad():
+        before = math.exp(float(objective()))
+    if unknowns and iterations:
+        optimizer = torch.optim.LBFGS(
+            unknowns, lr=1.0, max_iter=iterations, history_size=50, line_search_fn="strong_wolfe"
+        )
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad()
+            loss = objective()
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
+    with torch.no_grad():
+        after = math.exp(float(objective()))
+        lams = _lambdas(theta, lam_start, lam_end)
+        predictors, correctors = _weights(lams, u, steps, history, order)
+    if not math.isfinite(after) or after > before:
+        # the line search never accepts a worse point; a non-finite one means the model broke
+        raise ModelOutputError(f"fit_solver: the pilot defect went from {before} to {after}")
+    grid = torch.exp(-lams).tolist()
+    grid[0], grid[-1] = float(sigma_start), float(sigma_end)
+    return FittedSolver(
+        sigmas=grid,
+        predictor=[w.tolist() for w in predictors],
+        corrector=[w.tolist() for w in correctors],
+        steps=steps,
+        history=history,
+        order=order,
+        info={
+            "pilot_batch": int(x.shape[0]),
+            "pilot_defect_start": before,
+            "pilot_defect": after,
+            "fit_weights": bool(fit_weights),
+            "fit_grid": bool(fit_grid),
+            "iterations": iterations,
+            "seconds": round(time.perf_counter() - started, 1),
+        },
+    )

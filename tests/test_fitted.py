@@ -1,0 +1,185 @@
+"""Fitted solvers (runtime.fitted): unfitted they are the generated PEC pairs, fitted they keep
+the polynomial exactness they promise, lower the defect on starting points they have not seen,
+survive a save/load round trip bit for bit, and reject bad input by name."""
+
+import json
+import math
+
+import mpmath
+import pytest
+import torch
+
+from phiforge.runtime.driver import sample
+from phiforge.runtime.errors import InputError, ModelOutputError
+from phiforge.runtime.fitted import fit_solver, load_solver
+from phiforge.runtime.verification import builtin_problem, defect
+
+
+@pytest.fixture(scope="module")
+def setting():
+    pilot = builtin_problem("gmm", batch=32, seed=1)
+    held_out = builtin_problem("gmm", batch=32, seed=2)
+    lam0, lam1 = float(pilot.schedule.lam(1.0)), float(pilot.schedule.lam(1e-3))
+    alpha0, _ = pilot.schedule.alpha_sigma_of_lam(lam0)
+    alpha1, _ = pilot.schedule.alpha_sigma_of_lam(lam1)
+    return {
+        "pilot": pilot,
+        "held_out": held_out,
+        "sigma_max": math.exp(-lam0),
+        "sigma_min": math.exp(-lam1),
+        "x": pilot.x_start / alpha0,
+        "reference": pilot.reference / alpha1,
+        "held_x": held_out.x_start / alpha0,
+        "held_reference": held_out.reference / alpha1,
+    }
+
+
+@pytest.fixture(scope="module")
+def fitted(setting):
+    s = setting
+    solver = fit_solver(
+        s["pilot"].denoiser, s["x"], s["reference"], s["sigma_max"], s["sigma_min"], 6,
+        iterations=15,
+    )  # fmt: skip
+    return solver
+
+
+@pytest.mark.parametrize("method, steps", [("res_3m_pc", 3), ("res_2m_pc", 2), ("res_1m_pc", 1)])
+def test_unfitted_weights_are_the_generated_pairs(setting, method, steps):
+    s = setting
+    solver = fit_solver(
+        s["pilot"].denoiser, s["x"][:4], s["reference"][:4], s["sigma_max"], s["sigma_min"], 7,
+        steps=steps, history=steps, order=1, iterations=0,
+    )  # fmt: skip
+    ours = solver.sample(s["pilot"].denoiser, s["held_x"])
+    generated = sample(
+        s["pilot"].denoiser, s["held_x"], "edm", method, output="edm", sigmas=solver.sigmas
+    )
+    assert float((ours - generated).abs().max()) < 1e-12
+    assert solver.info["pilot_defect"] == solver.info["pilot_defect_start"]
+
+
+def _polynomial_model(coefficients):
+    """D(x, sigma) = p(lam), lam = -log sigma, whatever x: the exact flow is an integral."""
+
+    def model(x, sigma):
+        lam = -torch.log(sigma.double())
+        value = sum(c * lam**j for j, c in enumerate(coefficients))
+        return value.reshape(-1, *([1] * (x.ndim - 1))).expand_as(x).to(x.dtype)
+
+    return model
+
+
+def _exact_end(solver, coefficients, x):
+    lam0, lam1 = -math.log(solver.sigmas[0]), -math.log(solver.sigmas[-1])
+    integral = mpmath.quad(
+        lambda s: mpmath.exp(-(lam1 - s)) * sum(c * s**j for j, c in enumerate(coefficients)),
+        [lam0, lam1],
+    )
+    return math.exp(-(lam1 - lam0)) * x + float(integral)
+
+
+def test_fitted_weights_keep_exactness_below_their_order(setting, fitted):
+    assert fitted.order == 2
+    x = setting["held_x"][:3]
+    linear = [0.3, -0.7]
+    error = fitted.sample(_polynomial_model(linear), x) - _exact_end(fitted, linear, x)
+    assert float(error.abs().max()) < 1e-11
+    # degree 2 is beyond the constraint: the fitted free directions show
+    quadratic = [0.3, -0.7, 0.2]
+    error = fitted.sample(_polynomial_model(quadratic), x) - _exact_end(fitted, quadratic, x)
+    assert float(error.abs().max()) > 1e-6
+
+
+def test_a_fit_lowers_the_defect_on_held_out_starting_points(setting, fitted):
+    s = setting
+    info = fitted.info
+    assert info["pilot_defect"] < 0.5 * info["pilot_defect_start"]
+    uniform = torch.exp(
+        -torch.linspace(
+            -math.log(s["sigma_max"]), -math.log(s["sigma_min"]), 7, dtype=torch.float64
+        )
+    )
+    plain = sample(
+        s["pilot"].denoiser, s["held_x"], "edm", "res_3m_pc", output="edm", sigmas=uniform.tolist()
+    )
+    ours = fitted.sample(s["pilot"].denoiser, s["held_x"])
+    assert defect(ours, s["held_reference"]) < 0.7 * defect(plain, s["held_reference"])
+    assert fitted.sigmas[0] == s["sigma_max"] and fitted.sigmas[-1] == s["sigma_min"]
+    assert all(a > b for a, b in zip(fitted.sigmas, fitted.sigmas[1:], strict=False))
+
+
+def test_the_grid_alone_can_be_fitted_and_a_given_grid_kept(setting):
+    s = setting
+    grid = torch.exp(
+        -torch.linspace(
+            -math.log(s["sigma_max"]), -math.log(s["sigma_min"]), 5, dtype=torch.float64
+        )
+    )
+    grid = grid.tolist()
+    kept = fit_solver(
+        s["pilot"].denoiser, s["x"][:8], s["reference"][:8], s["sigma_max"], s["sigma_min"], 4,
+        sigmas=grid, fit_grid=False, iterations=5,
+    )  # fmt: skip
+    assert kept.sigmas == pytest.approx(grid, rel=1e-12)
+    moved = fit_solver(
+        s["pilot"].denoiser, s["x"][:8], s["reference"][:8], s["sigma_max"], s["sigma_min"], 4,
+        fit_weights=False, iterations=5,
+    )  # fmt: skip
+    assert moved.sigmas != pytest.approx(grid, rel=1e-3)
+    assert moved.info["pilot_defect"] < moved.info["pilot_defect_start"]
+
+
+def test_a_saved_solver_reloads_bit_for_bit_and_refuses_edits(setting, fitted, tmp_path):
+    path = fitted.save(tmp_path / "solver.json")
+    again = load_solver(path)
+    x = setting["held_x"][:4]
+    denoiser = setting["pilot"].denoiser
+    assert torch.equal(again.sample(denoiser, x), fitted.sample(denoiser, x))
+    document = json.loads(path.read_text())
+    document["predictor"][2][0] += 1e-9
+    path.write_text(json.dumps(document))
+    with pytest.raises(InputError, match="edited by hand"):
+        load_solver(path)
+    with pytest.raises(InputError, match="no fitted solver"):
+        load_solver(tmp_path / "missing.json")
+
+
+def test_a_model_returning_nan_is_reported_with_its_step(setting, fitted):
+    def broken(x, sigma):
+        out = setting["pilot"].denoiser(x, sigma)
+        return out * float("nan") if float(sigma[0]) < 1.0 else out
+
+    with pytest.raises(ModelOutputError, match=r"step \d+ \(sigma"):
+        fitted.sample(broken, setting["held_x"][:2])
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"nfe": 1}, "'nfe' must be an integer >= 2"),
+        ({"steps": 9}, "'steps' must be an integer in 1..8"),
+        ({"history": 2}, "'history' must be an integer >= 3"),
+        ({"order": 4}, "'order' must be an integer in 1..3"),
+        ({"sigma_end": 200.0}, "'sigma_end' must be below"),
+        ({"sigma_start": math.inf}, "'sigma_start' must be finite"),
+        ({"sigmas": [100.0, 1.0, 0.02]}, "'sigmas' must hold 5 values"),
+        ({"iterations": -1}, "'iterations' must be an integer >= 0"),
+    ],
+)
+def test_bad_input_is_rejected_by_name(setting, options, message):
+    s = setting
+    base = {
+        "model": s["pilot"].denoiser,
+        "x": s["x"][:2],
+        "reference": s["reference"][:2],
+        "sigma_start": s["sigma_max"],
+        "sigma_end": s["sigma_min"],
+        "nfe": 4,
+    }
+    arguments = base | options
+    with pytest.raises(InputError, match=message):
+        fit_solver(**arguments)
+    # the valid call with a float32 pilot batch
+    with pytest.raises(InputError, match="float64 batch"):
+        fit_solver(**(base | {"x": s["x"][:2].float()}))
