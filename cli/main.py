@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from phiforge import __version__
 from phiforge.commands import register_derive_commands
 from phiforge.derive.errors import InputError
+from phiforge.fit_commands import register_fit_commands
 from phiforge.network_commands import register_network_commands
 from phiforge.registry_commands import register_registry_commands
 from phiforge.runtime.errors import InputError as RuntimeInputError
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_registry_commands(commands)
     register_runtime_commands(commands)
     register_network_commands(commands)
+    register_fit_commands(commands)
     return parser
 
 

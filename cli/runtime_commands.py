@@ -153,6 +153,9 @@ def _sample(args: argparse.Namespace) -> None:
 
     if args.fit_steps is not None and args.restart:
         raise InputError("parameter '--fit-steps' does not combine with '--restart'")
+    if args.fitted is not None:
+        _sample_fitted(args)
+        return
     denoiser = builtin_denoiser(args.denoiser)
     schedule = noise_schedule(args.schedule)
     restart = restart_from(args.restart) if args.restart else None
@@ -225,6 +228,56 @@ def _sample(args: argparse.Namespace) -> None:
                 f"defect {fitted.uniform_defect:.3e} -> {fitted.defect:.3e}; sigmas "
                 + ", ".join(f"{s:.6g}" for s in fitted.sigmas)
             )
+
+
+def _sample_fitted(args: argparse.Namespace) -> None:
+    """``phiforge sample --fitted FILE``: the solver of ``phiforge fit`` (its grid and NFE)."""
+    import torch
+
+    from phiforge.fit_commands import starting_points
+    from phiforge.runtime.denoisers import builtin_denoiser
+    from phiforge.runtime.errors import InputError
+    from phiforge.runtime.fitted import load_solver
+
+    solver = load_solver(args.fitted)
+    fitted_for = solver.info.get("denoiser")
+    if fitted_for is not None and fitted_for != args.denoiser:
+        raise InputError(
+            f"parameter '--fitted': {args.fitted} was fitted to {fitted_for!r}, not "
+            f"{args.denoiser!r} (pass --denoiser {fitted_for})"
+        )
+    for name in ("method", "nfe", "steps", "restart", "fit_steps"):
+        if getattr(args, name) is not None:
+            raise InputError(
+                f"parameter '--{name.replace('_', '-')}' does not combine with '--fitted'"
+            )
+    denoiser = builtin_denoiser(args.denoiser)
+    x = starting_points(denoiser.dim, args.batch, solver.sigmas[0], args.seed)
+    samples = solver.sample(denoiser, x)
+    out = Path(args.out)
+    torch.save(samples.reshape(args.batch, *denoiser.image_shape).float(), out)
+    grid = None
+    if denoiser.image_shape is not None:
+        grid = out.with_suffix(".png")
+        _image_grid(samples.reshape(args.batch, *denoiser.image_shape), grid)
+    result = {
+        "method": "fitted",
+        "fitted": str(args.fitted),
+        "denoiser": args.denoiser,
+        "nfe": solver.nfe,
+        "steps": solver.nfe,
+        "sigmas": solver.sigmas,
+        "output": str(out),
+        "grid": None if grid is None else str(grid),
+        "samples": args.batch,
+    }
+    if args.format == "json":
+        emit_json(result)
+    else:
+        print(
+            f"{args.batch} samples of {args.denoiser} with the fitted solver {args.fitted}: "
+            f"{solver.nfe} NFE -> {out}" + (f", grid {grid}" if grid else "")
+        )
 
 
 def _fit_steps(args, denoiser, schedule, method, plan, sigma_start):
@@ -346,6 +399,11 @@ def register_runtime_commands(commands: argparse._SubParsersAction) -> None:
         type=positive_int,
         default=1500,
         help="solves per search stage with --fit-steps (default 1500)",
+    )
+    sampler.add_argument(
+        "--fitted",
+        metavar="FILE",
+        help="sample with a solver written by 'phiforge fit' (its own grid and NFE)",
     )
     sampler.add_argument("--batch", type=positive_int, default=16)
     sampler.add_argument("--seed", type=int, default=0)

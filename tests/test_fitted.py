@@ -183,3 +183,27 @@ def test_bad_input_is_rejected_by_name(setting, options, message):
     # the valid call with a float32 pilot batch
     with pytest.raises(InputError, match="float64 batch"):
         fit_solver(**(base | {"x": s["x"][:2].float()}))
+
+
+def test_fit_and_sample_commands(capsys, tmp_path):
+    from phiforge.main import main
+
+    path = tmp_path / "solver.json"
+    argv = ["fit", "--nfe", "5", "--pilot", "8", "--held-out", "8", "--iterations", "5"]
+    assert main([*argv, "--out", str(path), "--format", "json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["nfe"] == 5 and len(result["sigmas"]) == 6
+    assert result["pilot_defect"] < result["pilot_defect_start"]
+    assert set(result["held_out_defect"]) == {"res_3m_pc_logsnr", "fitted"}
+    assert load_solver(path).info["denoiser"] == "gmm"
+    out = tmp_path / "samples.pt"
+    sample_argv = ["sample", "--fitted", str(path), "--batch", "3", "--out", str(out)]
+    assert main([*sample_argv, "--format", "json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["nfe"] == 5 and torch.load(out).shape == (3, 8, 8)
+    assert main([*sample_argv, "--denoiser", "empirical"]) == 2
+    assert "fitted to 'gmm'" in capsys.readouterr().err
+    assert main([*sample_argv, "--nfe", "7"]) == 2
+    assert "'--nfe' does not combine with '--fitted'" in capsys.readouterr().err
+    assert main([*argv, "--grid-only", "--weights-only"]) == 2
+    assert "exclude each other" in capsys.readouterr().err

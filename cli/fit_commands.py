@@ -1,0 +1,121 @@
+"""``phiforge fit``: a solver fitted to a built-in denoiser (runtime.fitted), judged on held-out
+starting points; ``phiforge sample --fitted FILE`` samples with it."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from phiforge.output import emit_json, positive_int
+from phiforge.runtime.denoisers import DENOISERS
+
+__all__ = ["register_fit_commands", "starting_points"]
+
+TEACHER, TEACHER_STEPS = "res_4m_pc", 512
+
+
+def starting_points(dim: int, batch: int, sigma_start: float, seed: int):
+    """x~ at sigma~ = sigma_start: N(0, sigma_start^2 I) draws (the prior of sample's start)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, dim, dtype=torch.float64, generator=generator) * sigma_start
+
+
+def _fit(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from phiforge.runtime.denoisers import builtin_denoiser
+    from phiforge.runtime.driver import sample, sampling_plan
+    from phiforge.runtime.errors import InputError
+    from phiforge.runtime.fitted import fit_solver
+    from phiforge.runtime.schedules import noise_schedule
+    from phiforge.runtime.verification import defect
+
+    if args.grid_only and args.weights_only:
+        raise InputError("parameters '--grid-only' and '--weights-only' exclude each other")
+    denoiser = builtin_denoiser(args.denoiser)
+    schedule = noise_schedule(args.schedule)
+    _, _, plan = sampling_plan(schedule, "res_3m_pc", nfe=args.nfe, step_schedule="logsnr")
+    lam0, lam1 = float(plan.lambdas[0]), float(plan.lambdas[-1])
+    if not (math.isfinite(lam0) and math.isfinite(lam1)):
+        raise InputError(
+            f"parameter '--schedule': a fit needs finite grid ends; {schedule.name!r} runs "
+            f"lambda {lam0} -> {lam1}"
+        )
+    sigma_start, sigma_end = math.exp(-lam0), math.exp(-lam1)
+    teacher_grid = np.exp(-np.linspace(lam0, lam1, TEACHER_STEPS + 1)).tolist()
+
+    def teacher(x):
+        return sample(denoiser, x, "edm", TEACHER, output="edm", sigmas=teacher_grid)
+
+    pilot = starting_points(denoiser.dim, args.pilot, sigma_start, args.seed + 1)
+    solver = fit_solver(
+        denoiser,
+        pilot,
+        teacher(pilot),
+        sigma_start,
+        sigma_end,
+        args.nfe,
+        steps=args.base_steps,
+        history=args.history,
+        order=args.order,
+        fit_weights=not args.grid_only,
+        fit_grid=not args.weights_only,
+        iterations=args.iterations,
+    )
+    held = starting_points(denoiser.dim, args.held_out, sigma_start, args.seed + 2)
+    held_reference = teacher(held)
+    uniform = np.exp(-np.linspace(lam0, lam1, args.nfe + 1)).tolist()
+    plain = sample(denoiser, held, "edm", "res_3m_pc", output="edm", sigmas=uniform)
+    judged = {
+        "res_3m_pc_logsnr": defect(plain, held_reference),
+        "fitted": defect(solver.sample(denoiser, held), held_reference),
+    }
+    info = dict(
+        solver.info,
+        denoiser=args.denoiser,
+        schedule=schedule.name,
+        teacher=f"{TEACHER} on {TEACHER_STEPS} log-SNR steps",
+        held_out=args.held_out,
+        held_out_defect=judged,
+    )
+    solver = type(solver)(**{**solver.__dict__, "info": info})
+    path = solver.save(Path(args.out))
+    if args.format == "json":
+        emit_json({"output": str(path), "nfe": solver.nfe, "sigmas": solver.sigmas, **info})
+        return
+    print(
+        f"fitted {args.nfe}-NFE solver for {args.denoiser} ({schedule.name}, sigma~ "
+        f"{sigma_start:.4g} -> {sigma_end:.4g}), {args.pilot} pilots, {solver.info['seconds']} s: "
+        f"pilot defect {solver.info['pilot_defect_start']:.3e} -> "
+        f"{solver.info['pilot_defect']:.3e}; held-out ({args.held_out}): res_3m_pc log-SNR "
+        f"{judged['res_3m_pc_logsnr']:.3e}, fitted {judged['fitted']:.3e} -> {path}"
+    )
+
+
+def register_fit_commands(commands: argparse._SubParsersAction) -> None:
+    fit = commands.add_parser(
+        "fit",
+        help="fit a solver's weights and steps to a built-in denoiser (runtime.fitted)",
+    )
+    fit.add_argument("--denoiser", choices=list(DENOISERS), default="gmm")
+    fit.add_argument(
+        "--schedule",
+        default="vp-linear",
+        choices=["vp-linear", "vp-cosine", "ddpm", "ve", "edm", "flow"],
+    )
+    fit.add_argument("--nfe", type=positive_int, default=10)
+    fit.add_argument("--pilot", type=positive_int, default=256, help="pilot draws (seed + 1)")
+    fit.add_argument("--held-out", type=positive_int, default=256, help="judged on (seed + 2)")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--base-steps", type=positive_int, default=3, help="res_Km_pc to start from")
+    fit.add_argument("--history", type=positive_int, default=4, help="values a step may use")
+    fit.add_argument("--order", type=positive_int, default=2, help="exactness kept per step")
+    fit.add_argument("--iterations", type=positive_int, default=300, help="L-BFGS iterations")
+    fit.add_argument("--grid-only", action="store_true", help="fit the steps, keep the weights")
+    fit.add_argument("--weights-only", action="store_true", help="keep the log-SNR grid")
+    fit.add_argument("--out", default="fitted-solver.json")
+    fit.add_argument("--format", choices=["text", "json"], default="text")
+    fit.set_defaults(handler=_fit)
