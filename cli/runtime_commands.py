@@ -190,12 +190,7 @@ def _sample(args: argparse.Namespace) -> None:
         generator=generator,
         **grid_args,
     )
-    out = Path(args.out)
-    torch.save(samples.reshape(args.batch, *denoiser.image_shape).float(), out)
-    grid = None
-    if denoiser.image_shape is not None:
-        grid = out.with_suffix(".png")
-        _image_grid(samples.reshape(args.batch, *denoiser.image_shape), grid)
+    out, grid = _write_samples(samples, denoiser, args)
     result = {
         "method": method,
         "denoiser": args.denoiser,
@@ -230,9 +225,21 @@ def _sample(args: argparse.Namespace) -> None:
             )
 
 
+def _write_samples(samples, denoiser, args: argparse.Namespace):
+    """The samples as a torch file at ``--out``, and a PNG grid beside it for image data."""
+    import torch
+
+    out = Path(args.out)
+    torch.save(samples.reshape(args.batch, *denoiser.image_shape).float(), out)
+    grid = None
+    if denoiser.image_shape is not None:
+        grid = out.with_suffix(".png")
+        _image_grid(samples.reshape(args.batch, *denoiser.image_shape), grid)
+    return out, grid
+
+
 def _sample_fitted(args: argparse.Namespace) -> None:
     """``phiforge sample --fitted FILE``: the solver of ``phiforge fit`` (its grid and NFE)."""
-    import torch
 
     from phiforge.fit_commands import starting_points
     from phiforge.runtime.denoisers import builtin_denoiser
@@ -254,12 +261,7 @@ def _sample_fitted(args: argparse.Namespace) -> None:
     denoiser = builtin_denoiser(args.denoiser)
     x = starting_points(denoiser.dim, args.batch, solver.sigmas[0], args.seed)
     samples = solver.sample(denoiser, x)
-    out = Path(args.out)
-    torch.save(samples.reshape(args.batch, *denoiser.image_shape).float(), out)
-    grid = None
-    if denoiser.image_shape is not None:
-        grid = out.with_suffix(".png")
-        _image_grid(samples.reshape(args.batch, *denoiser.image_shape), grid)
+    out, grid = _write_samples(samples, denoiser, args)
     result = {
         "method": "fitted",
         "fitted": str(args.fitted),

@@ -62,8 +62,9 @@ from typing import Any
 import torch
 
 from phiforge.runtime.errors import InputError, ModelOutputError
-from phiforge.runtime.manifest import content_hash
+from phiforge.runtime.manifest import content_hash, read_document
 from phiforge.runtime.phi import phi_all
+from phiforge.runtime.step_search import check_sigma_ends
 
 __all__ = ["FittedSolver", "adams_weights", "fit_solver", "load_solver"]
 
@@ -221,16 +222,7 @@ class FittedSolver:
 
 def load_solver(path: str | Path) -> FittedSolver:
     """Read a solver written by :meth:`FittedSolver.save`, refusing a file edited by hand."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"parameter 'path': no fitted solver at {path}")
-    document = json.loads(path.read_text())
-    if document.get("format") != FORMAT_VERSION:
-        raise InputError(
-            f"{path}: format {document.get('format')!r}, this version reads {FORMAT_VERSION}"
-        )
-    if document.get("hash") != content_hash(document):
-        raise InputError(f"{path} was edited by hand: its content hash does not match")
+    document = read_document(path, "fitted solver", FORMAT_VERSION)
     fields = {k: v for k, v in document.items() if k not in ("format", "hash")}
     solver = FittedSolver(**fields)
     _check_shapes(solver)
@@ -283,13 +275,7 @@ def fit_solver(
     history = _integer("history", history, steps, 8)
     order = _integer("order", order, 1, steps)
     iterations = _integer("iterations", iterations, 0)
-    for name, value in (("sigma_start", sigma_start), ("sigma_end", sigma_end)):
-        if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-            raise InputError(f"parameter {name!r} must be finite and > 0, got {value!r}")
-    if not sigma_end < sigma_start:
-        raise InputError(
-            f"parameter 'sigma_end' must be below 'sigma_start' ({sigma_end} >= {sigma_start})"
-        )
+    check_sigma_ends(sigma_start, sigma_end)
     if not isinstance(x, torch.Tensor) or x.ndim < 2 or x.dtype != _DTYPE:
         raise InputError("parameter 'x' must be a float64 batch tensor (batch first)")
     if not isinstance(reference, torch.Tensor) or reference.shape != x.shape:

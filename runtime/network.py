@@ -51,7 +51,7 @@ from torch import nn
 
 from phiforge.runtime.denoisers import _Denoiser
 from phiforge.runtime.errors import InputError
-from phiforge.runtime.manifest import content_hash
+from phiforge.runtime.manifest import content_hash, read_document
 
 __all__ = [
     "BUILTIN_NETWORK",
@@ -315,15 +315,7 @@ def save_network(
 def load_network(json_path: str | Path, dtype: torch.dtype = torch.float64) -> NetworkDenoiser:
     """Read a network written by :func:`save_network`, refusing edited files (hash mismatch)."""
     json_path = Path(json_path)
-    if not json_path.is_file():
-        raise InputError(f"parameter 'path': no network manifest at {json_path}")
-    manifest = json.loads(json_path.read_text())
-    if manifest.get("format") != FORMAT_VERSION:
-        raise InputError(
-            f"{json_path}: format {manifest.get('format')!r}, this version reads {FORMAT_VERSION}"
-        )
-    if manifest.get("hash") != content_hash(manifest):
-        raise InputError(f"{json_path} was edited by hand: its content hash does not match")
+    manifest = read_document(json_path, "network manifest", FORMAT_VERSION)
     payload = json_path.with_suffix(".bin").read_bytes()
     if hashlib.sha256(payload).hexdigest() != manifest["weights_sha256"]:
         raise InputError(

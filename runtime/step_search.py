@@ -34,7 +34,7 @@ import torch
 from phiforge.runtime.errors import InputError, ModelOutputError
 from phiforge.runtime.verification import defect
 
-__all__ = ["StepSearch", "optimize_steps", "search_sigmas"]
+__all__ = ["StepSearch", "check_sigma_ends", "optimize_steps", "search_sigmas"]
 
 # the objective (a log-defect) of grids the solver refuses: finite, so that the line searches stay
 # finite, and above any log-defect a float64 run can return (log(1e300) < 691)
@@ -70,6 +70,17 @@ def _positive_int(name: str, value: Any, least: int) -> int:
     return value
 
 
+def check_sigma_ends(sigma_start: float, sigma_end: float) -> None:
+    """Both ends finite and positive, sigma_end below sigma_start (else InputError)."""
+    for name, value in (("sigma_start", sigma_start), ("sigma_end", sigma_end)):
+        if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+            raise InputError(f"parameter {name!r} must be finite and > 0, got {value!r}")
+    if not sigma_end < sigma_start:
+        raise InputError(
+            f"parameter 'sigma_end' must be below 'sigma_start' ({sigma_end} >= {sigma_start})"
+        )
+
+
 def search_sigmas(
     solve: Callable[[list[float]], torch.Tensor],
     reference: torch.Tensor,
@@ -90,13 +101,7 @@ def search_sigmas(
 
     steps = _positive_int("steps", steps, 2)
     max_evaluations = _positive_int("max_evaluations", max_evaluations, 1)
-    for name, value in (("sigma_start", sigma_start), ("sigma_end", sigma_end)):
-        if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-            raise InputError(f"parameter {name!r} must be finite and > 0, got {value!r}")
-    if not sigma_end < sigma_start:
-        raise InputError(
-            f"parameter 'sigma_end' must be below 'sigma_start' ({sigma_end} >= {sigma_start})"
-        )
+    check_sigma_ends(sigma_start, sigma_end)
     lam_start, lam_end = -math.log(sigma_start), -math.log(sigma_end)
     theta0 = np.zeros(steps - 1)
     if initial is not None:
