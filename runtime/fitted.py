@@ -280,6 +280,15 @@ def fit_solver(
         raise InputError("parameter 'x' must be a float64 batch tensor (batch first)")
     if not isinstance(reference, torch.Tensor) or reference.shape != x.shape:
         raise InputError(f"parameter 'reference' must have the shape of x {tuple(x.shape)}")
+    args = dict(extra_args or {})
+    if iterations:
+        probe = x[:1].clone().requires_grad_()
+        sigma = torch.full((1,), float(sigma_start), dtype=_DTYPE)
+        if not model(probe, sigma, **args).requires_grad:
+            raise InputError(
+                "parameter 'model' must be differentiable in x (torch operations, no "
+                "torch.no_grad): its output carries no gradient, so the fit could not move"
+            )
     lam_start, lam_end = -math.log(sigma_start), -math.log(sigma_end)
     theta = torch.zeros(nfe - 1, dtype=_DTYPE)
     if sigmas is not None:
@@ -302,7 +311,6 @@ def fit_solver(
         unknowns.append(u.requires_grad_())
     if fit_grid:
         unknowns.append(theta.requires_grad_())
-    args = dict(extra_args or {})
 
     def objective() -> torch.Tensor:
         lams = _lambdas(theta, lam_start, lam_end)

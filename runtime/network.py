@@ -165,9 +165,10 @@ def _preconditioning(
 class NetworkDenoiser(_Denoiser):
     """D(x~, s) = c_skip x~ + c_out F(c_in x~, c_noise) with a trained :class:`DenoiserMLP`.
 
-    Evaluated without gradients, in the dtype of its parameters (float64 by default: the
-    float32 weights are exact in float64, so the model is the same function, evaluated with
-    less rounding; ``to(dtype=torch.float32)`` gives the network as trained)."""
+    Frozen weights (differentiable in x only), evaluated in the dtype of its parameters
+    (float64 by default: the float32 weights are exact in float64, so the model is the same
+    function, evaluated with less rounding; ``to(dtype=torch.float32)`` gives the network as
+    trained)."""
 
     def __init__(
         self,
@@ -177,7 +178,7 @@ class NetworkDenoiser(_Denoiser):
         dtype: torch.dtype = torch.float64,
     ) -> None:
         self.config = config
-        self.module = module.to(dtype=dtype).eval()
+        self.module = module.to(dtype=dtype).eval().requires_grad_(False)
         self.dim = config.dim
         self.info = dict(info or {})
 
@@ -185,8 +186,9 @@ class NetworkDenoiser(_Denoiser):
         dtype = self.module.inp.weight.dtype
         x_in, s_in = x.to(dtype), s.to(dtype)
         c_skip, c_out, c_in, c_noise = _preconditioning(s_in, self.config.sigma_data)
-        with torch.no_grad():
-            out = c_skip * x_in + c_out * self.module(c_in * x_in, c_noise)
+        # the weights are frozen (no gradient); the output is differentiable in x when x
+        # requires a gradient (runtime.fitted differentiates solves through the model)
+        out = c_skip * x_in + c_out * self.module(c_in * x_in, c_noise)
         return out.to(x.dtype)
 
     def to(self, device=None, dtype=None):

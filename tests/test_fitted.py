@@ -207,3 +207,24 @@ def test_fit_and_sample_commands(capsys, tmp_path):
     assert "'--nfe' does not combine with '--fitted'" in capsys.readouterr().err
     assert main([*argv, "--grid-only", "--weights-only"]) == 2
     assert "exclude each other" in capsys.readouterr().err
+
+
+def test_a_model_without_gradients_is_refused_and_the_network_is_fitted(setting):
+    s = setting
+    ends = (s["sigma_max"], s["sigma_min"], 4)
+
+    def frozen(x, sigma):
+        with torch.no_grad():
+            return s["pilot"].denoiser(x, sigma)
+
+    with pytest.raises(InputError, match="'model' must be differentiable in x"):
+        fit_solver(frozen, s["x"][:2], s["reference"][:2], *ends, iterations=2)
+    from phiforge.runtime.network import builtin_network
+
+    network = builtin_network()
+    x = s["x"][:8]
+    lam = torch.linspace(-math.log(ends[0]), -math.log(ends[1]), 257, dtype=torch.float64)
+    grid = torch.exp(-lam).tolist()
+    reference = sample(network, x, "edm", "res_4m_pc", output="edm", sigmas=grid)
+    fitted = fit_solver(network, x, reference, *ends, iterations=5)
+    assert fitted.info["pilot_defect"] < 0.8 * fitted.info["pilot_defect_start"]
