@@ -4,6 +4,7 @@ starting points; ``phiforge sample --fitted FILE`` samples with it."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 from pathlib import Path
 
@@ -81,7 +82,7 @@ def _fit(args: argparse.Namespace) -> None:
         held_out=args.held_out,
         held_out_defect=judged,
     )
-    solver = type(solver)(**{**solver.__dict__, "info": info})
+    solver = dataclasses.replace(solver, info=info)
     path = solver.save(Path(args.out))
     if args.format == "json":
         emit_json({"output": str(path), "nfe": solver.nfe, "sigmas": solver.sigmas, **info})

@@ -61,10 +61,12 @@ from typing import Any
 
 import torch
 
+from phiforge.runtime.checks import check_integer, check_sigma_ends
 from phiforge.runtime.errors import InputError, ModelOutputError
 from phiforge.runtime.manifest import content_hash, read_document
 from phiforge.runtime.phi import phi_all
-from phiforge.runtime.step_search import check_sigma_ends
+from phiforge.runtime.step_search import grid_lambdas, theta_of_sigmas
+from phiforge.runtime.verification import defect_tensor
 
 __all__ = ["FittedSolver", "adams_weights", "fit_solver", "load_solver"]
 
@@ -89,12 +91,6 @@ def _free_part(taus: torch.Tensor, u: torch.Tensor, order: int) -> torch.Tensor:
     constraints = torch.stack([taus**j for j in range(order)])
     gram = constraints @ constraints.T
     return u - constraints.T @ torch.linalg.solve(gram, constraints @ u)
-
-
-def _lambdas(theta: torch.Tensor, lam_start: float, lam_end: float) -> torch.Tensor:
-    weights = torch.softmax(torch.cat([torch.zeros(1, dtype=_DTYPE), theta]), 0)
-    start = torch.tensor([lam_start], dtype=_DTYPE)
-    return torch.cat([start, lam_start + (lam_end - lam_start) * torch.cumsum(weights, 0)])
 
 
 def _sizes(nfe: int, history: int) -> list[tuple[int, int]]:
@@ -165,12 +161,6 @@ def _run(
     return x
 
 
-def _defect(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """mean_b RMS_d(x_b - ref_b), differentiable (runtime.verification.defect's measure)."""
-    diff = (x - reference).reshape(x.shape[0], -1)
-    return diff.pow(2).mean(1).sqrt().mean()
-
-
 @dataclass(frozen=True)
 class FittedSolver:
     """A fitted PEC multistep solver: its sigma~ grid (descending, ``nfe + 1`` values), every
@@ -238,14 +228,6 @@ def _check_shapes(solver: FittedSolver) -> None:
         raise InputError(f"fitted solver: weight counts {found} do not match {expected}")
 
 
-def _integer(name: str, value: Any, least: int, most: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise InputError(f"parameter {name!r} must be an integer >= {least}, got {value!r}")
-    if most is not None and value > most:
-        raise InputError(f"parameter {name!r} must be an integer in {least}..{most}, got {value}")
-    return value
-
-
 def fit_solver(
     model: Callable[..., torch.Tensor],
     x: torch.Tensor,
@@ -270,11 +252,11 @@ def fit_solver(
     ``order``: the polynomial exactness every step keeps (1..steps); ``sigmas``: the starting
     grid (default log-SNR uniform), kept if ``fit_grid`` is false. ``model`` must be
     differentiable in x (torch operations)."""
-    nfe = _integer("nfe", nfe, 2)
-    steps = _integer("steps", steps, 1, 8)
-    history = _integer("history", history, steps, 8)
-    order = _integer("order", order, 1, steps)
-    iterations = _integer("iterations", iterations, 0)
+    nfe = check_integer("nfe", nfe, 2)
+    steps = check_integer("steps", steps, 1, 8)
+    history = check_integer("history", history, steps, 8)
+    order = check_integer("order", order, 1, steps)
+    iterations = check_integer("iterations", iterations, 0)
     check_sigma_ends(sigma_start, sigma_end)
     if not isinstance(x, torch.Tensor) or x.ndim < 2 or x.dtype != _DTYPE:
         raise InputError("parameter 'x' must be a float64 batch tensor (batch first)")
@@ -292,19 +274,7 @@ def fit_solver(
     lam_start, lam_end = -math.log(sigma_start), -math.log(sigma_end)
     theta = torch.zeros(nfe - 1, dtype=_DTYPE)
     if sigmas is not None:
-        grid = [float(s) for s in sigmas]
-        ends_match = math.isclose(grid[0], sigma_start, rel_tol=1e-9) and math.isclose(
-            grid[-1], sigma_end, rel_tol=1e-9
-        )
-        if len(grid) != nfe + 1 or not ends_match:
-            raise InputError(
-                f"parameter 'sigmas' must hold {nfe + 1} values from {sigma_start} to "
-                f"{sigma_end}, got {len(grid)} from {grid[0]} to {grid[-1]}"
-            )
-        h = torch.diff(-torch.log(torch.tensor(grid, dtype=_DTYPE)))
-        if not bool((h > 0).all()):
-            raise InputError("parameter 'sigmas' must be strictly descending")
-        theta = torch.log(h[1:] / h[0])
+        theta = torch.from_numpy(theta_of_sigmas("sigmas", sigmas, sigma_start, sigma_end, nfe))
     u = torch.zeros(sum(p + c for p, c in _sizes(nfe, history)), dtype=_DTYPE)
     unknowns = []
     if fit_weights:
@@ -313,9 +283,11 @@ def fit_solver(
         unknowns.append(theta.requires_grad_())
 
     def objective() -> torch.Tensor:
-        lams = _lambdas(theta, lam_start, lam_end)
+        lams = grid_lambdas(theta, lam_start, lam_end)
         predictors, correctors = _weights(lams, u, steps, history, order)
-        return torch.log(_defect(_run(model, x, lams, predictors, correctors, args), reference))
+        return torch.log(
+            defect_tensor(_run(model, x, lams, predictors, correctors, args), reference)
+        )
 
     started = time.perf_counter()
     with torch.no_grad():
@@ -334,7 +306,7 @@ def fit_solver(
         optimizer.step(closure)
     with torch.no_grad():
         after = math.exp(float(objective()))
-        lams = _lambdas(theta, lam_start, lam_end)
+        lams = grid_lambdas(theta, lam_start, lam_end)
         predictors, correctors = _weights(lams, u, steps, history, order)
     if not math.isfinite(after) or after > before:
         # the line search never accepts a worse point; a non-finite one means the model broke

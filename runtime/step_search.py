@@ -31,10 +31,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from phiforge.runtime.checks import check_integer, check_sigma_ends
 from phiforge.runtime.errors import InputError, ModelOutputError
 from phiforge.runtime.verification import defect
 
-__all__ = ["StepSearch", "check_sigma_ends", "optimize_steps", "search_sigmas"]
+__all__ = ["StepSearch", "grid_lambdas", "optimize_steps", "search_sigmas", "theta_of_sigmas"]
 
 # the objective (a log-defect) of grids the solver refuses: finite, so that the line searches stay
 # finite, and above any log-defect a float64 run can return (log(1e300) < 691)
@@ -56,29 +57,36 @@ class StepSearch:
         return [-math.log(s) for s in self.sigmas]
 
 
+def grid_lambdas(theta: torch.Tensor, lam_start: float, lam_end: float) -> torch.Tensor:
+    """lam_start + (lam_end - lam_start) cumsum(softmax(0, theta)), with lam_start first: the
+    grid's log-SNR points (float64, differentiable in theta; runtime.fitted fits it too)."""
+    weights = torch.softmax(torch.cat([torch.zeros(1, dtype=theta.dtype), theta]), 0)
+    start = torch.tensor([lam_start], dtype=theta.dtype)
+    return torch.cat([start, lam_start + (lam_end - lam_start) * torch.cumsum(weights, 0)])
+
+
 def _grid(theta: np.ndarray, lam_start: float, lam_end: float) -> list[float]:
-    weights = np.exp(np.concatenate([[0.0], theta]) - np.max(np.concatenate([[0.0], theta])))
-    weights /= weights.sum()
-    lam = lam_start + (lam_end - lam_start) * np.concatenate([[0.0], np.cumsum(weights)])
-    lam[-1] = lam_end
-    return np.exp(-lam).tolist()
+    lam = grid_lambdas(torch.from_numpy(np.asarray(theta, dtype=np.float64)), lam_start, lam_end)
+    sigmas = torch.exp(-lam).tolist()
+    sigmas[-1] = math.exp(-lam_end)
+    return sigmas
 
 
-def _positive_int(name: str, value: Any, least: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise InputError(f"parameter {name!r} must be an integer >= {least}, got {value!r}")
-    return value
-
-
-def check_sigma_ends(sigma_start: float, sigma_end: float) -> None:
-    """Both ends finite and positive, sigma_end below sigma_start (else InputError)."""
-    for name, value in (("sigma_start", sigma_start), ("sigma_end", sigma_end)):
-        if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-            raise InputError(f"parameter {name!r} must be finite and > 0, got {value!r}")
-    if not sigma_end < sigma_start:
+def theta_of_sigmas(
+    name: str, grid: Sequence[float], sigma_start: float, sigma_end: float, steps: int
+) -> np.ndarray:
+    """The theta of :func:`grid_lambdas` for a given grid (``name`` the parameter holding it),
+    which must hold steps + 1 strictly descending sigmas with the given ends."""
+    grid = [float(s) for s in grid]
+    if len(grid) != steps + 1 or not np.allclose([grid[0], grid[-1]], [sigma_start, sigma_end]):
         raise InputError(
-            f"parameter 'sigma_end' must be below 'sigma_start' ({sigma_end} >= {sigma_start})"
+            f"parameter {name!r} must hold {steps + 1} values from {sigma_start} to "
+            f"{sigma_end}, got {len(grid)} from {grid[0]} to {grid[-1]}"
         )
+    h = np.diff(-np.log(grid))
+    if not np.all(h > 0):
+        raise InputError(f"parameter {name!r} must be strictly descending")
+    return np.log(h[1:] / h[0])
 
 
 def search_sigmas(
@@ -99,22 +107,13 @@ def search_sigmas(
     uniform in log-SNR). ``max_evaluations`` bounds the solves of each of the two searches."""
     from scipy.optimize import minimize
 
-    steps = _positive_int("steps", steps, 2)
-    max_evaluations = _positive_int("max_evaluations", max_evaluations, 1)
+    steps = check_integer("steps", steps, 2)
+    max_evaluations = check_integer("max_evaluations", max_evaluations, 1)
     check_sigma_ends(sigma_start, sigma_end)
     lam_start, lam_end = -math.log(sigma_start), -math.log(sigma_end)
     theta0 = np.zeros(steps - 1)
     if initial is not None:
-        grid = [float(s) for s in initial]
-        if len(grid) != steps + 1 or not np.allclose([grid[0], grid[-1]], [sigma_start, sigma_end]):
-            raise InputError(
-                f"parameter 'initial' must hold {steps + 1} sigmas from {sigma_start} to "
-                f"{sigma_end}, got {len(grid)} from {grid[0]} to {grid[-1]}"
-            )
-        h = np.diff(-np.log(grid))
-        if not np.all(h > 0):
-            raise InputError("parameter 'initial' must be strictly descending")
-        theta0 = np.log(h[1:] / h[0])
+        theta0 = theta_of_sigmas("initial", initial, sigma_start, sigma_end, steps)
     evaluations = 0
 
     def objective(theta: np.ndarray) -> float:
@@ -182,7 +181,7 @@ def optimize_steps(
         if key in options:
             raise InputError(f"parameter 'sample_options' must not set {key!r}")
     if reference is None:
-        teacher_steps = _positive_int("teacher_steps", teacher_steps, 1)
+        teacher_steps = check_integer("teacher_steps", teacher_steps, 1)
         lam = np.linspace(-math.log(sigma_start), -math.log(sigma_end), teacher_steps + 1)
         reference = sample(model, x, schedule, teacher, sigmas=np.exp(-lam).tolist(), **options)
     elif reference.shape != x.shape:

@@ -101,10 +101,16 @@ class Problem:
         return x, info.nfe
 
 
-def defect(x: torch.Tensor, reference: torch.Tensor) -> float:
-    """mean_b ||x_b - x_ref,b||_2 / sqrt(d) (spec-dpmsolver-res §7.9, our operationalisation)."""
+def defect_tensor(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """mean_b ||x_b - x_ref,b||_2 / sqrt(d) (spec-dpmsolver-res §7.9, our operationalisation),
+    as a 0-d float64 tensor (differentiable: runtime.fitted minimises it)."""
     diff = (x - reference).reshape(x.shape[0], -1).double()
-    return float(diff.pow(2).mean(1).sqrt().mean())
+    return diff.pow(2).mean(1).sqrt().mean()
+
+
+def defect(x: torch.Tensor, reference: torch.Tensor) -> float:
+    """:func:`defect_tensor` as a float."""
+    return float(defect_tensor(x, reference))
 
 
 def builtin_problem(
