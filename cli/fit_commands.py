@@ -26,11 +26,12 @@ def starting_points(dim: int, batch: int, sigma_start: float, seed: int):
 
 def _fit(args: argparse.Namespace) -> None:
     import numpy as np
+    import torch
 
     from phiforge.runtime.denoisers import builtin_denoiser
     from phiforge.runtime.driver import sample, sampling_plan
     from phiforge.runtime.errors import InputError
-    from phiforge.runtime.fitted import fit_solver
+    from phiforge.runtime.fitted import fit_solver, frechet_tensor, moments_root
     from phiforge.runtime.schedules import noise_schedule
     from phiforge.runtime.verification import defect
 
@@ -65,15 +66,33 @@ def _fit(args: argparse.Namespace) -> None:
         fit_weights=not args.grid_only,
         fit_grid=not args.weights_only,
         iterations=args.iterations,
+        eta=args.eta,
+        seed=args.seed + 3,
     )
     held = starting_points(denoiser.dim, args.held_out, sigma_start, args.seed + 2)
     held_reference = teacher(held)
     uniform = np.exp(-np.linspace(lam0, lam1, args.nfe + 1)).tolist()
-    plain = sample(denoiser, held, "edm", "res_3m_pc", output="edm", sigmas=uniform)
-    judged = {
-        "res_3m_pc_logsnr": defect(plain, held_reference),
-        "fitted": defect(solver.sample(denoiser, held), held_reference),
-    }
+    if solver.eta == 0:
+        plain = sample(denoiser, held, "edm", "res_3m_pc", output="edm", sigmas=uniform)
+        judged = {
+            "res_3m_pc_logsnr": defect(plain, held_reference),
+            "fitted": defect(solver.sample(denoiser, held), held_reference),
+        }
+        baseline, measure = "res_3m_pc log-SNR", "defect"
+    else:
+        # the stochastic solvers are judged by the Frechet distance of their held-out samples
+        # to the teacher's samples of the same starting points
+        target = moments_root(held_reference)
+        plain = sample(
+            denoiser, held, "edm", "seeds_3a", nfe=args.nfe, step_schedule="logsnr",
+            output="edm", eta=args.eta, generator=torch.Generator().manual_seed(args.seed + 4),
+        )  # fmt: skip
+        ours = solver.sample(denoiser, held, generator=torch.Generator().manual_seed(args.seed + 4))
+        judged = {
+            "seeds_3a_logsnr": float(frechet_tensor(plain, *target)),
+            "fitted": float(frechet_tensor(ours, *target)),
+        }
+        baseline, measure = "seeds_3a log-SNR", "Frechet distance"
     info = dict(
         solver.info,
         denoiser=args.denoiser,
@@ -82,17 +101,20 @@ def _fit(args: argparse.Namespace) -> None:
         held_out=args.held_out,
         held_out_defect=judged,
     )
+    objective = solver.info["objective"]
     solver = dataclasses.replace(solver, info=info)
     path = solver.save(Path(args.out))
     if args.format == "json":
         emit_json({"output": str(path), "nfe": solver.nfe, "sigmas": solver.sigmas, **info})
         return
+    plain_value = judged["res_3m_pc_logsnr" if solver.eta == 0 else "seeds_3a_logsnr"]
     print(
-        f"fitted {args.nfe}-NFE solver for {args.denoiser} ({schedule.name}, sigma~ "
-        f"{sigma_start:.4g} -> {sigma_end:.4g}), {args.pilot} pilots, {solver.info['seconds']} s: "
-        f"pilot defect {solver.info['pilot_defect_start']:.3e} -> "
-        f"{solver.info['pilot_defect']:.3e}; held-out ({args.held_out}): res_3m_pc log-SNR "
-        f"{judged['res_3m_pc_logsnr']:.3e}, fitted {judged['fitted']:.3e} -> {path}"
+        f"fitted {args.nfe}-NFE solver (eta {solver.eta:g}) for {args.denoiser} "
+        f"({schedule.name}, sigma~ {sigma_start:.4g} -> {sigma_end:.4g}), {args.pilot} pilots, "
+        f"{solver.info['seconds']} s: pilot {objective} "
+        f"{solver.info[f'pilot_{objective}_start']:.3e} -> {solver.info[f'pilot_{objective}']:.3e}"
+        f"; held-out ({args.held_out}) {measure}: {baseline} {plain_value:.3e}, fitted "
+        f"{judged['fitted']:.3e} -> {path}"
     )
 
 
@@ -115,6 +137,13 @@ def register_fit_commands(commands: argparse._SubParsersAction) -> None:
     fit.add_argument("--history", type=positive_int, default=4, help="values a step may use")
     fit.add_argument("--order", type=positive_int, default=2, help="exactness kept per step")
     fit.add_argument("--iterations", type=positive_int, default=300, help="L-BFGS iterations")
+    fit.add_argument(
+        "--eta",
+        type=float,
+        default=0.0,
+        help="noise of the dynamics: 0 the ODE (pathwise fit), > 0 a stochastic solver fitted "
+        "on the Frechet distance to the teacher's samples (1 the reverse SDE)",
+    )
     fit.add_argument("--grid-only", action="store_true", help="fit the steps, keep the weights")
     fit.add_argument("--weights-only", action="store_true", help="keep the log-SNR grid")
     fit.add_argument("--out", default="fitted-solver.json")

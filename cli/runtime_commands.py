@@ -239,7 +239,9 @@ def _write_samples(samples, denoiser, args: argparse.Namespace):
 
 
 def _sample_fitted(args: argparse.Namespace) -> None:
-    """``phiforge sample --fitted FILE``: the solver of ``phiforge fit`` (its grid and NFE)."""
+    """``phiforge sample --fitted FILE``: the solver of ``phiforge fit`` (its grid and NFE; a
+    stochastic one draws its noise from --seed + 1)."""
+    import torch
 
     from phiforge.fit_commands import starting_points
     from phiforge.runtime.denoisers import builtin_denoiser
@@ -260,12 +262,14 @@ def _sample_fitted(args: argparse.Namespace) -> None:
             )
     denoiser = builtin_denoiser(args.denoiser)
     x = starting_points(denoiser.dim, args.batch, solver.sigmas[0], args.seed)
-    samples = solver.sample(denoiser, x)
+    noise = {"generator": torch.Generator().manual_seed(args.seed + 1)} if solver.eta else {}
+    samples = solver.sample(denoiser, x, **noise)
     out, grid = _write_samples(samples, denoiser, args)
     result = {
         "method": "fitted",
         "fitted": str(args.fitted),
         "denoiser": args.denoiser,
+        "eta": solver.eta,
         "nfe": solver.nfe,
         "steps": solver.nfe,
         "sigmas": solver.sigmas,

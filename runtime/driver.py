@@ -81,15 +81,16 @@ class SampleInfo:
 
 
 def _filler(module: ModuleType, stages: int) -> ModuleType:
-    """The generated single-step method with ``stages`` evaluations to spend a remainder on:
-    highest scalar stiff order, then the same prediction as ``module``, then by name."""
+    """The generated single-step method of ``module``'s family (deterministic or stochastic)
+    with ``stages`` evaluations to spend a remainder on: highest scalar stiff order, then the
+    same prediction as ``module``, then by name."""
     candidates = [
         load_method(name)
-        for name in generated_methods("singlestep")
+        for name in generated_methods(module.FAMILY)
         if stages == load_method(name).NFE_PER_STEP
     ]
     if not candidates:
-        raise InputError(f"no generated single-step method with {stages} stage(s)")
+        raise InputError(f"no generated {module.FAMILY} method with {stages} stage(s)")
     return max(
         candidates,
         key=lambda m: (
@@ -195,7 +196,7 @@ def sampling_plan(
             intervals = _check_count("steps", steps)
         else:
             budget = _check_count("nfe", nfe) - limits - int(final_denoise)
-            if module.FAMILY == "singlestep":
+            if module.FAMILY in ("singlestep", "stochastic"):  # one step at a time
                 if budget < 1 and limits < 2:
                     raise InputError(f"parameter 'nfe' must be at least {nfe - budget + 1}")
                 per_step = allocate_singlestep(module, budget, allocation) if budget > 0 else []

@@ -47,6 +47,25 @@ al. 2024); DPM-Solver-v3 (Zheng et al. 2023) fits model statistics instead. What
 own here is the parametrisation: every fitted step keeps the exactness of order ``order`` and
 starts from the derived weights. The fit is to one model, one NFE and one pair of end noise
 levels: judge it on starting points it has not seen (``bench/fitted_solver.py`` does).
+
+Stochastic solvers (``eta > 0``). The eta-family of reverse dynamics (spec-seeds-restart §1.2,
+data prediction) has the exact step
+
+    x~_{n+1} = e^{-(1+eta) h} x~_n + (1+eta) int_0^h e^{-(1+eta)(h-s)} D ds
+               + sigma~_{n+1} sqrt(1 - e^{-2 eta h}) z_n,   z_n ~ N(0, I),
+
+the noise term being SEEDS' exact one for a single stage (§2.3). In mu = (1+eta) lam the drift
+is the ODE's above with the step H = (1+eta) h and the same point ratios tau, so the fitted
+solver uses the weights of the module docstring with h replaced by H, and adds the exact noise
+once per step (the corrector reuses its step's noise). A pathwise defect against a reference
+would need the reference to share the noise path; the stochastic fit instead minimises the
+Frechet distance between the Gaussian fits of the pilot outputs (fixed noise draws) and of a
+reference sample set of the model's distribution (e.g. a fine ODE solve of the same starting
+points), a weak-error objective on the first two moments:
+
+    F = |m - m_ref|^2 + tr(C + C_ref - 2 (C_ref^{1/2} C C_ref^{1/2})^{1/2}).
+
+``objective="frechet"`` is available for eta = 0 too.
 """
 
 from __future__ import annotations
@@ -64,11 +83,19 @@ import torch
 from phiforge.runtime.checks import check_integer, check_sigma_ends
 from phiforge.runtime.errors import InputError, ModelOutputError
 from phiforge.runtime.manifest import content_hash, read_document
+from phiforge.runtime.noise import gaussian_noise
 from phiforge.runtime.phi import phi_all
 from phiforge.runtime.step_search import grid_lambdas, theta_of_sigmas
 from phiforge.runtime.verification import defect_tensor
 
-__all__ = ["FittedSolver", "adams_weights", "fit_solver", "load_solver"]
+__all__ = [
+    "FittedSolver",
+    "adams_weights",
+    "fit_solver",
+    "frechet_tensor",
+    "load_solver",
+    "moments_root",
+]
 
 FORMAT_VERSION = 1
 _DTYPE = torch.float64
@@ -101,14 +128,21 @@ def _sizes(nfe: int, history: int) -> list[tuple[int, int]]:
 
 
 def _weights(
-    lams: torch.Tensor, u: torch.Tensor | None, steps: int, history: int, order: int
+    lams: torch.Tensor,
+    u: torch.Tensor | None,
+    steps: int,
+    history: int,
+    order: int,
+    eta: float = 0.0,
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Every step's predictor and corrector weights on the grid ``lams`` (module docstring)."""
+    """Every step's predictor and corrector weights on the grid ``lams`` (module docstring;
+    with ``eta`` the steps are H = (1 + eta) h)."""
     predictors, correctors, offset = [], [], 0
     for n, (kp, kc) in enumerate(_sizes(len(lams) - 1, history)):
-        h = lams[n + 1] - lams[n]
+        step = lams[n + 1] - lams[n]
+        h = (1 + eta) * step
         k = min(n + 1, steps)
-        points = torch.stack([(lams[n - m] - lams[n]) / h for m in range(kp)])
+        points = torch.stack([(lams[n - m] - lams[n]) / step for m in range(kp)])
         base = torch.cat([adams_weights(h, points[:k]), torch.zeros(kp - k, dtype=_DTYPE)])
         if u is not None:
             base = base + _free_part(points, u[offset : offset + kp], order)
@@ -134,8 +168,11 @@ def _run(
     correctors: list[torch.Tensor],
     extra_args: dict[str, Any],
     callback: Callable[[dict[str, Any]], None] | None = None,
+    eta: float = 0.0,
+    noise: Callable[[int], torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """The PEC loop of the module docstring; x is x~ at lam_0, the result x~ at lam_end."""
+    """The PEC loop of the module docstring; x is x~ at lam_0, the result x~ at lam_end.
+    With ``eta`` > 0, ``noise(n)`` gives step n's unit normals z_n."""
     values: list[torch.Tensor] = []
     pending = None
     for n, weights in enumerate(predictors):
@@ -146,27 +183,63 @@ def _run(
                 f"model returned a non-finite value at step {n} (sigma {float(sigma):.6g})"
             )
         if pending is not None:
-            start, decay, corrector = pending
-            x = decay * start + sum(
-                w.to(x.dtype) * v for w, v in zip(corrector, [denoised, *values], strict=False)
+            start, decay, corrector, kick = pending
+            x = (
+                kick
+                + decay * start
+                + sum(
+                    w.to(x.dtype) * v for w, v in zip(corrector, [denoised, *values], strict=False)
+                )
             )
         values.insert(0, denoised)
         del values[8:]  # history <= 8
-        decay = torch.exp(lams[n] - lams[n + 1]).to(x.dtype)
+        step = lams[n + 1] - lams[n]
+        decay = torch.exp(-(1 + eta) * step).to(x.dtype)
+        kick = 0.0
+        if eta > 0 and noise is not None:
+            scale = torch.exp(-lams[n + 1]) * torch.sqrt(-torch.expm1(-2 * eta * step))
+            kick = scale.to(x.dtype) * noise(n)
         if n < len(correctors):
-            pending = (x, decay, correctors[n])
+            pending = (x, decay, correctors[n], kick)
         if callback is not None:
             callback({"x": x, "i": n, "sigma": float(sigma), "denoised": denoised})
-        x = decay * x + sum(w.to(x.dtype) * v for w, v in zip(weights, values, strict=False))
+        x = kick + decay * x + sum(w.to(x.dtype) * v for w, v in zip(weights, values, strict=False))
     return x
+
+
+def frechet_tensor(
+    samples: torch.Tensor, mean: torch.Tensor, covariance_root: torch.Tensor
+) -> torch.Tensor:
+    """|m - mean|^2 + tr(C + R^2 - 2 (R C R)^{1/2}): the Frechet distance between the Gaussian
+    fit (m, C) of ``samples`` (rows) and N(mean, R^2), R = ``covariance_root`` symmetric
+    (Dowson & Landau 1982; differentiable in the samples)."""
+    flat = samples.reshape(samples.shape[0], -1).double()
+    m = flat.mean(0)
+    c = torch.cov(flat.T).reshape(flat.shape[1], flat.shape[1])
+    inner = torch.linalg.eigvalsh(covariance_root @ c @ covariance_root)
+    return (
+        (m - mean).pow(2).sum()
+        + torch.trace(c)
+        + covariance_root.pow(2).sum()
+        - 2 * inner.clamp_min(1e-300).sqrt().sum()
+    )
+
+
+def moments_root(samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean and the symmetric square root of the covariance of ``samples`` (rows)."""
+    flat = samples.reshape(samples.shape[0], -1).double()
+    dim = flat.shape[1]
+    values, vectors = torch.linalg.eigh(torch.cov(flat.T).reshape(dim, dim))
+    return flat.mean(0), (vectors * values.clamp_min(0).sqrt()) @ vectors.T
 
 
 @dataclass(frozen=True)
 class FittedSolver:
     """A fitted PEC multistep solver: its sigma~ grid (descending, ``nfe + 1`` values), every
     step's predictor weights (over D_n, D_(n-1), ...) and corrector weights (over D_(n+1),
-    D_n, ...; none for the last step), the constraints it was fitted under and the fit's
-    record (``info``: pilot defects before and after, iterations, seconds)."""
+    D_n, ...; none for the last step), the constraints it was fitted under, the noise of its
+    dynamics (``eta``: 0 the probability-flow ODE, 1 the reverse SDE; module docstring) and the
+    fit's record (``info``: objective, pilot values before and after, iterations, seconds)."""
 
     sigmas: list[float]
     predictor: list[list[float]]
@@ -175,6 +248,7 @@ class FittedSolver:
     history: int
     order: int
     info: dict[str, Any] = field(default_factory=dict)
+    eta: float = 0.0
 
     @property
     def nfe(self) -> int:
@@ -186,17 +260,36 @@ class FittedSolver:
         x: torch.Tensor,
         extra_args: dict[str, Any] | None = None,
         callback: Callable[[dict[str, Any]], None] | None = None,
+        noise_sampler: Callable[[float, float], torch.Tensor] | None = None,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Solve from x at sigma~ = sigmas[0] to sigmas[-1], k-diffusion's convention:
         ``model(x, sigma_batch, **extra_args)`` returns the denoised x0, x is the state in the
-        variance-exploding scale (x~ = x / alpha). ``nfe`` model evaluations."""
+        variance-exploding scale (x~ = x / alpha). ``nfe`` model evaluations. A stochastic
+        solver (eta > 0) draws step n's unit normals from ``noise_sampler(sigma_n,
+        sigma_(n+1))`` (k-diffusion's protocol, e.g. :mod:`phiforge.runtime.noise`), else from
+        ``generator`` (else torch's global one)."""
         if not isinstance(x, torch.Tensor) or x.ndim < 1 or not torch.is_floating_point(x):
             raise InputError("parameter 'x' must be a floating-point batch tensor (batch first)")
+        if self.eta == 0 and (noise_sampler is not None or generator is not None):
+            raise InputError(
+                "parameters 'noise_sampler', 'generator' apply to a stochastic fitted solver "
+                "(eta > 0); this one has eta = 0 (deterministic)"
+            )
         lams = -torch.log(torch.tensor(self.sigmas, dtype=_DTYPE))
         predictors = [torch.tensor(w, dtype=_DTYPE) for w in self.predictor]
         correctors = [torch.tensor(w, dtype=_DTYPE) for w in self.corrector]
+        if noise_sampler is None:
+            noise_sampler = gaussian_noise(x, generator)
+
+        def noise(n: int) -> torch.Tensor:
+            return noise_sampler(self.sigmas[n], self.sigmas[n + 1])
+
         with torch.no_grad():
-            return _run(model, x, lams, predictors, correctors, dict(extra_args or {}), callback)
+            return _run(
+                model, x, lams, predictors, correctors, dict(extra_args or {}), callback,
+                self.eta, noise,
+            )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         document = {"format": FORMAT_VERSION, **asdict(self)}
@@ -244,24 +337,57 @@ def fit_solver(
     sigmas: list[float] | None = None,
     iterations: int = 400,
     extra_args: dict[str, Any] | None = None,
+    eta: float = 0.0,
+    objective: str | None = None,
+    seed: int = 0,
 ) -> FittedSolver:
     """Fit a solver of ``nfe`` evaluations from ``sigma_start`` down to ``sigma_end`` on the
-    pilot batch ``x`` (x~ at sigma_start, float64) against ``reference`` (x~ at sigma_end from
-    a high-accuracy solve of the same starting points). ``steps``: the Adams pair the weights
+    pilot batch ``x`` (x~ at sigma_start, float64). ``objective`` "defect" (the default for
+    eta = 0): ``reference`` holds x~ at sigma_end from a high-accuracy solve of the same
+    starting points; "frechet" (the default and the only choice for eta > 0): ``reference``
+    is any set of samples of the model's distribution at sigma_end (rows; e.g. that solve),
+    and the pilot noise is drawn once from ``seed``. ``steps``: the Adams pair the weights
     start from (res_{steps}m_pc, 1..8); ``history``: values a fitted step may use (>= steps);
     ``order``: the polynomial exactness every step keeps (1..steps); ``sigmas``: the starting
-    grid (default log-SNR uniform), kept if ``fit_grid`` is false. ``model`` must be
-    differentiable in x (torch operations)."""
+    grid (default log-SNR uniform), kept if ``fit_grid`` is false; ``eta``: the dynamics'
+    noise, 0 (ODE) to 1 (reverse SDE) or more. ``model`` must be differentiable in x (torch
+    operations)."""
     nfe = check_integer("nfe", nfe, 2)
     steps = check_integer("steps", steps, 1, 8)
     history = check_integer("history", history, steps, 8)
     order = check_integer("order", order, 1, steps)
     iterations = check_integer("iterations", iterations, 0)
+    seed = check_integer("seed", seed, 0)
     check_sigma_ends(sigma_start, sigma_end)
+    if isinstance(eta, bool) or not isinstance(eta, int | float) or not 0 <= eta < math.inf:
+        raise InputError(f"parameter 'eta' must be a finite number >= 0, got {eta!r}")
+    eta = float(eta)
+    if objective is None:
+        objective = "defect" if eta == 0 else "frechet"
+    if objective not in ("defect", "frechet"):
+        raise InputError(f"parameter 'objective' must be 'defect' or 'frechet', got {objective!r}")
+    if objective == "defect" and eta > 0:
+        raise InputError(
+            "parameter 'objective': 'defect' compares paths, and a stochastic solver's path "
+            "does not share the reference's noise; with eta > 0 use 'frechet'"
+        )
     if not isinstance(x, torch.Tensor) or x.ndim < 2 or x.dtype != _DTYPE:
         raise InputError("parameter 'x' must be a float64 batch tensor (batch first)")
-    if not isinstance(reference, torch.Tensor) or reference.shape != x.shape:
+    dim = math.prod(x.shape[1:])
+    if objective == "defect" and (
+        not isinstance(reference, torch.Tensor) or reference.shape != x.shape
+    ):
         raise InputError(f"parameter 'reference' must have the shape of x {tuple(x.shape)}")
+    if objective == "frechet":
+        if not isinstance(reference, torch.Tensor) or reference.shape[1:] != x.shape[1:]:
+            raise InputError(
+                f"parameter 'reference' must be samples shaped like x's rows {tuple(x.shape[1:])}"
+            )
+        if min(x.shape[0], reference.shape[0]) <= dim:
+            raise InputError(
+                f"objective 'frechet' needs more rows than dimensions ({dim}) in 'x' and "
+                f"'reference' (a full-rank covariance), got {x.shape[0]} and {reference.shape[0]}"
+            )
     args = dict(extra_args or {})
     if iterations:
         probe = x[:1].clone().requires_grad_()
@@ -281,17 +407,25 @@ def fit_solver(
         unknowns.append(u.requires_grad_())
     if fit_grid:
         unknowns.append(theta.requires_grad_())
+    generator = torch.Generator().manual_seed(seed)
+    draws = [
+        torch.randn(x.shape, generator=generator, dtype=_DTYPE) for _ in range(nfe * (eta > 0))
+    ]
+    if objective == "frechet":
+        with torch.no_grad():
+            target = moments_root(reference)
 
-    def objective() -> torch.Tensor:
+    def objective_value() -> torch.Tensor:
         lams = grid_lambdas(theta, lam_start, lam_end)
-        predictors, correctors = _weights(lams, u, steps, history, order)
-        return torch.log(
-            defect_tensor(_run(model, x, lams, predictors, correctors, args), reference)
-        )
+        predictors, correctors = _weights(lams, u, steps, history, order, eta)
+        out = _run(model, x, lams, predictors, correctors, args, None, eta, draws.__getitem__)
+        if objective == "defect":
+            return torch.log(defect_tensor(out, reference))
+        return torch.log(frechet_tensor(out, *target))
 
     started = time.perf_counter()
     with torch.no_grad():
-        before = math.exp(float(objective()))
+        before = math.exp(float(objective_value()))
     if unknowns and iterations:
         optimizer = torch.optim.LBFGS(
             unknowns, lr=1.0, max_iter=iterations, history_size=50, line_search_fn="strong_wolfe"
@@ -299,18 +433,18 @@ def fit_solver(
 
         def closure() -> torch.Tensor:
             optimizer.zero_grad()
-            loss = objective()
+            loss = objective_value()
             loss.backward()
             return loss
 
         optimizer.step(closure)
     with torch.no_grad():
-        after = math.exp(float(objective()))
+        after = math.exp(float(objective_value()))
         lams = grid_lambdas(theta, lam_start, lam_end)
-        predictors, correctors = _weights(lams, u, steps, history, order)
+        predictors, correctors = _weights(lams, u, steps, history, order, eta)
     if not math.isfinite(after) or after > before:
         # the line search never accepts a worse point; a non-finite one means the model broke
-        raise ModelOutputError(f"fit_solver: the pilot defect went from {before} to {after}")
+        raise ModelOutputError(f"fit_solver: the pilot {objective} went from {before} to {after}")
     grid = torch.exp(-lams).tolist()
     grid[0], grid[-1] = float(sigma_start), float(sigma_end)
     return FittedSolver(
@@ -320,10 +454,12 @@ def fit_solver(
         steps=steps,
         history=history,
         order=order,
+        eta=eta,
         info={
+            "objective": objective,
             "pilot_batch": int(x.shape[0]),
-            "pilot_defect_start": before,
-            "pilot_defect": after,
+            f"pilot_{objective}_start": before,
+            f"pilot_{objective}": after,
             "fit_weights": bool(fit_weights),
             "fit_grid": bool(fit_grid),
             "iterations": iterations,

@@ -196,6 +196,16 @@ def test_dpm_solver_fast_allocation_of_spec_5_2():
     assert [m.NFE_PER_STEP for m in allocate_singlestep(third, 10, "greedy")] == [3, 3, 3, 1]
 
 
+def test_a_budget_for_a_stochastic_method_is_spent_exactly_with_stochastic_fillers():
+    # the SEEDS modules are single-step: nfe 7 is two SEEDS-3 steps and one SEEDS-1 step (this
+    # used to plan one SEEDS-3 step per evaluation and stop at an internal assertion)
+    for nfe, expected in ((6, [3, 3]), (7, [3, 3, 1]), (8, [3, 3, 2])):
+        _, steps, info = sampling_plan(EDM(), "seeds_3a", nfe=nfe)
+        assert info.nfe == nfe
+        assert [s.module.NFE_PER_STEP for s in steps] == expected
+        assert {s.module.FAMILY for s in steps} == {"stochastic"}
+
+
 def test_multistep_warmup_and_lower_order_final_plans():
     _, steps, _ = sampling_plan(EDM(), "res_3m", steps=5)
     assert [s.module.NAME for s in steps] == ["exp_euler", "res_2m", "res_3m", "res_3m", "res_3m"]
