@@ -29,6 +29,7 @@ import json
 import math
 import platform
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -77,17 +78,15 @@ def sliced_wasserstein(a: np.ndarray, b: np.ndarray, directions: np.ndarray) -> 
     return float(np.sqrt(((pa - pb) ** 2).mean()))
 
 
-def crossing_nfe(results: list[dict], threshold: float) -> float | None:
-    """The NFE where the Frechet distance first falls to ``threshold``, interpolating
+def crossing_nfe(results: list[dict], threshold: float, key: str = "frechet") -> float | None:
+    """The NFE where the distance ``key`` first falls to ``threshold``, interpolating
     log distance against log NFE between the two budgets around the first hit (a finer figure
     than the first budget that hits, for comparing samplers between budgets)."""
     for before, after in itertools.pairwise(results):
-        if before["frechet"] > threshold >= after["frechet"] and after["nfe"] > before["nfe"]:
-            slope = math.log(after["frechet"] / before["frechet"]) / math.log(
-                after["nfe"] / before["nfe"]
-            )
-            return before["nfe"] * math.exp(math.log(threshold / before["frechet"]) / slope)
-    if results and results[0]["frechet"] <= threshold:
+        if before[key] > threshold >= after[key] and after["nfe"] > before["nfe"]:
+            slope = math.log(after[key] / before[key]) / math.log(after["nfe"] / before["nfe"])
+            return before["nfe"] * math.exp(math.log(threshold / before[key]) / slope)
+    if results and results[0][key] <= threshold:
         return float(results[0]["nfe"])
     return None
 
@@ -105,10 +104,14 @@ def measure(
     eta: float = 1.0,
     floor_sets: int = 8,
     denoiser: str = "gmm",
+    extra_rows: dict[str, Callable[[torch.Tensor, int], tuple[torch.Tensor, int] | None]]
+    | None = None,
 ) -> dict:
     """``seed`` draws the exact sets, the starting points and every sampler's noise (seed 0 is
     the documented table); ``eta`` is the stochastic samplers' (SEEDS and k-diffusion's);
-    ``denoiser`` is the model the samplers call (the truth is always the mixture)."""
+    ``denoiser`` is the model the samplers call (the truth is always the mixture);
+    ``extra_rows`` adds rows: label -> run(x_start, budget) returning (samples, NFE) or None
+    (bench/fitted_sde.py adds the fitted stochastic solvers this way)."""
     started = time.perf_counter()
     gmm = builtin_denoiser("gmm")
     model_denoiser = builtin_denoiser(denoiser)
@@ -207,6 +210,8 @@ def measure(
                 return out, calls[0]
 
             record(label, run)
+    for label, run_extra in (extra_rows or {}).items():
+        record(label, lambda budget, run_extra=run_extra: run_extra(x_start, budget))
     reach, crossing = {}, {}
     for label, results in rows.items():
         hits = [r["nfe"] for r in results if r["frechet"] <= 1.25 * floor["frechet"]]
@@ -245,6 +250,11 @@ def main() -> None:
     if args.format == "json":
         print(json.dumps(result, indent=2))
         return
+    print_tables(result)
+
+
+def print_tables(result: dict) -> None:
+    """The floor line and the markdown table of :func:`measure`'s result."""
     meta, floor = result["meta"], result["floor"]
     spread = floor["spread"]
     print(

@@ -161,3 +161,19 @@ def test_fitted_solver_benchmark_judges_every_row_on_both_sets():
         for grid, same in pairs:
             ours, theirs = rows[f"res_3m_pc {grid}"]["test"], rows[f"{bench.PEER} {same}"]["test"]
             assert abs(ours - theirs) <= 2e-2 * theirs
+
+
+def test_fitted_sde_benchmark_adds_fitted_rows_and_compares_crossings():
+    bench = _load("fitted_sde")
+    extra, fits = bench.fitted_runs(eta=1.0, pilot=128, iterations=3, fit_max=6, seed=0)
+    result = bench.measure(
+        samples=200, budgets=(6, 10), labels=["seeds_3"], floor_sets=2, extra_rows=extra
+    )
+    rows = result["rows"][bench.LABEL]
+    assert [(r["budget"], r["nfe"]) for r in rows] == [(6, 6)]  # no fit beyond fit_max
+    assert list(fits) == [6] and fits[6]["pilot_frechet"] < fits[6]["pilot_frechet_start"]
+    assert fits[6]["sigmas"][0] == bench.SIGMA_MAX and len(fits[6]["sigmas"]) == 7
+    summary = bench.summary(result)
+    for key in ("frechet", "sliced_w2"):
+        assert summary[key]["threshold"] == 1.25 * result["floor"][key]
+        assert set(summary[key]["crossing"]) == {"seeds_3", bench.LABEL}

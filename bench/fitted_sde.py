@@ -1,0 +1,158 @@
+"""Benchmark: stochastic solvers fitted to the model, against SEEDS and k-diffusion's SDE samplers.
+
+The protocol of ``bench/distribution_vs_nfe.py`` (the built-in digits mixture sampled exactly,
+x_T at sigma = 80, Frechet distance of n samples to the exact moments and sliced W2 to n exact
+samples, the floor of exact sets, "reaches the floor" at 1.25 x its mean) with extra rows: for
+every budget up to ``--fit-max``, a stochastic solver of runtime.fitted (eta as the other
+samplers', the drift's Adams weights and the grid fitted under order-2 exactness, SEEDS'
+exact single-stage noise) of exactly that many evaluations, from sigma = 80 to 0.002 (its
+output is x at sigma = 0.002; the other samplers step to 0).
+
+The fit sees none of the benchmark's points or noise: ``--pilot`` starting points of their own
+seed, as reference the samples of a 512-step res_4m_pc ODE solve of those points (the model's
+distribution, not the data), fixed pilot noise, the Karras grid (rho 7) as the starting grid,
+and the objective the Frechet distance between the Gaussian fits of the pilot outputs and of
+that reference. The benchmark's Frechet distance measures the same functional (on fresh
+points and noise, against the exact moments); the sliced W2 column is the check that does not
+share the objective, and the summary gives the crossing of both.
+
+Usage: python bench/fitted_sde.py [--eta 1] [--pilot 4096] [--iterations 200]
+       [--budgets 6 7 8 9 10 12 15 20 30 50] [--fit-max 15] [--samples 10000] [--seed 0]
+       [--format markdown|json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from distribution_vs_nfe import SIGMA_MAX, SIGMA_MIN, crossing_nfe, measure, print_tables
+
+from phiforge.runtime.denoisers import builtin_denoiser
+from phiforge.runtime.driver import sample
+from phiforge.runtime.fitted import fit_solver
+from phiforge.runtime.restart import karras_sigmas
+
+BUDGETS = (6, 7, 8, 9, 10, 12, 15, 20, 30, 50)
+COMPARED = ["seeds_3", "res_3m_pc (ODE)", "dpmpp_2m (ODE)", "k:dpmpp_2m_sde", "k:dpmpp_3m_sde"]
+PEER_SDE = ("k:dpmpp_2m_sde", "k:dpmpp_3m_sde", "k:dpmpp_2s_ancestral", "k:euler_ancestral")
+TEACHER, TEACHER_STEPS = "res_4m_pc", 512
+LABEL = "fitted SDE solver"
+
+
+def fitted_runs(
+    eta: float, pilot: int, iterations: int, fit_max: int, seed: int, denoiser: str = "gmm"
+) -> tuple[dict, dict]:
+    """The extra row for :func:`measure` and the record of every fit (filled as it runs)."""
+    model = builtin_denoiser(denoiser)
+    gmm = builtin_denoiser("gmm")
+    generator = torch.Generator().manual_seed(1000 + seed)
+    x0 = gmm.sample_data(pilot, generator)
+    x_pilot = x0 + SIGMA_MAX * torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+    lams = np.linspace(-math.log(SIGMA_MAX), -math.log(SIGMA_MIN), TEACHER_STEPS + 1)
+    teacher: list[torch.Tensor] = []
+    fits: dict[int, dict] = {}
+
+    def run(x_start: torch.Tensor, budget: int):
+        if budget > fit_max or budget < 2:
+            return None
+        if not teacher:
+            teacher.append(
+                sample(model, x_pilot, "edm", TEACHER, output="edm", sigmas=np.exp(-lams).tolist())
+            )
+        solver = fit_solver(
+            model, x_pilot, teacher[0], SIGMA_MAX, SIGMA_MIN, budget,
+            sigmas=karras_sigmas(SIGMA_MAX, SIGMA_MIN, budget + 1), eta=eta,
+            iterations=iterations, seed=7 + seed,
+        )  # fmt: skip
+        fits[budget] = {**solver.info, "sigmas": solver.sigmas}
+        out = solver.sample(model, x_start, generator=torch.Generator().manual_seed(1 + seed))
+        return out, solver.nfe
+
+    return {LABEL: run}, fits
+
+
+def summary(result: dict) -> dict:
+    """Crossings of both distances for the fitted row and the best peer SDE sampler."""
+    floor = result["floor"]
+    out = {}
+    for key in ("frechet", "sliced_w2"):
+        threshold = 1.25 * floor[key]
+        crossings = {
+            label: crossing_nfe(rows, threshold, key) for label, rows in result["rows"].items()
+        }
+        peers = {k: v for k, v in crossings.items() if k in PEER_SDE and v is not None}
+        best = min(peers, key=peers.get) if peers else None
+        ours = crossings.get(LABEL)
+        out[key] = {
+            "threshold": threshold,
+            "crossing": crossings,
+            "best_peer_sde": best,
+            "ratio": ours / peers[best] if ours is not None and best is not None else None,
+        }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--eta", type=float, default=1.0)
+    parser.add_argument("--pilot", type=int, default=4096)
+    parser.add_argument("--iterations", type=int, default=200)
+    parser.add_argument("--budgets", type=int, nargs="+", default=list(BUDGETS))
+    parser.add_argument("--fit-max", type=int, default=15)
+    parser.add_argument("--samples", type=int, default=10000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--denoiser", choices=["gmm", "network"], default="gmm")
+    parser.add_argument("--format", choices=["markdown", "json"], default="markdown")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    started = time.perf_counter()
+    extra, fits = fitted_runs(
+        args.eta, args.pilot, args.iterations, args.fit_max, args.seed, args.denoiser
+    )
+    result = measure(
+        args.samples, tuple(args.budgets), labels=COMPARED, seed=args.seed, eta=args.eta,
+        denoiser=args.denoiser, extra_rows=extra,
+    )  # fmt: skip
+    result["fits"] = fits
+    result["summary"] = summary(result)
+    result["meta"]["seconds"] = round(time.perf_counter() - started, 1)
+    if args.format == "json":
+        print(json.dumps(result, indent=2))
+        return
+    print_tables(result)
+    print(f"\nfits ({args.pilot} pilot points, {args.iterations} L-BFGS iterations at most)\n")
+    print("| NFE | pilot Frechet before | after | seconds |")
+    print("|---|---|---|---|")
+    for budget, fit in fits.items():
+        print(
+            f"| {budget} | {fit['pilot_frechet_start']:.4g} | {fit['pilot_frechet']:.4g} | "
+            f"{fit['seconds']} |"
+        )
+    for key, entry in result["summary"].items():
+        crossing = entry["crossing"]
+        best = entry["best_peer_sde"]
+
+        def shown(label, crossing=crossing):
+            value = crossing.get(label)
+            return "-" if value is None else f"{value:.1f}"
+
+        ratio = "-" if entry["ratio"] is None else f"{entry['ratio']:.2f}"
+        print(
+            f"\n{key}: 1.25 x floor = {entry['threshold']:.4f}; crossing NFE: {LABEL} "
+            f"{shown(LABEL)}, seeds_3 {shown('seeds_3')}, best peer SDE sampler {best} "
+            f"{shown(best)}; ratio {ratio}"
+        )
+
+
+if __name__ == "__main__":
+    main()
