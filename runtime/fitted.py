@@ -33,7 +33,8 @@ up to ``history`` values,
 so each step still integrates D exactly when D is a polynomial of degree < ``order`` in lam
 (local error O(h^(order+1)) for smooth D), and fits the free directions u. The grid is
 lam = lam_0 + (lam_end - lam_0) cumsum(softmax(0, theta)) (monotone with fixed ends, as in
-:mod:`phiforge.runtime.step_search`). :func:`fit_solver` minimises
+:mod:`phiforge.runtime.step_search`; every step kept above 1e-4 of the span).
+:func:`fit_solver` minimises
 
     log mean_b RMS_d(x~_b(end) - reference_b)
 
@@ -78,6 +79,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from phiforge.runtime.checks import check_integer, check_sigma_ends
@@ -118,6 +120,32 @@ def _free_part(taus: torch.Tensor, u: torch.Tensor, order: int) -> torch.Tensor:
     constraints = torch.stack([taus**j for j in range(order)])
     gram = constraints @ constraints.T
     return u - constraints.T @ torch.linalg.solve(gram, constraints @ u)
+
+
+MIN_STEP = 1e-4  # the smallest step as a fraction of the log-SNR span (see _grid)
+
+
+def _grid(theta: torch.Tensor, lam_start: float, lam_end: float) -> torch.Tensor:
+    """:func:`grid_lambdas` with every step at least ``MIN_STEP`` of the span: a line search
+    that explores a vanishing step would otherwise make two points coincide (a singular
+    Vandermonde matrix, measured in a grid fit on 8192 pilots)."""
+    n = theta.shape[0] + 1
+    unit = grid_lambdas(theta, 0.0, 1.0)
+    fractions = (1 - n * MIN_STEP) * unit + MIN_STEP * torch.arange(n + 1, dtype=theta.dtype)
+    return lam_start + (lam_end - lam_start) * fractions
+
+
+def _theta_of(sigmas: list[float], sigma_start: float, sigma_end: float, nfe: int) -> torch.Tensor:
+    """The theta of :func:`_grid` for a given grid (checked by ``theta_of_sigmas``)."""
+    theta_of_sigmas("sigmas", sigmas, sigma_start, sigma_end, nfe)
+    fractions = np.diff(-np.log(np.asarray(sigmas, dtype=np.float64)))
+    fractions /= math.log(sigma_start / sigma_end)
+    shrunk = (fractions - MIN_STEP) / (1 - nfe * MIN_STEP)
+    if not np.all(shrunk > 0):
+        raise InputError(
+            f"parameter 'sigmas': every step must exceed {MIN_STEP:g} of the log-SNR span"
+        )
+    return torch.from_numpy(np.log(shrunk[1:] / shrunk[0]))
 
 
 def _sizes(nfe: int, history: int) -> list[tuple[int, int]]:
@@ -400,7 +428,7 @@ def fit_solver(
     lam_start, lam_end = -math.log(sigma_start), -math.log(sigma_end)
     theta = torch.zeros(nfe - 1, dtype=_DTYPE)
     if sigmas is not None:
-        theta = torch.from_numpy(theta_of_sigmas("sigmas", sigmas, sigma_start, sigma_end, nfe))
+        theta = _theta_of(sigmas, sigma_start, sigma_end, nfe)
     u = torch.zeros(sum(p + c for p, c in _sizes(nfe, history)), dtype=_DTYPE)
     unknowns = []
     if fit_weights:
@@ -416,7 +444,7 @@ def fit_solver(
             target = moments_root(reference)
 
     def objective_value() -> torch.Tensor:
-        lams = grid_lambdas(theta, lam_start, lam_end)
+        lams = _grid(theta, lam_start, lam_end)
         predictors, correctors = _weights(lams, u, steps, history, order, eta)
         out = _run(model, x, lams, predictors, correctors, args, None, eta, draws.__getitem__)
         if objective == "defect":
@@ -440,7 +468,7 @@ def fit_solver(
         optimizer.step(closure)
     with torch.no_grad():
         after = math.exp(float(objective_value()))
-        lams = grid_lambdas(theta, lam_start, lam_end)
+        lams = _grid(theta, lam_start, lam_end)
         predictors, correctors = _weights(lams, u, steps, history, order, eta)
     if not math.isfinite(after) or after > before:
         # the line search never accepts a worse point; a non-finite one means the model broke
