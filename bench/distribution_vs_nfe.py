@@ -33,12 +33,12 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from scipy import linalg
 
 from phiforge.runtime.denoisers import builtin_denoiser
 from phiforge.runtime.driver import sample
 from phiforge.runtime.peers import kdiffusion_sampling
 from phiforge.runtime.restart import karras_sigmas, restart_from
+from phiforge.runtime.verification import covariance_root, frechet_tensor
 
 BUDGETS = (5, 7, 10, 15, 20, 30, 50, 100, 200)
 SIGMA_MAX, SIGMA_MIN = 80.0, 0.002
@@ -60,17 +60,6 @@ PEERS = {
     "k:dpmpp_2m_sde": ("sample_dpmpp_2m_sde", 1),
     "k:dpmpp_3m_sde": ("sample_dpmpp_3m_sde", 1),
 }
-
-
-def gaussian_fit(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return a.mean(0), np.cov(a, rowvar=False)
-
-
-def frechet(fit_a: tuple[np.ndarray, np.ndarray], fit_b: tuple[np.ndarray, np.ndarray]) -> float:
-    """|mu_a - mu_b|^2 + tr(C_a + C_b - 2 (C_a C_b)^(1/2)) between two Gaussians."""
-    (mu_a, cov_a), (mu_b, cov_b) = fit_a, fit_b
-    root = linalg.sqrtm(cov_a @ cov_b).real
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root))
 
 
 def sliced_wasserstein(a: np.ndarray, b: np.ndarray, directions: np.ndarray) -> float:
@@ -115,7 +104,13 @@ def measure(
     started = time.perf_counter()
     gmm = builtin_denoiser("gmm")
     model_denoiser = builtin_denoiser(denoiser)
-    truth = tuple(m.numpy() for m in gmm.moments())
+    mean, covariance = gmm.moments()
+    truth = (mean, covariance_root(covariance))
+
+    def frechet(points: torch.Tensor) -> float:
+        """The Frechet distance of the points' Gaussian fit to the exact moments."""
+        return float(frechet_tensor(points, *truth))
+
     generator = torch.Generator().manual_seed(seed)
     exact = gmm.sample_data(samples, generator).numpy()
     x0 = gmm.sample_data(samples, generator)
@@ -124,9 +119,9 @@ def measure(
     directions /= np.linalg.norm(directions, axis=0)
     floor_draws = {"frechet": [], "sliced_w2": []}
     for _ in range(floor_sets):
-        other = gmm.sample_data(samples, generator).numpy()
-        floor_draws["frechet"].append(frechet(gaussian_fit(other), truth))
-        floor_draws["sliced_w2"].append(sliced_wasserstein(other, exact, directions))
+        other = gmm.sample_data(samples, generator)
+        floor_draws["frechet"].append(frechet(other))
+        floor_draws["sliced_w2"].append(sliced_wasserstein(other.numpy(), exact, directions))
     floor = {name: float(np.mean(v)) for name, v in floor_draws.items()}
     floor["spread"] = {name: float(np.std(v, ddof=1)) for name, v in floor_draws.items()}
     floor["sets"] = floor_sets
@@ -144,7 +139,7 @@ def measure(
                 {
                     "budget": budget,
                     "nfe": nfe,
-                    "frechet": frechet(gaussian_fit(generated), truth),
+                    "frechet": frechet(out),
                     "sliced_w2": sliced_wasserstein(generated, exact, directions),
                 }
             )

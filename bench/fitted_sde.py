@@ -59,18 +59,14 @@ def fitted_runs(
     x0 = gmm.sample_data(pilot, generator)
     x_pilot = x0 + SIGMA_MAX * torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
     lams = np.linspace(-math.log(SIGMA_MAX), -math.log(SIGMA_MIN), TEACHER_STEPS + 1)
-    teacher: list[torch.Tensor] = []
+    teacher = sample(model, x_pilot, "edm", TEACHER, output="edm", sigmas=np.exp(-lams).tolist())
     fits: dict[int, dict] = {}
 
     def run(x_start: torch.Tensor, budget: int):
         if budget > fit_max or budget < 2:
             return None
-        if not teacher:
-            teacher.append(
-                sample(model, x_pilot, "edm", TEACHER, output="edm", sigmas=np.exp(-lams).tolist())
-            )
         solver = fit_solver(
-            model, x_pilot, teacher[0], SIGMA_MAX, SIGMA_MIN, budget,
+            model, x_pilot, teacher, SIGMA_MAX, SIGMA_MIN, budget,
             sigmas=karras_sigmas(SIGMA_MAX, SIGMA_MIN, budget + 1), eta=eta,
             iterations=iterations, seed=7 + seed,
         )  # fmt: skip

@@ -31,9 +31,9 @@ def _fit(args: argparse.Namespace) -> None:
     from phiforge.runtime.denoisers import builtin_denoiser
     from phiforge.runtime.driver import sample, sampling_plan
     from phiforge.runtime.errors import InputError
-    from phiforge.runtime.fitted import fit_solver, frechet_tensor, moments_root
+    from phiforge.runtime.fitted import fit_solver
     from phiforge.runtime.schedules import noise_schedule
-    from phiforge.runtime.verification import defect
+    from phiforge.runtime.verification import defect, frechet_tensor, moments_root
 
     if args.grid_only and args.weights_only:
         raise InputError("parameters '--grid-only' and '--weights-only' exclude each other")
@@ -78,7 +78,7 @@ def _fit(args: argparse.Namespace) -> None:
             "res_3m_pc_logsnr": defect(plain, held_reference),
             "fitted": defect(solver.sample(denoiser, held), held_reference),
         }
-        baseline, measure = "res_3m_pc log-SNR", "defect"
+        baseline, measure = "res_3m_pc_logsnr", "defect"
     else:
         # the stochastic solvers are judged by the Frechet distance of their held-out samples
         # to the teacher's samples of the same starting points
@@ -92,7 +92,7 @@ def _fit(args: argparse.Namespace) -> None:
             "seeds_3a_logsnr": float(frechet_tensor(plain, *target)),
             "fitted": float(frechet_tensor(ours, *target)),
         }
-        baseline, measure = "seeds_3a log-SNR", "Frechet distance"
+        baseline, measure = "seeds_3a_logsnr", "Frechet distance"
     info = dict(
         solver.info,
         denoiser=args.denoiser,
@@ -107,13 +107,13 @@ def _fit(args: argparse.Namespace) -> None:
     if args.format == "json":
         emit_json({"output": str(path), "nfe": solver.nfe, "sigmas": solver.sigmas, **info})
         return
-    plain_value = judged["res_3m_pc_logsnr" if solver.eta == 0 else "seeds_3a_logsnr"]
     print(
         f"fitted {args.nfe}-NFE solver (eta {solver.eta:g}) for {args.denoiser} "
         f"({schedule.name}, sigma~ {sigma_start:.4g} -> {sigma_end:.4g}), {args.pilot} pilots, "
         f"{solver.info['seconds']} s: pilot {objective} "
         f"{solver.info[f'pilot_{objective}_start']:.3e} -> {solver.info[f'pilot_{objective}']:.3e}"
-        f"; held-out ({args.held_out}) {measure}: {baseline} {plain_value:.3e}, fitted "
+        f"; held-out ({args.held_out}) {measure}: {baseline.replace('_logsnr', ' log-SNR')} "
+        f"{judged[baseline]:.3e}, fitted "
         f"{judged['fitted']:.3e} -> {path}"
     )
 

@@ -79,7 +79,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from phiforge.runtime.checks import check_integer, check_sigma_ends
@@ -88,16 +87,9 @@ from phiforge.runtime.manifest import content_hash, read_document
 from phiforge.runtime.noise import gaussian_noise
 from phiforge.runtime.phi import phi_all
 from phiforge.runtime.step_search import grid_lambdas, theta_of_sigmas
-from phiforge.runtime.verification import defect_tensor
+from phiforge.runtime.verification import defect_tensor, frechet_tensor, moments_root
 
-__all__ = [
-    "FittedSolver",
-    "adams_weights",
-    "fit_solver",
-    "frechet_tensor",
-    "load_solver",
-    "moments_root",
-]
+__all__ = ["FittedSolver", "adams_weights", "fit_solver", "load_solver"]
 
 FORMAT_VERSION = 1
 _DTYPE = torch.float64
@@ -122,30 +114,7 @@ def _free_part(taus: torch.Tensor, u: torch.Tensor, order: int) -> torch.Tensor:
     return u - constraints.T @ torch.linalg.solve(gram, constraints @ u)
 
 
-MIN_STEP = 1e-4  # the smallest step as a fraction of the log-SNR span (see _grid)
-
-
-def _grid(theta: torch.Tensor, lam_start: float, lam_end: float) -> torch.Tensor:
-    """:func:`grid_lambdas` with every step at least ``MIN_STEP`` of the span: a line search
-    that explores a vanishing step would otherwise make two points coincide (a singular
-    Vandermonde matrix, measured in a grid fit on 8192 pilots)."""
-    n = theta.shape[0] + 1
-    unit = grid_lambdas(theta, 0.0, 1.0)
-    fractions = (1 - n * MIN_STEP) * unit + MIN_STEP * torch.arange(n + 1, dtype=theta.dtype)
-    return lam_start + (lam_end - lam_start) * fractions
-
-
-def _theta_of(sigmas: list[float], sigma_start: float, sigma_end: float, nfe: int) -> torch.Tensor:
-    """The theta of :func:`_grid` for a given grid (checked by ``theta_of_sigmas``)."""
-    theta_of_sigmas("sigmas", sigmas, sigma_start, sigma_end, nfe)
-    fractions = np.diff(-np.log(np.asarray(sigmas, dtype=np.float64)))
-    fractions /= math.log(sigma_start / sigma_end)
-    shrunk = (fractions - MIN_STEP) / (1 - nfe * MIN_STEP)
-    if not np.all(shrunk > 0):
-        raise InputError(
-            f"parameter 'sigmas': every step must exceed {MIN_STEP:g} of the log-SNR span"
-        )
-    return torch.from_numpy(np.log(shrunk[1:] / shrunk[0]))
+MIN_STEP = 1e-4  # the smallest fitted step as a fraction of the log-SNR span (grid_lambdas)
 
 
 def _sizes(nfe: int, history: int) -> list[tuple[int, int]]:
@@ -233,32 +202,6 @@ def _run(
             callback({"x": x, "i": n, "sigma": float(sigma), "denoised": denoised})
         x = kick + decay * x + sum(w.to(x.dtype) * v for w, v in zip(weights, values, strict=False))
     return x
-
-
-def frechet_tensor(
-    samples: torch.Tensor, mean: torch.Tensor, covariance_root: torch.Tensor
-) -> torch.Tensor:
-    """|m - mean|^2 + tr(C + R^2 - 2 (R C R)^{1/2}): the Frechet distance between the Gaussian
-    fit (m, C) of ``samples`` (rows) and N(mean, R^2), R = ``covariance_root`` symmetric
-    (Dowson & Landau 1982; differentiable in the samples)."""
-    flat = samples.reshape(samples.shape[0], -1).double()
-    m = flat.mean(0)
-    c = torch.cov(flat.T).reshape(flat.shape[1], flat.shape[1])
-    inner = torch.linalg.eigvalsh(covariance_root @ c @ covariance_root)
-    return (
-        (m - mean).pow(2).sum()
-        + torch.trace(c)
-        + covariance_root.pow(2).sum()
-        - 2 * inner.clamp_min(1e-300).sqrt().sum()
-    )
-
-
-def moments_root(samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The mean and the symmetric square root of the covariance of ``samples`` (rows)."""
-    flat = samples.reshape(samples.shape[0], -1).double()
-    dim = flat.shape[1]
-    values, vectors = torch.linalg.eigh(torch.cov(flat.T).reshape(dim, dim))
-    return flat.mean(0), (vectors * values.clamp_min(0).sqrt()) @ vectors.T
 
 
 @dataclass(frozen=True)
@@ -428,7 +371,9 @@ def fit_solver(
     lam_start, lam_end = -math.log(sigma_start), -math.log(sigma_end)
     theta = torch.zeros(nfe - 1, dtype=_DTYPE)
     if sigmas is not None:
-        theta = _theta_of(sigmas, sigma_start, sigma_end, nfe)
+        theta = torch.from_numpy(
+            theta_of_sigmas("sigmas", sigmas, sigma_start, sigma_end, nfe, MIN_STEP)
+        )
     u = torch.zeros(sum(p + c for p, c in _sizes(nfe, history)), dtype=_DTYPE)
     unknowns = []
     if fit_weights:
@@ -437,14 +382,15 @@ def fit_solver(
         unknowns.append(theta.requires_grad_())
     generator = torch.Generator().manual_seed(seed)
     draws = [
-        torch.randn(x.shape, generator=generator, dtype=_DTYPE) for _ in range(nfe * (eta > 0))
+        torch.randn(x.shape, generator=generator, dtype=_DTYPE)
+        for _ in range(nfe if eta > 0 else 0)
     ]
     if objective == "frechet":
         with torch.no_grad():
             target = moments_root(reference)
 
     def objective_value() -> torch.Tensor:
-        lams = _grid(theta, lam_start, lam_end)
+        lams = grid_lambdas(theta, lam_start, lam_end, MIN_STEP)
         predictors, correctors = _weights(lams, u, steps, history, order, eta)
         out = _run(model, x, lams, predictors, correctors, args, None, eta, draws.__getitem__)
         if objective == "defect":
@@ -468,7 +414,7 @@ def fit_solver(
         optimizer.step(closure)
     with torch.no_grad():
         after = math.exp(float(objective_value()))
-        lams = _grid(theta, lam_start, lam_end)
+        lams = grid_lambdas(theta, lam_start, lam_end, MIN_STEP)
         predictors, correctors = _weights(lams, u, steps, history, order, eta)
     if not math.isfinite(after) or after > before:
         # the line search never accepts a worse point; a non-finite one means the model broke

@@ -57,10 +57,15 @@ class StepSearch:
         return [-math.log(s) for s in self.sigmas]
 
 
-def grid_lambdas(theta: torch.Tensor, lam_start: float, lam_end: float) -> torch.Tensor:
-    """lam_start + (lam_end - lam_start) cumsum(softmax(0, theta)), with lam_start first: the
-    grid's log-SNR points (float64, differentiable in theta; runtime.fitted fits it too)."""
+def grid_lambdas(
+    theta: torch.Tensor, lam_start: float, lam_end: float, min_step: float = 0.0
+) -> torch.Tensor:
+    """lam_start + (lam_end - lam_start) cumsum(min_step + (1 - n min_step) softmax(0, theta)),
+    with lam_start first (n steps): the grid's log-SNR points (float64, differentiable in theta;
+    runtime.fitted fits it too). ``min_step`` > 0 keeps every step above that fraction of the
+    span, so that a line search exploring a vanishing step cannot make two points coincide."""
     weights = torch.softmax(torch.cat([torch.zeros(1, dtype=theta.dtype), theta]), 0)
+    weights = min_step + (1 - weights.shape[0] * min_step) * weights
     start = torch.tensor([lam_start], dtype=theta.dtype)
     return torch.cat([start, lam_start + (lam_end - lam_start) * torch.cumsum(weights, 0)])
 
@@ -73,10 +78,16 @@ def _grid(theta: np.ndarray, lam_start: float, lam_end: float) -> list[float]:
 
 
 def theta_of_sigmas(
-    name: str, grid: Sequence[float], sigma_start: float, sigma_end: float, steps: int
+    name: str,
+    grid: Sequence[float],
+    sigma_start: float,
+    sigma_end: float,
+    steps: int,
+    min_step: float = 0.0,
 ) -> np.ndarray:
-    """The theta of :func:`grid_lambdas` for a given grid (``name`` the parameter holding it),
-    which must hold steps + 1 strictly descending sigmas with the given ends."""
+    """The theta of :func:`grid_lambdas` (with ``min_step``) for a given grid (``name`` the
+    parameter holding it), which must hold steps + 1 strictly descending sigmas with the given
+    ends, every step above ``min_step`` of the log-SNR span."""
     grid = [float(s) for s in grid]
     if len(grid) != steps + 1 or not np.allclose([grid[0], grid[-1]], [sigma_start, sigma_end]):
         raise InputError(
@@ -86,6 +97,12 @@ def theta_of_sigmas(
     h = np.diff(-np.log(grid))
     if not np.all(h > 0):
         raise InputError(f"parameter {name!r} must be strictly descending")
+    if min_step:
+        h = h / math.log(sigma_start / sigma_end) - min_step
+        if not np.all(h > 0):
+            raise InputError(
+                f"parameter {name!r}: every step must exceed {min_step:g} of the log-SNR span"
+            )
     return np.log(h[1:] / h[0])
 
 

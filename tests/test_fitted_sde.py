@@ -14,8 +14,9 @@ from scipy import linalg
 
 from phiforge.runtime.denoisers import builtin_denoiser
 from phiforge.runtime.errors import InputError
-from phiforge.runtime.fitted import fit_solver, frechet_tensor, load_solver, moments_root
+from phiforge.runtime.fitted import fit_solver, load_solver
 from phiforge.runtime.noise import per_sample_noise
+from phiforge.runtime.verification import covariance_root, frechet_tensor, moments_root
 
 SIGMA_MAX, SIGMA_MIN = 80.0, 0.002
 
@@ -129,8 +130,7 @@ def test_unfitted_on_many_steps_it_samples_a_gaussian_exactly():
 
 def _frechet_to_truth(out, gmm):
     mean, cov = gmm.moments()
-    values, vectors = torch.linalg.eigh(cov)
-    return float(frechet_tensor(out, mean, (vectors * values.clamp_min(0).sqrt()) @ vectors.T))
+    return float(frechet_tensor(out, mean, covariance_root(cov)))
 
 
 def test_a_stochastic_fit_approaches_the_law_on_held_out_points(problem, stochastic):
