@@ -31,7 +31,7 @@ def _fit(args: argparse.Namespace) -> None:
     from phiforge.runtime.denoisers import builtin_denoiser
     from phiforge.runtime.driver import sample, sampling_plan
     from phiforge.runtime.errors import InputError
-    from phiforge.runtime.fitted import fit_solver
+    from phiforge.runtime.fitted import fit_solver, load_solver
     from phiforge.runtime.schedules import noise_schedule
     from phiforge.runtime.verification import defect, frechet_tensor, moments_root
 
@@ -68,6 +68,7 @@ def _fit(args: argparse.Namespace) -> None:
         iterations=args.iterations,
         eta=args.eta,
         seed=args.seed + 3,
+        start=None if args.start is None else load_solver(args.start),
     )
     held = starting_points(denoiser.dim, args.held_out, sigma_start, args.seed + 2)
     held_reference = teacher(held)
@@ -143,6 +144,12 @@ def register_fit_commands(commands: argparse._SubParsersAction) -> None:
         default=0.0,
         help="noise of the dynamics: 0 the ODE (pathwise fit), > 0 a stochastic solver fitted "
         "on the Frechet distance to the teacher's samples (1 the reverse SDE)",
+    )
+    fit.add_argument(
+        "--start",
+        metavar="FILE",
+        help="a fitted solver (same --nfe, --base-steps, --history, --order and ends) to start "
+        "from: its grid and its departure from its Adams weights (e.g. a fit at a lower --eta)",
     )
     fit.add_argument("--grid-only", action="store_true", help="fit the steps, keep the weights")
     fit.add_argument("--weights-only", action="store_true", help="keep the log-SNR grid")

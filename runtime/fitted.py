@@ -292,6 +292,46 @@ def _check_shapes(solver: FittedSolver) -> None:
         raise InputError(f"fitted solver: weight counts {found} do not match {expected}")
 
 
+def _departure(
+    start: FittedSolver,
+    nfe: int,
+    steps: int,
+    history: int,
+    order: int,
+    sigma_start: float,
+    sigma_end: float,
+    sigmas: list[float] | None,
+) -> torch.Tensor:
+    """The free part u of a warm start: its weights less its own Adams weights, step by step
+    (in the null space of its constraints, so P u = u on its grid)."""
+    if not isinstance(start, FittedSolver):
+        raise InputError(f"parameter 'start' must be a FittedSolver, got {type(start).__name__}")
+    if sigmas is not None:
+        raise InputError("parameters 'start' and 'sigmas' exclude each other (start has a grid)")
+    found = (start.nfe, start.steps, start.history, start.order)
+    if found != (nfe, steps, history, order):
+        raise InputError(
+            f"parameter 'start': its (nfe, steps, history, order) {found} differ from this fit's "
+            f"{(nfe, steps, history, order)}"
+        )
+    ends = (start.sigmas[0], start.sigmas[-1])
+    if not all(
+        math.isclose(a, b, rel_tol=1e-12)
+        for a, b in zip(ends, (sigma_start, sigma_end), strict=True)
+    ):
+        raise InputError(
+            f"parameter 'start': its sigma ends {ends} differ from {(sigma_start, sigma_end)}"
+        )
+    lams = -torch.log(torch.tensor(start.sigmas, dtype=_DTYPE))
+    predictors, correctors = _weights(lams, None, steps, history, order, start.eta)
+    parts = []
+    for n, predictor in enumerate(predictors):
+        parts.append(torch.tensor(start.predictor[n], dtype=_DTYPE) - predictor)
+        if n < len(correctors):
+            parts.append(torch.tensor(start.corrector[n], dtype=_DTYPE) - correctors[n])
+    return torch.cat(parts)
+
+
 def fit_solver(
     model: Callable[..., torch.Tensor],
     x: torch.Tensor,
@@ -311,6 +351,7 @@ def fit_solver(
     eta: float = 0.0,
     objective: str | None = None,
     seed: int = 0,
+    start: FittedSolver | None = None,
 ) -> FittedSolver:
     """Fit a solver of ``nfe`` evaluations from ``sigma_start`` down to ``sigma_end`` on the
     pilot batch ``x`` (x~ at sigma_start, float64). ``objective`` "defect" (the default for
@@ -321,8 +362,11 @@ def fit_solver(
     start from (res_{steps}m_pc, 1..8); ``history``: values a fitted step may use (>= steps);
     ``order``: the polynomial exactness every step keeps (1..steps); ``sigmas``: the starting
     grid (default log-SNR uniform), kept if ``fit_grid`` is false; ``eta``: the dynamics'
-    noise, 0 (ODE) to 1 (reverse SDE) or more. ``model`` must be differentiable in x (torch
-    operations)."""
+    noise, 0 (ODE) to 1 (reverse SDE) or more; ``start``: a solver of the same ``nfe``,
+    ``steps``, ``history``, ``order`` and ends to start from instead of the Adams weights on
+    ``sigmas`` (a warm start: its grid and its departure P u from its own Adams weights, kept
+    when ``eta`` differs, which makes fits at rising eta a continuation). ``model`` must be
+    differentiable in x (torch operations)."""
     nfe = check_integer("nfe", nfe, 2)
     steps = check_integer("steps", steps, 1, 8)
     history = check_integer("history", history, steps, 8)
@@ -370,11 +414,14 @@ def fit_solver(
             )
     lam_start, lam_end = -math.log(sigma_start), -math.log(sigma_end)
     theta = torch.zeros(nfe - 1, dtype=_DTYPE)
+    u = torch.zeros(sum(p + c for p, c in _sizes(nfe, history)), dtype=_DTYPE)
+    if start is not None:
+        u = _departure(start, nfe, steps, history, order, sigma_start, sigma_end, sigmas)
+        sigmas = start.sigmas
     if sigmas is not None:
         theta = torch.from_numpy(
             theta_of_sigmas("sigmas", sigmas, sigma_start, sigma_end, nfe, MIN_STEP)
         )
-    u = torch.zeros(sum(p + c for p, c in _sizes(nfe, history)), dtype=_DTYPE)
     unknowns = []
     if fit_weights:
         unknowns.append(u.requires_grad_())
@@ -436,6 +483,7 @@ def fit_solver(
             f"pilot_{objective}": after,
             "fit_weights": bool(fit_weights),
             "fit_grid": bool(fit_grid),
+            "warm_start": start is not None,
             "iterations": iterations,
             "seconds": round(time.perf_counter() - started, 1),
         },

@@ -4,6 +4,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+import torch
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
@@ -173,7 +174,14 @@ def test_fitted_sde_benchmark_adds_fitted_rows_and_compares_crossings():
     assert [(r["budget"], r["nfe"]) for r in rows] == [(6, 6)]  # no fit beyond fit_max
     assert list(fits) == [6] and fits[6]["pilot_frechet"] < fits[6]["pilot_frechet_start"]
     assert fits[6]["sigmas"][0] == bench.SIGMA_MAX and len(fits[6]["sigmas"]) == 7
+    assert [step["eta"] for step in fits[6]["chain"]] == [1.0]
     summary = bench.summary(result)
     for key in ("frechet", "sliced_w2"):
         assert summary[key]["threshold"] == 1.25 * result["floor"][key]
         assert set(summary[key]["crossing"]) == {"seeds_3", bench.LABEL}
+    # a continuation fits eta 0.5 first and starts the eta 1 fit where that one ended
+    extra, fits = bench.fitted_runs(1.0, 128, 3, 6, 0, continuation=(0.5,))
+    out, nfe = extra[bench.LABEL](torch.full((4, 64), 80.0, dtype=torch.float64), 6)
+    first, second = fits[6]["chain"]
+    assert (first["eta"], second["eta"], nfe) == (0.5, 1.0, 6) and second["warm_start"]
+    assert not first["warm_start"] and out.shape == (4, 64)

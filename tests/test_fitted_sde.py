@@ -196,5 +196,47 @@ def test_fit_command_with_eta_and_seeded_sampling(capsys, tmp_path):
         assert json.loads(capsys.readouterr().out)["eta"] == 1.0
         drawn.append(torch.load(out))
     assert torch.equal(drawn[0], drawn[1]) and not torch.equal(drawn[0], drawn[2])
+    # --start continues from the file: the same pilots and noise, so it starts where it ended
+    again = tmp_path / "again.json"
+    resumed = [*argv, "--iterations", "1", "--start", str(path), "--out", str(again)]
+    assert main([*resumed, "--format", "json"]) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert second["warm_start"] and not result["warm_start"]
+    assert second["pilot_frechet_start"] == pytest.approx(result["pilot_frechet"], rel=1e-9)
+    assert main([*argv, "--nfe", "6", "--start", str(path), "--out", str(again)]) == 2
+    assert "its (nfe, steps, history, order) (5, 3, 4, 2) differ" in capsys.readouterr().err
     assert main(["fit", "--eta", "-1", "--pilot", "80"]) == 2
     assert "'eta' must be a finite number >= 0" in capsys.readouterr().err
+
+
+def test_warm_start_keeps_the_solver_and_continues_in_eta(problem, stochastic):
+    p = problem
+    fitted, _ = stochastic
+    common = (p["gmm"], p["pilot"], p["reference"], SIGMA_MAX, SIGMA_MIN, 8)
+    same = fit_solver(*common, eta=1.0, iterations=0, seed=5, start=fitted)
+    assert same.sigmas == pytest.approx(fitted.sigmas, rel=1e-12)
+    for ours, theirs in zip(
+        same.predictor + same.corrector, fitted.predictor + fitted.corrector, strict=True
+    ):
+        assert ours == pytest.approx(theirs, rel=0, abs=1e-12)
+    assert same.info["pilot_frechet_start"] == pytest.approx(fitted.info["pilot_frechet"], 1e-9)
+    # at another eta: the same departure from that eta's Adams weights, which stay exact
+    lower = fit_solver(*common, eta=0.5, iterations=0, start=fitted)
+    plain = fit_solver(*common, eta=0.5, iterations=0, sigmas=fitted.sigmas)
+    adams = fit_solver(*common, eta=1.0, iterations=0, sigmas=fitted.sigmas)
+    moved = 0.0
+    for ours, base, theirs, own in zip(
+        lower.predictor, plain.predictor, fitted.predictor, adams.predictor, strict=True
+    ):
+        departure = np.subtract(theirs, own)
+        assert np.subtract(ours, base) == pytest.approx(departure, rel=0, abs=1e-12)
+        moved = max(moved, np.abs(departure).max())
+    assert moved > 1e-3  # the fit moved the weights, so the check can fail
+    with pytest.raises(InputError, match=r"'start': its \(nfe, steps, history, order\)"):
+        fit_solver(
+            p["gmm"], p["pilot"], p["reference"], SIGMA_MAX, SIGMA_MIN, 6, eta=1.0, start=fitted
+        )
+    with pytest.raises(InputError, match="'start' and 'sigmas' exclude each other"):
+        fit_solver(*common, eta=1.0, start=fitted, sigmas=fitted.sigmas)
+    with pytest.raises(InputError, match="its sigma ends"):
+        fit_solver(p["gmm"], p["pilot"], p["reference"], 40.0, SIGMA_MIN, 8, eta=1.0, start=fitted)
