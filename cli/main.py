@@ -15,6 +15,7 @@ from phiforge import __version__
 from phiforge.commands import register_derive_commands
 from phiforge.derive.errors import InputError
 from phiforge.fit_commands import register_fit_commands
+from phiforge.mixture_commands import register_mixture_commands
 from phiforge.network_commands import register_network_commands
 from phiforge.registry_commands import register_registry_commands
 from phiforge.runtime.errors import InputError as RuntimeInputError
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_registry_commands(commands)
     register_runtime_commands(commands)
     register_network_commands(commands)
+    register_mixture_commands(commands)
     register_fit_commands(commands)
     return parser
 

@@ -15,27 +15,45 @@ run on the device of their parameters.
   weighted mean of the data points with weights exp(-|x~ - x_i|^2/(2 s^2)).
 
 Built-in data (shipped with scikit-learn, no download): the 1797 8x8 handwritten digits of
-``sklearn.datasets.load_digits``, scaled to [-1, 1]. Beside the exact denoisers, ``network`` is a
-trained one (an MLP fitted to ``gmm``, weights shipped; :mod:`phiforge.runtime.network`).
+``sklearn.datasets.load_digits``, scaled to [-1, 1]. ``gaussian`` and ``empirical`` are computed
+from them; ``gmm`` is a 10-component EM fit to them that ships as a file
+(``runtime/weights/digits-gmm.json`` and ``.bin``, float64, hash-checked), because EM's result
+depends on the BLAS kernels of the machine it runs on (OpenBLAS' Haswell and SkylakeX kernels end
+at parameters whose denoising errors differ by 1 %), and every stored figure of the project was
+measured on one fixed mixture. ``phiforge mixture fit`` writes such a file, ``phiforge mixture
+check`` compares the shipped one with a fit on this machine. Beside the exact denoisers,
+``network`` is a trained one (an MLP fitted to ``gmm``, weights shipped;
+:mod:`phiforge.runtime.network`).
 """
 
 from __future__ import annotations
 
 import functools
+import math
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from phiforge.runtime.errors import InputError
+from phiforge.runtime.manifest import read_tensors, weights_dir, write_tensors
 
 __all__ = [
+    "BUILTIN_MIXTURE",
     "DENOISERS",
     "EmpiricalDenoiser",
     "GaussianDenoiser",
     "GaussianMixtureDenoiser",
     "builtin_denoiser",
     "digits",
+    "fit_digits_mixture",
+    "load_mixture",
+    "save_mixture",
 ]
+
+BUILTIN_MIXTURE = "digits-gmm"
+MIXTURE_FORMAT = 1
 
 
 @functools.lru_cache(maxsize=1)
@@ -54,6 +72,16 @@ def _sigma_column(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
     """sigma~ as a (batch, 1) tensor (a float or a per-sample tensor)."""
     sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
     return sigma.reshape(-1, 1).expand(x.shape[0], 1) if sigma.ndim else sigma.expand(x.shape[0], 1)
+
+
+def _symmetric_root(basis: torch.Tensor, eigenvalues: torch.Tensor) -> torch.Tensor:
+    """S^(1/2) = B diag(sqrt(l)) B^T (batched over leading dimensions): the one symmetric
+    positive semi-definite root of S = B diag(l) B^T. Draws m + S^(1/2) z are a function of S
+    and z alone; m + B diag(sqrt(l)) z would also depend on the basis that eigh picks inside
+    repeated eigenvalues and on eigenvector signs, which differ between LAPACK code paths (the
+    digits' covariances have many eigenvalues equal to reg_covar), so seeded draws would differ
+    from machine to machine."""
+    return (basis * eigenvalues.sqrt().unsqueeze(-2)) @ basis.transpose(-1, -2)
 
 
 class _Denoiser:
@@ -95,6 +123,7 @@ class GaussianDenoiser(_Denoiser):
             raise InputError("parameter 'covariance' must be positive semi-definite")
         self.mean, self.basis = mean, basis
         self.eigenvalues = eigenvalues.clamp(min=0.0)
+        self.root = _symmetric_root(basis, self.eigenvalues)
         self.dim = mean.numel()
 
     @classmethod
@@ -124,8 +153,9 @@ class GaussianDenoiser(_Denoiser):
         return (self.mean + (coords * scale) @ self.basis.T).reshape(shape)
 
     def sample_data(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n draws mean + S^(1/2) z with the symmetric root (see :func:`_symmetric_root`)."""
         noise = torch.randn(n, self.dim, dtype=self.mean.dtype, generator=generator)
-        return self.mean + (noise * self.eigenvalues.sqrt()) @ self.basis.T
+        return self.mean + noise @ self.root
 
 
 _CPU_ROWS = 512
@@ -146,9 +176,14 @@ class GaussianMixtureDenoiser(_Denoiser):
         if (weights <= 0).any() or abs(float(weights.sum()) - 1.0) > 1e-9:
             raise InputError("parameter 'weights' must be positive and sum to 1")
         eigenvalues, bases = torch.linalg.eigh(0.5 * (covariances + covariances.transpose(1, 2)))
+        if eigenvalues.min() <= 0:
+            raise InputError("parameter 'covariances' must be positive definite")
+        self.weights, self.covariances = weights, covariances  # as given, for save_mixture
+        self.info: dict[str, Any] = {}
         self.log_weights = weights.log()
         self.means, self.bases = means, bases
-        self.eigenvalues = eigenvalues.clamp(min=0.0)
+        self.eigenvalues = eigenvalues
+        self.roots = _symmetric_root(bases, eigenvalues)
         self.dim = d
         # [B_1 ... B_K] as one (d, K d) matrix and the means in those coordinates, B_k^T m_k
         self.stacked_bases = bases.permute(1, 0, 2).reshape(d, k * d)
@@ -158,17 +193,52 @@ class GaussianMixtureDenoiser(_Denoiser):
     def fit(
         cls, data: torch.Tensor, components: int = 10, seed: int = 0
     ) -> GaussianMixtureDenoiser:
-        """Maximum-likelihood fit (scikit-learn's EM, full covariances)."""
+        """Maximum-likelihood fit (scikit-learn's EM, full covariances, reg_covar 1e-3); the
+        fit's settings, versions, iterations and mean log-likelihood go to ``info``."""
+        import sklearn
         from sklearn.mixture import GaussianMixture
+        from threadpoolctl import threadpool_info
 
+        data = np.asarray(data, dtype=np.float64)
+        settings = {"components": components, "reg_covar": 1e-3, "random_state": seed}
         model = GaussianMixture(
             components, covariance_type="full", reg_covar=1e-3, random_state=seed
-        ).fit(np.asarray(data, dtype=np.float64))
-        return cls(
+        ).fit(data)
+        mixture = cls(
             torch.from_numpy(model.weights_),
             torch.from_numpy(model.means_),
             torch.from_numpy(model.covariances_),
         )
+        mixture.info = {
+            "fit": settings,
+            "rows": int(data.shape[0]),
+            "iterations": int(model.n_iter_),
+            "converged": bool(model.converged_),
+            "mean_log_likelihood": mixture.mean_log_likelihood(torch.from_numpy(data)),
+            "scikit-learn": sklearn.__version__,
+            "numpy": np.__version__,
+            "blas": sorted(
+                {
+                    f"{pool['internal_api']} {pool['version']} {pool.get('architecture')}"
+                    for pool in threadpool_info()
+                    if pool["user_api"] == "blas"
+                }
+            ),
+        }
+        return mixture
+
+    def log_density(self, x0: torch.Tensor) -> torch.Tensor:
+        """log p(x0) per row: log sum_k w_k N(x0; m_k, S_k), with S_k = B_k diag(l_k) B_k^T."""
+        k, d = self.means.shape
+        coords = x0.reshape(x0.shape[0], -1) @ self.stacked_bases - self.projected_means
+        coords = coords.view(-1, k, d)
+        quadratic = (coords * coords / self.eigenvalues[None]).sum(-1)
+        log_norm = self.eigenvalues.log().sum(-1) + d * math.log(2 * math.pi)
+        return torch.logsumexp(self.log_weights - 0.5 * (quadratic + log_norm), dim=1)
+
+    def mean_log_likelihood(self, data: torch.Tensor) -> float:
+        """The mean of :meth:`log_density` over the rows of ``data`` (what EM increases)."""
+        return float(self.log_density(torch.as_tensor(data, dtype=self.means.dtype)).mean())
 
     def _denoise(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         # Rows in blocks: the (rows, K, d) intermediates then stay in cache on a CPU (about 4x
@@ -201,10 +271,14 @@ class GaussianMixtureDenoiser(_Denoiser):
         return mean, second - torch.outer(mean, mean)
 
     def sample_data(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n draws: a component k ~ w, then m_k + S_k^(1/2) z with the symmetric root."""
         labels = torch.multinomial(self.log_weights.exp(), n, replacement=True, generator=generator)
         noise = torch.randn(n, self.dim, dtype=self.means.dtype, generator=generator)
-        scaled = noise * self.eigenvalues[labels].sqrt()
-        return self.means[labels] + torch.einsum("nd,ned->ne", scaled, self.bases[labels])
+        draws = self.means[labels]
+        for k in labels.unique().tolist():
+            rows = labels == k
+            draws[rows] += noise[rows] @ self.roots[k]
+        return draws
 
 
 class EmpiricalDenoiser(_Denoiser):
@@ -232,8 +306,40 @@ def _digits_gaussian() -> GaussianDenoiser:
     return GaussianDenoiser.fit(digits())
 
 
+def fit_digits_mixture(components: int = 10, seed: int = 0) -> GaussianMixtureDenoiser:
+    """EM on the digits as the shipped ``gmm`` was made (its result depends on the machine's BLAS:
+    see the module docstring)."""
+    return GaussianMixtureDenoiser.fit(digits(), components=components, seed=seed)
+
+
+def save_mixture(
+    mixture: GaussianMixtureDenoiser, directory: str | Path, name: str = BUILTIN_MIXTURE
+) -> tuple[Path, Path]:
+    """Write ``NAME.bin`` (weights, means, covariances as float64) and ``NAME.json`` (their
+    table, hashes and ``mixture.info``); returns both paths."""
+    arrays = {
+        "weights": mixture.weights.cpu().numpy(),
+        "means": mixture.means.cpu().numpy(),
+        "covariances": mixture.covariances.cpu().numpy(),
+    }
+    document = {"format": MIXTURE_FORMAT, "name": name, "info": mixture.info}
+    return write_tensors(directory, name, document, arrays, element="<f8")
+
+
+def load_mixture(json_path: str | Path) -> GaussianMixtureDenoiser:
+    """Read a mixture written by :func:`save_mixture`, refusing edited files (hash mismatch)."""
+    document, arrays = read_tensors(json_path, "mixture file", MIXTURE_FORMAT, element="<f8")
+    if sorted(arrays) != ["covariances", "means", "weights"]:
+        raise InputError(f"{json_path}: expected tensors weights, means, covariances")
+    mixture = GaussianMixtureDenoiser(
+        *(torch.from_numpy(arrays[key]) for key in ("weights", "means", "covariances"))
+    )
+    mixture.info = document["info"]
+    return mixture
+
+
 def _digits_mixture() -> GaussianMixtureDenoiser:
-    return GaussianMixtureDenoiser.fit(digits(), components=10, seed=0)
+    return load_mixture(weights_dir() / f"{BUILTIN_MIXTURE}.json")
 
 
 def _digits_empirical() -> EmpiricalDenoiser:

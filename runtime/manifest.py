@@ -1,19 +1,37 @@
-"""Content hashes of JSON files the runtime writes (network manifests, fitted solvers).
+"""Content hashes of JSON files the runtime writes (network manifests, the shipped mixture,
+fitted solvers).
 
 A file carries ``"hash": "sha256:<hex>"`` of its own canonical JSON (sorted keys, no spaces,
 ASCII) without the ``hash`` field; a reader recomputes it and refuses a file edited by hand.
+Tensors travel beside it as ``NAME.bin`` (little-endian, in the order of the document's
+``tensors`` table of names and shapes) whose SHA-256 the document holds as ``weights_sha256``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from phiforge.runtime.errors import InputError
 
-__all__ = ["canonical_json", "content_hash", "read_document"]
+__all__ = [
+    "canonical_json",
+    "content_hash",
+    "read_document",
+    "read_tensors",
+    "weights_dir",
+    "write_tensors",
+]
+
+
+def weights_dir() -> Path:
+    """The shipped data files: network weights and the digits mixture (``runtime/weights``)."""
+    return Path(str(resources.files("phiforge.runtime").joinpath("weights")))
 
 
 def canonical_json(body: dict[str, Any]) -> str:
@@ -40,3 +58,53 @@ def read_document(path: str | Path, kind: str, format_version: int) -> dict[str,
     if document.get("hash") != content_hash(document):
         raise InputError(f"{path} was edited by hand: its content hash does not match")
     return document
+
+
+def write_tensors(
+    directory: str | Path,
+    name: str,
+    document: dict[str, Any],
+    arrays: dict[str, np.ndarray],
+    element: str = "<f4",
+) -> tuple[Path, Path]:
+    """Write ``NAME.bin`` (``arrays`` as ``element``, in their order) and ``NAME.json``
+    (``document`` with the tensor table, the SHA-256 of the .bin and the content hash added);
+    returns both paths."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors, chunks = [], []
+    for key, value in arrays.items():
+        array = np.ascontiguousarray(value).astype(element)
+        tensors.append({"name": key, "shape": list(array.shape)})
+        chunks.append(array.tobytes())
+    payload = b"".join(chunks)
+    document = dict(document, tensors=tensors, weights_sha256=hashlib.sha256(payload).hexdigest())
+    document["hash"] = content_hash(document)
+    bin_path, json_path = directory / f"{name}.bin", directory / f"{name}.json"
+    bin_path.write_bytes(payload)
+    json_path.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
+    return bin_path, json_path
+
+
+def read_tensors(
+    json_path: str | Path, kind: str, format_version: int, element: str = "<f4"
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The document written by :func:`write_tensors` and its arrays (writable copies), refused
+    (InputError) when either file was edited: content hash or SHA-256 mismatch, or a tensor
+    table that does not cover the .bin exactly."""
+    json_path = Path(json_path)
+    document = read_document(json_path, kind, format_version)
+    bin_path = json_path.with_suffix(".bin")
+    payload = bin_path.read_bytes() if bin_path.is_file() else b""
+    if hashlib.sha256(payload).hexdigest() != document["weights_sha256"]:
+        raise InputError(f"{bin_path} does not match its manifest (SHA-256 mismatch)")
+    size = np.dtype(element).itemsize
+    arrays, offset = {}, 0
+    for entry in document["tensors"]:
+        count = int(np.prod(entry["shape"], dtype=np.int64))
+        array = np.frombuffer(payload, dtype=element, count=count, offset=size * offset)
+        arrays[entry["name"]] = array.reshape(entry["shape"]).copy()
+        offset += count
+    if size * offset != len(payload):
+        raise InputError(f"{json_path}: tensor table does not cover the weights file")
+    return document, arrays

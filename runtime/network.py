@@ -35,23 +35,19 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
-import hashlib
-import json
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from phiforge.runtime.denoisers import _Denoiser
 from phiforge.runtime.errors import InputError
-from phiforge.runtime.manifest import content_hash, read_document
+from phiforge.runtime.manifest import read_tensors, weights_dir, write_tensors
 
 __all__ = [
     "BUILTIN_NETWORK",
@@ -65,6 +61,7 @@ __all__ = [
     "load_network",
     "save_network",
     "train_network",
+    "weights_dir",
 ]
 
 FORMAT_VERSION = 1
@@ -288,59 +285,29 @@ def save_network(
     errors: list[dict[str, float]],
 ) -> tuple[Path, Path]:
     """Write ``NAME.bin`` and ``NAME.json`` (see the module docstring); returns both paths."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    state = denoiser.module.state_dict()
-    tensors, chunks = [], []
-    for key, value in state.items():
-        array = value.detach().to("cpu", torch.float32).contiguous().numpy().astype("<f4")
-        tensors.append({"name": key, "shape": list(array.shape)})
-        chunks.append(array.tobytes())
-    payload = b"".join(chunks)
-    manifest = {
+    arrays = {
+        key: value.detach().to("cpu", torch.float32).numpy()
+        for key, value in denoiser.module.state_dict().items()
+    }
+    document = {
         "format": FORMAT_VERSION,
         "name": name,
         "teacher": teacher_name,
         "architecture": asdict(denoiser.config),
         "info": denoiser.info,
-        "tensors": tensors,
-        "weights_sha256": hashlib.sha256(payload).hexdigest(),
         "denoising_errors": errors,
     }
-    manifest["hash"] = content_hash(manifest)
-    bin_path, json_path = directory / f"{name}.bin", directory / f"{name}.json"
-    bin_path.write_bytes(payload)
-    json_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    return bin_path, json_path
+    return write_tensors(directory, name, document, arrays, element="<f4")
 
 
 def load_network(json_path: str | Path, dtype: torch.dtype = torch.float64) -> NetworkDenoiser:
     """Read a network written by :func:`save_network`, refusing edited files (hash mismatch)."""
-    json_path = Path(json_path)
-    manifest = read_document(json_path, "network manifest", FORMAT_VERSION)
-    payload = json_path.with_suffix(".bin").read_bytes()
-    if hashlib.sha256(payload).hexdigest() != manifest["weights_sha256"]:
-        raise InputError(
-            f"{json_path.with_suffix('.bin')} does not match its manifest (SHA-256 mismatch)"
-        )
+    manifest, arrays = read_tensors(json_path, "network manifest", FORMAT_VERSION, element="<f4")
     config = NetworkConfig(**manifest["architecture"])
     module = DenoiserMLP(config)
-    state, offset = {}, 0
-    for entry in manifest["tensors"]:
-        count = int(np.prod(entry["shape"], dtype=np.int64))
-        array = np.frombuffer(payload, dtype="<f4", count=count, offset=4 * offset)
-        state[entry["name"]] = torch.from_numpy(array.reshape(entry["shape"]).copy())
-        offset += count
-    if 4 * offset != len(payload):
-        raise InputError(f"{json_path}: tensor table does not cover the weights file")
-    module.load_state_dict(state)
+    module.load_state_dict({key: torch.from_numpy(value) for key, value in arrays.items()})
     info = dict(manifest["info"], denoising_errors=manifest["denoising_errors"])
     return NetworkDenoiser(module, config, info, dtype=dtype)
-
-
-def weights_dir() -> Path:
-    """The shipped weights (``runtime/weights`` in a checkout)."""
-    return Path(str(resources.files("phiforge.runtime").joinpath("weights")))
 
 
 @functools.cache

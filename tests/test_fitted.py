@@ -55,7 +55,9 @@ def test_unfitted_weights_are_the_generated_pairs(setting, method, steps):
     generated = sample(
         s["pilot"].denoiser, s["held_x"], "edm", method, output="edm", sigmas=solver.sigmas
     )
-    assert float((ours - generated).abs().max()) < 1e-12
+    # rounding only (torch's Vandermonde solve against the registry's closed forms): 5e-14 on the
+    # shipped mixture, 1.4e-12 once on a machine whose EM fit gave another mixture
+    assert float((ours - generated).abs().max()) < 1e-11
     assert solver.info["pilot_defect"] == solver.info["pilot_defect_start"]
 
 

@@ -12,6 +12,7 @@ from phiforge.main import main
 from phiforge.runtime.denoisers import builtin_denoiser
 from phiforge.runtime.driver import sample
 from phiforge.runtime.errors import InputError
+from phiforge.runtime.manifest import content_hash
 from phiforge.runtime.network import (
     BUILTIN_NETWORK,
     NetworkConfig,
@@ -144,6 +145,19 @@ def test_network_commands(capsys, tmp_path):
     trained = load_network(tmp_path / "tiny.json")
     assert trained.config.width == 16 and trained.info["training"]["steps"] == 4
     assert main(["network", "check", str(tmp_path / "tiny.json")]) == 0
+    # --store rewrites the table (here from a manifest whose table was edited and re-hashed),
+    # never the weights
+    weights = (tmp_path / "tiny.bin").read_bytes()
+    manifest = json.loads((tmp_path / "tiny.json").read_text())
+    manifest["denoising_errors"][0]["network_rms"] *= 2
+    manifest["hash"] = content_hash(manifest)
+    (tmp_path / "tiny.json").write_text(json.dumps(manifest))
+    assert main(["network", "check", str(tmp_path / "tiny.json")]) == 1
+    capsys.readouterr()
+    assert main(["network", "check", str(tmp_path / "tiny.json"), "--store"]) == 0
+    assert "stored this table" in capsys.readouterr().out
+    assert main(["network", "check", str(tmp_path / "tiny.json")]) == 0
+    assert (tmp_path / "tiny.bin").read_bytes() == weights
     (tmp_path / "tiny.bin").write_bytes(b"\0" * 8)
     assert main(["network", "check", str(tmp_path / "tiny.json")]) == 2
     assert "SHA-256 mismatch" in capsys.readouterr().err
