@@ -18,8 +18,12 @@ share the objective, and the summary gives the crossing of both.
 
 ``--continuation 0.5`` fits every budget first at eta = 0.5 (from the Karras grid) and then at
 ``--eta`` from that solver: at eta = 1 the fit from the Karras grid stops in poor minima.
+``--coupled 32`` then refits the weights (grid kept) against a fine solve with 32 sub-steps per
+step that shares the pilot noise's Brownian path (runtime.fitted.coupled_reference), which
+lowers the objective's sampling noise.
 
-Usage: python bench/fitted_sde.py [--eta 1] [--continuation 0.5] [--pilot 4096] [--iterations 200]
+Usage: python bench/fitted_sde.py [--eta 1] [--continuation 0.5] [--coupled 32] [--pilot 4096]
+       [--iterations 200]
        [--budgets 6 7 8 9 10 12 15 20 30 50] [--fit-max 15] [--samples 10000] [--seed 0]
        [--format markdown|json]
 """
@@ -42,7 +46,7 @@ from distribution_vs_nfe import SIGMA_MAX, SIGMA_MIN, crossing_nfe, measure, pri
 
 from phiforge.runtime.denoisers import builtin_denoiser
 from phiforge.runtime.driver import sample
-from phiforge.runtime.fitted import fit_solver
+from phiforge.runtime.fitted import coupled_reference, fit_solver
 from phiforge.runtime.restart import karras_sigmas
 
 BUDGETS = (6, 7, 8, 9, 10, 12, 15, 20, 30, 50)
@@ -60,10 +64,12 @@ def fitted_runs(
     seed: int,
     denoiser: str = "gmm",
     continuation: tuple[float, ...] = (),
+    coupled: int = 0,
 ) -> tuple[dict, dict]:
     """The extra row for :func:`measure` and the record of every fit (filled as it runs).
     ``continuation``: lower etas fitted first, each fit starting from the previous one
-    (fit_solver's ``start``) and the last at ``eta``."""
+    (fit_solver's ``start``) and the last at ``eta``; ``coupled``: sub-steps of a coupled
+    reference on which the last solver's weights are refitted (0: none)."""
     model = builtin_denoiser(denoiser)
     gmm = builtin_denoiser("gmm")
     generator = torch.Generator().manual_seed(1000 + seed)
@@ -88,6 +94,15 @@ def fitted_runs(
                 iterations=iterations, seed=7 + seed, **where,
             )  # fmt: skip
             chain.append({"eta": level, **solver.info})
+        if coupled:
+            samples, normals = coupled_reference(
+                model, x_pilot, solver.sigmas, eta, coupled, seed=11 + seed
+            )
+            solver = fit_solver(
+                model, x_pilot, samples, SIGMA_MAX, SIGMA_MIN, budget, eta=eta,
+                iterations=iterations, start=solver, fit_grid=False, noise=normals,
+            )  # fmt: skip
+            chain.append({"eta": eta, "coupled": coupled, **solver.info})
         fits[budget] = {**solver.info, "sigmas": solver.sigmas, "chain": chain}
         out = solver.sample(model, x_start, generator=torch.Generator().manual_seed(1 + seed))
         return out, solver.nfe
@@ -128,6 +143,9 @@ def main() -> None:
     parser.add_argument(
         "--continuation", type=float, nargs="*", default=[], help="lower etas fitted first"
     )
+    parser.add_argument(
+        "--coupled", type=int, default=0, help="sub-steps of a coupled refit (0: none)"
+    )
     parser.add_argument("--denoiser", choices=["gmm", "network"], default="gmm")
     parser.add_argument("--format", choices=["markdown", "json"], default="markdown")
     args = parser.parse_args()
@@ -135,7 +153,7 @@ def main() -> None:
     started = time.perf_counter()
     extra, fits = fitted_runs(
         args.eta, args.pilot, args.iterations, args.fit_max, args.seed, args.denoiser,
-        tuple(args.continuation),
+        tuple(args.continuation), args.coupled,
     )  # fmt: skip
     result = measure(
         args.samples, tuple(args.budgets), labels=COMPARED, seed=args.seed, eta=args.eta,
@@ -149,13 +167,14 @@ def main() -> None:
         return
     print_tables(result)
     print(f"\nfits ({args.pilot} pilot points, {args.iterations} L-BFGS iterations at most)\n")
-    print("| NFE | eta | pilot Frechet before | after | seconds |")
-    print("|---|---|---|---|---|")
+    print("| NFE | eta | reference | pilot Frechet before | after | seconds |")
+    print("|---|---|---|---|---|---|")
     for budget, fit in fits.items():
         for step in fit["chain"]:
+            reference = f"coupled, {step['coupled']} sub-steps" if "coupled" in step else "ODE"
             print(
-                f"| {budget} | {step['eta']:g} | {step['pilot_frechet_start']:.4g} | "
-                f"{step['pilot_frechet']:.4g} | {step['seconds']} |"
+                f"| {budget} | {step['eta']:g} | {reference} | {step['pilot_frechet_start']:.4g} "
+                f"| {step['pilot_frechet']:.4g} | {step['seconds']} |"
             )
     for key, entry in result["summary"].items():
         crossing = entry["crossing"]

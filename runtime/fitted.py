@@ -67,6 +67,20 @@ points), a weak-error objective on the first two moments:
     F = |m - m_ref|^2 + tr(C + C_ref - 2 (C_ref^{1/2} C C_ref^{1/2})^{1/2}).
 
 ``objective="frechet"`` is available for eta = 0 too.
+
+Coupled reference (:func:`coupled_reference`). The noise of step n is the stochastic integral
+e^{-(1+eta) lam_{n+1}} int sqrt(2 eta) e^{eta s} dW_s over [lam_n, lam_{n+1}] (its variance is
+the one above), so it is a sum over any subdivision: with sub-steps [l_j, l_{j+1}] and their own
+exact noises k_j = sigma~_{j+1} sqrt(1 - e^{-2 eta (l_{j+1} - l_j)}) zeta_j,
+
+    sigma~_{n+1} sqrt(1 - e^{-2 eta h}) z_n = sum_j e^{-(1+eta)(lam_{n+1} - l_{j+1})} k_j,
+
+and z_n so defined is exactly N(0, I) (the variances telescope). A fine solve on the sub-steps
+driven by zeta and a coarse solver driven by these z_n then follow the same Brownian path: the
+fine solve's samples are the reference, and the Frechet objective compares two sets whose
+sampling noise is correlated, so part of it cancels (measured at NFE 10, eta 1, 4096 pilots:
+the objective's value for the unfitted solver fell from 0.067 against the independent ODE
+reference to 0.031 against the coupled one).
 """
 
 from __future__ import annotations
@@ -89,7 +103,7 @@ from phiforge.runtime.phi import phi_all
 from phiforge.runtime.step_search import grid_lambdas, theta_of_sigmas
 from phiforge.runtime.verification import defect_tensor, frechet_tensor, moments_root
 
-__all__ = ["FittedSolver", "adams_weights", "fit_solver", "load_solver"]
+__all__ = ["FittedSolver", "adams_weights", "coupled_reference", "fit_solver", "load_solver"]
 
 FORMAT_VERSION = 1
 _DTYPE = torch.float64
@@ -332,6 +346,58 @@ def _departure(
     return torch.cat(parts)
 
 
+def coupled_reference(
+    model: Callable[..., torch.Tensor],
+    x: torch.Tensor,
+    sigmas: list[float],
+    eta: float,
+    substeps: int = 32,
+    seed: int = 0,
+    extra_args: dict[str, Any] | None = None,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """A fine solve of the eta-dynamics from the pilots ``x`` (x~ at sigmas[0]) on ``substeps``
+    log-SNR-uniform sub-steps of every step of the grid ``sigmas``, with res_3m_pc's weights and
+    exact noise from ``seed``; returns its samples at sigmas[-1] and the unit normals z_n that
+    put a solver on ``sigmas`` on the same Brownian path (module docstring), for
+    ``fit_solver(..., reference=samples, noise=normals, sigmas=sigmas)``."""
+    substeps = check_integer("substeps", substeps, 1)
+    seed = check_integer("seed", seed, 0)
+    if isinstance(eta, bool) or not isinstance(eta, int | float) or not 0 < eta < math.inf:
+        raise InputError(f"parameter 'eta' must be a finite number > 0, got {eta!r}")
+    if not isinstance(x, torch.Tensor) or x.ndim < 2 or x.dtype != _DTYPE:
+        raise InputError("parameter 'x' must be a float64 batch tensor (batch first)")
+    if len(sigmas) < 2:
+        raise InputError(f"parameter 'sigmas' must hold at least 2 values, got {len(sigmas)}")
+    check_sigma_ends(sigmas[0], sigmas[-1])
+    nfe = len(sigmas) - 1
+    theta_of_sigmas("sigmas", sigmas, sigmas[0], sigmas[-1], nfe)  # strictly descending
+    lams = -torch.log(torch.tensor(sigmas, dtype=_DTYPE))
+    fraction = torch.arange(substeps, dtype=_DTYPE) / substeps
+    fine = torch.cat(
+        [(lams[:-1, None] + fraction * (lams[1:] - lams[:-1])[:, None]).flatten(), lams[-1:]]
+    )
+    generator = torch.Generator().manual_seed(seed)
+    zeta = [torch.randn(x.shape, generator=generator, dtype=_DTYPE) for _ in range(len(fine) - 1)]
+    predictors, correctors = _weights(fine, None, 3, 4, 2, eta)
+    with torch.no_grad():
+        samples = _run(
+            model, x, fine, predictors, correctors, dict(extra_args or {}), None, eta,
+            zeta.__getitem__,
+        )  # fmt: skip
+    # k_j's scale, carried to the end of its coarse step, over the coarse step's noise scale
+    ends = fine[1:]
+    kick = torch.exp(-ends) * torch.sqrt(-torch.expm1(-2 * eta * (ends - fine[:-1])))
+    coarse_end = lams[1:].repeat_interleave(substeps)
+    coarse_h = (lams[1:] - lams[:-1]).repeat_interleave(substeps)
+    scale = torch.exp(-coarse_end) * torch.sqrt(-torch.expm1(-2 * eta * coarse_h))
+    factors = (torch.exp(-(1 + eta) * (coarse_end - ends)) * kick / scale).tolist()
+    normals = [
+        sum(factors[j] * zeta[j] for j in range(n * substeps, (n + 1) * substeps))
+        for n in range(nfe)
+    ]
+    return samples, normals
+
+
 def fit_solver(
     model: Callable[..., torch.Tensor],
     x: torch.Tensor,
@@ -352,6 +418,7 @@ def fit_solver(
     objective: str | None = None,
     seed: int = 0,
     start: FittedSolver | None = None,
+    noise: list[torch.Tensor] | None = None,
 ) -> FittedSolver:
     """Fit a solver of ``nfe`` evaluations from ``sigma_start`` down to ``sigma_end`` on the
     pilot batch ``x`` (x~ at sigma_start, float64). ``objective`` "defect" (the default for
@@ -365,7 +432,9 @@ def fit_solver(
     noise, 0 (ODE) to 1 (reverse SDE) or more; ``start``: a solver of the same ``nfe``,
     ``steps``, ``history``, ``order`` and ends to start from instead of the Adams weights on
     ``sigmas`` (a warm start: its grid and its departure P u from its own Adams weights, kept
-    when ``eta`` differs, which makes fits at rising eta a continuation). ``model`` must be
+    when ``eta`` differs, which makes fits at rising eta a continuation); ``noise``: the pilot
+    noise, step n's unit normals shaped like x (``nfe`` tensors; default drawn from ``seed``),
+    e.g. from :func:`coupled_reference` with its samples as ``reference``. ``model`` must be
     differentiable in x (torch operations)."""
     nfe = check_integer("nfe", nfe, 2)
     steps = check_integer("steps", steps, 1, 8)
@@ -427,11 +496,22 @@ def fit_solver(
         unknowns.append(u.requires_grad_())
     if fit_grid:
         unknowns.append(theta.requires_grad_())
-    generator = torch.Generator().manual_seed(seed)
-    draws = [
-        torch.randn(x.shape, generator=generator, dtype=_DTYPE)
-        for _ in range(nfe if eta > 0 else 0)
-    ]
+    if noise is None:
+        generator = torch.Generator().manual_seed(seed)
+        draws = [
+            torch.randn(x.shape, generator=generator, dtype=_DTYPE)
+            for _ in range(nfe if eta > 0 else 0)
+        ]
+    elif eta == 0:
+        raise InputError("parameter 'noise' applies to a stochastic fit (eta > 0)")
+    elif len(noise) != nfe or any(
+        not isinstance(z, torch.Tensor) or z.shape != x.shape or z.dtype != _DTYPE for z in noise
+    ):
+        raise InputError(
+            f"parameter 'noise' must be {nfe} float64 tensors shaped like x {tuple(x.shape)}"
+        )
+    else:
+        draws = list(noise)
     if objective == "frechet":
         with torch.no_grad():
             target = moments_root(reference)

@@ -185,3 +185,9 @@ def test_fitted_sde_benchmark_adds_fitted_rows_and_compares_crossings():
     first, second = fits[6]["chain"]
     assert (first["eta"], second["eta"], nfe) == (0.5, 1.0, 6) and second["warm_start"]
     assert not first["warm_start"] and out.shape == (4, 64)
+    # a coupled refit keeps the last grid and starts from the last solver
+    extra, fits = bench.fitted_runs(1.0, 128, 3, 6, 0, coupled=2)
+    extra[bench.LABEL](torch.full((4, 64), 80.0, dtype=torch.float64), 6)
+    plain, refit = fits[6]["chain"]
+    assert refit["coupled"] == 2 and refit["warm_start"] and not refit["fit_grid"]
+    assert refit["pilot_frechet"] <= refit["pilot_frechet_start"]

@@ -14,7 +14,7 @@ from scipy import linalg
 
 from phiforge.runtime.denoisers import builtin_denoiser
 from phiforge.runtime.errors import InputError
-from phiforge.runtime.fitted import fit_solver, load_solver
+from phiforge.runtime.fitted import coupled_reference, fit_solver, load_solver
 from phiforge.runtime.noise import per_sample_noise
 from phiforge.runtime.verification import covariance_root, frechet_tensor, moments_root
 
@@ -240,3 +240,64 @@ def test_warm_start_keeps_the_solver_and_continues_in_eta(problem, stochastic):
         fit_solver(*common, eta=1.0, start=fitted, sigmas=fitted.sigmas)
     with pytest.raises(InputError, match="its sigma ends"):
         fit_solver(p["gmm"], p["pilot"], p["reference"], 40.0, SIGMA_MIN, 8, eta=1.0, start=fitted)
+
+
+def test_coupled_reference_puts_the_coarse_solver_on_the_fine_path(problem):
+    """For D constant both solves are exact, so a coarse solver driven by the coupled normals
+    lands on the fine solve's samples to rounding; the normals are unit and independent."""
+    x = SIGMA_MAX * torch.randn(50000, 2, dtype=torch.float64, generator=torch.Generator())
+    value = torch.tensor([0.3, -0.5], dtype=torch.float64)
+
+    def constant(x, sigma):
+        return value.expand_as(x)
+
+    grid = np.exp(np.linspace(math.log(SIGMA_MAX), math.log(SIGMA_MIN), 7)).tolist()
+    samples, normals = coupled_reference(constant, x, grid, 1.0, substeps=8, seed=3)
+    assert len(normals) == 6
+    solver = fit_solver(
+        constant, x[:4], samples[:4], SIGMA_MAX, SIGMA_MIN, 6, eta=1.0, iterations=0, sigmas=grid
+    )
+    kept = iter(normals)
+    coarse = solver.sample(constant, x, noise_sampler=lambda sigma, sigma_next: next(kept))
+    assert float((coarse - samples).abs().max()) < 1e-12
+    z = torch.stack(normals).flatten(1)  # (steps, draws)
+    assert float((z.var(dim=1) - 1).abs().max()) < 0.03  # 1e5 draws: sd of the variance 0.0045
+    correlation = torch.corrcoef(z)
+    assert float((correlation - torch.eye(6, dtype=torch.float64)).abs().max()) < 0.02
+    # another seed: another path
+    _, others = coupled_reference(constant, x, grid, 1.0, substeps=8, seed=4)
+    assert not torch.allclose(others[0], normals[0])
+
+
+def test_coupled_noise_drives_the_fit_and_bad_input_is_refused(problem):
+    """On the digits mixture at NFE 8 the coarse solver on the coupled path ends nearer the fine
+    samples than on other noise (RMS measured 0.53-0.56 against 0.96-0.98, seeds 0-2), and the
+    fit's objective is computed on the noise it was given."""
+    p = problem
+    grid = np.exp(np.linspace(math.log(SIGMA_MAX), math.log(SIGMA_MIN), 9)).tolist()
+    samples, normals = coupled_reference(p["gmm"], p["pilot"], grid, 1.0, substeps=4, seed=1)
+    common = (p["gmm"], p["pilot"], samples, SIGMA_MAX, SIGMA_MIN, 8)
+    coupled = fit_solver(*common, eta=1.0, iterations=0, sigmas=grid, noise=normals)
+    kept = iter(normals)
+    on_path = coupled.sample(p["gmm"], p["pilot"], noise_sampler=lambda s, t: next(kept))
+    elsewhere = coupled.sample(p["gmm"], p["pilot"], generator=torch.Generator().manual_seed(1))
+
+    def rms(points):
+        return float((points - samples).pow(2).mean().sqrt())
+
+    assert rms(on_path) < 0.7 * rms(elsewhere)
+    objective = float(frechet_tensor(on_path, *moments_root(samples)))
+    assert coupled.info["pilot_frechet_start"] == pytest.approx(objective, rel=1e-9)
+    common = (*common[:-1], 4)
+    with pytest.raises(InputError, match="'noise' must be 4 float64 tensors"):
+        fit_solver(*common, eta=1.0, iterations=0, noise=normals[:3])
+    with pytest.raises(InputError, match="'noise' applies to a stochastic fit"):
+        fit_solver(*common, iterations=0, objective="frechet", noise=normals[:4])
+    with pytest.raises(InputError, match="'eta' must be a finite number > 0"):
+        coupled_reference(p["gmm"], p["pilot"], grid, 0.0)
+    with pytest.raises(InputError, match="'substeps' must be an integer >= 1"):
+        coupled_reference(p["gmm"], p["pilot"], grid, 1.0, substeps=0)
+    with pytest.raises(InputError, match="'sigmas' must be strictly descending"):
+        coupled_reference(p["gmm"], p["pilot"], [80.0, 90.0, 0.002], 1.0)
+    with pytest.raises(InputError, match="'sigmas' must hold at least 2 values"):
+        coupled_reference(p["gmm"], p["pilot"], [80.0], 1.0)
