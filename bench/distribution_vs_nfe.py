@@ -70,13 +70,15 @@ def sliced_wasserstein(a: np.ndarray, b: np.ndarray, directions: np.ndarray) -> 
 def crossing_nfe(results: list[dict], threshold: float, key: str = "frechet") -> float | None:
     """The NFE where the distance ``key`` first falls to ``threshold``, interpolating
     log distance against log NFE between the two budgets around the first hit (a finer figure
-    than the first budget that hits, for comparing samplers between budgets)."""
+    than the first budget that hits, for comparing samplers between budgets). A row already
+    at or below the threshold at its first budget crosses there (an upper bound), whatever it
+    does later."""
+    if results and results[0][key] <= threshold:
+        return float(results[0]["nfe"])
     for before, after in itertools.pairwise(results):
         if before[key] > threshold >= after[key] and after["nfe"] > before["nfe"]:
             slope = math.log(after[key] / before[key]) / math.log(after["nfe"] / before["nfe"])
             return before["nfe"] * math.exp(math.log(threshold / before[key]) / slope)
-    if results and results[0][key] <= threshold:
-        return float(results[0]["nfe"])
     return None
 
 

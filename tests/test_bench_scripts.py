@@ -100,6 +100,11 @@ def test_distribution_benchmark_measures_against_the_true_distribution():
     rows = [{"nfe": 10, "frechet": 0.4}, {"nfe": 20, "frechet": 0.1}, {"nfe": 40, "frechet": 0.05}]
     assert bench.crossing_nfe(rows, 0.2) == pytest.approx(10 * 2**0.5)  # slope -2 in log-log
     assert bench.crossing_nfe(rows, 0.01) is None and bench.crossing_nfe(rows, 0.5) == 10
+    # below at the first budget, above later (a fitted row that hovers): the first budget, not
+    # the later fall (which gave 9.6 for a row at 0.0174 < 0.0180 from NFE 6)
+    hovering = [{"nfe": 6, "frechet": 0.0174}, {"nfe": 9, "frechet": 0.024}]
+    hovering.append({"nfe": 10, "frechet": 0.0155})
+    assert bench.crossing_nfe(hovering, 0.018) == 6
     # the Frechet floor of n exact samples against the exact moments falls like 1/n
     small = bench.measure(samples=100, budgets=(), labels=[], floor_sets=3)["floor"]
     assert 2.5 < small["frechet"] / floor["frechet"] < 6.5
@@ -189,5 +194,6 @@ def test_fitted_sde_benchmark_adds_fitted_rows_and_compares_crossings():
     extra, fits = bench.fitted_runs(1.0, 128, 3, 6, 0, coupled=2)
     extra[bench.LABEL](torch.full((4, 64), 80.0, dtype=torch.float64), 6)
     plain, refit = fits[6]["chain"]
+    assert "coupled" not in plain and plain["fit_grid"]
     assert refit["coupled"] == 2 and refit["warm_start"] and not refit["fit_grid"]
     assert refit["pilot_frechet"] <= refit["pilot_frechet_start"]
