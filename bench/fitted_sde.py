@@ -20,10 +20,13 @@ share the objective, and the summary gives the crossing of both.
 ``--eta`` from that solver: at eta = 1 the fit from the Karras grid stops in poor minima.
 ``--coupled 32`` then refits the weights (grid kept) against a fine solve with 32 sub-steps per
 step that shares the pilot noise's Brownian path (runtime.fitted.coupled_reference), which
-lowers the objective's sampling noise.
+lowers the objective's sampling noise. ``--coupled-pilot N`` does that refit on N fresh pilots
+(their own seed) and ``--coupled-full`` fits the grid and every step's noise amplitude with the
+weights (the coupled normals kept fixed while the grid moves: they stay unit and independent,
+the coupling only loosens).
 
-Usage: python bench/fitted_sde.py [--eta 1] [--continuation 0.5] [--coupled 32] [--pilot 4096]
-       [--iterations 200]
+Usage: python bench/fitted_sde.py [--eta 1] [--continuation 0.5] [--coupled 32]
+       [--coupled-pilot 12288] [--coupled-full] [--pilot 4096] [--iterations 200]
        [--budgets 6 7 8 9 10 12 15 20 30 50] [--fit-max 15] [--samples 10000] [--seed 0]
        [--format markdown|json]
 """
@@ -65,11 +68,14 @@ def fitted_runs(
     denoiser: str = "gmm",
     continuation: tuple[float, ...] = (),
     coupled: int = 0,
+    coupled_pilot: int = 0,
+    coupled_full: bool = False,
 ) -> tuple[dict, dict]:
     """The extra row for :func:`measure` and the record of every fit (filled as it runs).
     ``continuation``: lower etas fitted first, each fit starting from the previous one
     (fit_solver's ``start``) and the last at ``eta``; ``coupled``: sub-steps of a coupled
-    reference on which the last solver's weights are refitted (0: none)."""
+    reference on which the last solver's weights are refitted (0: none), on ``coupled_pilot``
+    fresh pilots (0: the same ones), with the grid and noise amplitudes if ``coupled_full``."""
     model = builtin_denoiser(denoiser)
     gmm = builtin_denoiser("gmm")
     generator = torch.Generator().manual_seed(1000 + seed)
@@ -78,6 +84,11 @@ def fitted_runs(
     lams = np.linspace(-math.log(SIGMA_MAX), -math.log(SIGMA_MIN), TEACHER_STEPS + 1)
     teacher = sample(model, x_pilot, "edm", TEACHER, output="edm", sigmas=np.exp(-lams).tolist())
     fits: dict[int, dict] = {}
+    x_coupled = x_pilot
+    if coupled_pilot:
+        generator = torch.Generator().manual_seed(2000 + seed)
+        x0 = gmm.sample_data(coupled_pilot, generator)
+        x_coupled = x0 + SIGMA_MAX * torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
 
     def run(x_start: torch.Tensor, budget: int):
         if budget > fit_max or budget < 2:
@@ -96,14 +107,18 @@ def fitted_runs(
             chain.append({"eta": level, **solver.info})
         if coupled:
             samples, normals = coupled_reference(
-                model, x_pilot, solver.sigmas, eta, coupled, seed=11 + seed
+                model, x_coupled, solver.sigmas, eta, coupled, seed=11 + seed
             )
             solver = fit_solver(
-                model, x_pilot, samples, SIGMA_MAX, SIGMA_MIN, budget, eta=eta,
-                iterations=iterations, start=solver, fit_grid=False, noise=normals,
+                model, x_coupled, samples, SIGMA_MAX, SIGMA_MIN, budget, eta=eta,
+                iterations=iterations, start=solver, fit_grid=coupled_full,
+                fit_noise=coupled_full, noise=normals,
             )  # fmt: skip
             chain.append({"eta": eta, "coupled": coupled, **solver.info})
-        fits[budget] = {**solver.info, "sigmas": solver.sigmas, "chain": chain}
+        fits[budget] = {
+            **solver.info, "sigmas": solver.sigmas, "noise_scale": solver.noise_scale,
+            "chain": chain,
+        }  # fmt: skip
         out = solver.sample(model, x_start, generator=torch.Generator().manual_seed(1 + seed))
         return out, solver.nfe
 
@@ -146,6 +161,12 @@ def main() -> None:
     parser.add_argument(
         "--coupled", type=int, default=0, help="sub-steps of a coupled refit (0: none)"
     )
+    parser.add_argument(
+        "--coupled-pilot", type=int, default=0, help="fresh pilots of the coupled refit"
+    )
+    parser.add_argument(
+        "--coupled-full", action="store_true", help="the coupled refit fits grid and noise too"
+    )
     parser.add_argument("--denoiser", choices=["gmm", "network"], default="gmm")
     parser.add_argument("--format", choices=["markdown", "json"], default="markdown")
     args = parser.parse_args()
@@ -153,7 +174,7 @@ def main() -> None:
     started = time.perf_counter()
     extra, fits = fitted_runs(
         args.eta, args.pilot, args.iterations, args.fit_max, args.seed, args.denoiser,
-        tuple(args.continuation), args.coupled,
+        tuple(args.continuation), args.coupled, args.coupled_pilot, args.coupled_full,
     )  # fmt: skip
     result = measure(
         args.samples, tuple(args.budgets), labels=COMPARED, seed=args.seed, eta=args.eta,
@@ -166,16 +187,26 @@ def main() -> None:
         print(json.dumps(result, indent=2))
         return
     print_tables(result)
-    print(f"\nfits ({args.pilot} pilot points, {args.iterations} L-BFGS iterations at most)\n")
-    print("| NFE | eta | reference | pilot Frechet before | after | seconds |")
-    print("|---|---|---|---|---|---|")
+    print(f"\nfits ({args.iterations} L-BFGS iterations at most)\n")
+    print("| NFE | eta | reference | pilots | fitted | pilot Frechet before | after | seconds |")
+    print("|---|---|---|---|---|---|---|---|")
     for budget, fit in fits.items():
         for step in fit["chain"]:
             reference = f"coupled, {step['coupled']} sub-steps" if "coupled" in step else "ODE"
+            fitted = [
+                name
+                for name, key in (("weights", "fit_weights"), ("grid", "fit_grid"),
+                                  ("noise", "fit_noise"))
+                if step[key]
+            ]  # fmt: skip
             print(
-                f"| {budget} | {step['eta']:g} | {reference} | {step['pilot_frechet_start']:.4g} "
+                f"| {budget} | {step['eta']:g} | {reference} | {step['pilot_batch']} "
+                f"| {', '.join(fitted)} | {step['pilot_frechet_start']:.4g} "
                 f"| {step['pilot_frechet']:.4g} | {step['seconds']} |"
             )
+        if fit["noise_scale"] is not None:
+            scales = ", ".join(f"{a:.3f}" for a in fit["noise_scale"])
+            print(f"| {budget} | | noise amplitudes a_n: {scales} | | | | | |")
     for key, entry in result["summary"].items():
         crossing = entry["crossing"]
         best = entry["best_peer_sde"]

@@ -65,6 +65,7 @@ def _fit(args: argparse.Namespace) -> None:
         order=args.order,
         fit_weights=not args.grid_only,
         fit_grid=not args.weights_only,
+        fit_noise=args.fit_noise,
         iterations=args.iterations,
         eta=args.eta,
         seed=args.seed + 3,
@@ -153,6 +154,11 @@ def register_fit_commands(commands: argparse._SubParsersAction) -> None:
     )
     fit.add_argument("--grid-only", action="store_true", help="fit the steps, keep the weights")
     fit.add_argument("--weights-only", action="store_true", help="keep the log-SNR grid")
+    fit.add_argument(
+        "--fit-noise",
+        action="store_true",
+        help="also fit every step's noise amplitude (with --eta > 0; exact noise otherwise)",
+    )
     fit.add_argument("--out", default="fitted-solver.json")
     fit.add_argument("--format", choices=["text", "json"], default="text")
     fit.set_defaults(handler=_fit)

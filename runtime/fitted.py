@@ -68,6 +68,14 @@ points), a weak-error objective on the first two moments:
 
 ``objective="frechet"`` is available for eta = 0 too.
 
+Noise amplitude (``fit_noise``). A fit may also scale step n's noise by a_n = e^(s_n) > 0,
+the per-step counterpart of k-diffusion's ``s_noise`` (EDM's S_noise, Karras et al. 2022,
+Algorithm 2), fitted with the rest; a_n = 1 is the exact noise above. A coarse step's drift
+misses how the exact step's noise and drift interact, and its error in the output covariance
+can be cheaper to correct with a_n than with the drift's free directions (measured in
+docs/bench-distribution.md). The solver then no longer has the dynamics' exact noise; it keeps
+its structure (one independent Gaussian per step, corrector reusing it).
+
 Coupled reference (:func:`coupled_reference`). The noise of step n is the stochastic integral
 e^{-(1+eta) lam_{n+1}} int sqrt(2 eta) e^{eta s} dW_s over [lam_n, lam_{n+1}] (its variance is
 the one above), so it is a sum over any subdivision: with sub-steps [l_j, l_{j+1}] and their own
@@ -181,9 +189,11 @@ def _run(
     callback: Callable[[dict[str, Any]], None] | None = None,
     eta: float = 0.0,
     noise: Callable[[int], torch.Tensor] | None = None,
+    amplitude: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The PEC loop of the module docstring; x is x~ at lam_0, the result x~ at lam_end.
-    With ``eta`` > 0, ``noise(n)`` gives step n's unit normals z_n."""
+    With ``eta`` > 0, ``noise(n)`` gives step n's unit normals z_n, scaled by ``amplitude[n]``
+    when given (a_n of the module docstring)."""
     values: list[torch.Tensor] = []
     pending = None
     for n, weights in enumerate(predictors):
@@ -209,6 +219,8 @@ def _run(
         kick = 0.0
         if eta > 0 and noise is not None:
             scale = torch.exp(-lams[n + 1]) * torch.sqrt(-torch.expm1(-2 * eta * step))
+            if amplitude is not None:
+                scale = scale * amplitude[n]
             kick = scale.to(x.dtype) * noise(n)
         if n < len(correctors):
             pending = (x, decay, correctors[n], kick)
@@ -223,8 +235,9 @@ class FittedSolver:
     """A fitted PEC multistep solver: its sigma~ grid (descending, ``nfe + 1`` values), every
     step's predictor weights (over D_n, D_(n-1), ...) and corrector weights (over D_(n+1),
     D_n, ...; none for the last step), the constraints it was fitted under, the noise of its
-    dynamics (``eta``: 0 the probability-flow ODE, 1 the reverse SDE; module docstring) and the
-    fit's record (``info``: objective, pilot values before and after, iterations, seconds)."""
+    dynamics (``eta``: 0 the probability-flow ODE, 1 the reverse SDE; module docstring), every
+    step's noise amplitude a_n (``noise_scale``; None: the exact noise, a_n = 1) and the fit's
+    record (``info``: objective, pilot values before and after, iterations, seconds)."""
 
     sigmas: list[float]
     predictor: list[list[float]]
@@ -234,6 +247,7 @@ class FittedSolver:
     order: int
     info: dict[str, Any] = field(default_factory=dict)
     eta: float = 0.0
+    noise_scale: list[float] | None = None
 
     @property
     def nfe(self) -> int:
@@ -270,14 +284,19 @@ class FittedSolver:
         def noise(n: int) -> torch.Tensor:
             return noise_sampler(self.sigmas[n], self.sigmas[n + 1])
 
+        amplitude = None
+        if self.noise_scale is not None:
+            amplitude = torch.tensor(self.noise_scale, dtype=_DTYPE)
         with torch.no_grad():
             return _run(
                 model, x, lams, predictors, correctors, dict(extra_args or {}), callback,
-                self.eta, noise,
+                self.eta, noise, amplitude,
             )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         document = {"format": FORMAT_VERSION, **asdict(self)}
+        if self.noise_scale is None:  # exact noise: the document (and hash) of before the field
+            del document["noise_scale"]
         document["hash"] = content_hash(document)
         return document
 
@@ -304,6 +323,16 @@ def _check_shapes(solver: FittedSolver) -> None:
     ]
     if found != expected:
         raise InputError(f"fitted solver: weight counts {found} do not match {expected}")
+    scales = solver.noise_scale
+    if scales is not None and (
+        solver.eta == 0
+        or len(scales) != solver.nfe
+        or not all(isinstance(a, float) and math.isfinite(a) and a > 0 for a in scales)
+    ):
+        raise InputError(
+            f"fitted solver: 'noise_scale' must be {solver.nfe} finite numbers > 0 on a "
+            f"stochastic solver (eta > 0), got {scales!r} with eta {solver.eta}"
+        )
 
 
 def _departure(
@@ -411,6 +440,7 @@ def fit_solver(
     order: int = 2,
     fit_weights: bool = True,
     fit_grid: bool = True,
+    fit_noise: bool = False,
     sigmas: list[float] | None = None,
     iterations: int = 400,
     extra_args: dict[str, Any] | None = None,
@@ -434,8 +464,10 @@ def fit_solver(
     ``sigmas`` (a warm start: its grid and its departure P u from its own Adams weights, kept
     when ``eta`` differs, which makes fits at rising eta a continuation); ``noise``: the pilot
     noise, step n's unit normals shaped like x (``nfe`` tensors; default drawn from ``seed``),
-    e.g. from :func:`coupled_reference` with its samples as ``reference``. ``model`` must be
-    differentiable in x (torch operations)."""
+    e.g. from :func:`coupled_reference` with its samples as ``reference``; ``fit_noise``: fit
+    every step's noise amplitude a_n too (eta > 0; module docstring; a ``start``'s amplitudes
+    are its starting point, and kept when not fitted). ``model`` must be differentiable in x
+    (torch operations)."""
     nfe = check_integer("nfe", nfe, 2)
     steps = check_integer("steps", steps, 1, 8)
     history = check_integer("history", history, steps, 8)
@@ -450,6 +482,8 @@ def fit_solver(
         objective = "defect" if eta == 0 else "frechet"
     if objective not in ("defect", "frechet"):
         raise InputError(f"parameter 'objective' must be 'defect' or 'frechet', got {objective!r}")
+    if fit_noise and eta == 0:
+        raise InputError("parameter 'fit_noise' applies to a stochastic fit (eta > 0)")
     if objective == "defect" and eta > 0:
         raise InputError(
             "parameter 'objective': 'defect' compares paths, and a stochastic solver's path "
@@ -484,9 +518,14 @@ def fit_solver(
     lam_start, lam_end = -math.log(sigma_start), -math.log(sigma_end)
     theta = torch.zeros(nfe - 1, dtype=_DTYPE)
     u = torch.zeros(sum(p + c for p, c in _sizes(nfe, history)), dtype=_DTYPE)
+    log_scale = torch.zeros(nfe, dtype=_DTYPE)
+    scaled = fit_noise
     if start is not None:
         u = _departure(start, nfe, steps, history, order, sigma_start, sigma_end, sigmas)
         sigmas = start.sigmas
+        if start.noise_scale is not None and eta > 0:
+            log_scale = torch.log(torch.tensor(start.noise_scale, dtype=_DTYPE))
+            scaled = True
     if sigmas is not None:
         theta = torch.from_numpy(
             theta_of_sigmas("sigmas", sigmas, sigma_start, sigma_end, nfe, MIN_STEP)
@@ -496,6 +535,8 @@ def fit_solver(
         unknowns.append(u.requires_grad_())
     if fit_grid:
         unknowns.append(theta.requires_grad_())
+    if fit_noise:
+        unknowns.append(log_scale.requires_grad_())
     if noise is None:
         generator = torch.Generator().manual_seed(seed)
         draws = [
@@ -519,7 +560,10 @@ def fit_solver(
     def objective_value() -> torch.Tensor:
         lams = grid_lambdas(theta, lam_start, lam_end, MIN_STEP)
         predictors, correctors = _weights(lams, u, steps, history, order, eta)
-        out = _run(model, x, lams, predictors, correctors, args, None, eta, draws.__getitem__)
+        amplitude = torch.exp(log_scale) if scaled else None
+        out = _run(
+            model, x, lams, predictors, correctors, args, None, eta, draws.__getitem__, amplitude
+        )
         if objective == "defect":
             return torch.log(defect_tensor(out, reference))
         return torch.log(frechet_tensor(out, *target))
@@ -556,6 +600,7 @@ def fit_solver(
         history=history,
         order=order,
         eta=eta,
+        noise_scale=torch.exp(log_scale).tolist() if scaled else None,
         info={
             "objective": objective,
             "pilot_batch": int(x.shape[0]),
@@ -563,6 +608,7 @@ def fit_solver(
             f"pilot_{objective}": after,
             "fit_weights": bool(fit_weights),
             "fit_grid": bool(fit_grid),
+            "fit_noise": bool(fit_noise),
             "warm_start": start is not None,
             "iterations": iterations,
             "seconds": round(time.perf_counter() - started, 1),

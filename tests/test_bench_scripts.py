@@ -197,3 +197,11 @@ def test_fitted_sde_benchmark_adds_fitted_rows_and_compares_crossings():
     assert "coupled" not in plain and plain["fit_grid"]
     assert refit["coupled"] == 2 and refit["warm_start"] and not refit["fit_grid"]
     assert refit["pilot_frechet"] <= refit["pilot_frechet_start"]
+    assert fits[6]["noise_scale"] is None
+    # on fresh pilots, with the grid and the noise amplitudes
+    extra, fits = bench.fitted_runs(1.0, 128, 3, 6, 0, coupled=2, coupled_pilot=160,
+                                    coupled_full=True)  # fmt: skip
+    extra[bench.LABEL](torch.full((4, 64), 80.0, dtype=torch.float64), 6)
+    plain, refit = fits[6]["chain"]
+    assert (plain["pilot_batch"], refit["pilot_batch"]) == (128, 160)
+    assert refit["fit_grid"] and refit["fit_noise"] and len(fits[6]["noise_scale"]) == 6
