@@ -62,6 +62,12 @@ PEERS = {
 }
 
 
+def exact_starts(gmm, n: int, generator: torch.Generator) -> torch.Tensor:
+    """n starting points x0 + SIGMA_MAX z with x0 exact draws of the mixture (x~ at SIGMA_MAX)."""
+    x0 = gmm.sample_data(n, generator)
+    return x0 + SIGMA_MAX * torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+
+
 def sliced_wasserstein(a: np.ndarray, b: np.ndarray, directions: np.ndarray) -> float:
     pa, pb = np.sort(a @ directions, axis=0), np.sort(b @ directions, axis=0)
     return float(np.sqrt(((pa - pb) ** 2).mean()))
@@ -115,8 +121,7 @@ def measure(
 
     generator = torch.Generator().manual_seed(seed)
     exact = gmm.sample_data(samples, generator).numpy()
-    x0 = gmm.sample_data(samples, generator)
-    x_start = x0 + SIGMA_MAX * torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+    x_start = exact_starts(gmm, samples, generator)
     directions = np.random.default_rng(0).standard_normal((64, 256))
     directions /= np.linalg.norm(directions, axis=0)
     floor_draws = {"frechet": [], "sliced_w2": []}

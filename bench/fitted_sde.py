@@ -45,7 +45,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from distribution_vs_nfe import SIGMA_MAX, SIGMA_MIN, crossing_nfe, measure, print_tables
+from distribution_vs_nfe import (
+    SIGMA_MAX,
+    SIGMA_MIN,
+    crossing_nfe,
+    exact_starts,
+    measure,
+    print_tables,
+)
 
 from phiforge.runtime.denoisers import builtin_denoiser
 from phiforge.runtime.driver import sample
@@ -78,17 +85,13 @@ def fitted_runs(
     fresh pilots (0: the same ones), with the grid and noise amplitudes if ``coupled_full``."""
     model = builtin_denoiser(denoiser)
     gmm = builtin_denoiser("gmm")
-    generator = torch.Generator().manual_seed(1000 + seed)
-    x0 = gmm.sample_data(pilot, generator)
-    x_pilot = x0 + SIGMA_MAX * torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+    x_pilot = exact_starts(gmm, pilot, torch.Generator().manual_seed(1000 + seed))
     lams = np.linspace(-math.log(SIGMA_MAX), -math.log(SIGMA_MIN), TEACHER_STEPS + 1)
     teacher = sample(model, x_pilot, "edm", TEACHER, output="edm", sigmas=np.exp(-lams).tolist())
     fits: dict[int, dict] = {}
     x_coupled = x_pilot
     if coupled_pilot:
-        generator = torch.Generator().manual_seed(2000 + seed)
-        x0 = gmm.sample_data(coupled_pilot, generator)
-        x_coupled = x0 + SIGMA_MAX * torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+        x_coupled = exact_starts(gmm, coupled_pilot, torch.Generator().manual_seed(2000 + seed))
 
     def run(x_start: torch.Tensor, budget: int):
         if budget > fit_max or budget < 2:

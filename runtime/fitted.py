@@ -312,11 +312,11 @@ def load_solver(path: str | Path) -> FittedSolver:
     document = read_document(path, "fitted solver", FORMAT_VERSION)
     fields = {k: v for k, v in document.items() if k not in ("format", "hash")}
     solver = FittedSolver(**fields)
-    _check_shapes(solver)
+    _check_solver(solver)
     return solver
 
 
-def _check_shapes(solver: FittedSolver) -> None:
+def _check_solver(solver: FittedSolver) -> None:
     expected = _sizes(solver.nfe, solver.history)
     found = [
         (len(p), len(c)) for p, c in zip(solver.predictor, [*solver.corrector, []], strict=False)
