@@ -10,7 +10,8 @@ output is x at sigma = 0.002; the other samplers step to 0).
 
 The fit sees none of the benchmark's points or noise: ``--pilot`` starting points of their own
 seed, as reference the samples of a 512-step res_4m_pc ODE solve of those points (the model's
-distribution, not the data), fixed pilot noise, the Karras grid (rho 7) as the starting grid,
+distribution, not the data), fixed pilot noise, the Karras grid (rho 7) as the starting grid
+(``--starts karras7 karras3 logsnr``: the first fit from each, the lowest pilot objective kept),
 and the objective the Frechet distance between the Gaussian fits of the pilot outputs and of
 that reference. The benchmark's Frechet distance measures the same functional (on fresh
 points and noise, against the exact moments); the sliced W2 column is the check that does not
@@ -26,7 +27,8 @@ weights (the coupled normals kept fixed while the grid moves: they stay unit and
 the coupling only loosens).
 
 Usage: python bench/fitted_sde.py [--eta 1] [--continuation 0.5] [--coupled 32]
-       [--coupled-pilot 12288] [--coupled-full] [--pilot 4096] [--iterations 200]
+       [--coupled-pilot 12288] [--coupled-full] [--starts karras7 logsnr] [--pilot 4096]
+       [--iterations 200]
        [--budgets 6 7 8 9 10 12 15 20 30 50] [--fit-max 15] [--samples 10000] [--seed 0]
        [--format markdown|json]
 """
@@ -66,6 +68,28 @@ TEACHER, TEACHER_STEPS = "res_4m_pc", 512
 LABEL = "fitted SDE solver"
 
 
+def start_grid(name: str, budget: int) -> list[float]:
+    """The starting grid ``name`` of ``budget`` steps from SIGMA_MAX to SIGMA_MIN:
+    ``karras<rho>`` (uniform in sigma^(1/rho), Karras et al. 2022, eq. 5) or ``logsnr``
+    (uniform in lambda = -log sigma, DPM-Solver's logSNR; the rho -> infinity limit)."""
+    if name == "logsnr":
+        lams = np.linspace(-math.log(SIGMA_MAX), -math.log(SIGMA_MIN), budget + 1)
+        grid = np.exp(-lams)
+        grid[0], grid[-1] = SIGMA_MAX, SIGMA_MIN
+        return [float(s) for s in grid]
+    if name.startswith("karras"):
+        try:
+            rho = float(name[len("karras") :])
+        except ValueError:
+            rho = math.nan
+        if math.isfinite(rho) and rho > 0:
+            return karras_sigmas(SIGMA_MAX, SIGMA_MIN, budget + 1, rho)
+    raise ValueError(
+        f"parameter 'starts': unknown starting grid {name!r}; allowed: 'logsnr' or "
+        "'karras<rho>' with rho > 0 (e.g. 'karras7')"
+    )
+
+
 def fitted_runs(
     eta: float,
     pilot: int,
@@ -77,12 +101,17 @@ def fitted_runs(
     coupled: int = 0,
     coupled_pilot: int = 0,
     coupled_full: bool = False,
+    starts: tuple[str, ...] = ("karras7",),
 ) -> tuple[dict, dict]:
     """The extra row for :func:`measure` and the record of every fit (filled as it runs).
     ``continuation``: lower etas fitted first, each fit starting from the previous one
     (fit_solver's ``start``) and the last at ``eta``; ``coupled``: sub-steps of a coupled
     reference on which the last solver's weights are refitted (0: none), on ``coupled_pilot``
-    fresh pilots (0: the same ones), with the grid and noise amplitudes if ``coupled_full``."""
+    fresh pilots (0: the same ones), with the grid and noise amplitudes if ``coupled_full``;
+    ``starts``: the starting grids (:func:`start_grid`) of the first level's fits, of which the
+    one with the lowest pilot objective is continued."""
+    for name in starts:
+        start_grid(name, 2)  # unknown names are refused before any fit runs
     model = builtin_denoiser(denoiser)
     gmm = builtin_denoiser("gmm")
     x_pilot = exact_starts(gmm, pilot, torch.Generator().manual_seed(1000 + seed))
@@ -97,15 +126,22 @@ def fitted_runs(
         if budget > fit_max or budget < 2:
             return None
         solver, chain = None, []
-        for level in (*continuation, eta):
-            where = (
-                {"sigmas": karras_sigmas(SIGMA_MAX, SIGMA_MIN, budget + 1)}
-                if solver is None
-                else {"start": solver}
-            )
+        levels = (*continuation, eta)
+        for name in starts:  # the first level from every starting grid; the best is kept
+            candidate = fit_solver(
+                model, x_pilot, teacher, SIGMA_MAX, SIGMA_MIN, budget, eta=levels[0],
+                iterations=iterations, seed=7 + seed, sigmas=start_grid(name, budget),
+            )  # fmt: skip
+            if solver is None or candidate.info["pilot_frechet"] < solver.info["pilot_frechet"]:
+                solver = candidate
+                for step in chain:
+                    step["kept"] = False
+            chain.append({"eta": levels[0], "start": name, "kept": solver is candidate,
+                          **candidate.info})  # fmt: skip
+        for level in levels[1:]:
             solver = fit_solver(
                 model, x_pilot, teacher, SIGMA_MAX, SIGMA_MIN, budget, eta=level,
-                iterations=iterations, seed=7 + seed, **where,
+                iterations=iterations, seed=7 + seed, start=solver,
             )  # fmt: skip
             chain.append({"eta": level, **solver.info})
         if coupled:
@@ -122,6 +158,11 @@ def fitted_runs(
             **solver.info, "sigmas": solver.sigmas, "noise_scale": solver.noise_scale,
             "chain": chain,
         }  # fmt: skip
+        print(
+            f"fitted NFE {budget}: "
+            + ", ".join(f"{step['pilot_frechet']:.4g} ({step['seconds']} s)" for step in chain),
+            file=sys.stderr, flush=True,
+        )  # fmt: skip
         out = solver.sample(model, x_start, generator=torch.Generator().manual_seed(1 + seed))
         return out, solver.nfe
 
@@ -170,6 +211,10 @@ def main() -> None:
     parser.add_argument(
         "--coupled-full", action="store_true", help="the coupled refit fits grid and noise too"
     )
+    parser.add_argument(
+        "--starts", nargs="+", default=["karras7"],
+        help="starting grids of the first fit (karras<rho>, logsnr); the best is continued",
+    )  # fmt: skip
     parser.add_argument("--denoiser", choices=["gmm", "network"], default="gmm")
     parser.add_argument("--format", choices=["markdown", "json"], default="markdown")
     args = parser.parse_args()
@@ -178,6 +223,7 @@ def main() -> None:
     extra, fits = fitted_runs(
         args.eta, args.pilot, args.iterations, args.fit_max, args.seed, args.denoiser,
         tuple(args.continuation), args.coupled, args.coupled_pilot, args.coupled_full,
+        tuple(args.starts),
     )  # fmt: skip
     result = measure(
         args.samples, tuple(args.budgets), labels=COMPARED, seed=args.seed, eta=args.eta,
@@ -196,6 +242,9 @@ def main() -> None:
     for budget, fit in fits.items():
         for step in fit["chain"]:
             reference = f"coupled, {step['coupled']} sub-steps" if "coupled" in step else "ODE"
+            if "start" in step:
+                kept = "" if step["kept"] else ", not kept"
+                reference += f" (from {step['start']}{kept})"
             fitted = [
                 name
                 for name, key in (("weights", "fit_weights"), ("grid", "fit_grid"),

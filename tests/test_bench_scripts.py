@@ -3,6 +3,7 @@
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -205,3 +206,34 @@ def test_fitted_sde_benchmark_adds_fitted_rows_and_compares_crossings():
     plain, refit = fits[6]["chain"]
     assert (plain["pilot_batch"], refit["pilot_batch"]) == (128, 160)
     assert refit["fit_grid"] and refit["fit_noise"] and len(fits[6]["noise_scale"]) == 6
+
+
+def test_fitted_sde_benchmark_keeps_the_best_of_several_starting_grids(monkeypatch):
+    bench = _load("fitted_sde")
+    karras3, logsnr = bench.start_grid("karras3", 4), bench.start_grid("logsnr", 4)
+    assert karras3 == bench.karras_sigmas(bench.SIGMA_MAX, bench.SIGMA_MIN, 5, 3.0)
+    ratios = np.array(logsnr[:-1]) / np.array(logsnr[1:])  # uniform in log sigma
+    assert (logsnr[0], logsnr[-1]) == (bench.SIGMA_MAX, bench.SIGMA_MIN)
+    assert np.ptp(ratios) < 1e-9 * ratios[0]
+    for bad in ("karras", "karras-1", "uniform"):
+        with pytest.raises(ValueError, match="parameter 'starts'"):
+            bench.fitted_runs(1.0, 16, 1, 6, 0, starts=("karras7", bad))
+    calls, fit = [], bench.fit_solver
+
+    def recorded(*args, **kwargs):
+        calls.append((kwargs, fit(*args, **kwargs)))
+        return calls[-1][1]
+
+    monkeypatch.setattr(bench, "fit_solver", recorded)
+    extra, fits = bench.fitted_runs(1.0, 128, 3, 6, 0, continuation=(0.5,),
+                                    starts=("karras7", "logsnr"))  # fmt: skip
+    extra[bench.LABEL](torch.full((4, 64), 80.0, dtype=torch.float64), 6)
+    assert calls[0][0]["sigmas"] == bench.start_grid("karras7", 6)
+    assert calls[1][0]["sigmas"] == bench.start_grid("logsnr", 6)
+    first, second, last = fits[6]["chain"]
+    assert [(s["start"], s["eta"]) for s in (first, second)] == [("karras7", 0.5), ("logsnr", 0.5)]
+    assert "start" not in last and last["eta"] == 1.0 and last["warm_start"]
+    assert first["kept"] != second["kept"]  # exactly one is continued: the lower objective
+    kept, dropped = (first, second) if first["kept"] else (second, first)
+    assert kept["pilot_frechet"] <= dropped["pilot_frechet"]
+    assert calls[2][0]["start"] is calls[0 if first["kept"] else 1][1]
