@@ -31,6 +31,7 @@ Usage: python bench/fitted_sde.py [--eta 1] [--continuation 0.5] [--coupled 32]
        [--iterations 200]
        [--budgets 6 7 8 9 10 12 15 20 30 50] [--fit-max 15] [--samples 10000] [--seed 0]
        [--format markdown|json]
+       python bench/fitted_sde.py --render result.json   (the report of a saved json result)
 """
 
 from __future__ import annotations
@@ -190,56 +191,18 @@ def summary(result: dict) -> dict:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--eta", type=float, default=1.0)
-    parser.add_argument("--pilot", type=int, default=4096)
-    parser.add_argument("--iterations", type=int, default=200)
-    parser.add_argument("--budgets", type=int, nargs="+", default=list(BUDGETS))
-    parser.add_argument("--fit-max", type=int, default=15)
-    parser.add_argument("--samples", type=int, default=10000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--continuation", type=float, nargs="*", default=[], help="lower etas fitted first"
-    )
-    parser.add_argument(
-        "--coupled", type=int, default=0, help="sub-steps of a coupled refit (0: none)"
-    )
-    parser.add_argument(
-        "--coupled-pilot", type=int, default=0, help="fresh pilots of the coupled refit"
-    )
-    parser.add_argument(
-        "--coupled-full", action="store_true", help="the coupled refit fits grid and noise too"
-    )
-    parser.add_argument(
-        "--starts", nargs="+", default=["karras7"],
-        help="starting grids of the first fit (karras<rho>, logsnr); the best is continued",
-    )  # fmt: skip
-    parser.add_argument("--denoiser", choices=["gmm", "network"], default="gmm")
-    parser.add_argument("--format", choices=["markdown", "json"], default="markdown")
-    args = parser.parse_args()
-    torch.set_num_threads(2)
-    started = time.perf_counter()
-    extra, fits = fitted_runs(
-        args.eta, args.pilot, args.iterations, args.fit_max, args.seed, args.denoiser,
-        tuple(args.continuation), args.coupled, args.coupled_pilot, args.coupled_full,
-        tuple(args.starts),
-    )  # fmt: skip
-    result = measure(
-        args.samples, tuple(args.budgets), labels=COMPARED, seed=args.seed, eta=args.eta,
-        denoiser=args.denoiser, extra_rows=extra,
-    )  # fmt: skip
-    result["fits"] = fits
-    result["summary"] = summary(result)
-    result["meta"]["seconds"] = round(time.perf_counter() - started, 1)
-    if args.format == "json":
-        print(json.dumps(result, indent=2))
-        return
+def print_report(result: dict) -> None:
+    """The markdown report of a result (of this run, or of ``--format json`` output read back
+    with ``--render``): the benchmark's tables, every fit of the chain, the crossings."""
     print_tables(result)
-    print(f"\nfits ({args.iterations} L-BFGS iterations at most)\n")
+    iterations = sorted(
+        {step["iterations"] for fit in result["fits"].values() for step in fit["chain"]}
+    )
+    shown_iterations = "/".join(str(n) for n in iterations)
+    print(f"\nfits ({shown_iterations} L-BFGS iterations at most)\n")
     print("| NFE | eta | reference | pilots | fitted | pilot Frechet before | after | seconds |")
     print("|---|---|---|---|---|---|---|---|")
-    for budget, fit in fits.items():
+    for budget, fit in result["fits"].items():
         for step in fit["chain"]:
             reference = f"coupled, {step['coupled']} sub-steps" if "coupled" in step else "ODE"
             if "start" in step:
@@ -273,6 +236,64 @@ def main() -> None:
             f"{shown(LABEL)}, seeds_3 {shown('seeds_3')}, best peer SDE sampler {best} "
             f"{shown(best)}; ratio {ratio}"
         )
+    rows = ", ".join(
+        f"{row['frechet']:.7f} (NFE {row['nfe']})" for row in result["rows"].get(LABEL, [])
+    )
+    print(f"\nexact: threshold {result['summary']['frechet']['threshold']:.7f}; {LABEL}: {rows}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--eta", type=float, default=1.0)
+    parser.add_argument("--pilot", type=int, default=4096)
+    parser.add_argument("--iterations", type=int, default=200)
+    parser.add_argument("--budgets", type=int, nargs="+", default=list(BUDGETS))
+    parser.add_argument("--fit-max", type=int, default=15)
+    parser.add_argument("--samples", type=int, default=10000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--continuation", type=float, nargs="*", default=[], help="lower etas fitted first"
+    )
+    parser.add_argument(
+        "--coupled", type=int, default=0, help="sub-steps of a coupled refit (0: none)"
+    )
+    parser.add_argument(
+        "--coupled-pilot", type=int, default=0, help="fresh pilots of the coupled refit"
+    )
+    parser.add_argument(
+        "--coupled-full", action="store_true", help="the coupled refit fits grid and noise too"
+    )
+    parser.add_argument(
+        "--starts", nargs="+", default=["karras7"],
+        help="starting grids of the first fit (karras<rho>, logsnr); the best is continued",
+    )  # fmt: skip
+    parser.add_argument("--denoiser", choices=["gmm", "network"], default="gmm")
+    parser.add_argument("--format", choices=["markdown", "json"], default="markdown")
+    parser.add_argument(
+        "--render", type=Path, help="print the report of a saved --format json result; no run"
+    )
+    args = parser.parse_args()
+    if args.render is not None:
+        print_report(json.loads(args.render.read_text()))
+        return
+    torch.set_num_threads(2)
+    started = time.perf_counter()
+    extra, fits = fitted_runs(
+        args.eta, args.pilot, args.iterations, args.fit_max, args.seed, args.denoiser,
+        tuple(args.continuation), args.coupled, args.coupled_pilot, args.coupled_full,
+        tuple(args.starts),
+    )  # fmt: skip
+    result = measure(
+        args.samples, tuple(args.budgets), labels=COMPARED, seed=args.seed, eta=args.eta,
+        denoiser=args.denoiser, extra_rows=extra,
+    )  # fmt: skip
+    result["fits"] = fits
+    result["summary"] = summary(result)
+    result["meta"]["seconds"] = round(time.perf_counter() - started, 1)
+    if args.format == "json":
+        print(json.dumps(result, indent=2))
+        return
+    print_report(result)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The benchmark scripts run and report the right counts (their timings are not asserted)."""
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -170,7 +171,7 @@ def test_fitted_solver_benchmark_judges_every_row_on_both_sets():
             assert abs(ours - theirs) <= 2e-2 * theirs
 
 
-def test_fitted_sde_benchmark_adds_fitted_rows_and_compares_crossings():
+def test_fitted_sde_benchmark_adds_fitted_rows_and_compares_crossings(capsys):
     bench = _load("fitted_sde")
     extra, fits = bench.fitted_runs(eta=1.0, pilot=128, iterations=3, fit_max=6, seed=0)
     result = bench.measure(
@@ -185,6 +186,15 @@ def test_fitted_sde_benchmark_adds_fitted_rows_and_compares_crossings():
     for key in ("frechet", "sliced_w2"):
         assert summary[key]["threshold"] == 1.25 * result["floor"][key]
         assert set(summary[key]["crossing"]) == {"seeds_3", bench.LABEL}
+    # the report of a --format json result read back (--render) shows the fit and the figures
+    saved = json.loads(json.dumps({**result, "fits": fits, "summary": summary}))
+    capsys.readouterr()
+    bench.print_report(saved)
+    report = capsys.readouterr().out
+    before = f"{fits[6]['pilot_frechet_start']:.4g}"
+    assert f"| 6 | 1 | ODE (from karras7) | 128 | weights, grid | {before} |" in report
+    assert f"fitted SDE solver: {rows[0]['frechet']:.7f} (NFE 6)" in report
+    assert f"exact: threshold {summary['frechet']['threshold']:.7f};" in report
     # a continuation fits eta 0.5 first and starts the eta 1 fit where that one ended
     extra, fits = bench.fitted_runs(1.0, 128, 3, 6, 0, continuation=(0.5,))
     out, nfe = extra[bench.LABEL](torch.full((4, 64), 80.0, dtype=torch.float64), 6)
