@@ -19,6 +19,7 @@ One step of y' = L y + N(y, lam) from lam to lam + h, with z = L h:
 import math
 
 from phiforge.runtime.phi import phi_all_float
+from phiforge.runtime.program import Call, StepProgram, combination, stage, value
 
 NAME = "dpmpp_3s_taylor"
 FAMILY = "singlestep"
@@ -73,30 +74,29 @@ def coefficients(z: float) -> tuple[tuple[tuple[float, ...], ...], tuple[float, 
     ), (b1, b2, b3)
 
 
-def _stages(y, lam: float, h: float, z: float, a, f) -> list:
-    values = []
-    for i in range(STAGES):
-        stage = y if NODES[i] == 0 else math.exp(NODES[i] * z) * y
-        for j, weight in enumerate(a[i]):
-            if weight != 0:
-                stage = stage + (h * weight) * values[j]
-        values.append(f(stage, lam + NODES[i] * h))
-    return values
+def program(
+    lam: float,
+    h: float,
+    L: float,
+    past_steps: tuple[float, ...] = (),
+    eta: float = 0.0,
+    s_noise: float = 1.0,
+) -> StepProgram:
+    """The step from lam to lam + h as calls and output rows (z = L h; eta, s_noise unused).
 
-
-def _combine(y, h: float, z: float, weights, values):
-    result = math.exp(z) * y
-    for weight, value in zip(weights, values, strict=True):
-        if weight != 0:
-            result = result + (h * weight) * value
-    return result
-
-
-def step(y, lam: float, h: float, L: float, f):
-    """Advance y by one step of size h; f(state, lam) returns the nonlinearity N."""
+    Stage i (i >= 2) is the call at lam + c_i h on e^{c_i z} y + h sum_{j<i} a_ij(z) N_j, stage 1
+    the evaluation at the step's start; y_new = e^{z} y + h sum_i b_i(z) N_i.
+    """
     z = L * h
     a, b = coefficients(z)
-    return _combine(y, h, z, b, _stages(y, lam, h, z, a, f))
+    values = (value(0), *(stage(i) for i in range(1, STAGES)))
+    return StepProgram(
+        calls=tuple(
+            Call(NODES[i], combination(math.exp(NODES[i] * z), h, a[i], values))
+            for i in range(1, STAGES)
+        ),
+        output=combination(math.exp(z), h, b, values),
+    )
 
 
 EMBEDDED_ORDER = None

@@ -18,6 +18,7 @@ the m-th previous point (N_0 at the current one):
 import math
 
 from phiforge.runtime.phi import phi_all_float
+from phiforge.runtime.program import StepProgram, combination, value
 
 NAME = "res_2m"
 FAMILY = "multistep"
@@ -63,15 +64,26 @@ def weights(z: float, ratios: tuple[float, ...]) -> tuple[float, ...]:
     return (beta0, beta1)
 
 
-def step(y, h: float, L: float, values, past_steps):
-    """Advance y by one step of size h.
+def program(
+    lam: float,
+    h: float,
+    L: float,
+    past_steps: tuple[float, ...] = (),
+    eta: float = 0.0,
+    s_noise: float = 1.0,
+) -> StepProgram:
+    """The step from lam to lam + h as an output row (z = L h; eta, s_noise unused).
 
-    values: N at the current and the previous points, newest first (2 of them);
-    past_steps: the sizes of the previous steps, newest first (1 of them).
+    past_steps: the sizes of the previous steps, newest first (1 of them);
+    y_new = e^{z} y + h sum_m beta_m(z) N_m.
     """
+    if len(past_steps) < STEPS - 1:
+        raise ValueError(f"{NAME}: {STEPS - 1} previous step sizes needed, got {len(past_steps)}")
     ratios = tuple(previous / h for previous in past_steps[: STEPS - 1])
-    beta = weights(L * h, ratios)
-    result = math.exp(L * h) * y
-    for weight, value in zip(beta, values[:STEPS], strict=True):
-        result = result + (h * weight) * value
-    return result
+    z = L * h
+    values = tuple(value(m) for m in range(STEPS))
+    return StepProgram(
+        calls=(),
+        output=combination(math.exp(z), h, weights(z, ratios), values),
+        history=STEPS,
+    )

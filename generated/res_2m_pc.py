@@ -29,6 +29,7 @@ The last step of a run is not corrected.
 import math
 
 from phiforge.runtime.phi import phi_all_float
+from phiforge.runtime.program import NEW, StepProgram, combination, value
 
 NAME = "res_2m_pc"
 FAMILY = "multistep"
@@ -74,18 +75,31 @@ def weights(z: float, ratios: tuple[float, ...]) -> tuple[float, ...]:
     return (beta0, beta1)
 
 
-def step(y, h: float, L: float, values, past_steps):
-    """Advance y by one step of size h.
+def program(
+    lam: float,
+    h: float,
+    L: float,
+    past_steps: tuple[float, ...] = (),
+    eta: float = 0.0,
+    s_noise: float = 1.0,
+) -> StepProgram:
+    """The step from lam to lam + h as an output row (z = L h; eta, s_noise unused).
 
-    values: N at the current and the previous points, newest first (2 of them);
-    past_steps: the sizes of the previous steps, newest first (1 of them).
+    past_steps: the sizes of the previous steps, newest first (1 of them);
+    y_new = e^{z} y + h sum_m beta_m(z) N_m, and once N_new is known the corrected
+    y_new = e^{z} y + h (gamma_new(z) N_new + sum_m gamma_m(z) N_m).
     """
+    if len(past_steps) < STEPS - 1:
+        raise ValueError(f"{NAME}: {STEPS - 1} previous step sizes needed, got {len(past_steps)}")
     ratios = tuple(previous / h for previous in past_steps[: STEPS - 1])
-    beta = weights(L * h, ratios)
-    result = math.exp(L * h) * y
-    for weight, value in zip(beta, values[:STEPS], strict=True):
-        result = result + (h * weight) * value
-    return result
+    z = L * h
+    values = tuple(value(m) for m in range(STEPS))
+    return StepProgram(
+        calls=(),
+        output=combination(math.exp(z), h, weights(z, ratios), values),
+        correction=combination(math.exp(z), h, corrector_weights(z, ratios), (NEW, *values)),
+        history=STEPS,
+    )
 
 
 def corrector_weights(z: float, ratios: tuple[float, ...]) -> tuple[float, ...]:
@@ -102,17 +116,3 @@ def corrector_weights(z: float, ratios: tuple[float, ...]) -> tuple[float, ...]:
     gamma1 = -2*p1[3]/r1 - (-1 + r1)*p1[2]/r1 + p1[1]
     gamma2 = -p1[2]/(r1*(1 + r1)) + 2*p1[3]/(r1*(1 + r1))
     return (gamma0, gamma1, gamma2)
-
-
-def correct(y, h: float, L: float, values, past_steps):
-    """Redo the step from y of size h with the new value.
-
-    values: N at the new point, then at the step's start and its previous points, newest first
-    (3 of them); past_steps: as for :func:`step`.
-    """
-    ratios = tuple(previous / h for previous in past_steps[: STEPS - 1])
-    gamma = corrector_weights(L * h, ratios)
-    result = math.exp(L * h) * y
-    for weight, value in zip(gamma, values[: STEPS + 1], strict=True):
-        result = result + (h * weight) * value
-    return result

@@ -19,6 +19,7 @@ e^{-lam_k} in the data form (sigma/alpha at that node); its covariance is exact.
 import math
 
 from phiforge.runtime.phi import phi_all_float
+from phiforge.runtime.program import Call, StepProgram, Terms, combination, draw, stage, value
 
 NAME = "seeds_res_3s"
 FAMILY = "stochastic"
@@ -97,45 +98,43 @@ def noise_weights(h: float, eta: float, form: str = "data") -> tuple[tuple[float
     )
 
 
-def step(y, lam: float, h: float, L: float, f, eta: float, noise, s_noise: float = 1.0):
-    """Advance y by one step; f(state, lam) returns N, noise(lam_a, lam_b) a unit normal like y
-    for the sub-interval [lam_a, lam_b] (called once per sub-interval, in order)."""
+def program(
+    lam: float,
+    h: float,
+    L: float,
+    past_steps: tuple[float, ...] = (),
+    eta: float = 1.0,
+    s_noise: float = 1.0,
+) -> StepProgram:
+    """The step from lam to lam + h as calls, an output row and its Brownian sub-intervals.
+
+    Data form (L < 0): the drift tableau at z = -(1 + eta) h on the width (1 + eta) h; noise
+    form: z = h and every N scaled by (1 + eta). The noise at the k-th noisy node is
+    s_noise sum_{j<=k} w_kj draw(j), times e^{-lam_k} in the data form.
+    """
     data = L < 0
-    scale = (1.0 + eta) * h if data else h
-    z = L * scale
+    width = (1.0 + eta) * h if data else h
+    gain = 1.0 if data else 1.0 + eta
+    z = L * width
     a, b = coefficients(z)
     c = nodes()
     noisy = noisy_nodes()
     stochastic = eta > 0 and s_noise != 0
-    draws = []
-    if stochastic:
-        weights = noise_weights(h, eta, "data" if data else "noise")
-        start = 0.0
-        for node in noisy:
-            draws.append(noise(lam + start * h, lam + node * h))
-            start = node
+    weights = noise_weights(h, eta, "data" if data else "noise") if stochastic else ()
+    values = (value(0), *(stage(i) for i in range(1, STAGES)))
 
-    def stage_noise(node):
+    def noisy_row(decay: float, row, node: float) -> Terms:
+        terms = combination(decay, width * gain, row, values)
+        if not stochastic or node == 0:
+            return terms
         k = noisy.index(node)
-        total = weights[k][0] * draws[0]
-        for j in range(1, k + 1):
-            total = total + weights[k][j] * draws[j]
-        return (s_noise * (math.exp(-(lam + node * h)) if data else 1.0)) * total
+        factor = s_noise * (math.exp(-(lam + node * h)) if data else 1.0)
+        return terms + tuple((draw(j), factor * weights[k][j]) for j in range(k + 1))
 
-    factor = 1.0 if data else 1.0 + eta
-    values = []
-    for i in range(STAGES):
-        stage = y if c[i] == 0 else math.exp(c[i] * z) * y
-        for j, weight in enumerate(a[i]):
-            if weight != 0:
-                stage = stage + (scale * weight) * values[j]
-        if c[i] != 0 and stochastic:
-            stage = stage + stage_noise(c[i])
-        values.append(factor * f(stage, lam + c[i] * h))
-    result = math.exp(z) * y
-    for weight, value in zip(b, values, strict=True):
-        if weight != 0:
-            result = result + (scale * weight) * value
-    if stochastic:
-        result = result + stage_noise(1.0)
-    return result
+    return StepProgram(
+        calls=tuple(
+            Call(c[i], noisy_row(math.exp(c[i] * z), a[i], c[i])) for i in range(1, STAGES)
+        ),
+        output=noisy_row(math.exp(z), b, 1.0),
+        noises=tuple(zip((0.0, *noisy[:-1]), noisy, strict=True)) if stochastic else (),
+    )

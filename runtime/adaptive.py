@@ -1,6 +1,6 @@
 """Adaptive step size from an embedded pair (DPM-Solver-12/23's controller, spec-dpmsolver-res
 §5.3, with the pairs phiforge derives: a single-step method of order p and a companion of order
-p - 1 on the same stages, ``step_with_error`` in the generated module).
+p - 1 on the same stages: the ``embedded`` row of the generated module's call program).
 
 After an attempted step from lambda to lambda + h with results x_high, x_low (in x space),
 
@@ -23,7 +23,9 @@ from typing import Any
 
 import torch
 
+from phiforge.runtime.engine import Report, execute
 from phiforge.runtime.errors import InputError
+from phiforge.runtime.plan import Builder, Form, Step, place_steps
 
 __all__ = ["Adaptive", "run_adaptive"]
 
@@ -51,17 +53,21 @@ class Adaptive:
 
 def run_adaptive(
     module: ModuleType,
-    y: torch.Tensor,
+    x: torch.Tensor,
     lam_start: float,
     lam_end: float,
-    L: float,
-    f: Callable[[Any, float], Any],
-    scale: Callable[[float], float],
+    form: Form,
+    evaluate: Callable[[Any, float], Any],
     settings: Adaptive,
-    on_step: Callable[[float, float, torch.Tensor], None] | None = None,
+    on_report: Callable[[Report, list[Any]], None] | None = None,
+    reports: int = 0,
 ) -> tuple[torch.Tensor, int, int]:
-    """Integrate the canonical equation from lam_start to lam_end; returns (y, accepted,
-    rejected). ``scale(lam)`` converts the canonical state to x (x = scale * y)."""
+    """Integrate from x at lam_start to lam_end; returns (x, accepted, rejected).
+
+    Each attempt is a one-step program of the planner with the embedded row as a second output,
+    run by the executor; ``evaluate`` and ``form`` are the model and the canonical form of the
+    run, ``reports`` the number of steps reported before (the step index of the first attempt).
+    """
     if getattr(module, "EMBEDDED_ORDER", None) is None:
         raise InputError(
             f"parameter 'adaptive': {module.NAME} has no embedded companion; use one of the "
@@ -70,36 +76,41 @@ def run_adaptive(
     order = int(module.CONVERGENCE_ORDER)
     lam = lam_start
     h = min(settings.h_init, lam_end - lam)
-    x_prev = y * scale(lam)
+    x_prev = x
     accepted = rejected = 0
-    start_value: list[Any] = [None]
-
-    def cached(state, at):
-        if state is y and at == lam:
-            if start_value[0] is None:
-                start_value[0] = f(state, at)
-            return start_value[0]
-        return f(state, at)
-
+    start_value: Any = None
     for _ in range(settings.max_attempts):
         if lam >= lam_end:
-            return y, accepted, rejected
+            return x, accepted, rejected
         lam_next = lam_end if h >= lam_end - lam else lam + h
         attempted = lam_next - lam
-        high, low = module.step_with_error(y, lam, attempted, L, cached)
-        factor = scale(lam_next)
-        x_high, x_low = high * factor, low * factor
+        builder = Builder()
+        builder.reports = reports + accepted
+        state = builder.input()
+        given = builder.input() if start_value is not None else None
+        high, low = place_steps(
+            builder,
+            [Step(module, lam, lam_next)],
+            state,
+            form,
+            start_value=given,
+            embedded=True,
+            report=False,
+        )
+        start = given if given is not None else builder.program.ops[0].dest
+        inputs = [x] if start_value is None else [x, start_value]
+        x_high, x_low, start_value = execute(builder.finish([high, low, start]), inputs, evaluate)
         delta = torch.clamp(
             settings.rtol * torch.maximum(x_low.abs(), x_prev.abs()), min=settings.atol
         )
         ratio = ((x_high - x_low) / delta).reshape(x_high.shape[0], -1)
-        error = float(ratio.pow(2).mean(dim=1).sqrt().max())
+        error = float(ratio.pow(2).mean(dim=1).sqrt().max())  # the one host read per attempt
         if error <= 1.0:
-            y, x_prev = high, x_low
-            if on_step is not None:
-                on_step(lam, lam_next, high)
+            if on_report is not None:
+                on_report(Report(reports + accepted, 0, 1, lam, lam_next), [x_high, start_value])
+            x, x_prev = x_high, x_low
             lam = lam_next
-            start_value[0] = None
+            start_value = None
             accepted += 1
         else:
             rejected += 1

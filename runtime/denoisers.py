@@ -85,23 +85,57 @@ def _symmetric_root(basis: torch.Tensor, eigenvalues: torch.Tensor) -> torch.Ten
 
 
 class _Denoiser:
-    """Common shape handling: inputs (batch, *shape) flattened to (batch, dim)."""
+    """Common shape handling: inputs (batch, *shape) flattened to (batch, dim).
+
+    A denoiser follows its input: x of any floating dtype (float64, float32, float16, bfloat16)
+    on any device is evaluated in the precision of the denoiser's parameters (float64 for the
+    exact ones) on x's device (the parameters are copied there once and kept), and the result
+    comes back in x's dtype."""
 
     dim: int
     image_shape: tuple[int, ...] | None = None
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or not torch.is_floating_point(x):
+            kind = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
+            raise InputError(
+                "parameter 'x' must be a floating-point tensor (float64, float32, float16 or "
+                f"bfloat16), got {kind}"
+            )
         shape = x.shape
         flat = x.reshape(shape[0], -1)
         if flat.shape[1] != self.dim:
             raise InputError(
                 f"parameter 'x' must have {self.dim} values per sample, got {flat.shape[1]}"
             )
+        device, dtype = self._placement()
+        target = self if flat.device == device else self._on(flat.device)
+        flat = flat.to(dtype)
         s = _sigma_column(sigma, flat)
-        return self._denoise(flat, s).reshape(shape)
+        return target._denoise(flat, s).reshape(shape).to(x.dtype)
 
     def _denoise(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def _placement(self) -> tuple[torch.device, torch.dtype]:
+        """The device and dtype of the parameters."""
+        for value in vars(self).values():
+            if isinstance(value, torch.Tensor):
+                return value.device, value.dtype
+        raise TypeError(f"{type(self).__name__} holds no tensors")
+
+    def _on(self, device: torch.device) -> _Denoiser:
+        """A copy on ``device``, made once per device."""
+        if device == self._placement()[0]:
+            return self
+        copies = self.__dict__.setdefault("_copies", {})
+        if device not in copies:
+            import copy
+
+            moved = copy.copy(self)
+            moved.__dict__["_copies"] = {}
+            copies[device] = moved.to(device=device)
+        return copies[device]
 
     def to(self, device=None, dtype=None):
         for name, value in vars(self).items():
@@ -375,8 +409,25 @@ def builtin_denoiser(name: str, device: str | torch.device | None = None) -> _De
             f"parameter 'denoiser' must be one of {', '.join(DENOISERS)}, got {name!r}"
         )
     denoiser = _cached(name)
-    if device is not None and torch.device(device) != torch.device("cpu"):
-        import copy
+    if device is None:
+        return denoiser
+    return denoiser._on(_device(device))
 
-        denoiser = copy.copy(denoiser).to(device=device)
-    return denoiser
+
+def _device(device: str | torch.device) -> torch.device:
+    """A device torch can allocate on, or a clear error naming the parameter."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise InputError(
+            f"parameter 'device' must be a torch device such as 'cpu' or 'cuda', got {device!r}"
+        ) from error
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"parameter 'device': {device!r} asked for, but CUDA is not available")
+    try:
+        torch.empty(0, device=parsed)
+    except (RuntimeError, AssertionError) as error:
+        raise InputError(f"parameter 'device': {device!r} cannot be used here ({error})") from error
+    if parsed.type == "cuda" and parsed.index is None:
+        parsed = torch.device("cuda", torch.cuda.current_device())
+    return parsed

@@ -25,12 +25,15 @@ import numpy as np
 import torch
 
 from phiforge.runtime.adaptive import Adaptive, run_adaptive
+from phiforge.runtime.engine import Report, execute
+from phiforge.runtime.engine import capture as engine_capture
 from phiforge.runtime.errors import InputError
+from phiforge.runtime.methods import generated_methods, load_method
 from phiforge.runtime.models import CanonicalModel, Guidance
 from phiforge.runtime.noise import gaussian_noise, per_sample_noise
+from phiforge.runtime.plan import Builder, Step, place_steps, plan_steps, schedule_form
 from phiforge.runtime.restart import Restart, RestartInterval, karras_sigmas, restart_from
 from phiforge.runtime.schedules import NoiseSchedule, noise_schedule
-from phiforge.runtime.stepping import Step, generated_methods, load_method, plan_steps, run_steps
 from phiforge.runtime.timesteps import grid_from_sigmas, grid_from_times, lambda_grid
 
 __all__ = [
@@ -326,6 +329,8 @@ def sample(
     callback: Callable[[dict[str, Any]], None] | None = None,
     progress: bool = False,
     return_info: bool = False,
+    capture: bool = False,
+    check_every: int | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, SampleInfo]:
     """Solve the probability-flow ODE from x (at t_start, noise) to t_end with a generated method.
 
@@ -344,7 +349,12 @@ def sample(
     from ``noise_sampler``, else per-sample ``seeds``, else ``generator``. ``callback`` receives
     a dict with x, i, sigma, sigma_hat, sigma_next, t, denoised and nfe after every step. With
     ``return_info`` the :class:`SampleInfo` (exact NFE, grid, per-step methods, restarts) is
-    returned too.
+    returned too. The run is one program (:mod:`phiforge.runtime.plan`) run by the executor
+    (:mod:`phiforge.runtime.engine`), which reads nothing back from the device until the end:
+    a non-finite model value is reported after the run (or every ``check_every`` calls) with the
+    step and sigma of its first call. ``capture=True`` records the whole run as one CUDA graph
+    and replays it (CUDA tensors and a capturable model; no callback, progress bar or adaptive
+    stepping).
     """
     if not isinstance(x, torch.Tensor) or x.ndim < 1:
         raise InputError("parameter 'x' must be a tensor with a batch dimension")
@@ -367,6 +377,13 @@ def sample(
         )
     if isinstance(guidance, int | float) and not isinstance(guidance, bool):
         guidance = Guidance(float(guidance))
+    if capture and (adaptive or callback is not None or progress):
+        raise InputError(
+            "parameter 'capture' records one fixed program: give no 'adaptive', 'callback' or "
+            "'progress' with it"
+        )
+    if capture and not x.is_cuda:
+        raise InputError("parameter 'capture' needs x on a CUDA device (CUDA graphs run on a GPU)")
     if adaptive is True:
         adaptive = Adaptive()
     if adaptive:
@@ -437,134 +454,115 @@ def sample(
                 f"parameter 'options': the nodes of {module.NAME} must increase in "
                 f"(0, 1], got {nodes}"
             )
-    stochastic = {
-        "eta": float(eta),
-        "s_noise": float(s_noise),
-        "params": params,
-        "noise": lambda lam_a, lam_b: noise(math.exp(-lam_a), math.exp(-lam_b)),
-    }
+    options = {"eta": float(eta), "s_noise": float(s_noise), **params}
+    canonical.check_finite = False  # the executor checks every call, once, after the run
+    form = schedule_form(schedule.alpha_sigma_of_lam, prediction)
     backward_steps = sum(e.interval.repeats * len(e.backward) for e in info.restarts)
     total_steps = (
         len(method_steps) + backward_steps + int(info.start_limit) + int(info.final is not None)
     )
     bar = _progress(total_steps, progress)
-    step_counter = [0]
-    denoised: list[torch.Tensor | None] = [None]
 
-    def report(x_now: torch.Tensor, lam: float, lam_next: float, x0: torch.Tensor) -> None:
+    def on_report(event: Report, buffer: list) -> None:
         if callback is not None:
-            sigma = math.exp(-lam)
+            sigma = math.exp(-event.lam)
             callback(
                 {
-                    "x": x_now,
-                    "i": step_counter[0],
+                    "x": buffer[event.state],
+                    "i": event.step,
                     "sigma": sigma,
                     "sigma_hat": sigma,
-                    "sigma_next": math.exp(-lam_next),
-                    "t": float(schedule.t_of_lam(lam)),
-                    "denoised": x0,
+                    "sigma_next": math.exp(-event.lam_next),
+                    "t": float(schedule.t_of_lam(event.lam)),
+                    "denoised": None if event.denoised is None else buffer[event.denoised],
                     "nfe": canonical.nfe,
                 }
             )
-        step_counter[0] += 1
-        canonical.step_index = step_counter[0]
         if bar is not None:
             bar.update(1)
 
-    canonical.step_index = 0
-    if info.start_limit:
+    def unit_normal(lam_a: float, lam_b: float) -> torch.Tensor:
+        return noise(math.exp(-lam_a), math.exp(-lam_b))
+
+    builder = Builder()
+    state = builder.input()
+    if info.start_limit:  # the h -> inf limit of the exponential step from zero SNR
         lam1 = float(grid[1])
         _, sigma0 = schedule.alpha_sigma_of_lam(-math.inf)
         alpha1, sigma1 = schedule.alpha_sigma_of_lam(lam1)
-        x0 = canonical.data(x, -math.inf)
-        x = (sigma1 / sigma0) * x + alpha1 * x0
-        report(x, -math.inf, lam1, x0)
+        x0 = builder.evaluate(state, -math.inf)
+        state = builder.combine([(state, sigma1 / sigma0), (x0, alpha1)])
+        builder.report(state, x0, -math.inf, lam1)
 
-    L = -1.0 if prediction == "data" else 1.0
+    def advance(state: int, planned: Sequence[Step]) -> int:
+        """Planned steps with a fresh multistep history."""
+        return place_steps(builder, planned, state, form, options=options)[0] if planned else state
 
-    def scale(lam: float) -> float:
-        alpha, sigma = schedule.alpha_sigma_of_lam(lam)
-        return alpha if prediction == "data" else sigma
-
-    def f(y: torch.Tensor, lam: float) -> torch.Tensor:
-        x_now = y * scale(lam)
-        x0 = canonical.data(x_now, lam)
-        if denoised[0] is None:
-            denoised[0] = x0
-        if prediction == "data":
-            return x0
-        alpha, sigma = schedule.alpha_sigma_of_lam(lam)
-        return -(x_now - alpha * x0) / sigma
-
-    def on_step(index: int, step: Step, y_new: torch.Tensor, value: torch.Tensor) -> None:
-        report(y_new * scale(step.lam_next), step.lam, step.lam_next, denoised[0])
-        denoised[0] = None
-
-    def advance(x_now: torch.Tensor, planned: Sequence[Step]) -> torch.Tensor:
-        """Run planned steps (fresh multistep history) from x at planned[0].lam."""
-        if not planned:
-            return x_now
-        y = run_steps(
-            planned, x_now / scale(planned[0].lam), L, f, on_step=on_step, stochastic=stochastic
-        )
-        return y * scale(planned[-1].lam_next)
-
-    def jump(x_now: torch.Tensor, lam_from: float, lam_to: float, s_noise: float) -> torch.Tensor:
+    def jump(state: int, lam_from: float, lam_to: float, s_noise: float) -> int:
         """The forward process's exact transition kernel from lam_from down to lam_to."""
         alpha_a, sigma_a = schedule.alpha_sigma_of_lam(lam_from)
         alpha_b, sigma_b = schedule.alpha_sigma_of_lam(lam_to)
         ratio = alpha_b / alpha_a
         spread = math.sqrt(max(sigma_b**2 - (ratio * sigma_a) ** 2, 0.0))
-        z = noise(math.exp(-lam_from), math.exp(-lam_to))
-        return ratio * x_now + (s_noise * spread) * z
+        z = builder.draw(lam_from, lam_to)
+        return builder.combine([(state, ratio), (z, s_noise * spread)])
 
-    def run_restart(x_now: torch.Tensor, event: RestartEvent) -> torch.Tensor:
+    def restart_interval(state: int, event: RestartEvent) -> int:
         for _ in range(event.interval.repeats):
-            x_now = jump(x_now, event.lam_min, event.lam_max, event.s_noise)
+            state = jump(state, event.lam_min, event.lam_max, event.s_noise)
             if all(before is None for before, _ in event.backward):
-                x_now = advance(x_now, [step for _, step in event.backward])
+                state = advance(state, [step for _, step in event.backward])
                 continue
             for before, step in event.backward:  # churn: raise the noise level, then step
                 if before is not None:
-                    x_now = jump(x_now, before, step.lam, event.s_noise)
-                x_now = advance(x_now, [step])
-        return x_now
+                    state = jump(state, before, step.lam, event.s_noise)
+                state = advance(state, [step])
+        return state
 
     # main steps and inner grid intervals correspond one to one, so a segment boundary in
     # method_steps is the inner grid index where its restarts act
     pending = list(info.restarts)
     if adaptive and method_steps:
         lam_a, lam_b = method_steps[0].lam, method_steps[-1].lam_next
-
-        def accepted_step(lam: float, lam_next: float, y_new: torch.Tensor) -> None:
-            report(y_new * scale(lam_next), lam, lam_next, denoised[0])
-            denoised[0] = None
-
-        y, accepted, rejected = run_adaptive(
-            module, x / scale(lam_a), lam_a, lam_b, L, f, scale, adaptive, accepted_step
+        (x,) = execute(builder.finish([state]), [x], canonical.data, on_report=on_report)
+        x, accepted, rejected = run_adaptive(
+            module, x, lam_a, lam_b, form, canonical.data, adaptive, on_report, builder.reports
         )
-        x = y * scale(lam_b)
         info.adaptive = {"accepted": accepted, "rejected": rejected}
+        builder = Builder()
+        builder.reports = int(info.start_limit) + accepted
+        state = builder.input()
         method_steps = []
         info.segments = []
     for start, stop in info.segments or [(0, 0)]:
         while pending and pending[0].index == start:
-            x = run_restart(x, pending.pop(0))
-        x = advance(x, method_steps[start:stop])
+            state = restart_interval(state, pending.pop(0))
+        state = advance(state, method_steps[start:stop])
     for event in pending:
-        x = run_restart(x, event)
-
+        state = restart_interval(state, event)
     if info.final is not None:
         lam_last = float(grid[-2] if info.final == "limit" else grid[-1])
-        x0 = canonical.data(x, lam_last)
-        x = x0
-        report(x, lam_last, float(grid[-1]) if info.final == "limit" else math.inf, x0)
+        x0 = builder.evaluate(state, lam_last)
+        builder.report(x0, x0, lam_last, float(grid[-1]) if info.final == "limit" else math.inf)
+        state = x0
+    program = builder.finish([state])
+    if info.adaptive is None and program.calls != info.nfe:  # the plan's accounting is the contract
+        raise AssertionError(f"the program makes {program.calls} calls, planned {info.nfe}")
+    if capture:
+        (x,) = engine_capture(program, [x], canonical.data, noise=unit_normal)([x])
+    else:
+        (x,) = execute(
+            program,
+            [x],
+            canonical.data,
+            noise=unit_normal,
+            on_report=on_report,
+            check_every=check_every,
+        )
     if bar is not None:
         bar.close()
     if info.adaptive is not None:
         info.nfe = canonical.nfe  # known only after the run: every attempt counted
-    elif canonical.nfe != info.nfe:  # the plan's accounting is the contract; never drift
-        raise AssertionError(f"spent {canonical.nfe} NFE, planned {info.nfe}")
     return (x, info) if return_info else x
 
 

@@ -188,6 +188,10 @@ class NetworkDenoiser(_Denoiser):
         out = c_skip * x_in + c_out * self.module(c_in * x_in, c_noise)
         return out.to(x.dtype)
 
+    def _placement(self) -> tuple[torch.device, torch.dtype]:
+        weight = self.module.inp.weight
+        return weight.device, weight.dtype
+
     def to(self, device=None, dtype=None):
         # a copy of the module: builtin_denoiser shallow-copies the shared built-in and moves
         # the copy, which must leave the original where it was

@@ -16,7 +16,7 @@ from phiforge.runtime.denoisers import GaussianDenoiser
 from phiforge.runtime.driver import sample
 from phiforge.runtime.errors import InputError
 from phiforge.runtime.schedules import EDM
-from phiforge.runtime.stepping import load_method
+from phiforge.runtime.stepping import load_method, step_with_error
 from phiforge.runtime.verification import builtin_problem, defect
 
 
@@ -63,7 +63,7 @@ def test_the_companion_has_its_local_order(name, low):
     y0 = torch.tensor([0.7], dtype=torch.float64)
     gaps = []
     for h in (0.01, 0.005):
-        high, lowest = module.step_with_error(y0, 0.2, h, -1.0, f)
+        high, lowest = step_with_error(module, y0, 0.2, h, -1.0, f)
         gaps.append(float((high - lowest).abs()))
     assert math.log2(gaps[0] / gaps[1]) == pytest.approx(low + 1, abs=0.15)
 

@@ -131,3 +131,32 @@ def test_denoiser_input_errors():
         builtin_denoiser("gaussian")(torch.zeros(2, 10, dtype=torch.float64), 1.0)
     with pytest.raises(InputError, match="'weights'"):
         GaussianMixtureDenoiser(torch.tensor([0.5, 0.6]), MEANS[:2], COVS[:2])
+
+
+@pytest.mark.parametrize(
+    ("dtype", "tolerance"),
+    [(torch.float32, 1e-5), (torch.float16, 4e-3), (torch.bfloat16, 3e-2)],
+)
+@pytest.mark.parametrize("name", ["gaussian", "gmm", "network"])
+def test_builtin_denoisers_follow_the_input_dtype(name, dtype, tolerance):
+    from phiforge.runtime.denoisers import builtin_denoiser
+
+    denoiser = builtin_denoiser(name)
+    x = torch.randn(6, 64, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    low = x.to(dtype)
+    out = denoiser(low, 0.7)
+    exact = denoiser(low.double(), 0.7)  # the same input, evaluated in float64
+    assert out.dtype == dtype
+    assert float((out.double() - exact).abs().max()) <= tolerance * float(exact.abs().max())
+
+
+def test_builtin_denoisers_refuse_what_they_cannot_run():
+    from phiforge.runtime.denoisers import builtin_denoiser
+
+    with pytest.raises(InputError, match=r"'x' must be a floating-point tensor.*torch.int64"):
+        builtin_denoiser("gmm")(torch.zeros(2, 64, dtype=torch.int64), 0.5)
+    with pytest.raises(InputError, match="parameter 'device' must be a torch device"):
+        builtin_denoiser("gmm", device="nowhere")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match=r"parameter 'device'.*CUDA is not available"):
+            builtin_denoiser("gmm", device="cuda")
