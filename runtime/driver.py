@@ -77,6 +77,8 @@ class SampleInfo:
     restarts: list[RestartEvent] = field(default_factory=list)
     segments: list[tuple[int, int]] = field(default_factory=list)
     adaptive: dict[str, int] | None = None
+    #: with ``capture=True``: ``replay(x)`` runs the captured graph again from a new start x
+    replay: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     @property
     def steps(self) -> int:
@@ -549,7 +551,9 @@ def sample(
     if info.adaptive is None and program.calls != info.nfe:  # the plan's accounting is the contract
         raise AssertionError(f"the program makes {program.calls} calls, planned {info.nfe}")
     if capture:
-        (x,) = engine_capture(program, [x], canonical.data, noise=unit_normal)([x])
+        replay = engine_capture(program, [x], canonical.data, noise=unit_normal)
+        (x,) = replay([x])
+        info.replay = lambda start: replay([start])[0]
     else:
         (x,) = execute(
             program,

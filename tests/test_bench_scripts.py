@@ -82,10 +82,13 @@ def test_step_search_benchmark_fits_on_pilots_and_judges_on_the_test_set():
 
 
 def test_overhead_benchmark_counts_evaluations():
-    result = _load("overhead").measure(steps=3, methods=["res_2m", "res_3s"])
+    result = _load("overhead").measure(
+        steps=3, methods=["res_2m", "res_3s"], shape=(2, 4, 8, 8), repeats=1
+    )
     rows = {r["method"]: r for r in result["rows"]}
     assert rows["res_2m"]["nfe"] == 3 and rows["res_3s"]["nfe"] == 9
-    assert result["evaluation_ms"] > 0 and all(r["overhead_per_step_ms"] > 0 for r in rows.values())
+    assert result["evaluation_ms"] > 0 and all(r["per_step_us"] > 0 for r in rows.values())
+    assert rows["k:sample_euler"]["per_step_over_euler"] == 1.0  # the baseline, same run
 
 
 def test_distribution_benchmark_measures_against_the_true_distribution():
