@@ -75,7 +75,7 @@ def _syncs(run) -> int:
             run()
         finally:
             torch.cuda.set_sync_debug_mode("default")
-    return sum("synchroniz" in str(w.message).lower() for w in caught)
+    return sum("called a synchronizing" in str(w.message) for w in caught)
 
 
 def measure(

@@ -25,7 +25,8 @@ import torch
 
 from phiforge.runtime.engine import Report, execute
 from phiforge.runtime.errors import InputError
-from phiforge.runtime.plan import Builder, Form, Step, place_steps
+from phiforge.runtime.plan import Builder, Form, place_steps
+from phiforge.runtime.step_plan import Step
 
 __all__ = ["Adaptive", "run_adaptive"]
 

@@ -36,8 +36,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from phiforge.runtime.denoiser import Denoiser
 from phiforge.runtime.errors import InputError
 from phiforge.runtime.manifest import read_tensors, weights_dir, write_tensors
+from phiforge.runtime.network import builtin_network
 
 __all__ = [
     "BUILTIN_MIXTURE",
@@ -68,12 +70,6 @@ def digits() -> torch.Tensor:
     return torch.from_numpy(_digits_numpy().copy())
 
 
-def _sigma_column(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
-    """sigma~ as a (batch, 1) tensor (a float or a per-sample tensor)."""
-    sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
-    return sigma.reshape(-1, 1).expand(x.shape[0], 1) if sigma.ndim else sigma.expand(x.shape[0], 1)
-
-
 def _symmetric_root(basis: torch.Tensor, eigenvalues: torch.Tensor) -> torch.Tensor:
     """S^(1/2) = B diag(sqrt(l)) B^T (batched over leading dimensions): the one symmetric
     positive semi-definite root of S = B diag(l) B^T. Draws m + S^(1/2) z are a function of S
@@ -84,67 +80,7 @@ def _symmetric_root(basis: torch.Tensor, eigenvalues: torch.Tensor) -> torch.Ten
     return (basis * eigenvalues.sqrt().unsqueeze(-2)) @ basis.transpose(-1, -2)
 
 
-class _Denoiser:
-    """Common shape handling: inputs (batch, *shape) flattened to (batch, dim).
-
-    A denoiser follows its input: x of any floating dtype (float64, float32, float16, bfloat16)
-    on any device is evaluated in the precision of the denoiser's parameters (float64 for the
-    exact ones) on x's device (the parameters are copied there once and kept), and the result
-    comes back in x's dtype."""
-
-    dim: int
-    image_shape: tuple[int, ...] | None = None
-
-    def __call__(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor) or not torch.is_floating_point(x):
-            kind = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
-            raise InputError(
-                "parameter 'x' must be a floating-point tensor (float64, float32, float16 or "
-                f"bfloat16), got {kind}"
-            )
-        shape = x.shape
-        flat = x.reshape(shape[0], -1)
-        if flat.shape[1] != self.dim:
-            raise InputError(
-                f"parameter 'x' must have {self.dim} values per sample, got {flat.shape[1]}"
-            )
-        device, dtype = self._placement()
-        target = self if flat.device == device else self._on(flat.device)
-        flat = flat.to(dtype)
-        s = _sigma_column(sigma, flat)
-        return target._denoise(flat, s).reshape(shape).to(x.dtype)
-
-    def _denoise(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def _placement(self) -> tuple[torch.device, torch.dtype]:
-        """The device and dtype of the parameters."""
-        for value in vars(self).values():
-            if isinstance(value, torch.Tensor):
-                return value.device, value.dtype
-        raise TypeError(f"{type(self).__name__} holds no tensors")
-
-    def _on(self, device: torch.device) -> _Denoiser:
-        """A copy on ``device``, made once per device."""
-        if device == self._placement()[0]:
-            return self
-        copies = self.__dict__.setdefault("_copies", {})
-        if device not in copies:
-            import copy
-
-            moved = copy.copy(self)
-            moved.__dict__["_copies"] = {}
-            copies[device] = moved.to(device=device)
-        return copies[device]
-
-    def to(self, device=None, dtype=None):
-        for name, value in vars(self).items():
-            if isinstance(value, torch.Tensor):
-                setattr(self, name, value.to(device=device, dtype=dtype))
-        return self
-
-
-class GaussianDenoiser(_Denoiser):
+class GaussianDenoiser(Denoiser):
     """Posterior mean of x0 ~ N(mean, covariance) given x~ = x0 + sigma~ eps."""
 
     def __init__(self, mean: torch.Tensor, covariance: torch.Tensor) -> None:
@@ -195,7 +131,7 @@ class GaussianDenoiser(_Denoiser):
 _CPU_ROWS = 512
 
 
-class GaussianMixtureDenoiser(_Denoiser):
+class GaussianMixtureDenoiser(Denoiser):
     """Posterior mean of x0 ~ sum_k w_k N(m_k, S_k) given x~ = x0 + sigma~ eps."""
 
     def __init__(
@@ -315,7 +251,7 @@ class GaussianMixtureDenoiser(_Denoiser):
         return draws
 
 
-class EmpiricalDenoiser(_Denoiser):
+class EmpiricalDenoiser(Denoiser):
     """Posterior mean of x0 drawn uniformly from a finite data set, given x~ = x0 + sigma~ eps."""
 
     def __init__(self, data: torch.Tensor) -> None:
@@ -380,9 +316,7 @@ def _digits_empirical() -> EmpiricalDenoiser:
     return EmpiricalDenoiser(digits())
 
 
-def _digits_network() -> _Denoiser:
-    from phiforge.runtime.network import builtin_network
-
+def _digits_network() -> Denoiser:
     return builtin_network()
 
 
@@ -395,13 +329,13 @@ DENOISERS = {
 
 
 @functools.cache
-def _cached(name: str) -> _Denoiser:
+def _cached(name: str) -> Denoiser:
     denoiser = DENOISERS[name]()
     denoiser.image_shape = (8, 8)
     return denoiser
 
 
-def builtin_denoiser(name: str, device: str | torch.device | None = None) -> _Denoiser:
+def builtin_denoiser(name: str, device: str | torch.device | None = None) -> Denoiser:
     """A built-in denoiser on the digits data: the exact ``gaussian``, ``gmm`` and ``empirical``
     posterior means, or ``network``, an MLP trained on ``gmm`` (:mod:`phiforge.runtime.network`)."""
     if name not in DENOISERS:

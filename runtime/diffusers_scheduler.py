@@ -6,27 +6,24 @@ and ``warmup``. Its grid is the one DPMSolverMultistepScheduler builds for the s
 configuration (timestep spacing, Karras/exponential/beta/Lu sigmas, flow sigmas and shift,
 final sigma), computed by an internal instance of that scheduler.
 
-The method runs in log-SNR time: each model call is one ``step``. At ``set_timesteps`` the whole
-sequence is compiled into a program of static linear combinations, one per call,
-
-    next sample = scale_next * (A * y_anchor + sum_j w_j N_j),
-
-where y_anchor is the canonical state (x/alpha in data form, x/sigma in noise form) at the start
-of the current step and N_j are earlier converted model outputs; so ``step`` holds no ``.item()``
-and no data-dependent branch (torch.compile-friendly). A single-step method with s stages makes
-s calls per step, its stage times inserted into ``timesteps`` (Heun-style, ``order`` = s); a
-multistep method makes one, with its starters (``warmup``) and diffusers' lower-order-final rule;
-a corrected (PEC) one first replaces the anchor by the previous step redone with the new output.
-A final sigma of 0 is the exact limit ``x = x0_hat`` (one call). Stochastic (SEEDS) methods take
-``eta``, ``s_noise`` and ``method_options`` (their nodes); a call draws the unit normal of the
-next Brownian sub-interval from ``variance_noise`` or ``generator`` when it first needs it.
+The method runs in log-SNR time through phiforge's one planner and executor
+(:mod:`phiforge.runtime.plan`, :mod:`phiforge.runtime.engine`): ``set_timesteps`` plans the whole
+run as one program of model calls and linear combinations (every coefficient a number), and each
+``step`` hands the executor the converted output of one call, lets it run on to the next call and
+returns the state that call is to be made at; so ``step`` holds no ``.item()`` and no
+data-dependent branch, and no per-method code. A method with s calls per step has its stage times
+inserted into ``timesteps`` (Heun-style, ``order`` = s); a multistep method makes one, with its
+starters (``warmup``) and diffusers' lower-order-final rule. A final sigma of 0 is the exact
+limit ``x = x0_hat`` (one call). Stochastic (SEEDS) methods take ``eta``, ``s_noise`` and
+``method_options`` (their nodes); a call draws the unit normal of the next Brownian sub-interval
+from ``variance_noise`` or ``generator`` when it first needs it. A NaN or inf from the model is
+reported with its call's step and sigma once the last call is made.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, ClassVar
 
@@ -47,9 +44,12 @@ except ImportError as error:  # pragma: no cover - exercised only without diffus
         "phiforge.runtime.diffusers_scheduler needs diffusers: pip install 'phiforge[diffusers]'"
     ) from error
 
-from phiforge.runtime.errors import InputError
+from phiforge.runtime.engine import Evaluate, Execution, Program
+from phiforge.runtime.errors import InputError, ModelOutputError
+from phiforge.runtime.methods import load_method
+from phiforge.runtime.plan import Builder, place_steps, schedule_form
 from phiforge.runtime.schedules import RectifiedFlow, VPLinear
-from phiforge.runtime.stepping import WARMUP_POLICIES, Step, load_method, plan_steps
+from phiforge.runtime.step_plan import WARMUP_POLICIES, diffusers_final_steps, plan_steps
 
 __all__ = ["PhiforgeScheduler"]
 
@@ -57,27 +57,6 @@ __all__ = ["PhiforgeScheduler"]
 # for flow sigmas
 _VP, _FLOW = VPLinear(), RectifiedFlow()
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction", "flow_prediction")
-
-
-@dataclass(frozen=True)
-class _Call:
-    """One model call: where it is evaluated and how the next sample is formed."""
-
-    lam: float
-    alpha: float
-    sigma: float
-    anchor: bool
-    scale: float  # canonical state = sample / scale (alpha or sigma at this call)
-    decay: float  # A: factor on the anchor state
-    terms: tuple[tuple[int, float], ...]  # (call index, weight) on converted outputs
-    scale_next: float
-    release: tuple[int, ...]  # outputs no longer needed after this call
-    draw: bool = False  # stochastic methods: draw one unit normal at this call
-    noise_terms: tuple[tuple[int, float], ...] = ()  # (call index of the draw, weight)
-    # PEC (corrected multistep modules): the anchor is first replaced by
-    # correct_decay * previous anchor + sum_j w_j N_j, the previous step redone with this output
-    correct_decay: float | None = None
-    correct_terms: tuple[tuple[int, float], ...] = ()
 
 
 class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
@@ -163,11 +142,9 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
         self.timesteps = self._grid.timesteps
         self.sigmas = self._grid.sigmas
         self.num_inference_steps: int | None = None
-        self.order = self._module.NFE_PER_STEP if self._module.FAMILY == "singlestep" else 1
-        self._program: list[_Call] = []
-        self._values: dict[int, torch.Tensor] = {}
-        self._draws: dict[int, torch.Tensor] = {}
-        self._anchor: torch.Tensor | None = None
+        self.order = int(self._module.NFE_PER_STEP)  # model calls per step
+        self._program: Program | None = None
+        self._run: Execution | None = None
         self._step_index: int | None = None
         self._begin_index: int | None = None
 
@@ -184,7 +161,7 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
         """Start at call ``begin_index`` (img2img): the program is rebuilt from that grid point
         with a fresh multistep history, as diffusers' multistep scheduler warms up again."""
         self._begin_index = begin_index
-        if not self._program or begin_index == 0:
+        if self._program is None or begin_index == 0:
             return
         flags = [is_outer for _, is_outer in self._times]
         if not (0 <= begin_index < len(flags)) or not flags[begin_index]:
@@ -193,10 +170,9 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
                 f"0..{len(flags) - 1}, got {begin_index}"
             )
         outer = sum(flags[:begin_index])
-        times, outer_times = self._times, self.timesteps_outer
-        self._build_program(self._lambdas[outer:], outer_times[outer:], begin_index)
-        self._program = [None] * begin_index + self._program
-        self._times, self.timesteps_outer = times, outer_times
+        times = self._times
+        self._build_program(self._lambdas[outer:], self.timesteps_outer[outer:])
+        self._times = times
 
     def __len__(self) -> int:
         return self.config.num_train_timesteps
@@ -259,196 +235,86 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
         integral = all(is_outer for _, is_outer in self._times)
         self.timesteps = (times.round().to(torch.int64) if integral else times.float()).to(device)
         self.sigmas = torch.tensor(outer, dtype=torch.float32)
-        self._values, self._anchor, self._draws = {}, None, {}
+        self._run = None
         self._step_index = None
         self._begin_index = None
 
-    def _steps(self, inner: list[float]) -> list[Step]:
-        module = self._module
-        steps = plan_steps(module, inner, warmup=self.config.warmup)
-        n = len(self.timesteps_outer)
-        short = self.config.lower_order_final and n < 15
-        if module.FAMILY == "multistep" and module.STEPS > 2 and short and len(steps) >= 1:
-            last = len(steps) - 1 if self._final_limit else len(steps) - 2
-            replace = 0 <= last < len(steps) and steps[last].module.FAMILY == "multistep"
-            if replace and steps[last].module.STEPS > 2:  # diffusers' lower_order_second
-                steps[last] = Step(
-                    load_method(module.WARMUP[1]), steps[last].lam, steps[last].lam_next
-                )
-        if not self._final_limit and steps and (self.config.euler_at_final or short):
-            first_order = load_method(module.WARMUP[0]) if module.FAMILY == "multistep" else None
-            if first_order is not None:
-                steps[-1] = Step(first_order, steps[-1].lam, steps[-1].lam_next)
-        return steps
-
-    def _build_program(
-        self, lambdas: list[float], outer_times: list[float], offset: int = 0
-    ) -> None:
-        """Compile the calls of the method on the grid; call indices start at ``offset``."""
+    def _build_program(self, lambdas: list[float], outer_times: list[float]) -> None:
+        """The run's program on the grid (runtime.plan) and the model time of each of its calls:
+        a grid point's diffusers timestep, a stage's the model time of its log-SNR."""
         module: ModuleType = self._module
-        prediction = module.PREDICTION or "data"
-        self._noise_form = prediction == "noise"
-        L = 1.0 if self._noise_form else -1.0
-        self._final_limit = lambdas[-1] == math.inf
-        inner = lambdas[:-1] if self._final_limit else lambdas
+        final_limit = lambdas[-1] == math.inf
+        inner = lambdas[:-1] if final_limit else lambdas
+        steps = plan_steps(module, inner, warmup=self.config.warmup) if len(inner) > 1 else []
+        steps = diffusers_final_steps(
+            steps,
+            module,
+            len(outer_times),
+            final_limit,
+            self.config.lower_order_final,
+            self.config.euler_at_final,
+        )
+        form = schedule_form(self._alpha_sigma, module.PREDICTION or "data")
+        options = {
+            "eta": float(self.config.eta),
+            "s_noise": float(self.config.s_noise),
+            **dict(self.config.method_options or {}),
+        }
+        builder = Builder()
+        state = builder.input()
+        state, _ = place_steps(
+            builder, steps, state, form, options=options, report=False, zero_steps=True
+        )
+        if final_limit:  # to sigma = 0: x = x0_hat(x, lam_last), one call
+            state = builder.evaluate(state, inner[-1], grid=True)
+        self._program = builder.finish([state])
+        self._call_lams = [op.lam for op in self._program.ops if isinstance(op, Evaluate)]
+        grid_times = iter(outer_times)
+        self._times = [
+            (next(grid_times), True) if op.grid else (self._model_time(op.lam), False)
+            for op in self._program.ops
+            if isinstance(op, Evaluate)
+        ]
         self.timesteps_outer = outer_times
-        calls: list[dict[str, Any]] = []
-        times: list[tuple[float, bool]] = []
 
-        def scale(lam: float) -> float:
-            alpha, sigma = self._alpha_sigma(lam)
-            return sigma if self._noise_form else alpha
+    def _nonfinite(self, error: ModelOutputError) -> ModelOutputError:
+        """The executor's report, with the call numbered as diffusers numbers them."""
+        calls = [op for op in self._program.ops if isinstance(op, Evaluate)]
+        index = (self._begin_index or 0) + calls.index(error.call)
+        return ModelOutputError(
+            f"the model returned NaN or inf at step() call {index} (timestep "
+            f"{float(self.timesteps[index]):.6g}, sigma~ = {math.exp(-error.call.lam):.6g}); "
+            "reported after the last call"
+        )
 
-        history: list[tuple[int, float]] = []  # (call index, lam) of grid-point evaluations
-        pending: dict[str, Any] = {}  # the correction the next grid-point call applies
-        for index, step in enumerate(self._steps(list(inner)) if len(inner) > 1 else []):
-            h = step.lam_next - step.lam
-            z = L * h
-            first = offset + len(calls)
-            times.append((outer_times[index], True))
-            history.insert(0, (first, step.lam))
-            correction, pending = pending, {}
-            if correction:  # the new value, then the values the corrected step used
-                correction["correct_terms"] = (
-                    (first, correction.pop("new_weight")),
-                    *correction["correct_terms"],
-                )
-            if h == 0:  # diffusers' grids may repeat their last sigma: a step of length 0
-                calls.append(
-                    dict(lam=step.lam, anchor=True, decay=1.0, terms=(), lam_next=step.lam_next)
-                    | correction
-                )
-                continue
-            if step.module.FAMILY == "multistep":
-                k = step.module.STEPS
-                points = [lam for _, lam in history[:k]]
-                past = [points[m] - points[m + 1] for m in range(k - 1)]
-                ratios = tuple(p / h for p in past)
-                beta = step.module.weights(z, ratios)
-                terms = tuple((history[m][0], h * beta[m]) for m in range(k))
-                calls.append(
-                    dict(
-                        lam=step.lam,
-                        anchor=True,
-                        decay=math.exp(z),
-                        terms=terms,
-                        lam_next=step.lam_next,
-                        **correction,
-                    )
-                )
-                if getattr(step.module, "CORRECTED", False):
-                    gamma = step.module.corrector_weights(z, ratios)
-                    pending = dict(
-                        correct_decay=math.exp(z),
-                        new_weight=h * gamma[0],
-                        correct_terms=tuple((history[m][0], h * gamma[m + 1]) for m in range(k)),
-                    )
-                continue
-            stochastic = step.module.FAMILY == "stochastic"
-            params = dict(self.config.method_options or {}) if stochastic else {}
-            # SEEDS (spec-seeds-restart §2.2): data form z = -(1 + eta) h, noise form N scaled
-            eta = float(self.config.eta) if stochastic else 0.0
-            width = (1.0 + eta) * h if stochastic and not self._noise_form else h
-            gain = 1.0 + eta if stochastic and self._noise_form else 1.0
-            z = L * width
-            a, b = step.module.coefficients(z, **params)
-            nodes = step.module.nodes(**params) if stochastic else step.module.NODES
-            noisy = step.module.noisy_nodes(**params) if stochastic else ()
-            noise_on = stochastic and eta > 0 and self.config.s_noise != 0
-            if noise_on:
-                form = "noise" if self._noise_form else "data"
-                noise_w = step.module.noise_weights(h, eta, form, **params)
-            drawn = 0
-            for stage in range(len(nodes)):
-                lam_here = step.lam + nodes[stage] * h
-                if stage > 0:
-                    times.append((self._model_time(lam_here), False))
-                if stage + 1 < len(nodes):
-                    weights = a[stage + 1]
-                    node = nodes[stage + 1]
-                    target = step.lam + node * h
-                    decay = math.exp(node * z)
-                else:
-                    weights, node, target, decay = b, 1.0, step.lam_next, math.exp(z)
-                terms = tuple(
-                    (first + j, width * gain * w)
-                    for j, w in enumerate(weights[: stage + 1])
-                    if w != 0
-                )
-                draw, noise_terms = False, ()
-                if noise_on:
-                    k = noisy.index(node)
-                    draw = k >= drawn
-                    drawn = max(drawn, k + 1)
-                    factor = self.config.s_noise * (
-                        1.0 if self._noise_form else math.exp(-(step.lam + node * h))
-                    )
-                    noise_terms = tuple((first + j, factor * noise_w[k][j]) for j in range(k + 1))
-                calls.append(
-                    dict(
-                        lam=lam_here,
-                        anchor=stage == 0,
-                        decay=decay,
-                        terms=terms,
-                        lam_next=target,
-                        draw=draw,
-                        noise_terms=noise_terms,
-                        **(correction if stage == 0 else {}),
-                    )
-                )
-        if self._final_limit:
-            last = offset + len(calls)
-            times.append((outer_times[len(inner) - 1], True))
-            calls.append(
-                dict(
-                    lam=inner[-1],
-                    anchor=True,
-                    decay=0.0,
-                    terms=((last, 1.0),),
-                    lam_next=math.inf,
-                    limit=True,
-                )
+    def alpha_sigma(self, index: int | None = None) -> tuple[float, float]:
+        """alpha and sigma (x = alpha x0 + sigma eps) of model call ``index`` (default: the next
+        one), for callers that convert a model's output themselves."""
+        if self._program is None:
+            raise InputError("run 'set_timesteps' before 'alpha_sigma'")
+        first = self._begin_index or 0
+        index = (self._step_index or first) if index is None else index
+        lams = self._call_lams
+        if not first <= index < first + len(lams):
+            raise InputError(
+                f"parameter 'index' must be a model call in {first}..{first + len(lams) - 1}, "
+                f"got {index}"
             )
-        last_use: dict[int, int] = {}
-        for n, call in enumerate(calls, start=offset):
-            for j, _ in (*call["terms"], *call.get("correct_terms", ())):
-                last_use[j] = n
-        program = []
-        for n, call in enumerate(calls, start=offset):
-            alpha, sigma = self._alpha_sigma(call["lam"])
-            limit = call.get("limit", False)
-            program.append(
-                _Call(
-                    lam=call["lam"],
-                    alpha=alpha,
-                    sigma=sigma,
-                    anchor=call["anchor"],
-                    scale=sigma if self._noise_form else alpha,
-                    decay=call["decay"],
-                    terms=call["terms"],
-                    scale_next=1.0 if limit else scale(call["lam_next"]),
-                    release=tuple(j for j, last in last_use.items() if last == n),
-                    draw=call.get("draw", False),
-                    noise_terms=call.get("noise_terms", ()),
-                    correct_decay=call.get("correct_decay"),
-                    correct_terms=call.get("correct_terms", ()),
-                )
-            )
-        self._limit_calls = {n for n, call in enumerate(calls, start=offset) if call.get("limit")}
-        self._program = program
-        self._times = times
+        return self._alpha_sigma(lams[index - first])
 
     # --- the step --------------------------------------------------------------------
-    def _data_prediction(self, output: torch.Tensor, sample: torch.Tensor, call: _Call):
+    def _data_prediction(self, output: torch.Tensor, sample: torch.Tensor, lam: float):
+        """The model's output as x0_hat at log-SNR lam (the one conversion, once per call)."""
+        alpha, sigma = self._alpha_sigma(lam)
         kind = self.config.prediction_type
         if kind == "epsilon":
-            x0 = (sample - call.sigma * output) / call.alpha
+            x0 = (sample - sigma * output) / alpha
         elif kind == "sample":
             x0 = output
         elif kind == "v_prediction":
-            x0 = call.alpha * sample - call.sigma * output
+            x0 = alpha * sample - sigma * output
         else:  # flow_prediction: velocity d x/d t = eps - x0 on the path (1 - t) x0 + t eps
-            x0 = sample - call.sigma * output
+            x0 = sample - sigma * output
         if self.config.thresholding:
             x0 = self._grid._threshold_sample(x0)
         return x0
@@ -462,47 +328,43 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
         variance_noise: torch.Tensor | None = None,
         return_dict: bool = True,
     ) -> SchedulerOutput | tuple:
-        """One model call of the program: store the converted output, return the next sample."""
-        if not self._program:
+        """One model call of the program: hand the converted output to the executor, which runs
+        on to the next call and returns the state it is to be made at (the next sample)."""
+        if self._program is None:
             raise InputError("run 'set_timesteps' before 'step'")
         if self._step_index is None:
             self._step_index = self._begin_index or 0
-        n = self._step_index
-        call = self._program[n]
         work = (
             sample.to(torch.float32) if sample.dtype in (torch.float16, torch.bfloat16) else sample
         )
-        x0 = self._data_prediction(model_output.to(work.dtype), work, call)
-        if n in self._limit_calls:
-            prev = x0
-        else:
-            value = -(work - call.alpha * x0) / call.sigma if self._noise_form else x0
-            self._values[n] = value
-            if call.anchor:
-                if call.correct_decay is not None:  # PEC: the previous step, corrected
-                    corrected = call.correct_decay * self._anchor
-                    for j, weight in call.correct_terms:
-                        corrected = corrected + weight * self._values[j]
-                    self._anchor = corrected
-                else:
-                    self._anchor = work / call.scale
-            if call.draw:  # one unit normal per Brownian sub-interval (stochastic methods)
-                self._draws[n] = (
-                    variance_noise.to(device=work.device, dtype=work.dtype)
-                    if variance_noise is not None
-                    else randn_tensor(
-                        work.shape, generator=generator, device=work.device, dtype=work.dtype
-                    )
+        if self._run is None or self._run.done:
+            if self._run is not None:
+                raise InputError(
+                    f"'step' called after the last of the {len(self.timesteps)} model calls; "
+                    "run 'set_timesteps' again"
                 )
-            prev = call.decay * self._anchor
-            for j, weight in call.terms:
-                prev = prev + weight * self._values[j]
-            for j, weight in call.noise_terms:
-                prev = prev + weight * self._draws[j]
-            prev = call.scale_next * prev
-            for j in call.release:
-                self._values.pop(j, None)
-        self._step_index = n + 1
+            self._run = Execution(self._program, [work])
+            self._run.run()
+
+        def unit_normal(lam_a: float, lam_b: float) -> torch.Tensor:
+            if variance_noise is not None:
+                return variance_noise.to(device=work.device, dtype=work.dtype)
+            return randn_tensor(
+                work.shape, generator=generator, device=work.device, dtype=work.dtype
+            )
+
+        call = self._run.waiting
+        if call.grid:  # the caller's sample at a grid point (it may have edited it: inpainting)
+            self._run.buffer[call.state] = work
+        try:
+            self._run.give(self._data_prediction(model_output.to(work.dtype), work, call.lam))
+            self._run.noise = unit_normal
+            result = self._run.run()
+        except ModelOutputError as error:
+            raise self._nonfinite(error) from None
+
+        prev = result[0] if self._run.done else result
+        self._step_index += 1
         prev = prev.to(sample.dtype)
         if not return_dict:
             return (prev,)

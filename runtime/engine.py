@@ -31,6 +31,7 @@ __all__ = [
     "Combine",
     "Draw",
     "Evaluate",
+    "Execution",
     "Program",
     "Report",
     "capture",
@@ -50,12 +51,14 @@ class Combine:
 
 @dataclass(frozen=True, slots=True)
 class Evaluate:
-    """slot[dest] = model(slot[state], lam); ``step`` names the call in errors."""
+    """slot[dest] = model(slot[state], lam); ``step`` names the call in errors, ``grid`` says
+    that the call is at a grid point (a step's start), not at a stage."""
 
     dest: int
     state: int
     lam: float
     step: int
+    grid: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +127,68 @@ def _reads(op: Operation) -> tuple[int, ...]:
     return ()
 
 
+STACKED = 3  # combinations of at least this many terms run as one product with a coefficient row
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def _place(program: Program, like: Any) -> dict[int, torch.Tensor]:
+    """The coefficient rows of the long combinations (a vector) and of the per-sample ones (a
+    matrix: terms x samples) as tensors on ``like``'s device, indexed by operation: copied
+    there once per run (float64 for float64 states, else float32)."""
+    if not isinstance(like, torch.Tensor):
+        return {}
+    chosen = [
+        i
+        for i, op in enumerate(program.ops)
+        if isinstance(op, Combine)
+        and (len(op.terms) >= STACKED or isinstance(op.terms[0][1], tuple))
+        and not any(isinstance(c, torch.Tensor) for _, c in op.terms)
+    ]
+    if not chosen:
+        return {}
+    values: list[float] = []
+    shapes: list[tuple[int, ...]] = []
+    for i in chosen:
+        terms = program.ops[i].terms
+        if isinstance(terms[0][1], tuple):
+            shapes.append((len(terms), len(terms[0][1])))
+            values += [c for _, column in terms for c in column]
+        else:
+            shapes.append((len(terms),))
+            values += [c for _, c in terms]
+    dtype = torch.float64 if like.dtype == torch.float64 else torch.float32
+    host = torch.tensor(values, dtype=dtype)
+    if like.device.type == "cuda":
+        rows = host.pin_memory().to(like.device, non_blocking=True)
+    else:
+        rows = host.to(like.device)
+    placed, start = {}, 0
+    for i, shape in zip(chosen, shapes, strict=True):
+        size = math.prod(shape)
+        placed[i] = rows[start : start + size].reshape(shape)
+        start += size
+    return placed
+
+
+def _stacked(buffer: list[Any], terms: tuple[tuple[int, Coefficient], ...], row: torch.Tensor):
+    """sum_k row[k] slot_k in two kernels (stack, product); a row of per-sample columns
+    (terms x samples) weights each sample by its own coefficients. Half-precision states are
+    combined in float32."""
+    tensors = [buffer[slot] for slot, _ in terms]
+    dtype = tensors[0].dtype
+    if row.ndim == 1 and any(t.dtype != dtype for t in tensors):
+        return _combine(buffer, terms)
+    stacked = torch.stack([t.to(dtype) for t in tensors]) if row.ndim == 2 else torch.stack(tensors)
+    if dtype != row.dtype:
+        stacked = stacked.to(row.dtype)
+    if row.ndim == 2:
+        weights = row.reshape(*row.shape, *([1] * (stacked.ndim - 2)))
+        total = (stacked * weights).sum(0)
+    else:
+        total = torch.matmul(row, stacked.reshape(len(tensors), -1)).reshape(tensors[0].shape)
+    return total if total.dtype == dtype else total.to(dtype)
+
+
 def _combine(buffer: list[Any], terms: tuple[tuple[int, Coefficient], ...]) -> Any:
     (first, c0), *rest = terms
     head = buffer[first]
@@ -144,6 +209,103 @@ def _combine(buffer: list[Any], terms: tuple[tuple[int, Coefficient], ...]) -> A
     return total
 
 
+class Execution:
+    """A program being run: its slot buffer, its position and its finiteness flags.
+
+    :meth:`run` goes on from the current position; given ``evaluate`` it makes every model call
+    itself, without it stops at the next call (:attr:`waiting`) and returns its state, and
+    :meth:`give` hands in that call's value (the diffusers scheduler: one model call per
+    ``step()``). Non-finite values raise :class:`ModelOutputError` naming the first bad call,
+    when the run ends (or every ``check_every`` calls).
+    """
+
+    def __init__(
+        self,
+        program: Program,
+        inputs: Sequence[Any],
+        *,
+        noise: Callable[[float, float], Any] | None = None,
+        on_report: Callable[[Report, list[Any]], None] | None = None,
+        check_every: int | None = None,
+        check_finite: bool = True,
+        placed: dict[int, torch.Tensor] | None = None,
+    ) -> None:
+        if len(inputs) != len(program.inputs):
+            raise InputError(f"the program takes {len(program.inputs)} inputs, got {len(inputs)}")
+        if check_every is not None and (
+            isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 1
+        ):
+            raise InputError(
+                f"parameter 'check_every' must be a positive integer, got {check_every!r}"
+            )
+        self.program = program
+        self.buffer: list[Any] = [None] * program.slots
+        for slot, given in zip(program.inputs, inputs, strict=True):
+            self.buffer[slot] = given
+        self.placed = _place(program, inputs[0] if inputs else None) if placed is None else placed
+        self.noise, self.on_report = noise, on_report
+        self.check_every, self.check_finite = check_every, check_finite
+        self.position = 0
+        self.flags: list[Any] = []
+        self.calls: list[Evaluate] = []
+
+    @property
+    def done(self) -> bool:
+        return self.position >= len(self.program.ops)
+
+    @property
+    def waiting(self) -> Evaluate | None:
+        """The model call the run stopped at, if any."""
+        op = None if self.done else self.program.ops[self.position]
+        return op if isinstance(op, Evaluate) else None
+
+    def give(self, value: Any) -> None:
+        """The value of the call the run stopped at."""
+        op = self.waiting
+        if op is None:
+            raise InputError("no model call is waiting for a value")
+        self.buffer[op.dest] = value
+        if self.check_finite:
+            self.flags.append(_finite(value, op))
+            self.calls.append(op)
+            if self.check_every is not None and len(self.calls) % self.check_every == 0:
+                _check(self.flags, self.calls)
+        self._release()
+
+    def _release(self) -> None:
+        for slot in self.program.release[self.position]:
+            self.buffer[slot] = None
+        self.position += 1
+
+    def run(self, evaluate: Callable[[Any, float], Any] | None = None) -> Any:
+        """Go on until the end (returns the outputs) or, without ``evaluate``, until the next
+        model call (returns the state it is to be made at)."""
+        ops, buffer, placed = self.program.ops, self.buffer, self.placed
+        while self.position < len(ops):
+            index = self.position
+            op = ops[index]
+            if isinstance(op, Evaluate):
+                if evaluate is None:
+                    return buffer[op.state]
+                self.give(evaluate(buffer[op.state], op.lam))
+                continue
+            if isinstance(op, Combine):
+                row = placed.get(index)
+                buffer[op.dest] = (
+                    _combine(buffer, op.terms) if row is None else _stacked(buffer, op.terms, row)
+                )
+            elif isinstance(op, Draw):
+                if self.noise is None:
+                    raise InputError("this method draws noise: give a noise source")
+                buffer[op.dest] = self.noise(op.lam_a, op.lam_b)
+            elif self.on_report is not None:
+                self.on_report(op, buffer)
+            self._release()
+        if self.check_finite:
+            _check(self.flags, self.calls)
+        return tuple(buffer[slot] for slot in self.program.outputs)
+
+
 def execute(
     program: Program,
     inputs: Sequence[Any],
@@ -153,49 +315,31 @@ def execute(
     on_report: Callable[[Report, list[Any]], None] | None = None,
     check_every: int | None = None,
     check_finite: bool = True,
+    placed: dict[int, torch.Tensor] | None = None,
 ) -> tuple[Any, ...]:
     """Run ``program`` on ``inputs``; ``evaluate(state, lam)`` is the model in the form the plan
     was made for, ``noise(lam_a, lam_b)`` a unit normal shaped like the state. Returns the
     output slots. Non-finite model values raise :class:`ModelOutputError` naming the first bad
-    call, after the run (or at the next multiple of ``check_every`` calls)."""
-    if len(inputs) != len(program.inputs):
-        raise InputError(f"the program takes {len(program.inputs)} inputs, got {len(inputs)}")
-    if check_every is not None and (
-        isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 1
-    ):
-        raise InputError(f"parameter 'check_every' must be a positive integer, got {check_every!r}")
-    buffer: list[Any] = [None] * program.slots
-    for slot, given in zip(program.inputs, inputs, strict=True):
-        buffer[slot] = given
-    flags: list[Any] = []
-    calls: list[Evaluate] = []
-    for op, release in zip(program.ops, program.release, strict=True):
-        if isinstance(op, Combine):
-            buffer[op.dest] = _combine(buffer, op.terms)
-        elif isinstance(op, Evaluate):
-            result = evaluate(buffer[op.state], op.lam)
-            buffer[op.dest] = result
-            if check_finite:
-                flags.append(_finite(result, op))
-                calls.append(op)
-                if check_every is not None and len(calls) % check_every == 0:
-                    _check(flags, calls)
-        elif isinstance(op, Draw):
-            if noise is None:
-                raise InputError("this method draws noise: give a noise source")
-            buffer[op.dest] = noise(op.lam_a, op.lam_b)
-        elif on_report is not None:
-            on_report(op, buffer)
-        for slot in release:
-            buffer[slot] = None
-    if check_finite:
-        _check(flags, calls)
-    return tuple(buffer[slot] for slot in program.outputs)
+    call, after the run (or at the next multiple of ``check_every`` calls). ``placed``: the
+    coefficient rows already on the device (:func:`capture` places them once for all replays)."""
+    run = Execution(
+        program,
+        inputs,
+        noise=noise,
+        on_report=on_report,
+        check_every=check_every,
+        check_finite=check_finite,
+        placed=placed,
+    )
+    return run.run(evaluate)
 
 
 def _finite(result: Any, op: Evaluate) -> Any:
+    """A device flag for the value: its sum, which is NaN or inf where any entry is (one
+    reduction; half-precision values are summed in float32 so that finite ones cannot
+    overflow)."""
     if isinstance(result, torch.Tensor):
-        return torch.isfinite(result).all()
+        return result.sum(dtype=torch.float32 if result.dtype in _HALF else None)
     if not math.isfinite(result):  # a host number: nothing to defer
         raise ModelOutputError(_message(op))
     return True
@@ -204,18 +348,24 @@ def _finite(result: Any, op: Evaluate) -> Any:
 def _check(flags: list[Any], calls: list[Evaluate]) -> None:
     """One host read for all flags so far: the first non-finite call, if any."""
     tensors = [f for f in flags if isinstance(f, torch.Tensor)]
-    if not tensors:
+    if not tensors or torch.compiler.is_compiling():  # a compiled graph cannot raise on data
         return
     # the flags are plain booleans; a subclassed state's flags are read as plain tensors
-    stacked = torch.stack([t.as_subclass(torch.Tensor) for t in tensors]).cpu()
-    if bool(stacked.all()):
+    sums = torch.stack([t.as_subclass(torch.Tensor).detach().to(torch.float64) for t in tensors])
+    finite = torch.isfinite(sums).cpu()
+    if bool(finite.all()):
         return
     positions = [i for i, f in enumerate(flags) if isinstance(f, torch.Tensor)]
-    first = positions[int((~stacked).nonzero()[0, 0])]
-    raise ModelOutputError(_message(calls[first]))
+    first = positions[int((~finite).nonzero()[0, 0])]
+    error = ModelOutputError(_message(calls[first]))
+    error.call = calls[first]  # the Evaluate operation, for callers that number calls otherwise
+    raise error
 
 
 def _message(op: Evaluate) -> str:
+    if isinstance(op.lam, tuple):  # a per-sample grid
+        sigmas = ", ".join(f"{math.exp(-lam):.6g}" for lam in op.lam)
+        return f"the model returned NaN or inf at step {op.step} (sigma~ per sample = {sigmas})"
     return (
         f"the model returned NaN or inf at step {op.step} (sigma~ = {math.exp(-op.lam):.6g}, "
         f"lambda = {op.lam:.6g})"
@@ -238,23 +388,26 @@ def capture(
     if not inputs or not all(isinstance(t, torch.Tensor) and t.is_cuda for t in inputs):
         raise InputError("parameter 'capture' needs CUDA tensors (CUDA graphs run on a GPU only)")
     static = [t.clone() for t in inputs]
+    placed = _place(program, static[0])
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
         for _ in range(warmup):  # warm-up outside the graph: allocator and lazy init
-            execute(program, static, evaluate, noise=noise)
+            execute(program, static, evaluate, noise=noise, placed=placed)
     torch.cuda.current_stream().wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
     flags: list[torch.Tensor] = []
 
     def recording(state: Any, lam: float) -> Any:
         value = evaluate(state, lam)
-        flags.append(torch.isfinite(value).all())
+        flags.append(_finite(value, None))
         return value
 
     try:
         with torch.cuda.graph(graph):
-            outputs = execute(program, static, recording, noise=noise, check_finite=False)
+            outputs = execute(
+                program, static, recording, noise=noise, check_finite=False, placed=placed
+            )
     except InputError:
         raise
     except Exception as error:

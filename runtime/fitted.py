@@ -104,10 +104,12 @@ from typing import Any
 import torch
 
 from phiforge.runtime.checks import check_integer, check_sigma_ends
+from phiforge.runtime.engine import Program, Report, execute
 from phiforge.runtime.errors import InputError, ModelOutputError
 from phiforge.runtime.manifest import content_hash, read_document
 from phiforge.runtime.noise import gaussian_noise
 from phiforge.runtime.phi import phi_all
+from phiforge.runtime.plan import Builder
 from phiforge.runtime.step_search import grid_lambdas, theta_of_sigmas
 from phiforge.runtime.verification import defect_tensor, frechet_tensor, moments_root
 
@@ -179,6 +181,46 @@ def _weights(
     return predictors, correctors
 
 
+def _program(
+    lams: torch.Tensor,
+    predictors: list[torch.Tensor],
+    correctors: list[torch.Tensor],
+    eta: float = 0.0,
+    stochastic: bool = False,
+    amplitude: torch.Tensor | None = None,
+) -> Program:
+    """The PEC loop of the module docstring as a program for the executor (x~ and the values
+    D in its slots; the weights, the grid and the amplitudes stay tensors, so the program is
+    differentiable in them). With ``stochastic`` each step draws its unit normal z_n, scaled by
+    the exact noise scale and ``amplitude[n]`` when given (a_n of the module docstring)."""
+    builder = Builder(keep_all=True)
+    state = builder.input()
+    values: list[int] = []
+    pending = None
+    for n, weights in enumerate(predictors):
+        denoised = builder.evaluate(state, lams[n])
+        if pending is not None:
+            start, decay, corrector, kick = pending
+            state = builder.combine(
+                [*kick, (start, decay), *zip([denoised, *values], corrector, strict=False)]
+            )
+        builder.report(state, denoised, lams[n], lams[n + 1])  # the callback's x: step start
+        values.insert(0, denoised)
+        del values[8:]  # history <= 8
+        step = lams[n + 1] - lams[n]
+        decay = torch.exp(-(1 + eta) * step)
+        kick = []
+        if eta > 0 and stochastic:
+            scale = torch.exp(-lams[n + 1]) * torch.sqrt(-torch.expm1(-2 * eta * step))
+            if amplitude is not None:
+                scale = scale * amplitude[n]
+            kick = [(builder.draw(lams[n], lams[n + 1]), scale)]
+        if n < len(correctors):
+            pending = (state, decay, correctors[n], kick)
+        state = builder.combine([*kick, (state, decay), *zip(values, weights, strict=False)])
+    return builder.finish([state])
+
+
 def _run(
     model: Callable[..., torch.Tensor],
     x: torch.Tensor,
@@ -191,43 +233,33 @@ def _run(
     noise: Callable[[int], torch.Tensor] | None = None,
     amplitude: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The PEC loop of the module docstring; x is x~ at lam_0, the result x~ at lam_end.
-    With ``eta`` > 0, ``noise(n)`` gives step n's unit normals z_n, scaled by ``amplitude[n]``
-    when given (a_n of the module docstring)."""
-    values: list[torch.Tensor] = []
-    pending = None
-    for n, weights in enumerate(predictors):
-        sigma = torch.exp(-lams[n])
-        denoised = model(x, sigma.to(x.dtype).expand(x.shape[0]), **extra_args)
-        if not torch.isfinite(denoised).all():
-            raise ModelOutputError(
-                f"model returned a non-finite value at step {n} (sigma {float(sigma):.6g})"
-            )
-        if pending is not None:
-            start, decay, corrector, kick = pending
-            x = (
-                kick
-                + decay * start
-                + sum(
-                    w.to(x.dtype) * v for w, v in zip(corrector, [denoised, *values], strict=False)
-                )
-            )
-        values.insert(0, denoised)
-        del values[8:]  # history <= 8
-        step = lams[n + 1] - lams[n]
-        decay = torch.exp(-(1 + eta) * step).to(x.dtype)
-        kick = 0.0
-        if eta > 0 and noise is not None:
-            scale = torch.exp(-lams[n + 1]) * torch.sqrt(-torch.expm1(-2 * eta * step))
-            if amplitude is not None:
-                scale = scale * amplitude[n]
-            kick = scale.to(x.dtype) * noise(n)
-        if n < len(correctors):
-            pending = (x, decay, correctors[n], kick)
-        if callback is not None:
-            callback({"x": x, "i": n, "sigma": float(sigma), "denoised": denoised})
-        x = kick + decay * x + sum(w.to(x.dtype) * v for w, v in zip(weights, values, strict=False))
-    return x
+    """Run the solver's program (:func:`_program`) with the one executor; x is x~ at lam_0, the
+    result x~ at lam_end. With ``eta`` > 0, ``noise(n)`` gives step n's unit normals z_n."""
+    program = _program(lams, predictors, correctors, eta, noise is not None, amplitude)
+    steps = iter(range(len(predictors)))
+
+    def evaluate(state: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+        sigma = torch.exp(-lam).to(state.dtype).expand(state.shape[0])
+        return model(state, sigma, **extra_args)
+
+    def report(event: Report, buffer: list) -> None:
+        callback(
+            {
+                "x": buffer[event.state],
+                "i": event.step,
+                "sigma": math.exp(-float(event.lam)),
+                "denoised": buffer[event.denoised],
+            }
+        )
+
+    (out,) = execute(
+        program,
+        [x],
+        evaluate,
+        noise=None if noise is None else lambda lam_a, lam_b: noise(next(steps)),
+        on_report=None if callback is None else report,
+    )
+    return out
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 ``sample_<name>(model, x, sigmas, extra_args=None, callback=None, disable=None, **options)``
 follows k-diffusion's convention (Crowson, ``k_diffusion/sampling.py``; peers.md §5.1):
 ``model(x, sigma_batch, **extra_args)`` returns the denoised x0, ``sigmas`` descend and may end
-in 0, and the step to sigma = 0 is ``x = D(x, sigma_last)`` (one model evaluation). Callback
+in 0, and the step to sigma = 0 is ``x = D(x, sigma_last)`` (one model evaluation). A 2-D
+``sigmas`` (one row per sample, rows of one length) gives every sample its own grid. Callback
 dicts carry x, i, sigma, sigma_hat and denoised. ``options`` go to
 :func:`phiforge.runtime.driver.sample` (``warmup``, ``lower_order_final``, ``thresholding``,
 ``guidance``, ``prediction``, ``restart``, ...); stochastic (SEEDS) methods also take ``eta``,
@@ -48,11 +49,13 @@ def make_sampler(name: str) -> Callable[..., torch.Tensor]:
         disable: bool | None = None,
         **options: Any,
     ) -> torch.Tensor:
-        sigma_list = [float(s) for s in torch.as_tensor(sigmas).detach().cpu().reshape(-1)]
+        table = torch.as_tensor(sigmas).detach().cpu().to(torch.float64)
+        # 1-D: one grid for the batch; 2-D: a grid per sample (phiforge's extension)
+        sigma_list = table if table.ndim == 2 else [float(s) for s in table.reshape(-1)]
         progress = disable is False or (disable is None and sys.stderr.isatty())
         extra = dict(extra_args or {})
         seed = extra.pop("seed", None)
-        if module.FAMILY == "stochastic":
+        if getattr(module, "PARAMETERS", None) is not None:  # node options (SEEDS)
             nodes = {
                 key: options.pop(alias)
                 for alias, key in _NODE_ALIASES.items()

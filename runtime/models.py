@@ -107,25 +107,60 @@ class CanonicalModel:
         self.step_index: int | None = None
 
     # --- evaluation ------------------------------------------------------------------
-    def _call(self, x: torch.Tensor, lam: float, kwargs: Mapping[str, Any]) -> torch.Tensor:
-        alpha, _ = self.schedule.alpha_sigma_of_lam(lam)
-        batch = x.shape[0]
-        if self.output == "edm":
-            sigma_tilde = math.exp(-lam)
-            t_in = torch.full((batch,), sigma_tilde, dtype=x.dtype, device=x.device)
-            return self.model(x / alpha, t_in, **kwargs)
-        t = float(self.schedule.t_of_lam(lam))
-        t_in = torch.full(
-            (batch,), float(self.schedule.model_time(t)), dtype=x.dtype, device=x.device
+    def _per_sample(self, values: list[float], x: torch.Tensor) -> torch.Tensor:
+        """One value per sample as a column broadcasting against x."""
+        column = torch.tensor(values, dtype=x.dtype)
+        if x.device.type != "cpu":
+            column = column.pin_memory().to(x.device, non_blocking=True)
+        return column.reshape(-1, *([1] * (x.ndim - 1)))
+
+    def _alpha_sigma(self, lam: float | tuple[float, ...], x: torch.Tensor):
+        """alpha and sigma at lam: floats, or per-sample columns for a tuple of log-SNRs."""
+        if not isinstance(lam, tuple):
+            return self.schedule.alpha_sigma_of_lam(lam)
+        pairs = [self.schedule.alpha_sigma_of_lam(value) for value in lam]
+        return (
+            self._per_sample([a for a, _ in pairs], x),
+            self._per_sample([s for _, s in pairs], x),
         )
+
+    def _model_time(self, lam: float | tuple[float, ...], x: torch.Tensor) -> torch.Tensor:
+        """The model's time input, shape (batch,): sigma~ for ``edm`` outputs, else the
+        schedule's model time."""
+        lams = lam if isinstance(lam, tuple) else (lam,)
+        if self.output == "edm":
+            times = [math.exp(-value) for value in lams]
+        else:
+            times = [
+                float(self.schedule.model_time(float(self.schedule.t_of_lam(v)))) for v in lams
+            ]
+        if not isinstance(lam, tuple):
+            return torch.full((x.shape[0],), times[0], dtype=x.dtype, device=x.device)
+        return self._per_sample(times, x).reshape(-1)
+
+    def _call(
+        self, x: torch.Tensor, lam: float | tuple[float, ...], kwargs: Mapping[str, Any]
+    ) -> torch.Tensor:
+        t_in = self._model_time(lam, x)
+        if self.output == "edm":
+            alpha, _ = self._alpha_sigma(lam, x)
+            return self.model(x / alpha, t_in, **kwargs)
         return self.model(x, t_in, **kwargs)
 
-    def _to_data(self, raw: torch.Tensor, x: torch.Tensor, lam: float) -> torch.Tensor:
+    def _to_data(
+        self, raw: torch.Tensor, x: torch.Tensor, lam: float | tuple[float, ...]
+    ) -> torch.Tensor:
+        if raw.shape != x.shape:
+            raise ModelOutputError(
+                f"the model returned shape {tuple(raw.shape)} for an input of shape "
+                f"{tuple(x.shape)}; its output must have the shape of its input"
+            )
         raw = raw.to(x.dtype)
-        alpha, sigma = self.schedule.alpha_sigma_of_lam(lam)
         if self.output in ("data", "edm"):
             return raw
-        if alpha == 0.0 and self.output in ("noise", "score"):
+        alpha, sigma = self._alpha_sigma(lam, x)
+        at_zero_snr = lam == -math.inf or (isinstance(lam, tuple) and -math.inf in lam)
+        if self.output in ("noise", "score") and at_zero_snr:
             raise InputError(
                 f"a {self.output}-prediction model determines no data prediction at zero SNR "
                 "(alpha = 0); start sampling at a time with alpha > 0 ('t_start' or 'sigmas')"
@@ -136,12 +171,23 @@ class CanonicalModel:
             return (x + sigma * sigma * raw) / alpha
         if self.output == "v":  # v = alpha eps - sigma x0
             return (alpha * x - sigma * raw) / (alpha * alpha + sigma * sigma)
-        t = float(self.schedule.t_of_lam(lam))  # flow: u = alpha' x0 + sigma' eps
-        d_alpha, d_sigma = self.schedule.alpha_sigma_derivatives(t)
-        return (d_sigma * x - sigma * raw) / (alpha * d_sigma - sigma * d_alpha)
+        if isinstance(lam, tuple):  # flow: u = alpha' x0 + sigma' eps, per sample
+            rows = [self._flow_row(value) for value in lam]
+            d_sigma = self._per_sample([r[0] for r in rows], x)
+            denominator = self._per_sample([r[1] for r in rows], x)
+        else:
+            d_sigma, denominator = self._flow_row(lam)
+        return (d_sigma * x - sigma * raw) / denominator
 
-    def data(self, x: torch.Tensor, lam: float) -> torch.Tensor:
-        """The (guided, thresholded) data prediction x0 at log-SNR lam."""
+    def _flow_row(self, lam: float) -> tuple[float, float]:
+        """sigma' and alpha sigma' - sigma alpha' at lam (flow-velocity outputs)."""
+        alpha, sigma = self.schedule.alpha_sigma_of_lam(lam)
+        d_alpha, d_sigma = self.schedule.alpha_sigma_derivatives(float(self.schedule.t_of_lam(lam)))
+        return d_sigma, alpha * d_sigma - sigma * d_alpha
+
+    def data(self, x: torch.Tensor, lam: float | tuple[float, ...]) -> torch.Tensor:
+        """The (guided, thresholded) data prediction x0 at log-SNR lam (a tuple: one log-SNR
+        per sample, for per-sample grids)."""
         x0 = self._to_data(self._call(x, lam, self.model_kwargs), x, lam)
         if self.guidance is not None:
             kwargs = {**self.model_kwargs, **self.guidance.uncond_kwargs}
@@ -154,7 +200,7 @@ class CanonicalModel:
         elif callable(self.thresholding):
             x0 = self.thresholding(x0)
         self.nfe += 1
-        if self.check_finite and not bool(torch.isfinite(x0).all()):
+        if self.check_finite and not isinstance(lam, tuple) and not bool(torch.isfinite(x0).all()):
             where = "" if self.step_index is None else f" at step {self.step_index}"
             raise ModelOutputError(
                 f"the model returned NaN or inf{where} (sigma~ = {math.exp(-lam):.6g}, "

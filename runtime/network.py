@@ -45,7 +45,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from phiforge.runtime.denoisers import _Denoiser
+from phiforge.runtime.denoiser import Denoiser
 from phiforge.runtime.errors import InputError
 from phiforge.runtime.manifest import read_tensors, weights_dir, write_tensors
 
@@ -159,7 +159,7 @@ def _preconditioning(
     return sigma_data**2 / total, s * sigma_data / total.sqrt(), total.rsqrt(), s.log() / 4
 
 
-class NetworkDenoiser(_Denoiser):
+class NetworkDenoiser(Denoiser):
     """D(x~, s) = c_skip x~ + c_out F(c_in x~, c_noise) with a trained :class:`DenoiserMLP`.
 
     Frozen weights (differentiable in x only), evaluated in the dtype of its parameters

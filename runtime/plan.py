@@ -19,95 +19,26 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any
+
+import torch
 
 from phiforge.runtime.engine import Combine, Draw, Evaluate, Program, Report
 from phiforge.runtime.errors import InputError
-from phiforge.runtime.methods import load_method
-from phiforge.runtime.program import Ref, StepProgram, Terms
+from phiforge.runtime.program import StepProgram, Terms
+from phiforge.runtime.step_plan import Step
 
 __all__ = [
-    "WARMUP_POLICIES",
     "Builder",
     "Form",
     "Point",
-    "Step",
     "canonical_form",
+    "merge_programs",
     "place_steps",
-    "plan_steps",
     "schedule_form",
 ]
 
-WARMUP_POLICIES = ("lower-order", "order-preserving")
 HISTORY = 8  # values kept: enough for any starter or multistep method (k <= 8)
-
-
-@dataclass(frozen=True)
-class Step:
-    """One step of the plan: ``module`` advances the state from ``lam`` to ``lam_next``."""
-
-    module: ModuleType
-    lam: float
-    lam_next: float
-
-    @property
-    def nfe(self) -> int:
-        return int(self.module.NFE_PER_STEP)
-
-
-def _starter(module: ModuleType, values: int, policy: str) -> ModuleType:
-    names = module.WARMUP if policy == "lower-order" else module.WARMUP_ORDER_PRESERVING
-    return load_method(names[values - 1])
-
-
-def plan_steps(
-    method: str | ModuleType | Sequence[str | ModuleType],
-    lambdas: Sequence[float],
-    *,
-    warmup: str = "lower-order",
-    lower_order_final: bool = False,
-    history: int = 0,
-) -> list[Step]:
-    """Which module takes which interval of the grid ``lambdas`` (finite, increasing).
-
-    ``method`` is one method for every step or one per interval (single-step allocations).
-    A k-step method with fewer than k values at hand (``history`` values are given before the
-    first step) uses its starters: ``warmup='lower-order'`` (the published convention, one
-    evaluation per step) or ``'order-preserving'`` (starters that keep global order k).
-    ``lower_order_final`` lowers a multistep method's order on the last steps of short runs
-    (fewer than 10 steps, DPM-Solver's current rule, spec-dpmsolver-res §4.3): the step with
-    index i of n uses order min(k, n - i).
-    """
-    if warmup not in WARMUP_POLICIES:
-        raise InputError(
-            f"parameter 'warmup' must be one of {', '.join(WARMUP_POLICIES)}, got {warmup!r}"
-        )
-    n = len(lambdas) - 1
-    if isinstance(method, str | ModuleType):
-        modules = [load_method(method)] * n
-    else:
-        modules = [load_method(m) for m in method]
-        if len(modules) != n:
-            raise InputError(f"parameter 'method': {len(modules)} methods for {n} intervals")
-    steps = []
-    values = history
-    for index, (module, lam, lam_next) in enumerate(
-        zip(modules, lambdas[:-1], lambdas[1:], strict=True)
-    ):
-        values += 1  # the evaluation at the start of this step
-        chosen = module
-        if module.FAMILY == "multistep":
-            order = module.STEPS
-            if lower_order_final and n < 10:
-                order = min(order, n - index)
-            available = min(values, order)
-            if available < module.STEPS:
-                chosen = _starter(
-                    module, available, warmup if values < module.STEPS else "lower-order"
-                )
-        steps.append(Step(chosen, float(lam), float(lam_next)))
-    return steps
 
 
 @dataclass(frozen=True)
@@ -151,9 +82,11 @@ class Point:
 class Builder:
     """Lays operations onto a :class:`~phiforge.runtime.engine.Program`'s slots."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep_all: bool = False) -> None:
         self.program = Program()
         self.reports = 0  # steps reported so far: the step index of the next call
+        # keep zero terms and copies: programs of several grids then have one structure
+        self.keep_all = keep_all
 
     def _slot(self) -> int:
         self.program.slots += 1
@@ -169,65 +102,137 @@ class Builder:
         merged: dict[int, float] = {}
         for slot, c in terms:
             merged[slot] = merged.get(slot, 0.0) + c
-        kept = tuple((slot, c) for slot, c in merged.items() if c != 0)
+        kept = tuple((slot, c) for slot, c in merged.items() if self.keep_all or c != 0)
         if not kept:
             raise ValueError("an empty combination")
-        if len(kept) == 1 and kept[0][1] == 1.0:
+        if not self.keep_all and len(kept) == 1 and kept[0][1] == 1.0:
             return kept[0][0]
         dest = self._slot()
         self.program.ops.append(Combine(dest, kept))
         return dest
 
-    def evaluate(self, state: int, lam: float) -> int:
+    def evaluate(self, state: int, lam: float, grid: bool = False) -> int:
+        """A model call; ``grid``: at a grid point (a step's start), not at a stage."""
         dest = self._slot()
-        self.program.ops.append(Evaluate(dest, state, float(lam), self.reports))
+        lam = lam if isinstance(lam, torch.Tensor) else float(lam)  # a tensor: differentiable
+        self.program.ops.append(Evaluate(dest, state, lam, self.reports, grid))
         return dest
 
     def draw(self, lam_a: float, lam_b: float) -> int:
         dest = self._slot()
-        self.program.ops.append(Draw(dest, float(lam_a), float(lam_b)))
+        self.program.ops.append(Draw(dest, _number(lam_a), _number(lam_b)))
         return dest
 
     def report(self, state: int, denoised: int | None, lam: float, lam_next: float) -> None:
-        self.program.ops.append(Report(self.reports, state, denoised, float(lam), float(lam_next)))
+        self.program.ops.append(
+            Report(self.reports, state, denoised, _number(lam), _number(lam_next))
+        )
         self.reports += 1
 
     def finish(self, outputs: Sequence[int]) -> Program:
         return self.program.finish(outputs)
 
 
-@dataclass
+def _number(value: float | torch.Tensor) -> float:
+    """A log-SNR as a float (a differentiable grid's tensor, detached)."""
+    return float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+
+
 class _Context:
     """What a step's references mean: its start state, the points at hand, its stages and draws."""
 
-    form: Form
-    state: int
-    lam: float
-    points: list[Point]  # newest first: points[0] is this step's start
-    stages: list[Point]
-    draws: list[int]
+    def __init__(
+        self,
+        builder: Builder,
+        form: Form,
+        state: int,
+        lam: float,
+        h: float,
+        points: list[Point],
+        noises: tuple[tuple[float, float], ...],
+    ):
+        self.builder = builder
+        self.form = form
+        self.points = points  # newest first: points[0] is this step's start
+        self.stages: list[Point] = []
+        self.start = (state, 1.0 / form.scale(lam))
+        self.lam, self.h = lam, h
+        self.noises = noises
+        self.draws: list[int] = []
+
+    def draw(self, index: int) -> int:
+        """The slot of the step's index-th unit normal, drawn when first read (in order, so a
+        caller that feeds one normal per model call gets them as the calls need them)."""
+        while len(self.draws) <= index:
+            a, b = self.noises[len(self.draws)]
+            self.draws.append(self.builder.draw(self.lam + a * self.h, self.lam + b * self.h))
+        return self.draws[index]
 
     def terms(self, row: Terms, lam_target: float, new: Point | None = None) -> list:
         """The row (a combination in y and N) as slot terms for x at ``lam_target``."""
         out: list[tuple[int, float]] = []
         target = self.form.scale(lam_target)
-        for ref, c in row:
-            out += self._resolve(ref, c * target, new)
+        for (kind, index), c in row:
+            c *= target
+            if kind == "y":
+                out.append((self.start[0], c * self.start[1]))
+                continue
+            if kind == "draw":
+                out.append((self.draw(index), c))
+                continue
+            if kind == "value":
+                point = self.points[index]
+            elif kind == "stage":
+                point = self.stages[index - 1]
+            elif new is not None:
+                point = new
+            else:
+                raise ValueError(f"term {(kind, index)} is not known here")
+            p, q = self.form.value(point.lam)
+            out.append((point.value, c * p))
+            if q != 0:
+                out.append((point.state, c * q))
         return out
 
-    def _resolve(self, ref: Ref, c: float, new: Point | None) -> list[tuple[int, float]]:
-        kind, index = ref
-        if kind == "y":
-            return [(self.state, c / self.form.scale(self.lam))]
-        if kind == "draw":
-            return [(self.draws[index], c)]
-        point = {"value": lambda: self.points[index], "stage": lambda: self.stages[index - 1]}.get(
-            kind, lambda: new
-        )()
-        if point is None:
-            raise ValueError(f"term {ref} is not known here")
-        p, q = self.form.value(point.lam)
-        return [(point.value, c * p)] + ([(point.state, c * q)] if q != 0 else [])
+
+def merge_programs(programs: Sequence[Program]) -> Program:
+    """One program for a batch whose samples have their own grids: the programs of the rows
+    (built with ``Builder(keep_all=True)`` from the same methods and step counts) have one
+    structure; every coefficient becomes a tuple with one entry per sample (a term missing in a
+    row has coefficient 0 there), every log-SNR a tuple. The executor places the tuples on the
+    device as columns; the model wrapper takes per-sample log-SNRs."""
+    first = programs[0]
+    rows = len(programs)
+    ops: list = []
+    for index, op in enumerate(first.ops):
+        column = [p.ops[index] for p in programs]
+        if any(type(o) is not type(op) or _dest(o) != _dest(op) for o in column):
+            raise InputError(
+                "parameter 'sigmas': the rows of a per-sample grid must give runs of one shape "
+                "(the same number of steps, and every row ending at sigma = 0 or none)"
+            )
+        if isinstance(op, Combine):
+            slots: dict[int, list[float]] = {}
+            for row, o in enumerate(column):
+                for slot, c in o.terms:
+                    slots.setdefault(slot, [0.0] * rows)[row] += c
+            ops.append(Combine(op.dest, tuple((slot, tuple(cs)) for slot, cs in slots.items())))
+        elif isinstance(op, Evaluate):
+            lams = tuple(o.lam for o in column)
+            ops.append(Evaluate(op.dest, op.state, lams, op.step, op.grid))
+        elif isinstance(op, Draw):
+            ops.append(Draw(op.dest, column[0].lam_a, column[0].lam_b))
+        else:
+            lams = tuple(o.lam for o in column)
+            ops.append(
+                Report(op.step, op.state, op.denoised, lams, tuple(o.lam_next for o in column))
+            )
+    merged = Program(ops, first.slots, first.inputs)
+    return merged.finish(first.outputs)
+
+
+def _dest(op: Any) -> Any:
+    return getattr(op, "dest", None), getattr(op, "state", None)
 
 
 def place_steps(
@@ -241,6 +246,7 @@ def place_steps(
     options: Mapping[str, Any] | None = None,
     embedded: bool = False,
     report: bool = True,
+    zero_steps: bool = False,
 ) -> tuple[int, int | None]:
     """Lay ``steps`` from the state in slot ``state`` onto ``builder``; returns the slot of the
     final state (and of the embedded companion's, for one step with ``embedded``).
@@ -249,7 +255,9 @@ def place_steps(
     ``start_value``: the slot of the model's value at the first step's start, if already made;
     ``options``: eta, s_noise and node parameters for the methods that take them. After a
     predict-evaluate-correct step the evaluation at its prediction corrects it before the next
-    step starts from the corrected state; the last step stays uncorrected.
+    step starts from the corrected state; the last step stays uncorrected. With ``zero_steps``
+    a step of length 0 (diffusers' grids may repeat their last sigma) is a call that changes
+    nothing.
     """
     points = list(history)
     pending: Callable[[Point], int] | None = None
@@ -257,13 +265,19 @@ def place_steps(
     for index, step in enumerate(steps):
         lam, lam_next = step.lam, step.lam_next
         h = lam_next - lam
-        if not h > 0:
+        if not (h > 0 or (zero_steps and h == 0)):
             raise InputError(f"step {index}: the grid must increase (lambda {lam} -> {lam_next})")
         given = start_value if index == 0 else None
-        start = Point(builder.evaluate(state, lam) if given is None else given, state, lam)
+        start = Point(
+            builder.evaluate(state, lam, grid=True) if given is None else given, state, lam
+        )
         if pending is not None:
             state = pending(start)
             pending = None
+        if h == 0:
+            if report:
+                builder.report(state, start.value, lam, lam_next)
+            continue
         points.insert(0, start)
         del points[HISTORY:]
         past = tuple(points[m].lam - points[m + 1].lam for m in range(len(points) - 1))
@@ -273,8 +287,7 @@ def place_steps(
                 f"step {index}: {step.module.NAME} needs {program.history} values, "
                 f"{len(points)} at hand"
             )
-        draws = [builder.draw(lam + a * h, lam + b * h) for a, b in program.noises]
-        context = _Context(form, state, lam, list(points), [], draws)
+        context = _Context(builder, form, state, lam, h, list(points), program.noises)
         for call in program.calls:
             at = lam + call.node * h
             stage_state = builder.combine(context.terms(call.state, at))

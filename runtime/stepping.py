@@ -2,7 +2,7 @@
 the verification ladder), through the one planner and executor.
 
 The method lookup lives in :mod:`phiforge.runtime.methods`, the step planning in
-:mod:`phiforge.runtime.plan`; both are re-exported here for their callers.
+:mod:`phiforge.runtime.step_plan`; both are re-exported here for their callers.
 """
 
 from __future__ import annotations
@@ -15,15 +15,8 @@ from typing import Any
 from phiforge.runtime.engine import execute
 from phiforge.runtime.errors import InputError
 from phiforge.runtime.methods import generated_methods, load_method, ode_methods
-from phiforge.runtime.plan import (
-    WARMUP_POLICIES,
-    Builder,
-    Point,
-    Step,
-    canonical_form,
-    place_steps,
-    plan_steps,
-)
+from phiforge.runtime.plan import Builder, Point, canonical_form, place_steps
+from phiforge.runtime.step_plan import WARMUP_POLICIES, Step, plan_steps
 
 __all__ = [
     "WARMUP_POLICIES",

@@ -10,7 +10,7 @@ from diffusers import DDPMPipeline, DPMSolverMultistepScheduler, UNet2DModel  # 
 
 from phiforge.runtime.diffusers_scheduler import PhiforgeScheduler  # noqa: E402
 from phiforge.runtime.driver import sample  # noqa: E402
-from phiforge.runtime.errors import InputError  # noqa: E402
+from phiforge.runtime.errors import InputError, ModelOutputError  # noqa: E402
 from phiforge.runtime.schedules import VPLinear  # noqa: E402
 
 
@@ -109,13 +109,10 @@ def test_prediction_types_agree(kind):
         return 0.5 * torch.tanh(x)
 
     def as_type(x, t, scheduler):
-        index = scheduler.step_index or 0
-        call = scheduler._program[index]
+        alpha, sigma = scheduler.alpha_sigma()
         x0 = x0_model(x, t)
-        eps = (x - call.alpha * x0) / call.sigma
-        return {"epsilon": eps, "sample": x0, "v_prediction": call.alpha * eps - call.sigma * x0}[
-            kind
-        ]
+        eps = (x - alpha * x0) / sigma
+        return {"epsilon": eps, "sample": x0, "v_prediction": alpha * eps - sigma * x0}[kind]
 
     results = []
     for prediction_type in ("sample", kind):
@@ -332,3 +329,24 @@ def test_res_3m_pc_is_unipc_3_up_to_its_error_constant():
         gaps.append(defect(theirs, ours))
         assert gaps[-1] < 1e-3 * defect(ours, torch.zeros_like(ours))
     assert gaps[0] / gaps[1] > 8, gaps
+
+
+def test_a_nan_from_the_model_is_reported_with_its_call():
+    scheduler = PhiforgeScheduler(method="res_3s")
+    scheduler.set_timesteps(4)
+    x = torch.randn(1, 4, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    with pytest.raises(ModelOutputError, match=r"at step\(\) call 4 \(timestep "):
+        for index, t in enumerate(scheduler.timesteps):
+            output = _eps_model(x, t) * (float("nan") if index == 4 else 1.0)
+            x = scheduler.step(output, t, x).prev_sample
+    assert scheduler.step_index == len(scheduler.timesteps) - 1  # raised at the last call
+
+
+def test_a_step_past_the_last_call_is_refused():
+    scheduler = PhiforgeScheduler(method="res_2m")
+    scheduler.set_timesteps(3)
+    x = torch.randn(1, 4)
+    for t in scheduler.timesteps:
+        x = scheduler.step(_eps_model(x, t), t, x).prev_sample
+    with pytest.raises(InputError, match="'step' called after the last of the 3 model calls"):
+        scheduler.step(_eps_model(x, 0), 0, x)

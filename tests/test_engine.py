@@ -165,5 +165,91 @@ def test_a_run_on_cuda_synchronises_once():
             sample(torch_denoiser, x, EDM(), "res_3m_pc", steps=20, output="edm")
         finally:
             torch.cuda.set_sync_debug_mode("default")
-    syncs = [w for w in caught if "synchroniz" in str(w.message).lower()]
+    syncs = [w for w in caught if "called a synchronizing" in str(w.message)]
     assert len(syncs) <= 1, [str(w.message) for w in syncs]  # the end-of-run finiteness check
+
+
+def _grids(batch: int, steps: int) -> torch.Tensor:
+    """A different Karras-like grid per sample, ending at sigma = 0."""
+    rows = []
+    for b in range(batch):
+        rho = 3.0 + 2.0 * b
+        ramp = torch.linspace(0, 1, steps, dtype=torch.float64)
+        high, low = 80.0 - 10.0 * b, 0.002 * (b + 1)
+        row = (high ** (1 / rho) + ramp * (low ** (1 / rho) - high ** (1 / rho))) ** rho
+        rows.append(torch.cat([row, torch.zeros(1, dtype=torch.float64)]))
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("method", FAMILIES)
+def test_a_grid_per_sample_equals_separate_runs(method):
+    x = _start(3, 5)
+    sigmas = _grids(3, 9)
+    seeds = [11, 12, 13]
+    together = sample(torch_denoiser, x, EDM(), method, sigmas=sigmas, output="edm", seeds=seeds)
+    for b in range(3):
+        alone = sample(
+            torch_denoiser,
+            x[b : b + 1],
+            EDM(),
+            method,
+            sigmas=sigmas[b].tolist(),
+            output="edm",
+            seeds=[seeds[b]],
+        )
+        assert float((together[b : b + 1] - alone).abs().max()) <= 1e-12
+
+
+def test_a_grid_per_sample_with_a_noise_prediction_model_on_a_vp_schedule():
+    from phiforge.runtime.schedules import VPLinear
+
+    schedule = VPLinear()
+
+    def eps_model(x, t):
+        return 0.8 * x / torch.sqrt(1.0 + x * x)
+
+    x = _start(2, 4) / 80.0
+    times = torch.tensor(
+        [[1.0, 0.7, 0.4, 0.2, 0.05], [0.9, 0.5, 0.3, 0.1, 0.02]], dtype=torch.float64
+    )
+    together = sample(eps_model, x, schedule, "res_3m_pc", timesteps=times, output="noise")
+    for b in range(2):
+        alone = sample(
+            eps_model,
+            x[b : b + 1],
+            schedule,
+            "res_3m_pc",
+            timesteps=times[b].tolist(),
+            output="noise",
+        )
+        assert float((together[b : b + 1] - alone).abs().max()) <= 1e-12
+
+
+@pytest.mark.parametrize(
+    ("sigmas", "message"),
+    [
+        (torch.ones(2, 4), "one row per sample \\(3\\), got 2"),
+        ([[80.0, 1.0, 0.0], [80.0, 0.0], [9.0, 1.0, 0.0]], "one length, got \\[2, 3\\]"),
+        ([[80.0, 1.0, 0.0], [1.0, 80.0, 0.0], [9.0, 1.0, 0.0]], "strictly monotone"),
+        (torch.ones(3, 2, 2), "must be 1-D, or 2-D with one row per sample"),
+    ],
+)
+def test_bad_per_sample_grids_are_refused(sigmas, message):
+    with pytest.raises(InputError, match=message):
+        sample(torch_denoiser, _start(3, 5), EDM(), "res_2m", sigmas=sigmas, output="edm")
+
+
+def test_a_model_output_of_another_shape_is_refused():
+    def broadcasting(x, sigma):
+        return torch_denoiser(x, sigma)[:1]
+
+    with pytest.raises(ModelOutputError, match=r"returned shape \(1, 5\) for an input of shape"):
+        sample(broadcasting, _start(3, 5), EDM(), "res_2m", steps=4, output="edm")
+
+
+def test_kdiffusion_functions_take_a_grid_per_sample():
+    x, sigmas = _start(3, 5), _grids(3, 7)
+    together = SAMPLERS["res_3m_pc"](torch_denoiser, x, sigmas)
+    for b in range(3):
+        alone = SAMPLERS["res_3m_pc"](torch_denoiser, x[b : b + 1], sigmas[b])
+        assert float((together[b : b + 1] - alone).abs().max()) <= 1e-12
