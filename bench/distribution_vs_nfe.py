@@ -49,6 +49,8 @@ OURS = [
     ("seeds_2", "seeds_2a", 2, {}),
     ("seeds_3", "seeds_3a", 3, {}),
     ("seeds_res_4s", "seeds_res_4s", 5, {}),
+    ("res_2m_sde", "res_2m_sde", 1, {}),
+    ("res_3m_sde", "res_3m_sde", 1, {}),
     ("res_2s + restart", "res_2s", 2, {"restart": "3,2,0.06,0.30"}),
     ("res_3m (ODE)", "res_3m", 1, {}),
     ("res_3m_pc (ODE)", "res_3m_pc", 1, {}),

@@ -495,6 +495,7 @@ def _multistep_context(record: Mapping[str, Any]) -> dict[str, Any]:
         "beta_row": predictor["row"],
         "warmup": record.get("warmup", {}),
         "corrected": False,
+        "noise": _noise_context(record.get("noise")),
     }
     corrector = corrector_from_record(record)
     if corrector is not None:
@@ -509,6 +510,28 @@ def _multistep_context(record: Mapping[str, Any]) -> dict[str, Any]:
             "gamma_row": lines["row"],
         }
     return context
+
+
+def _noise_context(noise: Mapping[str, Any] | None) -> dict[str, str] | None:
+    """The exact noise variances of a stochastic Adams record, as text and as code."""
+    if noise is None:
+        return None
+    from sympy.codegen.cfunctions import expm1
+
+    local = {
+        "h": sympy.Symbol("h", positive=True),
+        "eta": sympy.Symbol("eta", positive=True),
+        "expm1": expm1,
+    }
+    variances = {
+        form: sympy.sympify(text, locals=local) for form, text in noise["variance"].items()
+    }
+    return {
+        "data_exact": str(variances["data"]),
+        "noise_exact": str(variances["noise"]),
+        "data_code": _pycode(variances["data"]),
+        "noise_code": _pycode(variances["noise"]),
+    }
 
 
 def _pycode(expr: sympy.Expr) -> str:

@@ -51,6 +51,7 @@ __all__ = [
     "MultistepMethod",
     "MultistepReport",
     "check_multistep",
+    "eta_noise_variances",
     "exponential_adams",
     "exponential_adams_moulton",
     "published_multistep",
@@ -127,6 +128,30 @@ class MultistepMethod:
         """The weights with every ratio r_m = 1 (constant step size)."""
         values = {r: 1 for r in self.ratios}
         return tuple(sympy.simplify(w.subs(values)) for w in self.weights)
+
+
+def eta_noise_variances() -> dict[str, sympy.Expr]:
+    """The variance of the exact noise of one step of the eta-dynamics, in units of the
+    canonical state at the step's end (spec-seeds-restart §2.2: the stochastic integrals of the
+    variation-of-constants formula; Ito isometry, the integrands being deterministic):
+
+        data form  (y = x/alpha):  e^{-2 lam_(n+1)} * 2 eta int_0^h e^{-2 eta (h - u)} du,
+        noise form (y = x/sigma):                    2 eta int_0^h e^{2 (h - u)} du,
+
+    the factor e^{-2 lam_(n+1)} (= sigma~_(n+1)^2) left to the runtime. The drift of the step is
+    the exponential Adams formula in mu = (1 + eta) lam (data form: z = -(1 + eta) h, weights on
+    x0_hat; noise form: z = h, N = -(1 + eta) eps), so an Adams method with this noise is the
+    stochastic exponential Adams method: DPM-Solver++(2M) SDE for k = 2 with exact phi_2 weights
+    (k-diffusion's ``solver_type='heun'``). Returned with expm1 where it avoids cancellation."""
+    from sympy.codegen.rewriting import expm1_opt, optimize
+
+    h, eta, u = (sympy.Symbol(name, positive=True) for name in ("h", "eta", "u"))
+    data = sympy.integrate(2 * eta * sympy.exp(-2 * eta * (h - u)), (u, 0, h))
+    noise = sympy.integrate(2 * eta * sympy.exp(2 * (h - u)), (u, 0, h))
+    return {
+        "data": optimize(sympy.simplify(data), [expm1_opt]),
+        "noise": optimize(sympy.simplify(noise), [expm1_opt]),
+    }
 
 
 # The largest stiff order of a formula derived here. Measured on two cores (derive + check to

@@ -22,6 +22,7 @@ from phiforge.derive.construct import (
 )
 from phiforge.derive.errors import InputError
 from phiforge.derive.multistep import (
+    eta_noise_variances,
     exponential_adams,
     exponential_adams_moulton,
     published_multistep,
@@ -141,6 +142,8 @@ def _warmup(name: str, entry: dict[str, Any], steps: int) -> dict[str, list[str]
     entries = plan_entries()
     warmup = {}
     for key, field in (("lower_order", "warmup"), ("order_preserving", "warmup_order_preserving")):
+        if field == "warmup_order_preserving" and field not in entry and "noise" in entry:
+            continue  # stochastic Adams methods: no order-preserving stochastic starters yet
         names = list(entry.get(field, []))
         if len(names) != steps - 1:
             raise InputError(
@@ -174,9 +177,12 @@ def derive_multistep_record(
     description: str = "",
     corrector: bool = False,
     warmup: dict[str, list[str]] | None = None,
+    noise: str | None = None,
 ) -> dict[str, Any]:
     """The record of the exponential Adams method with ``order`` values, or with ``corrector``
-    of its PEC pair (exponential Adams-Moulton on the same values and the new one, order + 1)."""
+    of its PEC pair (exponential Adams-Moulton on the same values and the new one, order + 1),
+    or with ``noise = "eta"`` the stochastic exponential Adams method of the eta-dynamics (the
+    drift in mu = (1 + eta) lam, the exact noise of every step, :func:`eta_noise_variances`)."""
     method = exponential_adams(order, name, prediction=prediction, description=description)
     construction = (
         "exponential Adams: exact integration of the Lagrange interpolant of the last k values "
@@ -189,11 +195,27 @@ def derive_multistep_record(
             "last k (exponential Adams-Moulton)"
         )
         orders = {"predictor_order": order, "pair_order": order + 1}
+    variances = None
+    if noise is not None:
+        if noise != "eta" or corrector:
+            raise InputError(
+                f"registry plan entry {name!r}: 'noise' must be \"eta\" (the eta-dynamics' exact "
+                "noise), on a method without corrector"
+            )
+        construction += (
+            "; the eta-dynamics: drift in mu = (1 + eta) lam, the exact noise of every step "
+            "(Ito isometry of the variation-of-constants integral)"
+        )
+        variances = {
+            "dynamics": "eta",
+            "variance": {form: str(v) for form, v in eta_noise_variances().items()},
+        }
     return multistep_record(
         method,
         {"kind": "derived", "family": "multistep", **orders, "construction": construction},
         warmup=warmup,
         corrector=exponential_adams_moulton(order) if corrector else None,
+        noise=variances,
     )
 
 
@@ -230,6 +252,7 @@ def build_record(name: str, entry: dict[str, Any]) -> dict[str, Any]:
             description=description or "",
             corrector=corrected,
             warmup=_warmup(name, entry, entry["order"]),
+            noise=entry.get("noise"),
         )
     if entry.get("derive") == "scalar-order5":
         return scalar_order5_record(name, entry)

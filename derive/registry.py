@@ -176,8 +176,13 @@ def multistep_record(
     max_order: int | None = None,
     warmup: Mapping[str, list[str]] | None = None,
     corrector: MultistepMethod | None = None,
+    noise: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The record of an exponential Adams-type method (weights symbolic in the step ratios).
+
+    ``noise`` (stochastic exponential Adams methods) holds the exact variances of the step's
+    noise (``variance``: data and noise form, :func:`~phiforge.derive.multistep.
+    eta_noise_variances`); the drift's weights are then read in mu = (1 + eta) lam.
 
     ``warmup`` names the starters for the first k - 1 steps (the j-th with j values at hand):
     ``lower_order`` (the published convention) and ``order_preserving``. ``corrector`` (an
@@ -227,6 +232,8 @@ def multistep_record(
         record["conditions"]["corrector_quadrature"] = _quadrature_conditions(corrector_report)
     if warmup:
         record["warmup"] = {key: list(names) for key, names in warmup.items()}
+    if noise is not None:
+        record["noise"] = dict(noise)
     record["hash"] = content_hash(record)
     return record
 

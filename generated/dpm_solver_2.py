@@ -25,6 +25,7 @@ FAMILY = "singlestep"
 STAGES = 2
 NODES = (0.0, 1/2)
 NFE_PER_STEP = 2
+STOCHASTIC = False  # its steps draw no noise
 PREDICTION = "noise"
 ORDERS = {
     "operator": {

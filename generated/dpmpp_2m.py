@@ -25,6 +25,7 @@ FAMILY = "multistep"
 STEPS = 2
 NFE_PER_STEP = 1
 CORRECTED = False
+STOCHASTIC = False  # its steps draw no noise
 PREDICTION = "data"
 ORDERS = {
     "operator": {
@@ -80,8 +81,8 @@ def program(
     if len(past_steps) < STEPS - 1:
         raise ValueError(f"{NAME}: {STEPS - 1} previous step sizes needed, got {len(past_steps)}")
     ratios = tuple(previous / h for previous in past_steps[: STEPS - 1])
-    z = L * h
     values = tuple(value(m) for m in range(STEPS))
+    z = L * h
     return StepProgram(
         calls=(),
         output=combination(math.exp(z), h, weights(z, ratios), values),

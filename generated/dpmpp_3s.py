@@ -26,6 +26,7 @@ FAMILY = "singlestep"
 STAGES = 3
 NODES = (0.0, 1/3, 2/3)
 NFE_PER_STEP = 3
+STOCHASTIC = False  # its steps draw no noise
 PREDICTION = "data"
 ORDERS = {
     "operator": {

@@ -25,6 +25,7 @@ FAMILY = "singlestep"
 STAGES = 1
 NODES = (0.0,)
 NFE_PER_STEP = 1
+STOCHASTIC = False  # its steps draw no noise
 PREDICTION = None
 ORDERS = {
     "operator": {

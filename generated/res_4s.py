@@ -31,6 +31,7 @@ FAMILY = "singlestep"
 STAGES = 5
 NODES = (0.0, 1/4, 1/3, 1/2, 1)
 NFE_PER_STEP = 5
+STOCHASTIC = False  # its steps draw no noise
 PREDICTION = "data"
 ORDERS = {
     "operator": {

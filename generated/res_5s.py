@@ -29,6 +29,7 @@ FAMILY = "singlestep"
 STAGES = 7
 NODES = (0.0, 1/3, 2/3, 1/4, 1/2, 3/4, 1)
 NFE_PER_STEP = 7
+STOCHASTIC = False  # its steps draw no noise
 PREDICTION = "data"
 ORDERS = {
     "operator": {

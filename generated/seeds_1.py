@@ -26,6 +26,7 @@ NAME = "seeds_1"
 FAMILY = "stochastic"
 STAGES = 1
 NFE_PER_STEP = 1
+STOCHASTIC = True  # its steps draw noise (eta > 0)
 PREDICTION = "data"
 PARAMETERS = {}
 ORDERS = {

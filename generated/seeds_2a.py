@@ -26,6 +26,7 @@ NAME = "seeds_2a"
 FAMILY = "stochastic"
 STAGES = 2
 NFE_PER_STEP = 2
+STOCHASTIC = True  # its steps draw noise (eta > 0)
 PREDICTION = "data"
 PARAMETERS = {"r": 1/2}
 ORDERS = {

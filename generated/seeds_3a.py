@@ -26,6 +26,7 @@ NAME = "seeds_3a"
 FAMILY = "stochastic"
 STAGES = 3
 NFE_PER_STEP = 3
+STOCHASTIC = True  # its steps draw noise (eta > 0)
 PREDICTION = "data"
 PARAMETERS = {"r1": 1/3, "r2": 2/3}
 ORDERS = {

@@ -25,6 +25,7 @@ NAME = "seeds_res_3s"
 FAMILY = "stochastic"
 STAGES = 3
 NFE_PER_STEP = 3
+STOCHASTIC = True  # its steps draw noise (eta > 0)
 PREDICTION = "data"
 PARAMETERS = {}
 ORDERS = {

@@ -25,6 +25,7 @@ NAME = "seeds_res_4s"
 FAMILY = "stochastic"
 STAGES = 5
 NFE_PER_STEP = 5
+STOCHASTIC = True  # its steps draw noise (eta > 0)
 PREDICTION = "data"
 PARAMETERS = {}
 ORDERS = {

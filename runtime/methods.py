@@ -25,8 +25,8 @@ def generated_methods(family: str | None = None) -> list[str]:
 
 
 def ode_methods() -> list[str]:
-    """The deterministic (single-step and multistep) generated methods."""
-    return [n for n in generated_methods() if load_method(n).FAMILY != "stochastic"]
+    """The deterministic generated methods (their steps draw no noise)."""
+    return [n for n in generated_methods() if not load_method(n).STOCHASTIC]
 
 
 def load_method(name: str | ModuleType) -> ModuleType:

@@ -144,7 +144,8 @@ class CanonicalModel:
         t_in = self._model_time(lam, x)
         if self.output == "edm":
             alpha, _ = self._alpha_sigma(lam, x)
-            return self.model(x / alpha, t_in, **kwargs)
+            scaled = x if isinstance(alpha, float) and alpha == 1.0 else x / alpha  # VE, EDM: 1
+            return self.model(scaled, t_in, **kwargs)
         return self.model(x, t_in, **kwargs)
 
     def _to_data(

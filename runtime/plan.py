@@ -313,8 +313,9 @@ def _corrector(
 
 
 def _options(step: Step, options: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The program's keyword options: eta, s_noise and node parameters go to the methods that
-    take them (stochastic ones); deterministic programs get none."""
-    if not options or step.module.FAMILY != "stochastic":
+    """The program's keyword options: eta and s_noise for every program (deterministic ones
+    ignore them), node parameters for the methods that declare ``PARAMETERS``."""
+    if not options:
         return {}
-    return dict(options)
+    parameters = getattr(step.module, "PARAMETERS", None) or {}
+    return {k: v for k, v in options.items() if k in ("eta", "s_noise") or k in parameters}

@@ -57,6 +57,10 @@ class Step:
 
 def _starter(module: ModuleType, values: int, policy: str) -> ModuleType:
     names = module.WARMUP if policy == "lower-order" else module.WARMUP_ORDER_PRESERVING
+    if len(names) < values:
+        raise InputError(
+            f"parameter 'warmup': {module.NAME} has no {policy!r} starters; use 'lower-order'"
+        )
     return load_method(names[values - 1])
 
 

@@ -253,3 +253,27 @@ def test_kdiffusion_functions_take_a_grid_per_sample():
     for b in range(3):
         alone = SAMPLERS["res_3m_pc"](torch_denoiser, x[b : b + 1], sigmas[b])
         assert float((together[b : b + 1] - alone).abs().max()) <= 1e-12
+
+
+@pytest.mark.gpu
+@cuda
+def test_a_grid_per_sample_on_cuda_matches_the_cpu():
+    x, sigmas = _start(3, 5), _grids(3, 9)
+    cpu = sample(torch_denoiser, x, EDM(), "res_3m_pc", sigmas=sigmas, output="edm")
+    gpu = sample(torch_denoiser, x.cuda(), EDM(), "res_3m_pc", sigmas=sigmas, output="edm")
+    assert float((gpu.cpu() - cpu).abs().max()) <= 1e-9
+
+
+@pytest.mark.gpu
+@cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_builtin_mixture_samples_on_cuda_in_low_precision(dtype):
+    from phiforge.runtime.denoisers import builtin_denoiser
+
+    gmm = builtin_denoiser("gmm")
+    x = 80.0 * torch.randn(16, 64, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    exact = sample(gmm, x, EDM(), "res_3m", steps=10, output="edm")
+    low = sample(gmm, x.to("cuda", dtype), EDM(), "res_3m", steps=10, output="edm")
+    assert low.dtype == dtype
+    tolerance = 1e-3 if dtype == torch.float32 else 0.2  # bfloat16: 8 significant bits
+    assert float((low.double().cpu() - exact).abs().max()) <= tolerance
