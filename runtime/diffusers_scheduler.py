@@ -17,7 +17,9 @@ starters (``warmup``) and diffusers' lower-order-final rule. A final sigma of 0 
 limit ``x = x0_hat`` (one call). Stochastic (SEEDS) methods take ``eta``, ``s_noise`` and
 ``method_options`` (their nodes); a call draws the unit normal of the next Brownian sub-interval
 from ``variance_noise`` or ``generator`` when it first needs it. A NaN or inf from the model is
-reported with its call's step and sigma once the last call is made.
+reported with its call's step and sigma once the last call is made. ``set_timesteps(sigmas=S)``
+with a 2-D ``S`` (one row per sample) gives every sample its own grid (per-sample timesteps,
+which diffusers' own schedulers do not offer).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ except ImportError as error:  # pragma: no cover - exercised only without diffus
 from phiforge.runtime.engine import Evaluate, Execution, Program
 from phiforge.runtime.errors import InputError, ModelOutputError
 from phiforge.runtime.methods import load_method
-from phiforge.runtime.plan import Builder, place_steps, schedule_form
+from phiforge.runtime.plan import Builder, merge_programs, place_steps, schedule_form
 from phiforge.runtime.schedules import RectifiedFlow, VPLinear
 from phiforge.runtime.step_plan import WARMUP_POLICIES, diffusers_final_steps, plan_steps
 
@@ -163,6 +165,10 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
         self._begin_index = begin_index
         if self._program is None or begin_index == 0:
             return
+        if self._lambdas is None:
+            raise InputError(
+                "parameter 'begin_index' needs one grid for the batch, not one per sample"
+            )
         flags = [is_outer for _, is_outer in self._times]
         if not (0 <= begin_index < len(flags)) or not flags[begin_index]:
             raise InputError(
@@ -208,29 +214,23 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
         mu: float | None = None,
     ) -> None:
         """The grid of DPMSolverMultistepScheduler for this configuration (or the given sigmas or
-        timesteps), then the call program of the method on it."""
+        timesteps), then the call program of the method on it. A 2-D ``sigmas`` (one row per
+        sample, phiforge's extension) gives every sample its own grid: ``timesteps`` then has a
+        column per sample (pass each row to the model as its per-sample timesteps)."""
+        table = None if sigmas is None else torch.as_tensor(sigmas, dtype=torch.float64)
+        if table is not None and table.ndim == 2:
+            self._set_per_sample(table, device)
+            return
         if sigmas is not None:
-            outer = [float(s) for s in sigmas]
-            if any(b >= a for a, b in itertools.pairwise(outer)):
-                raise InputError("parameter 'sigmas' must be strictly decreasing")
-            final = (
-                0.0
-                if self.config.final_sigmas_type == "zero"
-                else float(self._grid.sigmas[-1] if self._grid.sigmas is not None else outer[-1])
-            )
-            outer_times = [self._model_time(self._lam(s)) for s in outer]
-            outer.append(final)
+            outer, outer_times = self._given(sigmas)
             self.num_inference_steps = len(outer) - 1
         else:
             self._grid.set_timesteps(num_inference_steps, mu=mu, timesteps=timesteps)
             outer = [float(s) for s in self._grid.sigmas]
             outer_times = [float(t) for t in self._grid.timesteps]
             self.num_inference_steps = len(outer_times)
-        lambdas = [self._lam(s) for s in outer]
-        if not all(math.isfinite(v) for v in lambdas[:-1]):
-            raise InputError("the grid may reach sigma = 0 only at its end")
-        self._lambdas = lambdas
-        self._build_program(lambdas, outer_times)
+        self._lambdas = self._checked_lambdas(outer)
+        self._build_program(self._lambdas, outer_times)
         times = torch.tensor([t for t, _ in self._times], dtype=torch.float64)
         integral = all(is_outer for _, is_outer in self._times)
         self.timesteps = (times.round().to(torch.int64) if integral else times.float()).to(device)
@@ -239,7 +239,51 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
         self._step_index = None
         self._begin_index = None
 
-    def _build_program(self, lambdas: list[float], outer_times: list[float]) -> None:
+    def _given(self, sigmas: Any) -> tuple[list[float], list[float]]:
+        """Given sigmas (descending) with the configured final sigma appended, and their model
+        times."""
+        outer = [float(s) for s in sigmas]
+        if any(b >= a for a, b in itertools.pairwise(outer)):
+            raise InputError("parameter 'sigmas' must be strictly decreasing")
+        final = (
+            0.0
+            if self.config.final_sigmas_type == "zero"
+            else float(self._grid.sigmas[-1] if self._grid.sigmas is not None else outer[-1])
+        )
+        outer_times = [self._model_time(self._lam(s)) for s in outer]
+        return [*outer, final], outer_times
+
+    def _checked_lambdas(self, outer: list[float]) -> list[float]:
+        lambdas = [self._lam(s) for s in outer]
+        if not all(math.isfinite(v) for v in lambdas[:-1]):
+            raise InputError("the grid may reach sigma = 0 only at its end")
+        return lambdas
+
+    def _set_per_sample(self, table: torch.Tensor, device: str | torch.device | None) -> None:
+        """One grid per sample: the programs of the rows, merged (runtime.plan.merge_programs)."""
+        programs, times = [], []
+        for row in table.tolist():
+            outer, outer_times = self._given(row)
+            self._build_program(self._checked_lambdas(outer), outer_times, keep_all=True)
+            programs.append(self._program)
+            times.append([t for t, _ in self._times])
+        self._program = merge_programs(programs)
+        self._call_lams = [op.lam for op in self._program.ops if isinstance(op, Evaluate)]
+        self._times = [
+            (tuple(column), is_outer)
+            for column, (_, is_outer) in zip(zip(*times, strict=True), self._times, strict=True)
+        ]
+        self.timesteps = torch.tensor(times, dtype=torch.float64).T.float().to(device)
+        self.sigmas = table.to(torch.float32)
+        self.num_inference_steps = table.shape[1]
+        self._lambdas = None  # set_begin_index needs one grid
+        self._run = None
+        self._step_index = None
+        self._begin_index = None
+
+    def _build_program(
+        self, lambdas: list[float], outer_times: list[float], keep_all: bool = False
+    ) -> None:
         """The run's program on the grid (runtime.plan) and the model time of each of its calls:
         a grid point's diffusers timestep, a stage's the model time of its log-SNR."""
         module: ModuleType = self._module
@@ -260,7 +304,7 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
             "s_noise": float(self.config.s_noise),
             **dict(self.config.method_options or {}),
         }
-        builder = Builder()
+        builder = Builder(keep_all)
         state = builder.input()
         state, _ = place_steps(
             builder, steps, state, form, options=options, report=False, zero_steps=True
@@ -277,14 +321,25 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
         ]
         self.timesteps_outer = outer_times
 
+    def _alpha_sigma_of(self, lam: float | tuple[float, ...], like: torch.Tensor):
+        if not isinstance(lam, tuple):
+            return self._alpha_sigma(lam)
+        pairs = torch.tensor([self._alpha_sigma(value) for value in lam], dtype=like.dtype)
+        shape = (-1, *([1] * (like.ndim - 1)))
+        return pairs[:, 0].reshape(shape).to(like.device), pairs[:, 1].reshape(shape).to(
+            like.device
+        )
+
     def _nonfinite(self, error: ModelOutputError) -> ModelOutputError:
         """The executor's report, with the call numbered as diffusers numbers them."""
         calls = [op for op in self._program.ops if isinstance(op, Evaluate)]
         index = (self._begin_index or 0) + calls.index(error.call)
+        lams = error.call.lam if isinstance(error.call.lam, tuple) else (error.call.lam,)
+        sigmas = ", ".join(f"{math.exp(-lam):.6g}" for lam in lams)
+        times = ", ".join(f"{t:.6g}" for t in self.timesteps[index].reshape(-1).tolist())
         return ModelOutputError(
-            f"the model returned NaN or inf at step() call {index} (timestep "
-            f"{float(self.timesteps[index]):.6g}, sigma~ = {math.exp(-error.call.lam):.6g}); "
-            "reported after the last call"
+            f"the model returned NaN or inf at step() call {index} (timestep {times}, "
+            f"sigma~ = {sigmas}); reported after the last call"
         )
 
     def alpha_sigma(self, index: int | None = None) -> tuple[float, float]:
@@ -300,12 +355,16 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
                 f"parameter 'index' must be a model call in {first}..{first + len(lams) - 1}, "
                 f"got {index}"
             )
-        return self._alpha_sigma(lams[index - first])
+        lam = lams[index - first]
+        if isinstance(lam, tuple):  # per-sample grids: one pair per sample
+            return tuple(zip(*(self._alpha_sigma(value) for value in lam), strict=True))
+        return self._alpha_sigma(lam)
 
     # --- the step --------------------------------------------------------------------
     def _data_prediction(self, output: torch.Tensor, sample: torch.Tensor, lam: float):
-        """The model's output as x0_hat at log-SNR lam (the one conversion, once per call)."""
-        alpha, sigma = self._alpha_sigma(lam)
+        """The model's output as x0_hat at log-SNR lam (the one conversion, once per call); a
+        tuple of log-SNRs (per-sample grids) gives per-sample columns."""
+        alpha, sigma = self._alpha_sigma_of(lam, sample)
         kind = self.config.prediction_type
         if kind == "epsilon":
             x0 = (sample - sigma * output) / alpha

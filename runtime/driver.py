@@ -17,6 +17,7 @@ step). Each costs one model evaluation.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 
 from phiforge.runtime.adaptive import Adaptive, run_adaptive
-from phiforge.runtime.engine import Report, execute
+from phiforge.runtime.engine import Program, Report, execute
 from phiforge.runtime.engine import capture as engine_capture
 from phiforge.runtime.errors import InputError
 from phiforge.runtime.methods import load_method
@@ -315,8 +316,16 @@ def sample(
         state = builder.input()
         program = builder.finish([final(builder, state, grid, info)])
     else:
-        builder, state = build(grid, method_steps, info)
-        program = builder.finish([final(builder, state, grid, info)])
+        key = None
+        if not info.restarts:  # a program depends on these alone: plan once, run many
+            key = (schedule, prediction, tuple(info.lambdas), tuple(info.methods), info.final)
+            key += (info.start_limit, tuple(sorted(options.items())))
+
+        def make() -> Program:
+            builder, state = build(grid, method_steps, info)
+            return builder.finish([final(builder, state, grid, info)])
+
+        program = _remembered(key, make)
     if info.adaptive is None and program.calls != info.nfe:  # the plan's accounting is the contract
         raise AssertionError(f"the program makes {program.calls} calls, planned {info.nfe}")
     if capture:
@@ -337,6 +346,28 @@ def sample(
     if info.adaptive is not None:
         info.nfe = canonical.nfe  # known only after the run: every attempt counted
     return (x, info) if return_info else x
+
+
+_PROGRAMS: OrderedDict[Any, Program] = OrderedDict()
+REMEMBERED = 32  # programs kept for repeated runs with the same plan
+
+
+def _remembered(key: Any, make: Callable[[], Program]) -> Program:
+    """The program of ``key`` if planned recently, else ``make()`` (kept: the 32 latest). A key
+    that cannot be hashed (a schedule holding arrays) is planned every time."""
+    try:
+        hash(key)
+    except TypeError:
+        key = None
+    if key is None:
+        return make()
+    if key in _PROGRAMS:
+        _PROGRAMS.move_to_end(key)
+        return _PROGRAMS[key]
+    program = _PROGRAMS[key] = make()
+    while len(_PROGRAMS) > REMEMBERED:
+        _PROGRAMS.popitem(last=False)
+    return program
 
 
 def _lams(lam: float | tuple[float, ...]) -> tuple[float, ...]:

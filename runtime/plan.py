@@ -1,18 +1,18 @@
 """The planner: a grid and a method become the run's whole program, every coefficient a number.
 
-Two passes. :func:`plan_steps` decides which generated module takes which interval of the
-log-SNR grid (multistep starters from the modules' ``WARMUP`` metadata, lower-order final steps).
-:class:`Builder` and :func:`place_steps` then lay the steps' call programs
-(:mod:`phiforge.runtime.program`) onto one buffer of slots for the executor
-(:mod:`phiforge.runtime.engine`).
+The step plan (:mod:`phiforge.runtime.step_plan`) decides which generated module takes which
+interval of the log-SNR grid; :class:`Builder` and :func:`place_steps` here lay the steps' call
+programs (:mod:`phiforge.runtime.program`) onto one buffer of slots for the executor
+(:mod:`phiforge.runtime.engine`), and :func:`merge_programs` joins the programs of per-sample
+grids into one with coefficient columns.
 
 The executor's slots hold the state x itself and the model's values V; a :class:`Form` says how
 the canonical equation y' = L y + N(y, lam) sits in them (DESIGN.md, "One canonical equation"):
 ``y = x / scale(lam)`` and ``N = p(lam) V + q(lam) x``. Data prediction: scale = alpha,
 N = V (the denoiser's x0); noise prediction: scale = sigma, N = -eps = (alpha V - x)/sigma; a
 plain test equation: scale = 1, N = V. Every step's combination in y and N becomes one
-combination of slots, the scales folded into its coefficients (float64, once). This is the one
-place that reads a method's family.
+combination of slots, the scales folded into its coefficients (float64, once). Nothing here
+reads a method's family: a module's ``program`` says what its steps are.
 """
 
 from __future__ import annotations
@@ -203,14 +203,17 @@ def merge_programs(programs: Sequence[Program]) -> Program:
     device as columns; the model wrapper takes per-sample log-SNRs."""
     first = programs[0]
     rows = len(programs)
+    shape_error = InputError(
+        "a per-sample grid ('sigmas' or 'timesteps' with one row per sample) must give runs of "
+        "one shape: the same number of steps, every row ending at sigma = 0 or none"
+    )
+    if any(len(p.ops) != len(first.ops) for p in programs):
+        raise shape_error
     ops: list = []
     for index, op in enumerate(first.ops):
         column = [p.ops[index] for p in programs]
         if any(type(o) is not type(op) or _dest(o) != _dest(op) for o in column):
-            raise InputError(
-                "parameter 'sigmas': the rows of a per-sample grid must give runs of one shape "
-                "(the same number of steps, and every row ending at sigma = 0 or none)"
-            )
+            raise shape_error
         if isinstance(op, Combine):
             slots: dict[int, list[float]] = {}
             for row, o in enumerate(column):

@@ -350,3 +350,27 @@ def test_a_step_past_the_last_call_is_refused():
         x = scheduler.step(_eps_model(x, t), t, x).prev_sample
     with pytest.raises(InputError, match="'step' called after the last of the 3 model calls"):
         scheduler.step(_eps_model(x, 0), 0, x)
+
+
+@pytest.mark.parametrize("method", ["res_3m_pc", "res_3s", "seeds_2a"])
+def test_a_grid_per_sample_equals_separate_schedulers(method):
+    """2-D sigmas: every sample its own grid; timesteps get a column per sample."""
+    rows = [[14.0, 6.0, 2.5, 1.0, 0.4, 0.1], [10.0, 5.0, 2.0, 0.8, 0.3, 0.05]]
+    x = torch.randn(2, 4, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+
+    def eps_model(xx, t):
+        return 0.8 * xx / torch.sqrt(1.0 + xx * xx)
+
+    scheduler = PhiforgeScheduler(method=method, eta=0.0)
+    scheduler.set_timesteps(sigmas=rows)
+    assert scheduler.timesteps.shape[1] == 2
+    together = x.clone()
+    for t in scheduler.timesteps:
+        together = scheduler.step(eps_model(together, t), t, together).prev_sample
+    for b, row in enumerate(rows):
+        alone = PhiforgeScheduler(method=method, eta=0.0)
+        alone.set_timesteps(sigmas=row)
+        y = x[b : b + 1].clone()
+        for t in alone.timesteps:
+            y = alone.step(eps_model(y, t), t, y).prev_sample
+        assert float((together[b : b + 1] - y).abs().max()) <= 1e-12

@@ -277,3 +277,9 @@ def test_builtin_mixture_samples_on_cuda_in_low_precision(dtype):
     assert low.dtype == dtype
     tolerance = 1e-3 if dtype == torch.float32 else 0.2  # bfloat16: 8 significant bits
     assert float((low.double().cpu() - exact).abs().max()) <= tolerance
+
+
+def test_per_sample_rows_must_end_alike():
+    sigmas = [[80.0, 5.0, 1.0, 0.0], [80.0, 5.0, 1.0, 0.5], [70.0, 4.0, 0.5, 0.0]]
+    with pytest.raises(InputError, match=r"per-sample grid .* must give runs of one shape"):
+        sample(torch_denoiser, _start(3, 5), EDM(), "res_2m", sigmas=sigmas, output="edm")
