@@ -39,8 +39,9 @@ def _start(batch: int = 3, dim: int = 5, dtype=torch.float64) -> torch.Tensor:
     return 80.0 * torch.randn(batch, dim, generator=generator, dtype=dtype)
 
 
-# one method of every family: single-step, multistep, PEC multistep, stochastic, and Heun's
-FAMILIES = ["res_3s", "res_2m", "res_3m_pc", "seeds_2a", "edm_heun"]
+# one method of every family: single-step, multistep, PEC multistep, SEEDS, Heun's, and the
+# stochastic exponential Adams methods
+FAMILIES = ["res_3s", "res_2m", "res_3m_pc", "seeds_2a", "edm_heun", "res_2m_sde"]
 
 
 @pytest.mark.parametrize("method", FAMILIES)
@@ -73,12 +74,34 @@ def test_kdiffusion_functions_read_nothing_back_from_the_state(method):
     sigmas = torch.tensor([80.0, 20.0, 5.0, 1.0, 0.2, 0.0], dtype=torch.float64)
     noise = torch.randn(20, 3, 5, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     draws = iter(noise)
-    options = {"noise_sampler": lambda a, b: next(draws)} if method == "seeds_2a" else {}
+    stochastic = method in ("seeds_2a", "res_2m_sde")
+    options = {"noise_sampler": lambda a, b: next(draws)} if stochastic else {}
     out = SAMPLERS[method](torch_denoiser, _start().as_subclass(NoHostReads), sigmas, **options)
     draws = iter(noise)
     plain = SAMPLERS[method](torch_denoiser, _start(), sigmas, **options)
     assert isinstance(out, NoHostReads)
     assert torch.equal(out.as_subclass(torch.Tensor), plain)
+
+
+def test_restart_reads_nothing_back_from_the_state():
+    options = dict(sigmas=[80.0, 10.0, 2.0, 0.5, 0.1, 0.0], output="edm", restart="2,1,0.4,2.0")
+    plain = sample(
+        torch_denoiser,
+        _start(),
+        EDM(),
+        "res_2s",
+        generator=torch.Generator().manual_seed(5),
+        **options,
+    )
+    guarded = sample(
+        torch_denoiser,
+        _start().as_subclass(NoHostReads),
+        EDM(),
+        "res_2s",
+        generator=torch.Generator().manual_seed(5),
+        **options,
+    )
+    assert torch.equal(guarded.as_subclass(torch.Tensor), plain)
 
 
 def test_a_nan_is_reported_after_the_run_with_its_first_call():
