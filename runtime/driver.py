@@ -17,6 +17,7 @@ step). Each costs one model evaluation.
 from __future__ import annotations
 
 import math
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import ModuleType
@@ -349,6 +350,7 @@ def sample(
 
 
 _PROGRAMS: OrderedDict[Any, Program] = OrderedDict()
+_PROGRAMS_LOCK = threading.Lock()  # sample() may run in several threads
 REMEMBERED = 32  # programs kept for repeated runs with the same plan
 
 
@@ -361,12 +363,15 @@ def _remembered(key: Any, make: Callable[[], Program]) -> Program:
         key = None
     if key is None:
         return make()
-    if key in _PROGRAMS:
-        _PROGRAMS.move_to_end(key)
-        return _PROGRAMS[key]
-    program = _PROGRAMS[key] = make()
-    while len(_PROGRAMS) > REMEMBERED:
-        _PROGRAMS.popitem(last=False)
+    with _PROGRAMS_LOCK:
+        if key in _PROGRAMS:
+            _PROGRAMS.move_to_end(key)
+            return _PROGRAMS[key]
+    program = make()
+    with _PROGRAMS_LOCK:
+        _PROGRAMS[key] = program
+        while len(_PROGRAMS) > REMEMBERED:
+            _PROGRAMS.popitem(last=False)
     return program
 
 

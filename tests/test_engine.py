@@ -306,3 +306,23 @@ def test_per_sample_rows_must_end_alike():
     sigmas = [[80.0, 5.0, 1.0, 0.0], [80.0, 5.0, 1.0, 0.5], [70.0, 4.0, 0.5, 0.0]]
     with pytest.raises(InputError, match=r"per-sample grid .* must give runs of one shape"):
         sample(torch_denoiser, _start(3, 5), EDM(), "res_2m", sigmas=sigmas, output="edm")
+
+
+def test_a_plan_is_remembered_for_runs_with_the_same_plan(monkeypatch):
+    import phiforge.runtime.driver as driver
+
+    laid = []
+    original = driver.place_steps
+
+    def counting(*args, **kwargs):
+        laid.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(driver, "place_steps", counting)
+    monkeypatch.setattr(driver, "_PROGRAMS", type(driver._PROGRAMS)())
+    sigmas = [80.0, 20.0, 5.0, 1.0, 0.2, 0.0]
+    first = sample(torch_denoiser, _start(), EDM(), "res_3m_pc", sigmas=sigmas, output="edm")
+    again = sample(torch_denoiser, _start(), EDM(), "res_3m_pc", sigmas=sigmas, output="edm")
+    assert len(laid) == 1 and torch.equal(first, again)
+    sample(torch_denoiser, _start(), EDM(), "res_3m_pc", sigmas=sigmas[1:], output="edm")
+    assert len(laid) == 2  # another grid, another plan
