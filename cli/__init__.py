@@ -1,9 +1,3 @@
-"""phiforge: derive exponential integrators for diffusion sampling from their order conditions,
-emit them as torch modules, and verify the order they claim.
-
-Layers (see DESIGN.md): ``phiforge.derive`` (SymPy mathematics, no torch), ``phiforge.generated``
-(modules emitted from the registry), ``phiforge.runtime`` (torch). The ``phiforge`` command is
-:func:`phiforge.main.main`.
-"""
-
-__version__ = "0.1.0"
+"""The ``phiforge`` command line (:func:`phiforge.cli.main.main`): one module per group of
+subcommands, each a thin layer over the public API of ``phiforge.derive`` and
+``phiforge.runtime``."""

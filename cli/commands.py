@@ -7,6 +7,7 @@ from typing import Any
 
 import sympy
 
+from phiforge.cli.output import emit_json, markdown_table, positive_int
 from phiforge.derive.catalogue import catalogue_method, catalogue_names
 from phiforge.derive.check import CheckReport, check_tableau
 from phiforge.derive.conditions import (
@@ -18,7 +19,6 @@ from phiforge.derive.conditions import (
 from phiforge.derive.errors import InputError
 from phiforge.derive.tableau import ExpRKTableau, format_expression
 from phiforge.derive.trees import trees
-from phiforge.output import emit_json, markdown_table, positive_int
 
 __all__ = ["register_derive_commands"]
 

@@ -8,7 +8,7 @@ import dataclasses
 import math
 from pathlib import Path
 
-from phiforge.output import emit_json, positive_int
+from phiforge.cli.output import emit_json, positive_int
 from phiforge.runtime.denoisers import DENOISERS
 
 __all__ = ["register_fit_commands", "starting_points"]

@@ -12,15 +12,15 @@ import sys
 from collections.abc import Sequence
 
 from phiforge import __version__
-from phiforge.commands import register_derive_commands
+from phiforge.cli.commands import register_derive_commands
+from phiforge.cli.fit_commands import register_fit_commands
+from phiforge.cli.mixture_commands import register_mixture_commands
+from phiforge.cli.network_commands import register_network_commands
+from phiforge.cli.registry_commands import register_registry_commands
+from phiforge.cli.runtime_commands import register_runtime_commands
 from phiforge.derive.errors import InputError
-from phiforge.fit_commands import register_fit_commands
-from phiforge.mixture_commands import register_mixture_commands
-from phiforge.network_commands import register_network_commands
-from phiforge.registry_commands import register_registry_commands
 from phiforge.runtime.errors import InputError as RuntimeInputError
 from phiforge.runtime.errors import ModelOutputError
-from phiforge.runtime_commands import register_runtime_commands
 
 __all__ = ["build_parser", "main"]
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from phiforge.output import emit_json, markdown_table, positive_int
+from phiforge.cli.output import emit_json, markdown_table, positive_int
 
 __all__ = ["register_network_commands"]
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import sympy
 
+from phiforge.cli.output import emit_json, positive_int
 from phiforge.derive.codegen import default_generated_dir, generate
 from phiforge.derive.errors import InputError
 from phiforge.derive.plan import build_registry, derive_multistep_record, derive_singlestep_record
@@ -16,7 +17,6 @@ from phiforge.derive.registry import (
     load_record,
     save_record,
 )
-from phiforge.output import emit_json, positive_int
 
 __all__ = ["register_registry_commands"]
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from phiforge.output import emit_json, markdown_table, positive_int
+from phiforge.cli.output import emit_json, markdown_table, positive_int
 from phiforge.runtime.denoisers import DENOISERS
 from phiforge.runtime.verification import PROBLEMS
 
@@ -243,7 +243,7 @@ def _sample_fitted(args: argparse.Namespace) -> None:
     stochastic one draws its noise from --seed + 1)."""
     import torch
 
-    from phiforge.fit_commands import starting_points
+    from phiforge.cli.fit_commands import starting_points
     from phiforge.runtime.denoisers import builtin_denoiser
     from phiforge.runtime.errors import InputError
     from phiforge.runtime.fitted import load_solver

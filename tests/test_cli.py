@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from phiforge.main import main
+from phiforge.cli.main import main
 
 
 def run(capsys, *argv):

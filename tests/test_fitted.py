@@ -188,7 +188,7 @@ def test_bad_input_is_rejected_by_name(setting, options, message):
 
 
 def test_fit_and_sample_commands(capsys, tmp_path):
-    from phiforge.main import main
+    from phiforge.cli.main import main
 
     path = tmp_path / "solver.json"
     argv = ["fit", "--nfe", "5", "--pilot", "8", "--held-out", "8", "--iterations", "5"]

@@ -179,7 +179,7 @@ def test_bad_stochastic_input_is_rejected_by_name(problem, stochastic):
 
 
 def test_fit_command_with_eta_and_seeded_sampling(capsys, tmp_path):
-    from phiforge.main import main
+    from phiforge.cli.main import main
 
     path = tmp_path / "sde.json"
     argv = ["fit", "--eta", "1", "--nfe", "5", "--pilot", "80", "--held-out", "80"]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from phiforge.main import main
+from phiforge.cli.main import main
 from phiforge.runtime.denoisers import (
     BUILTIN_MIXTURE,
     GaussianMixtureDenoiser,

@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 
-from phiforge.main import main
+from phiforge.cli.main import main
 from phiforge.runtime.denoisers import builtin_denoiser
 from phiforge.runtime.driver import sample
 from phiforge.runtime.errors import InputError

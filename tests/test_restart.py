@@ -204,7 +204,7 @@ def test_sample_command_with_a_restart_preset_reports_the_spec_counter(
 ):
     import json
 
-    from phiforge.main import main
+    from phiforge.cli.main import main
 
     assert (
         main(

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from phiforge.main import main
+from phiforge.cli.main import main
 from phiforge.runtime.schedules import noise_schedule
 from phiforge.runtime.verification import builtin_problem, defect, observed_order, study_method
 

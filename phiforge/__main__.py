@@ -1,5 +1,5 @@
 """``python -m phiforge`` runs the command line."""
 
-from phiforge.main import main
+from phiforge.cli.main import main
 
 raise SystemExit(main())
