@@ -7,14 +7,18 @@ from phiforge.runtime.driver import SampleInfo, sample
 from phiforge.runtime.errors import InputError, ModelOutputError
 from phiforge.runtime.fitted import FittedSolver, fit_solver, load_solver
 from phiforge.runtime.models import Guidance
+from phiforge.runtime.run_options import Grid, Noise, Wrapper
 from phiforge.runtime.step_search import optimize_steps
 
 __all__ = [
     "FittedSolver",
+    "Grid",
     "Guidance",
     "InputError",
     "ModelOutputError",
+    "Noise",
     "SampleInfo",
+    "Wrapper",
     "fit_solver",
     "load_solver",
     "optimize_steps",

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -34,7 +34,8 @@ from phiforge.runtime.methods import load_method
 from phiforge.runtime.models import CanonicalModel, Guidance
 from phiforge.runtime.noise import gaussian_noise, per_sample_noise
 from phiforge.runtime.plan import Builder, merge_programs, place_steps, schedule_form
-from phiforge.runtime.restart import Restart, restart_from
+from phiforge.runtime.restart import restart_from
+from phiforge.runtime.run_options import Grid, Noise, Wrapper, group_options
 from phiforge.runtime.schedules import NoiseSchedule, noise_schedule
 from phiforge.runtime.step_plan import (
     ALLOCATIONS,
@@ -48,8 +49,11 @@ from phiforge.runtime.step_plan import (
 
 __all__ = [
     "ALLOCATIONS",
+    "Grid",
+    "Noise",
     "RestartEvent",
     "SampleInfo",
+    "Wrapper",
     "allocate_singlestep",
     "sample",
     "sampling_plan",
@@ -62,39 +66,22 @@ def sample(
     schedule: str | NoiseSchedule = "vp-linear",
     method: str | ModuleType | None = None,
     *,
-    nfe: int | None = None,
-    steps: int | None = None,
-    step_schedule: str = "logsnr",
-    t_start: float | None = None,
-    t_end: float | None = None,
-    rho: float = 7.0,
-    sigmas: Sequence[float] | None = None,
-    timesteps: Sequence[float] | None = None,
-    output: str = "noise",
-    prediction: str | None = None,
-    dtype: torch.dtype | None = None,
-    warmup: str = "lower-order",
-    lower_order_final: bool = False,
-    final_denoise: bool = False,
-    allocation: str = "greedy",
-    restart: Restart | str | None = None,
-    adaptive: Adaptive | bool | None = None,
-    eta: float = 1.0,
-    s_noise: float = 1.0,
-    options: Mapping[str, float] | None = None,
-    noise_sampler: Callable[[float, float], torch.Tensor] | None = None,
-    generator: torch.Generator | None = None,
-    seeds: Sequence[int] | None = None,
-    guidance: Guidance | float | None = None,
-    thresholding: str | Callable[[torch.Tensor], torch.Tensor] | None = None,
-    model_kwargs: Mapping[str, Any] | None = None,
+    grid: Grid | None = None,
+    wrapper: Wrapper | None = None,
+    noise: Noise | None = None,
     callback: Callable[[dict[str, Any]], None] | None = None,
     progress: bool = False,
     return_info: bool = False,
     capture: bool = False,
     check_every: int | None = None,
+    **fields: Any,
 ) -> torch.Tensor | tuple[torch.Tensor, SampleInfo]:
     """Solve the probability-flow ODE from x (at t_start, noise) to t_end with a generated method.
+
+    The options come in three groups (:mod:`phiforge.runtime.run_options`): ``grid`` (a
+    :class:`Grid`: where the run steps), ``wrapper`` (a :class:`Wrapper`: how the model is
+    called and read) and ``noise`` (a :class:`Noise`: stochastic methods and Restart); their
+    fields may also be given as plain keywords (``steps=10``, ``output="edm"``, ``eta=0.5``).
 
     model(x, t, **model_kwargs) returns the ``output`` type (noise, data, v, score, flow, edm;
     see :mod:`phiforge.runtime.models`). Give exactly one of ``nfe`` (a budget spent exactly),
@@ -118,6 +105,29 @@ def sample(
     and replays it (CUDA tensors and a capturable model; no callback, progress bar or adaptive
     stepping).
     """
+    grid, wrapper, noise = group_options(grid, wrapper, noise, fields)
+    nfe, steps, step_schedule = grid.nfe, grid.steps, grid.step_schedule
+    t_start, t_end, rho, sigmas, timesteps = (
+        grid.t_start,
+        grid.t_end,
+        grid.rho,
+        grid.sigmas,
+        grid.timesteps,
+    )
+    warmup, lower_order_final, final_denoise = (
+        grid.warmup,
+        grid.lower_order_final,
+        grid.final_denoise,
+    )
+    allocation, restart, adaptive = grid.allocation, grid.restart, grid.adaptive
+    output, prediction, dtype = wrapper.output, wrapper.prediction, wrapper.dtype
+    guidance, thresholding, model_kwargs = (
+        wrapper.guidance,
+        wrapper.thresholding,
+        wrapper.model_kwargs,
+    )
+    eta, s_noise, options = noise.eta, noise.s_noise, noise.options
+    noise_sampler, generator, seeds = noise.noise_sampler, noise.generator, noise.seeds
     if not isinstance(x, torch.Tensor) or x.ndim < 1:
         raise InputError("parameter 'x' must be a tensor with a batch dimension")
     schedule = noise_schedule(schedule)
@@ -127,8 +137,6 @@ def sample(
         method = restart.method if restart is not None and restart.method else "res_2m"
     module = load_method(method)
     prediction = prediction or module.PREDICTION or "data"
-    if prediction not in ("data", "noise"):
-        raise InputError(f"parameter 'prediction' must be 'data' or 'noise', got {prediction!r}")
     if isinstance(guidance, int | float) and not isinstance(guidance, bool):
         guidance = Guidance(float(guidance))
     if capture and (adaptive or callback is not None or progress):
@@ -195,15 +203,11 @@ def sample(
     if not torch.is_floating_point(x):
         raise InputError("parameter 'x' must be a floating-point tensor (or give 'dtype')")
     if noise_sampler is not None:
-        noise = noise_sampler
+        draw_noise = noise_sampler
     elif seeds is not None:
-        noise = per_sample_noise(x, seeds)
+        draw_noise = per_sample_noise(x, seeds)
     else:
-        noise = gaussian_noise(x, generator)
-    if not (isinstance(eta, int | float) and math.isfinite(eta) and eta >= 0):
-        raise InputError(f"parameter 'eta' must be a finite number >= 0, got {eta!r}")
-    if not (isinstance(s_noise, int | float) and math.isfinite(s_noise) and s_noise >= 0):
-        raise InputError(f"parameter 's_noise' must be a finite number >= 0, got {s_noise!r}")
+        draw_noise = gaussian_noise(x, generator)
     params = check_method(module, prediction, options)
     options = {"eta": float(eta), "s_noise": float(s_noise), **params}
     canonical.check_finite = False  # the executor checks every call, once, after the run
@@ -233,7 +237,7 @@ def sample(
             bar.update(1)
 
     def unit_normal(lam_a: float, lam_b: float) -> torch.Tensor:
-        return noise(math.exp(-lam_a), math.exp(-lam_b))
+        return draw_noise(math.exp(-lam_a), math.exp(-lam_b))
 
     def build(
         grid: np.ndarray, method_steps: list[Step], info: SampleInfo, keep_all: bool = False

@@ -326,3 +326,51 @@ def test_a_plan_is_remembered_for_runs_with_the_same_plan(monkeypatch):
     assert len(laid) == 1 and torch.equal(first, again)
     sample(torch_denoiser, _start(), EDM(), "res_3m_pc", sigmas=sigmas[1:], output="edm")
     assert len(laid) == 2  # another grid, another plan
+
+
+def test_grouped_options_equal_plain_keywords():
+    from phiforge.runtime.run_options import Grid, Noise, Wrapper
+
+    x = _start()
+    plain = sample(
+        torch_denoiser,
+        x,
+        EDM(),
+        "seeds_2a",
+        steps=6,
+        output="edm",
+        eta=0.5,
+        generator=torch.Generator().manual_seed(3),
+    )
+    grouped = sample(
+        torch_denoiser,
+        x,
+        EDM(),
+        "seeds_2a",
+        grid=Grid(steps=6),
+        wrapper=Wrapper(output="edm"),
+        noise=Noise(eta=0.5, generator=torch.Generator().manual_seed(3)),
+    )
+    assert torch.equal(plain, grouped)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"grid": "steps=6"}, "parameter 'grid' must be a Grid, got str"),
+        ({"steps": 6, "gird": 3}, "unknown parameter 'gird'"),
+        ({"wrapper": "edm", "steps": 6}, "parameter 'wrapper' must be a Wrapper"),
+        ({"eta": -1.0, "steps": 6}, "parameter 'eta' must be a finite number >= 0"),
+        ({"prediction": "x0", "steps": 6}, "parameter 'prediction' must be 'data' or 'noise'"),
+    ],
+)
+def test_bad_groups_are_refused_by_name(kwargs, message):
+    with pytest.raises(InputError, match=message):
+        sample(torch_denoiser, _start(), EDM(), "res_2m", **{"output": "edm", **kwargs})
+
+
+def test_a_field_given_twice_is_refused():
+    from phiforge.runtime.run_options import Grid
+
+    with pytest.raises(InputError, match="'steps' is a field of grid=: give it there or as a"):
+        sample(torch_denoiser, _start(), EDM(), "res_2m", grid=Grid(nfe=6), steps=6, output="edm")

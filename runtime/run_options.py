@@ -1,0 +1,128 @@
+"""The options of a sampling run, in three groups: the grid, the model wrapper, the noise.
+
+``sample(model, x, schedule, method, grid=Grid(...), wrapper=Wrapper(...), noise=Noise(...))``
+takes them grouped; each group is validated once, where it is made. The same fields are also
+accepted as plain keywords (``sample(..., steps=10, eta=0.5)``, k-diffusion's convention), which
+:func:`group_options` sorts into the groups; a field given both ways, or a keyword that belongs
+to no group, is refused by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from phiforge.runtime.adaptive import Adaptive
+from phiforge.runtime.errors import InputError
+from phiforge.runtime.models import Guidance
+from phiforge.runtime.restart import Restart
+
+__all__ = ["Grid", "Noise", "Wrapper", "group_options"]
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Where the run steps. Exactly one of ``nfe`` (a budget spent exactly), ``steps``,
+    ``sigmas`` (descending sigma~ = sigma/alpha, may end in 0; 2-D: one row per sample) or
+    ``timesteps`` (descending schedule times; 2-D likewise), unless a ``restart`` preset brings
+    its grid or ``adaptive`` chooses the steps; ``step_schedule``, ``t_start``, ``t_end`` and
+    ``rho`` place ``nfe``/``steps`` points; ``warmup``, ``lower_order_final``,
+    ``final_denoise`` and ``allocation`` shape the first and last steps and single-step
+    budgets."""
+
+    nfe: int | None = None
+    steps: int | None = None
+    step_schedule: str = "logsnr"
+    t_start: float | None = None
+    t_end: float | None = None
+    rho: float = 7.0
+    sigmas: Any = None
+    timesteps: Any = None
+    warmup: str = "lower-order"
+    lower_order_final: bool = False
+    final_denoise: bool = False
+    allocation: str = "greedy"
+    restart: Restart | str | None = None
+    adaptive: Adaptive | bool | None = None
+
+
+@dataclass(frozen=True)
+class Wrapper:
+    """How the model is called and read: ``model(x, t, **model_kwargs)`` returns the ``output``
+    type (noise, data, v, score, flow, edm), converted once to the data prediction, with
+    classifier-free ``guidance`` and ``thresholding``; ``prediction`` ('data' or 'noise') picks
+    the canonical form (default: the method's); ``dtype`` the state's."""
+
+    output: str = "noise"
+    prediction: str | None = None
+    dtype: torch.dtype | None = None
+    guidance: Guidance | float | None = None
+    thresholding: str | Callable[[torch.Tensor], torch.Tensor] | None = None
+    model_kwargs: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.prediction not in (None, "data", "noise"):
+            raise InputError(
+                f"parameter 'prediction' must be 'data' or 'noise', got {self.prediction!r}"
+            )
+
+
+@dataclass(frozen=True)
+class Noise:
+    """The noise of stochastic methods and Restart: ``eta`` (0: the probability-flow ODE, 1: the
+    reverse SDE), ``s_noise`` (a scale on every draw), ``options`` (a SEEDS method's nodes, e.g.
+    r, r1, r2); draws from ``noise_sampler(sigma, sigma_next)``, else per-sample ``seeds``, else
+    ``generator``."""
+
+    eta: float = 1.0
+    s_noise: float = 1.0
+    options: Mapping[str, float] | None = None
+    noise_sampler: Callable[[float, float], torch.Tensor] | None = None
+    generator: torch.Generator | None = None
+    seeds: Sequence[int] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("eta", "s_noise"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not (
+                isinstance(value, int | float) and math.isfinite(value) and value >= 0
+            ):
+                raise InputError(f"parameter {name!r} must be a finite number >= 0, got {value!r}")
+
+
+GROUPS: dict[str, type] = {"grid": Grid, "wrapper": Wrapper, "noise": Noise}
+_FIELDS = {f.name: group for group, kind in GROUPS.items() for f in dataclasses.fields(kind)}
+
+
+def group_options(
+    grid: Grid | None, wrapper: Wrapper | None, noise: Noise | None, loose: Mapping[str, Any]
+) -> tuple[Grid, Wrapper, Noise]:
+    """The three groups, with the plain keywords ``loose`` sorted into them."""
+    given = {"grid": grid, "wrapper": wrapper, "noise": noise}
+    for name, group in given.items():
+        if group is not None and not isinstance(group, GROUPS[name]):
+            raise InputError(
+                f"parameter {name!r} must be a {GROUPS[name].__name__}, got {type(group).__name__}"
+            )
+    fields: dict[str, dict[str, Any]] = {name: {} for name in GROUPS}
+    for key, value in loose.items():
+        group = _FIELDS.get(key)
+        if group is None:
+            raise InputError(
+                f"unknown parameter {key!r}; sample() takes grid=, wrapper=, noise=, callback, "
+                f"progress, return_info, capture, check_every and the fields of the groups: "
+                f"{', '.join(sorted(_FIELDS))}"
+            )
+        if given[group] is not None:
+            raise InputError(
+                f"parameter {key!r} is a field of {group}=: give it there or as a keyword, not both"
+            )
+        fields[group][key] = value
+    return tuple(  # type: ignore[return-value]
+        given[name] if given[name] is not None else GROUPS[name](**fields[name]) for name in GROUPS
+    )
