@@ -20,6 +20,7 @@ import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -33,7 +34,7 @@ from phiforge.runtime.errors import InputError
 from phiforge.runtime.methods import load_method
 from phiforge.runtime.models import CanonicalModel, Guidance
 from phiforge.runtime.noise import gaussian_noise, per_sample_noise
-from phiforge.runtime.plan import Builder, merge_programs, place_steps, schedule_form
+from phiforge.runtime.plan import Builder, Form, merge_programs, place_steps, schedule_form
 from phiforge.runtime.restart import restart_from
 from phiforge.runtime.run_options import Grid, Noise, Wrapper, group_options
 from phiforge.runtime.schedules import NoiseSchedule, noise_schedule
@@ -239,98 +240,43 @@ def sample(
     def unit_normal(lam_a: float, lam_b: float) -> torch.Tensor:
         return draw_noise(math.exp(-lam_a), math.exp(-lam_b))
 
-    def build(
-        grid: np.ndarray, method_steps: list[Step], info: SampleInfo, keep_all: bool = False
-    ) -> tuple[Builder, int]:
-        """The run's program up to its end (adaptive stepping: up to the adaptive part)."""
-        builder = Builder(keep_all)
-        state = builder.input()
-        if info.start_limit:  # the h -> inf limit of the exponential step from zero SNR
-            lam1 = float(grid[1])
-            _, sigma0 = schedule.alpha_sigma_of_lam(-math.inf)
-            alpha1, sigma1 = schedule.alpha_sigma_of_lam(lam1)
-            x0 = builder.evaluate(state, -math.inf)
-            state = builder.combine([(state, sigma1 / sigma0), (x0, alpha1)])
-            builder.report(state, x0, -math.inf, lam1)
-        if adaptive:
-            return builder, state
-
-        def advance(state: int, planned: Sequence[Step]) -> int:
-            """Planned steps with a fresh multistep history."""
-            if not planned:
-                return state
-            return place_steps(builder, planned, state, form, options=options)[0]
-
-        def jump(state: int, lam_from: float, lam_to: float, s_noise: float) -> int:
-            """The forward process's exact transition kernel from lam_from down to lam_to."""
-            alpha_a, sigma_a = schedule.alpha_sigma_of_lam(lam_from)
-            alpha_b, sigma_b = schedule.alpha_sigma_of_lam(lam_to)
-            ratio = alpha_b / alpha_a
-            spread = math.sqrt(max(sigma_b**2 - (ratio * sigma_a) ** 2, 0.0))
-            z = builder.draw(lam_from, lam_to)
-            return builder.combine([(state, ratio), (z, s_noise * spread)])
-
-        def restart_interval(state: int, event: RestartEvent) -> int:
-            for _ in range(event.interval.repeats):
-                state = jump(state, event.lam_min, event.lam_max, event.s_noise)
-                if all(before is None for before, _ in event.backward):
-                    state = advance(state, [step for _, step in event.backward])
-                    continue
-                for before, step in event.backward:  # churn: raise the noise level, then step
-                    if before is not None:
-                        state = jump(state, before, step.lam, event.s_noise)
-                    state = advance(state, [step])
-            return state
-
-        # main steps and inner grid intervals correspond one to one, so a segment boundary in
-        # method_steps is the inner grid index where its restarts act
-        pending = list(info.restarts)
-        for start, stop in info.segments or [(0, 0)]:
-            while pending and pending[0].index == start:
-                state = restart_interval(state, pending.pop(0))
-            state = advance(state, method_steps[start:stop])
-        for event in pending:
-            state = restart_interval(state, event)
-        return builder, state
-
-    def final(builder: Builder, state: int, grid: np.ndarray, info: SampleInfo) -> int:
-        if info.final is None:
-            return state
-        lam_last = float(grid[-2] if info.final == "limit" else grid[-1])
-        x0 = builder.evaluate(state, lam_last, grid=True)
-        builder.report(x0, x0, lam_last, float(grid[-1]) if info.final == "limit" else math.inf)
-        return x0
+    def run_program(
+        row_grid: np.ndarray, row_steps: list[Step], row_info: SampleInfo, keep_all: bool = False
+    ) -> Program:
+        layout = _Layout(Builder(keep_all), schedule, form, options)
+        state = layout.steps(layout.start(row_grid, row_info), row_steps, row_info)
+        return layout.builder.finish([layout.final(state, row_grid, row_info)])
 
     if rows is not None:  # per-sample grids: one program per row, merged
-        programs = []
-        for row_grid, row_steps, row_info in rows:
-            builder, state = build(row_grid, row_steps, row_info, keep_all=True)
-            programs.append(builder.finish([final(builder, state, row_grid, row_info)]))
-        program = merge_programs(programs)
+        program = merge_programs([run_program(*row, keep_all=True) for row in rows])
         info.per_sample = [row_info.lambdas for _, _, row_info in rows]
     elif adaptive and method_steps:
-        builder, state = build(grid, method_steps, info)
-        (x,) = execute(builder.finish([state]), [x], canonical.data, on_report=on_report)
+        layout = _Layout(Builder(), schedule, form, options)
+        state = layout.start(grid, info)
+        (x,) = execute(layout.builder.finish([state]), [x], canonical.data, on_report=on_report)
         lam_a, lam_b = method_steps[0].lam, method_steps[-1].lam_next
         x, accepted, rejected = run_adaptive(
-            module, x, lam_a, lam_b, form, canonical.data, adaptive, on_report, builder.reports
+            module,
+            x,
+            lam_a,
+            lam_b,
+            form,
+            canonical.data,
+            adaptive,
+            on_report,
+            layout.builder.reports,
         )
         info.adaptive = {"accepted": accepted, "rejected": rejected}
-        builder = Builder()
-        builder.reports = int(info.start_limit) + accepted
-        state = builder.input()
-        program = builder.finish([final(builder, state, grid, info)])
+        layout = _Layout(Builder(), schedule, form, options)
+        layout.builder.reports = int(info.start_limit) + accepted
+        state = layout.builder.input()
+        program = layout.builder.finish([layout.final(state, grid, info)])
     else:
         key = None
         if not info.restarts:  # a program depends on these alone: plan once, run many
             key = (schedule, prediction, tuple(info.lambdas), tuple(info.methods), info.final)
             key += (info.start_limit, tuple(sorted(options.items())))
-
-        def make() -> Program:
-            builder, state = build(grid, method_steps, info)
-            return builder.finish([final(builder, state, grid, info)])
-
-        program = _remembered(key, make)
+        program = _remembered(key, lambda: run_program(grid, method_steps, info))
     if info.adaptive is None and program.calls != info.nfe:  # the plan's accounting is the contract
         raise AssertionError(f"the program makes {program.calls} calls, planned {info.nfe}")
     if capture:
@@ -351,6 +297,80 @@ def sample(
     if info.adaptive is not None:
         info.nfe = canonical.nfe  # known only after the run: every attempt counted
     return (x, info) if return_info else x
+
+
+@dataclass
+class _Layout:
+    """Lays a sampling run onto a :class:`~phiforge.runtime.plan.Builder`: the limit steps at
+    the grid's ends, the method steps (fresh multistep history after every Restart jump) and
+    Restart's jumps (the forward process's exact kernel: a combination with a draw)."""
+
+    builder: Builder
+    schedule: NoiseSchedule
+    form: Form
+    options: dict[str, Any]
+
+    def start(self, grid: np.ndarray, info: SampleInfo) -> int:
+        """The input slot, moved by the h -> inf limit step from zero SNR if the grid starts
+        there: x1 = (sigma1/sigma0) x0 + alpha1 x0_hat(x0)."""
+        state = self.builder.input()
+        if not info.start_limit:
+            return state
+        lam1 = float(grid[1])
+        _, sigma0 = self.schedule.alpha_sigma_of_lam(-math.inf)
+        alpha1, sigma1 = self.schedule.alpha_sigma_of_lam(lam1)
+        x0 = self.builder.evaluate(state, -math.inf)
+        state = self.builder.combine([(state, sigma1 / sigma0), (x0, alpha1)])
+        self.builder.report(state, x0, -math.inf, lam1)
+        return state
+
+    def steps(self, state: int, method_steps: list[Step], info: SampleInfo) -> int:
+        """The method steps and restart intervals (main steps and inner grid intervals
+        correspond one to one, so a segment boundary is the grid index where restarts act)."""
+        pending = list(info.restarts)
+        for start, stop in info.segments or [(0, 0)]:
+            while pending and pending[0].index == start:
+                state = self._restart(state, pending.pop(0))
+            state = self._advance(state, method_steps[start:stop])
+        for event in pending:
+            state = self._restart(state, event)
+        return state
+
+    def final(self, state: int, grid: np.ndarray, info: SampleInfo) -> int:
+        """The last step to sigma = 0 (x = x0_hat(x, lam_last)) or the final denoise."""
+        if info.final is None:
+            return state
+        lam_last = float(grid[-2] if info.final == "limit" else grid[-1])
+        x0 = self.builder.evaluate(state, lam_last, grid=True)
+        lam_end = float(grid[-1]) if info.final == "limit" else math.inf
+        self.builder.report(x0, x0, lam_last, lam_end)
+        return x0
+
+    def _advance(self, state: int, planned: Sequence[Step]) -> int:
+        if not planned:
+            return state
+        return place_steps(self.builder, planned, state, self.form, options=self.options)[0]
+
+    def _jump(self, state: int, lam_from: float, lam_to: float, s_noise: float) -> int:
+        """The forward process's exact transition kernel from lam_from down to lam_to."""
+        alpha_a, sigma_a = self.schedule.alpha_sigma_of_lam(lam_from)
+        alpha_b, sigma_b = self.schedule.alpha_sigma_of_lam(lam_to)
+        ratio = alpha_b / alpha_a
+        spread = math.sqrt(max(sigma_b**2 - (ratio * sigma_a) ** 2, 0.0))
+        z = self.builder.draw(lam_from, lam_to)
+        return self.builder.combine([(state, ratio), (z, s_noise * spread)])
+
+    def _restart(self, state: int, event: RestartEvent) -> int:
+        for _ in range(event.interval.repeats):
+            state = self._jump(state, event.lam_min, event.lam_max, event.s_noise)
+            if all(before is None for before, _ in event.backward):
+                state = self._advance(state, [step for _, step in event.backward])
+                continue
+            for before, step in event.backward:  # churn: raise the noise level, then step
+                if before is not None:
+                    state = self._jump(state, before, step.lam, event.s_noise)
+                state = self._advance(state, [step])
+        return state
 
 
 _PROGRAMS: OrderedDict[Any, Program] = OrderedDict()
