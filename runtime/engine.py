@@ -127,21 +127,24 @@ def _reads(op: Operation) -> tuple[int, ...]:
     return ()
 
 
-STACKED = 3  # combinations of at least this many terms run as one product with a coefficient row
+STACKED = 4  # combinations of at least this many terms run as one product with a coefficient row
 _HALF = (torch.float16, torch.bfloat16)
 
 
 def _place(program: Program, like: Any) -> dict[int, torch.Tensor]:
-    """The coefficient rows of the long combinations (a vector) and of the per-sample ones (a
-    matrix: terms x samples) as tensors on ``like``'s device, indexed by operation: copied
-    there once per run (float64 for float64 states, else float32)."""
+    """The coefficient rows of the long combinations (a vector; on accelerators) and of the
+    per-sample ones (a matrix: terms x samples) as tensors on ``like``'s device, indexed by
+    operation: copied there once per run (float64 for float64 states, else float32)."""
     if not isinstance(like, torch.Tensor):
         return {}
+    # long combinations are stacked where kernel launches dominate (accelerators); on a CPU the
+    # memory passes do, and a chain of in-place additions makes fewer (bench/overhead.py)
+    stack_long = like.device.type != "cpu"
     chosen = [
         i
         for i, op in enumerate(program.ops)
         if isinstance(op, Combine)
-        and (len(op.terms) >= STACKED or isinstance(op.terms[0][1], tuple))
+        and ((stack_long and len(op.terms) >= STACKED) or isinstance(op.terms[0][1], tuple))
         and not any(isinstance(c, torch.Tensor) for _, c in op.terms)
     ]
     if not chosen:
@@ -171,9 +174,9 @@ def _place(program: Program, like: Any) -> dict[int, torch.Tensor]:
 
 
 def _stacked(buffer: list[Any], terms: tuple[tuple[int, Coefficient], ...], row: torch.Tensor):
-    """sum_k row[k] slot_k in two kernels (stack, product); a row of per-sample columns
-    (terms x samples) weights each sample by its own coefficients. Half-precision states are
-    combined in float32."""
+    """sum_k row[k] slot_k in three kernels (stack, product, sum) whatever the number of terms;
+    a row of per-sample columns (terms x samples) weights each sample by its own coefficients.
+    Half-precision states are combined in float32."""
     tensors = [buffer[slot] for slot, _ in terms]
     dtype = tensors[0].dtype
     if row.ndim == 1 and any(t.dtype != dtype for t in tensors):
@@ -181,11 +184,10 @@ def _stacked(buffer: list[Any], terms: tuple[tuple[int, Coefficient], ...], row:
     stacked = torch.stack([t.to(dtype) for t in tensors]) if row.ndim == 2 else torch.stack(tensors)
     if dtype != row.dtype:
         stacked = stacked.to(row.dtype)
-    if row.ndim == 2:
-        weights = row.reshape(*row.shape, *([1] * (stacked.ndim - 2)))
-        total = (stacked * weights).sum(0)
-    else:
-        total = torch.matmul(row, stacked.reshape(len(tensors), -1)).reshape(tensors[0].shape)
+    # elementwise products and a sum, not a matmul: a matmul would follow the process's float32
+    # matmul precision (TF32 or bfloat16 passes under torch.set_float32_matmul_precision)
+    weights = row.reshape(*row.shape, *([1] * (stacked.ndim - row.ndim)))
+    total = (stacked * weights).sum(0)
     return total if total.dtype == dtype else total.to(dtype)
 
 

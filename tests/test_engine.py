@@ -374,3 +374,25 @@ def test_a_field_given_twice_is_refused():
 
     with pytest.raises(InputError, match="'steps' is a field of grid=: give it there or as a"):
         sample(torch_denoiser, _start(), EDM(), "res_2m", grid=Grid(nfe=6), steps=6, output="edm")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_a_stacked_combination_equals_the_chain_of_additions(dtype):
+    """The accelerators' form of a long combination (stack, product, sum; covered here since
+    a CPU run uses the chain of additions) equals the exact combination to its dtype's rounding
+    (bfloat16 is combined in float32 and rounded once)."""
+    from phiforge.runtime import engine
+
+    generator = torch.Generator().manual_seed(8)
+    buffer = [
+        torch.randn(3, 7, generator=generator, dtype=torch.float64).to(dtype) for _ in range(5)
+    ]
+    terms = tuple((slot, c) for slot, c in enumerate([0.75, -1.25, 2.0, 1e-3, -0.5]))
+    row = torch.tensor(
+        [c for _, c in terms], dtype=torch.float64 if dtype == torch.float64 else torch.float32
+    )
+    stacked = engine._stacked(buffer, terms, row)
+    exact = sum(c * buffer[slot].double() for slot, c in terms)
+    assert stacked.dtype == dtype
+    tolerance = {torch.float64: 1e-14, torch.float32: 1e-6, torch.bfloat16: 2e-2}[dtype]
+    assert float((stacked.double() - exact).abs().max()) <= tolerance * float(exact.abs().max())
