@@ -75,6 +75,7 @@ def sample(
     return_info: bool = False,
     capture: bool = False,
     check_every: int | None = None,
+    check_finite: bool = True,
     **fields: Any,
 ) -> torch.Tensor | tuple[torch.Tensor, SampleInfo]:
     """Solve the probability-flow ODE from x (at t_start, noise) to t_end with a generated method.
@@ -101,7 +102,8 @@ def sample(
     ``return_info`` the :class:`SampleInfo` (exact NFE, grid, per-step methods, restarts) is
     returned too. The run is one program (:mod:`phiforge.runtime.plan`) run by the executor
     (:mod:`phiforge.runtime.engine`), which reads nothing back from the device until the end:
-    a non-finite model value is reported after the run (or every ``check_every`` calls) with the
+    a non-finite model value is reported after the run (or every ``check_every`` calls; never
+    with ``check_finite=False``, which spares the run's one read-back) with the
     step and sigma of its first call. ``capture=True`` records the whole run as one CUDA graph
     and replays it (CUDA tensors and a capturable model; no callback, progress bar or adaptive
     stepping).
@@ -145,6 +147,8 @@ def sample(
             "parameter 'capture' records one fixed program: give no 'adaptive', 'callback' or "
             "'progress' with it"
         )
+    if not isinstance(check_finite, bool):
+        raise InputError(f"parameter 'check_finite' must be True or False, got {check_finite!r}")
     if capture and not x.is_cuda:
         raise InputError("parameter 'capture' needs x on a CUDA device (CUDA graphs run on a GPU)")
     if adaptive is True:
@@ -280,7 +284,9 @@ def sample(
     if info.adaptive is None and program.calls != info.nfe:  # the plan's accounting is the contract
         raise AssertionError(f"the program makes {program.calls} calls, planned {info.nfe}")
     if capture:
-        replay = engine_capture(program, [x], canonical.data, noise=unit_normal)
+        replay = engine_capture(
+            program, [x], canonical.data, noise=unit_normal, check_finite=check_finite
+        )
         (x,) = replay([x])
         info.replay = lambda start: replay([start])[0]
     else:
@@ -291,6 +297,7 @@ def sample(
             noise=unit_normal,
             on_report=on_report,
             check_every=check_every,
+            check_finite=check_finite,
         )
     if bar is not None:
         bar.close()

@@ -190,6 +190,16 @@ def test_a_run_on_cuda_synchronises_once():
             torch.cuda.set_sync_debug_mode("default")
     syncs = [w for w in caught if "called a synchronizing" in str(w.message)]
     assert len(syncs) <= 1, [str(w.message) for w in syncs]  # the end-of-run finiteness check
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            sample(
+                torch_denoiser, x, EDM(), "res_3m_pc", steps=20, output="edm", check_finite=False
+            )
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    assert not [w for w in caught if "called a synchronizing" in str(w.message)]
 
 
 def _grids(batch: int, steps: int) -> torch.Tensor:
@@ -396,3 +406,13 @@ def test_a_stacked_combination_equals_the_chain_of_additions(dtype):
     assert stacked.dtype == dtype
     tolerance = {torch.float64: 1e-14, torch.float32: 1e-6, torch.bfloat16: 2e-2}[dtype]
     assert float((stacked.double() - exact).abs().max()) <= tolerance * float(exact.abs().max())
+
+
+def test_without_the_finiteness_check_a_nan_passes_through():
+    def model(x, sigma):
+        return torch_denoiser(x, sigma) * float("nan")
+
+    out = sample(model, _start(), EDM(), "res_2m", steps=4, output="edm", check_finite=False)
+    assert bool(torch.isnan(out).all())
+    with pytest.raises(InputError, match="'check_finite' must be True or False"):
+        sample(torch_denoiser, _start(), EDM(), "res_2m", steps=4, output="edm", check_finite=1)
