@@ -105,14 +105,20 @@ class CanonicalModel:
         self.check_finite = check_finite
         self.nfe = 0
         self.step_index: int | None = None
+        self._columns: dict[Any, torch.Tensor] = {}  # per-sample grids' columns, by value
 
     # --- evaluation ------------------------------------------------------------------
     def _per_sample(self, values: list[float], x: torch.Tensor) -> torch.Tensor:
-        """One value per sample as a column broadcasting against x."""
-        column = torch.tensor(values, dtype=x.dtype)
-        if x.device.type != "cpu":
-            column = column.pin_memory().to(x.device, non_blocking=True)
-        return column.reshape(-1, *([1] * (x.ndim - 1)))
+        """One value per sample as a column broadcasting against x, made once per run and
+        placement (so a captured run's replays copy nothing to the device)."""
+        key = (tuple(values), x.dtype, x.device, x.ndim)
+        column = self._columns.get(key)
+        if column is None:
+            column = torch.tensor(values, dtype=x.dtype)
+            if x.device.type != "cpu":
+                column = column.pin_memory().to(x.device, non_blocking=True)
+            column = self._columns[key] = column.reshape(-1, *([1] * (x.ndim - 1)))
+        return column
 
     def _alpha_sigma(self, lam: float | tuple[float, ...], x: torch.Tensor):
         """alpha and sigma at lam: floats, or per-sample columns for a tuple of log-SNRs."""

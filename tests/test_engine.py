@@ -416,3 +416,15 @@ def test_without_the_finiteness_check_a_nan_passes_through():
     assert bool(torch.isnan(out).all())
     with pytest.raises(InputError, match="'check_finite' must be True or False"):
         sample(torch_denoiser, _start(), EDM(), "res_2m", steps=4, output="edm", check_finite=1)
+
+
+@pytest.mark.gpu
+@cuda
+def test_a_grid_per_sample_can_be_captured():
+    x = _start(3, 256, torch.float32).cuda()
+    sigmas = _grids(3, 9)
+    plain = sample(torch_denoiser, x, EDM(), "res_3m_pc", sigmas=sigmas, output="edm")
+    captured = sample(
+        torch_denoiser, x, EDM(), "res_3m_pc", sigmas=sigmas, output="edm", capture=True
+    )
+    assert float((captured - plain).abs().max()) <= 1e-6 * max(float(plain.abs().max()), 1.0)
