@@ -11,6 +11,7 @@ from typing import Any
 
 from phiforge.cli.output import emit_json, markdown_table, positive_int
 from phiforge.runtime.denoisers import DENOISERS
+from phiforge.runtime.errors import InputError
 from phiforge.runtime.verification import PROBLEMS
 
 __all__ = ["register_runtime_commands"]
@@ -25,6 +26,11 @@ def _verify(args: argparse.Namespace) -> int:
     methods = args.methods or ode_methods()
     for name in methods:
         load_method(name)  # unknown names fail before any work
+    if len(set(args.steps)) < 3:
+        raise InputError(
+            "parameter '--steps' needs at least three distinct step counts to fit an order, got "
+            f"{' '.join(map(str, args.steps))}"
+        )
     problems = args.problem or DEFAULT_PROBLEMS
     results = []
     for problem_name in problems:

@@ -225,6 +225,8 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
             outer, outer_times = self._given(sigmas)
             self.num_inference_steps = len(outer) - 1
         else:
+            if timesteps is None:
+                self._check_steps(num_inference_steps)
             self._grid.set_timesteps(num_inference_steps, mu=mu, timesteps=timesteps)
             outer = [float(s) for s in self._grid.sigmas]
             outer_times = [float(t) for t in self._grid.timesteps]
@@ -238,6 +240,18 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
         self._run = None
         self._step_index = None
         self._begin_index = None
+
+    def _check_steps(self, steps: Any) -> None:
+        limit = self.config.num_train_timesteps
+        if (
+            isinstance(steps, bool)
+            or not isinstance(steps, int | np.integer)
+            or not (1 <= steps <= limit)
+        ):
+            raise InputError(
+                f"parameter 'num_inference_steps' must be an integer in 1..{limit} (the training "
+                f"steps), got {steps!r}"
+            )
 
     def _given(self, sigmas: Any) -> tuple[list[float], list[float]]:
         """Given sigmas (descending) with the configured final sigma appended, and their model

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from phiforge.runtime.driver import sample
+from phiforge.runtime.errors import InputError
 from phiforge.runtime.schedules import EDM
 from phiforge.runtime.stepping import generated_methods, load_method
 
@@ -55,6 +56,11 @@ def make_sampler(name: str) -> Callable[..., torch.Tensor]:
         progress = disable is False or (disable is None and sys.stderr.isatty())
         extra = dict(extra_args or {})
         seed = extra.pop("seed", None)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise InputError(
+                "extra_args['seed'] must be an integer (sample i draws from seed + i), got "
+                f"{seed!r}"
+            )
         if getattr(module, "PARAMETERS", None) is not None:  # node options (SEEDS)
             nodes = {
                 key: options.pop(alias)

@@ -178,7 +178,7 @@ def observed_order(
     """Least-squares slope of -log(error) against log(steps) over the finest usable points."""
     usable = [(n, e) for n, e in zip(steps, errors, strict=True) if e > max(100 * floor, 1e-13)]
     usable = usable[-fit_points:]
-    if len(usable) < 2:
+    if len({n for n, _ in usable}) < 2:  # no slope from one step count, repeated or not
         return None
     x = np.log([n for n, _ in usable])
     y = np.log([e for _, e in usable])

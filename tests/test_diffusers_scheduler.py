@@ -374,3 +374,9 @@ def test_a_grid_per_sample_equals_separate_schedulers(method):
         for t in alone.timesteps:
             y = alone.step(eps_model(y, t), t, y).prev_sample
         assert float((together[b : b + 1] - y).abs().max()) <= 1e-12
+
+
+@pytest.mark.parametrize("steps", [0, -5, 2.5, 2000, True, "10"])
+def test_set_timesteps_refuses_a_step_count_outside_the_training_steps(steps):
+    with pytest.raises(InputError, match=r"'num_inference_steps' must be an integer in 1\.\.1000"):
+        PhiforgeScheduler(method="res_2m").set_timesteps(steps)

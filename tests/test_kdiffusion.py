@@ -64,3 +64,13 @@ def test_parity_with_k_diffusion_dpmpp_2m_sde_at_eta_zero_is_res_2m():
     expected = K.sample_dpmpp_2m_sde(gmm, x, SIGMAS, eta=0.0, solver_type="heun", disable=True)
     got = kdiffusion.sample_res_2m(gmm, x, SIGMAS, disable=True)
     assert torch.allclose(got, expected, rtol=1e-10, atol=1e-10)
+
+
+def test_a_seed_that_is_not_an_integer_is_refused():
+    from phiforge.runtime.errors import InputError
+
+    x = torch.zeros(4, 2, dtype=torch.float64)
+    with pytest.raises(InputError, match=r"extra_args\['seed'\] must be an integer"):
+        kdiffusion.SAMPLERS["seeds_2"](
+            lambda x, s: x, x, [10.0, 1.0, 0.0], extra_args={"seed": [1, 2, 3, 4]}
+        )

@@ -112,6 +112,7 @@ def test_verify_command_prints_tables_and_json(capsys, tmp_path):
             "--steps",
             "8",
             "16",
+            "32",
             "--nfe",
             "8",
             "--batch",
@@ -172,3 +173,8 @@ def test_unknown_method_is_an_input_error(capsys):
     assert main(["verify", "res_9x", "--problem", "gaussian"]) == 2
     assert "unknown method 'res_9x'" in capsys.readouterr().err
     assert main(["sample", "--method", "nope", "--out", "/dev/null"]) == 2
+
+
+def test_an_order_needs_three_distinct_step_counts(capsys):
+    assert main(["verify", "res_3m", "--problem", "gaussian", "--steps", "8", "8", "8"]) == 2
+    assert "at least three distinct step counts" in capsys.readouterr().err
