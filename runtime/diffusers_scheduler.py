@@ -105,6 +105,11 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
         method_options: dict[str, float] | None = None,
     ) -> None:
         self._module = load_method(method)
+        for name, value in (("eta", eta), ("s_noise", s_noise)):
+            if isinstance(value, bool) or not (
+                isinstance(value, int | float) and math.isfinite(value) and value >= 0
+            ):
+                raise InputError(f"parameter {name!r} must be a finite number >= 0, got {value!r}")
         if prediction_type not in PREDICTION_TYPES:
             raise InputError(
                 f"parameter 'prediction_type' must be one of {', '.join(PREDICTION_TYPES)}, got "

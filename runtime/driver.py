@@ -30,7 +30,7 @@ import torch
 from phiforge.runtime.adaptive import Adaptive, run_adaptive
 from phiforge.runtime.engine import Program, Report, execute
 from phiforge.runtime.engine import capture as engine_capture
-from phiforge.runtime.errors import InputError
+from phiforge.runtime.errors import InputError, ModelOutputError
 from phiforge.runtime.methods import load_method
 from phiforge.runtime.models import CanonicalModel, Guidance
 from phiforge.runtime.noise import gaussian_noise, per_sample_noise
@@ -133,6 +133,8 @@ def sample(
     noise_sampler, generator, seeds = noise.noise_sampler, noise.generator, noise.seeds
     if not isinstance(x, torch.Tensor) or x.ndim < 1:
         raise InputError("parameter 'x' must be a tensor with a batch dimension")
+    if x.shape[0] == 0:
+        raise InputError("parameter 'x' must hold at least one sample (its batch is empty)")
     schedule = noise_schedule(schedule)
     if restart is not None:
         restart = restart_from(restart)
@@ -290,15 +292,22 @@ def sample(
         (x,) = replay([x])
         info.replay = lambda start: replay([start])[0]
     else:
-        (x,) = execute(
-            program,
-            [x],
-            canonical.data,
-            noise=unit_normal,
-            on_report=on_report,
-            check_every=check_every,
-            check_finite=check_finite,
-        )
+        try:
+            (x,) = execute(
+                program,
+                [x],
+                canonical.data,
+                noise=unit_normal,
+                on_report=on_report,
+                check_every=check_every,
+                check_finite=check_finite,
+            )
+        except ModelOutputError:
+            if not bool(torch.isfinite(x).all()):  # read only on this error path
+                raise InputError(
+                    "parameter 'x' holds NaN or inf (the start, not the model)"
+                ) from None
+            raise
     if bar is not None:
         bar.close()
     if info.adaptive is not None:

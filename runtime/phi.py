@@ -18,8 +18,11 @@ differentiates through the chosen branch (phi_k' = phi_k - k phi_{k+1}).
 from __future__ import annotations
 
 import math
+import sys
 
 import torch
+
+from phiforge.runtime.errors import InputError
 
 __all__ = ["MAX_K", "phi", "phi_all", "phi_all_float", "phi_float", "psi_all_float"]
 
@@ -72,6 +75,7 @@ def phi(k: int, z: torch.Tensor | float) -> torch.Tensor | float:
     return phi_all_float(z, k)[k]
 
 
+_EXP_MAX = math.log(sys.float_info.max)  # 709.78...: the largest z with a finite e^z
 _INVERSE_FACTORIALS = tuple(1.0 / math.factorial(n) for n in range(_SERIES_TERMS + MAX_K + 1))
 
 
@@ -81,7 +85,12 @@ def phi_all_float(z: float, k_max: int) -> list[float]:
     _check_k(k_max)
     z = float(z)
     if not math.isfinite(z):
-        raise ValueError(f"phi: parameter 'z' must be finite, got {z!r}")
+        raise InputError(f"phi: parameter 'z' must be finite, got {z!r}")
+    if z > _EXP_MAX:
+        raise InputError(
+            f"phi: parameter 'z' must be at most {_EXP_MAX:.6f} (e^z overflows float64 beyond), "
+            f"got {z!r}"
+        )
     values = [math.exp(z)]
     magnitude = abs(z)
     recurrence = math.expm1(z) / z if magnitude >= 1.0 else 0.0

@@ -380,3 +380,11 @@ def test_a_grid_per_sample_equals_separate_schedulers(method):
 def test_set_timesteps_refuses_a_step_count_outside_the_training_steps(steps):
     with pytest.raises(InputError, match=r"'num_inference_steps' must be an integer in 1\.\.1000"):
         PhiforgeScheduler(method="res_2m").set_timesteps(steps)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("eta", -1.0), ("s_noise", float("nan")), ("eta", True)]
+)
+def test_negative_or_non_finite_noise_settings_are_refused(key, value):
+    with pytest.raises(InputError, match=f"'{key}' must be a finite number >= 0"):
+        PhiforgeScheduler(method="seeds_2a", **{key: value})

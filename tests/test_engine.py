@@ -3,6 +3,7 @@ the loop, CUDA-graph capture (GPU tests skip without CUDA)."""
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import pytest
@@ -428,3 +429,20 @@ def test_a_grid_per_sample_can_be_captured():
         torch_denoiser, x, EDM(), "res_3m_pc", sigmas=sigmas, output="edm", capture=True
     )
     assert float((captured - plain).abs().max()) <= 1e-6 * max(float(plain.abs().max()), 1.0)
+
+
+def test_an_empty_batch_and_a_nan_start_are_refused_by_name():
+    with pytest.raises(InputError, match="'x' must hold at least one sample"):
+        sample(torch_denoiser, _start()[:0], EDM(), "res_2m", steps=4, output="edm")
+    start = _start()
+    start[1, 2] = float("nan")
+    with pytest.raises(InputError, match="'x' holds NaN or inf"):
+        sample(torch_denoiser, start, EDM(), "res_2m", steps=4, output="edm")
+
+
+def test_phi_of_an_argument_whose_exponential_overflows_is_refused():
+    from phiforge.runtime.phi import phi_float
+
+    assert phi_float(2, 700.0) == pytest.approx(math.exp(700.0) / 700.0**2, rel=1e-3)
+    with pytest.raises(InputError, match=r"phi: parameter .z. must be at most 709\.78"):
+        phi_float(2, 1000.0)
