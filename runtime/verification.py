@@ -14,6 +14,7 @@ reference's accuracy.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -186,6 +187,9 @@ def observed_order(
     return float(-slope)
 
 
+_EXTENSION_FLOOR = 1000  # a sweep is extended only while its error is this far above the floor
+
+
 @dataclass
 class MethodStudy:
     name: str
@@ -198,6 +202,8 @@ class MethodStudy:
     observed_order: float | None
     defect_nfe: list[int]
     defects: list[float]
+    extended: bool = False  # steps were added to the sweep to leave the pre-asymptotic range
+    floor: float = 0.0  # the reference's accuracy
 
     @property
     def agrees(self) -> bool | None:
@@ -206,8 +212,50 @@ class MethodStudy:
             return None
         return self.observed_order >= self.claimed_order - 0.15
 
+    @property
+    def local_orders(self) -> list[float]:
+        """The slopes between consecutive points of the sweep (above the reference's floor)."""
+        pairs = list(zip(self.steps, self.errors, strict=True))
+        return [
+            math.log(e0 / e1) / math.log(n1 / n0)
+            for (n0, e0), (n1, e1) in itertools.pairwise(pairs)
+            if e0 > 0 and e1 > 0 and n1 > n0
+        ]
+
+    @property
+    def rising(self) -> bool:
+        """Still in the pre-asymptotic range: the last local order exceeds the one before it by
+        more than 0.1 (the fit is dragged down by coarser points)."""
+        local = self.local_orders
+        return len(local) >= 2 and local[-1] > local[-2] + 0.1
+
+    @property
+    def verdict(self) -> str:
+        """'yes', or why not: still pre-asymptotic at the finest N (with the local orders), or
+        below the claim with local orders that do not rise."""
+        if self.agrees is None:
+            return "no order: the errors are at the reference's floor"
+        local = ", ".join(f"{v:.2f}" for v in self.local_orders[-3:])
+        if self.agrees:
+            return f"yes (sweep extended to N={self.steps[-1]})" if self.extended else "yes"
+        if self.rising:
+            bound = (
+                f"; the reference's accuracy ({self.floor:.1e}) bounds a finer sweep"
+                if self.errors[-1] <= _EXTENSION_FLOOR * self.floor
+                else "; a finer sweep settles it"
+            )
+            return (
+                f"not asymptotic yet at N={self.steps[-1]}: local orders {local} still rising "
+                f"towards {self.claimed_order}{bound}"
+            )
+        return f"NO: local orders {local} do not rise to {self.claimed_order}"
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"agrees": self.agrees}
+        return asdict(self) | {
+            "agrees": self.agrees,
+            "local_orders": self.local_orders,
+            "verdict": self.verdict,
+        }
 
 
 def study_method(
@@ -217,8 +265,11 @@ def study_method(
     nfe_budgets: Sequence[int] = (5, 6, 8, 10, 12, 15, 20, 30, 50),
     warmup: str = "order-preserving",
     fit_points: int = 3,
+    extend_to: int | None = None,
 ) -> MethodStudy:
-    """Errors over a step sweep (uniform in lambda) and defects over NFE budgets."""
+    """Errors over a step sweep (uniform in lambda) and defects over NFE budgets. With
+    ``extend_to``, a method below its claim whose local orders still rise gets the sweep
+    doubled (up to N = ``extend_to``) until it agrees or its local orders settle."""
     module = load_method(method)
     errors, nfes = [], []
     for n in steps:
@@ -233,15 +284,31 @@ def study_method(
             continue
         budgets.append(used)
         defects.append(defect(x, problem.reference))
-    return MethodStudy(
+    steps = [int(n) for n in steps]
+    study = MethodStudy(
         name=module.NAME,
         claimed_order=int(module.CONVERGENCE_ORDER),
         scalar_stiff_order=int(module.ORDERS["scalar"]["stiff"]),
         nfe_per_step=int(module.NFE_PER_STEP),
-        steps=[int(n) for n in steps],
+        steps=steps,
         nfe=nfes,
         errors=errors,
         observed_order=observed_order(steps, errors, problem.reference_accuracy, fit_points),
         defect_nfe=budgets,
         defects=defects,
+        floor=problem.reference_accuracy,
     )
+    while (
+        extend_to is not None
+        and study.agrees is False
+        and study.rising
+        and 2 * steps[-1] <= extend_to
+        and errors[-1] > _EXTENSION_FLOOR * max(problem.reference_accuracy, 1e-13)
+    ):
+        steps.append(2 * steps[-1])
+        x, used = problem.run(method, steps=steps[-1], warmup=warmup)
+        errors.append(defect(x, problem.reference))
+        nfes.append(used)
+        study.extended = True
+        study.observed_order = observed_order(steps, errors, problem.reference_accuracy, fit_points)
+    return study

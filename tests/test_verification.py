@@ -178,3 +178,51 @@ def test_unknown_method_is_an_input_error(capsys):
 def test_an_order_needs_three_distinct_step_counts(capsys):
     assert main(["verify", "res_3m", "--problem", "gaussian", "--steps", "8", "8", "8"]) == 2
     assert "at least three distinct step counts" in capsys.readouterr().err
+
+
+def _study(errors, claimed, steps=(8, 16, 32, 64)):
+    from phiforge.runtime.verification import MethodStudy, observed_order
+
+    return MethodStudy(
+        name="m",
+        claimed_order=claimed,
+        scalar_stiff_order=claimed,
+        nfe_per_step=1,
+        steps=list(steps),
+        nfe=list(steps),
+        errors=list(errors),
+        observed_order=observed_order(steps, errors),
+        defect_nfe=[],
+        defects=[],
+    )
+
+
+def test_a_pre_asymptotic_sweep_is_told_from_a_missed_claim():
+    rising = _study([1e-1, 2e-2, 2e-3, 1.4e-4], claimed=4)  # local orders 2.32, 3.32, 3.84
+    assert rising.agrees is False and rising.rising
+    assert rising.verdict.startswith("not asymptotic yet at N=64: local orders 2.32, 3.32, 3.84")
+    settled = _study([1e-1, 2.5e-2, 6.25e-3, 1.5625e-3], claimed=3)  # second order throughout
+    assert settled.agrees is False and not settled.rising
+    assert settled.verdict == "NO: local orders 2.00, 2.00, 2.00 do not rise to 3"
+    assert _study([1e-1, 1.25e-2, 1.5625e-3, 1.953125e-4], claimed=3).verdict == "yes"
+
+
+def test_the_sweep_is_extended_until_a_pre_asymptotic_method_agrees():
+    from phiforge.runtime.verification import builtin_problem, study_method
+
+    problem = builtin_problem("gaussian", batch=4, seed=0)
+    plain = study_method(problem, "res_3m_pc", steps=(64, 128, 256), nfe_budgets=())
+    extended = study_method(
+        problem, "res_3m_pc", steps=(64, 128, 256), nfe_budgets=(), extend_to=1024
+    )
+    assert plain.agrees is False and plain.rising
+    assert extended.agrees and extended.extended and extended.steps[-1] in (512, 1024)
+    assert extended.verdict.startswith("yes (sweep extended to N=")
+
+
+def test_strict_names_the_failing_methods_on_stderr(capsys):
+    args = ["verify", "exp_euler", "res_4m", "--problem", "gaussian", "--steps", "4", "8", "16"]
+    code = main([*args, "--nfe", "10", "--batch", "4", "--extend-to", "16", "--strict"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "verify --strict: exp_euler on gaussian: not asymptotic yet at N=16" in err
