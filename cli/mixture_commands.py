@@ -6,17 +6,16 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from phiforge.cli.output import emit_json, markdown_table, positive_int
+from phiforge.cli.output import emit_json, markdown_table, output_dir, positive_int
 
 __all__ = ["register_mixture_commands"]
 
 
 def _fit(args: argparse.Namespace) -> None:
     from phiforge.runtime.denoisers import BUILTIN_MIXTURE, fit_digits_mixture, save_mixture
-    from phiforge.runtime.manifest import weights_dir
 
+    out = output_dir(args.out)  # checked before the fit, not after
     mixture = fit_digits_mixture(components=args.components, seed=args.seed)
-    out = Path(args.out) if args.out else weights_dir()
     _, manifest = save_mixture(mixture, out, args.name or BUILTIN_MIXTURE)
     if args.format == "json":
         emit_json({"manifest": str(manifest), "info": mixture.info})
@@ -95,7 +94,7 @@ def register_mixture_commands(commands: argparse._SubParsersAction) -> None:
     )
     fit.add_argument("--components", type=positive_int, default=10)
     fit.add_argument("--seed", type=int, default=0, help="EM's random_state (default 0)")
-    fit.add_argument("--out", metavar="DIR", help="default: the package's weights folder")
+    fit.add_argument("--out", metavar="DIR", help="default: the working directory")
     fit.add_argument("--name", help="file stem (default: the built-in mixture's)")
     fit.add_argument("--format", choices=["text", "json"], default="text")
     fit.set_defaults(handler=_fit)

@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from phiforge.cli.output import emit_json, markdown_table, positive_int
+from phiforge.cli.output import emit_json, markdown_table, output_dir, positive_int
+from phiforge.derive.errors import InputError
 
 __all__ = ["register_network_commands"]
 
@@ -35,9 +36,9 @@ def _train(args: argparse.Namespace) -> None:
         denoising_errors,
         save_network,
         train_network,
-        weights_dir,
     )
 
+    out = output_dir(args.out)  # checked before the training, not after
     teacher = builtin_denoiser("gmm")
     training = TrainingConfig(
         steps=args.steps, batch=args.batch, seed=args.seed, target=args.target
@@ -54,7 +55,6 @@ def _train(args: argparse.Namespace) -> None:
 
     trained = train_network(teacher, network, training, progress=progress)
     errors = denoising_errors(trained, teacher)
-    out = Path(args.out) if args.out else weights_dir()
     _, manifest = save_network(trained, out, args.name or BUILTIN_NETWORK, "gmm", errors)
     if args.format == "json":
         emit_json({"manifest": str(manifest), "info": trained.info, "denoising_errors": errors})
@@ -74,6 +74,11 @@ def _check(args: argparse.Namespace) -> int:
         weights_dir,
     )
 
+    if args.store and not args.path:
+        raise InputError(
+            "parameter '--store' rewrites a manifest: name it (PATH); the package's shipped "
+            "files are read-only"
+        )
     path = Path(args.path) if args.path else weights_dir() / f"{BUILTIN_NETWORK}.json"
     network = load_network(path)
     measured = denoising_errors(network, builtin_denoiser("gmm"))
@@ -127,7 +132,7 @@ def register_network_commands(commands: argparse._SubParsersAction) -> None:
     )
     train.add_argument("--width", type=positive_int)
     train.add_argument("--blocks", type=positive_int)
-    train.add_argument("--out", metavar="DIR", help="default: the package's weights folder")
+    train.add_argument("--out", metavar="DIR", help="default: the working directory")
     train.add_argument("--name", help="file stem (default: the built-in network's)")
     train.add_argument("--format", choices=["text", "json"], default="text")
     train.set_defaults(handler=_train)

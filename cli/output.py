@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+from pathlib import Path
 from typing import Any
 
-__all__ = ["emit_json", "markdown_table", "positive_int"]
+from phiforge.derive.errors import InputError
+
+__all__ = ["emit_json", "markdown_table", "output_dir", "positive_int"]
 
 
 def emit_json(value: Any) -> None:
@@ -28,3 +32,18 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
     return value
+
+
+def output_dir(value: str | None, parameter: str = "--out") -> Path:
+    """The folder a command writes to: ``value``, else the working directory (never the
+    installed package's folders). Created if missing and checked writable before any work."""
+    path = Path(value) if value else Path.cwd()
+    if path.exists() and not path.is_dir():
+        raise InputError(f"parameter {parameter!r}: {path} exists and is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"parameter {parameter!r}: cannot create {path} ({error})") from None
+    if not os.access(path, os.W_OK):
+        raise InputError(f"parameter {parameter!r}: {path} is not writable")
+    return path

@@ -171,3 +171,19 @@ def test_the_network_on_cuda_matches_cpu():
     gpu = builtin_denoiser("network", device="cuda")(x.cuda(), 0.5)
     assert torch.allclose(gpu.cpu(), cpu, rtol=1e-9, atol=1e-9)
     assert builtin_network().module.inp.weight.device.type == "cpu"
+
+
+def test_training_writes_to_the_working_directory_not_the_package(tmp_path, monkeypatch, capsys):
+    from phiforge.runtime.manifest import weights_dir
+
+    shipped = {p.name: p.read_bytes() for p in weights_dir().iterdir()}
+    monkeypatch.chdir(tmp_path)
+    args = ["network", "train", "--steps", "2", "--batch", "8", "--width", "8", "--name", "mine"]
+    assert main(args) == 0
+    assert (tmp_path / "mine.json").exists() and (tmp_path / "mine.bin").exists()
+    assert {p.name: p.read_bytes() for p in weights_dir().iterdir()} == shipped
+    (tmp_path / "file").write_text("x")
+    assert main([*args, "--out", str(tmp_path / "file")]) == 2  # refused before training
+    assert "exists and is not a folder" in capsys.readouterr().err
+    assert main(["network", "check", "--store"]) == 2
+    assert "the package's shipped files are read-only" in capsys.readouterr().err
