@@ -88,17 +88,17 @@ def run_adaptive(
         builder = Builder()
         builder.reports = reports + accepted
         state = builder.input()
-        given = builder.input() if start_value is not None else None
+        # the start's value is reused after a rejection: an input then, else this attempt's call
+        start = builder.input() if start_value is not None else builder.evaluate(state, lam)
         high, low = place_steps(
             builder,
             [Step(module, lam, lam_next)],
             state,
             form,
-            start_value=given,
+            start_value=start,
             embedded=True,
             report=False,
         )
-        start = given if given is not None else builder.program.ops[0].dest
         inputs = [x] if start_value is None else [x, start_value]
         x_high, x_low, start_value = execute(builder.finish([high, low, start]), inputs, evaluate)
         delta = torch.clamp(

@@ -46,6 +46,7 @@ except ImportError as error:  # pragma: no cover - exercised only without diffus
         "phiforge.runtime.diffusers_scheduler needs diffusers: pip install 'phiforge[diffusers]'"
     ) from error
 
+from phiforge.runtime.checks import check_nonnegative
 from phiforge.runtime.engine import Evaluate, Execution, Program
 from phiforge.runtime.errors import InputError, ModelOutputError
 from phiforge.runtime.methods import load_method
@@ -105,11 +106,8 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
         method_options: dict[str, float] | None = None,
     ) -> None:
         self._module = load_method(method)
-        for name, value in (("eta", eta), ("s_noise", s_noise)):
-            if isinstance(value, bool) or not (
-                isinstance(value, int | float) and math.isfinite(value) and value >= 0
-            ):
-                raise InputError(f"parameter {name!r} must be a finite number >= 0, got {value!r}")
+        check_nonnegative("eta", eta)
+        check_nonnegative("s_noise", s_noise)
         if prediction_type not in PREDICTION_TYPES:
             raise InputError(
                 f"parameter 'prediction_type' must be one of {', '.join(PREDICTION_TYPES)}, got "

@@ -217,7 +217,6 @@ def sample(
         draw_noise = gaussian_noise(x, generator)
     params = check_method(module, prediction, options)
     options = {"eta": float(eta), "s_noise": float(s_noise), **params}
-    canonical.check_finite = False  # the executor checks every call, once, after the run
     form = schedule_form(schedule.alpha_sigma_of_lam, prediction)
     backward_steps = sum(e.interval.repeats * len(e.backward) for e in info.restarts)
     total_steps = (

@@ -103,7 +103,7 @@ from typing import Any
 
 import torch
 
-from phiforge.runtime.checks import check_integer, check_sigma_ends
+from phiforge.runtime.checks import check_integer, check_nonnegative, check_sigma_ends
 from phiforge.runtime.engine import Program, Report, execute
 from phiforge.runtime.errors import InputError, ModelOutputError
 from phiforge.runtime.manifest import content_hash, read_document
@@ -507,9 +507,7 @@ def fit_solver(
     iterations = check_integer("iterations", iterations, 0)
     seed = check_integer("seed", seed, 0)
     check_sigma_ends(sigma_start, sigma_end)
-    if isinstance(eta, bool) or not isinstance(eta, int | float) or not 0 <= eta < math.inf:
-        raise InputError(f"parameter 'eta' must be a finite number >= 0, got {eta!r}")
-    eta = float(eta)
+    eta = check_nonnegative("eta", eta)
     if objective is None:
         objective = "defect" if eta == 0 else "frechet"
     if objective not in ("defect", "frechet"):

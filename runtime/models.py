@@ -67,7 +67,8 @@ class CanonicalModel:
     """``model(x, t_model, **kwargs)`` wrapped to give x0 and eps at a log-SNR ``lam``.
 
     ``t_model`` is a tensor of shape (batch,) holding the schedule's model time (for ``edm``
-    outputs: sigma~). Every evaluation is counted in ``nfe`` and checked for NaN/inf.
+    outputs: sigma~). Every evaluation is counted in ``nfe``; the executor checks its values for
+    NaN/inf (:mod:`phiforge.runtime.engine`).
     """
 
     def __init__(
@@ -79,7 +80,6 @@ class CanonicalModel:
         model_kwargs: Mapping[str, Any] | None = None,
         guidance: Guidance | None = None,
         thresholding: str | Callable[[torch.Tensor], torch.Tensor] | None = None,
-        check_finite: bool = True,
     ) -> None:
         if not callable(model):
             raise InputError("parameter 'model' must be callable as model(x, t, **kwargs)")
@@ -102,9 +102,7 @@ class CanonicalModel:
         self.model_kwargs = dict(model_kwargs or {})
         self.guidance = guidance
         self.thresholding = thresholding
-        self.check_finite = check_finite
         self.nfe = 0
-        self.step_index: int | None = None
         self._columns: dict[Any, torch.Tensor] = {}  # per-sample grids' columns, by value
 
     # --- evaluation ------------------------------------------------------------------
@@ -207,12 +205,6 @@ class CanonicalModel:
         elif callable(self.thresholding):
             x0 = self.thresholding(x0)
         self.nfe += 1
-        if self.check_finite and not isinstance(lam, tuple) and not bool(torch.isfinite(x0).all()):
-            where = "" if self.step_index is None else f" at step {self.step_index}"
-            raise ModelOutputError(
-                f"the model returned NaN or inf{where} (sigma~ = {math.exp(-lam):.6g}, "
-                f"lambda = {lam:.6g}, t = {float(self.schedule.t_of_lam(lam)):.6g})"
-            )
         return x0
 
     def noise(self, x: torch.Tensor, lam: float) -> torch.Tensor:

@@ -10,7 +10,6 @@ to no group, is refused by name.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import torch
 
 from phiforge.runtime.adaptive import Adaptive
+from phiforge.runtime.checks import check_nonnegative
 from phiforge.runtime.errors import InputError
 from phiforge.runtime.models import Guidance
 from phiforge.runtime.restart import Restart
@@ -87,12 +87,8 @@ class Noise:
     seeds: Sequence[int] | None = None
 
     def __post_init__(self) -> None:
-        for name in ("eta", "s_noise"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not (
-                isinstance(value, int | float) and math.isfinite(value) and value >= 0
-            ):
-                raise InputError(f"parameter {name!r} must be a finite number >= 0, got {value!r}")
+        check_nonnegative("eta", self.eta)
+        check_nonnegative("s_noise", self.s_noise)
 
 
 GROUPS: dict[str, type] = {"grid": Grid, "wrapper": Wrapper, "noise": Noise}
