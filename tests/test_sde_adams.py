@@ -120,9 +120,7 @@ def test_weak_order_on_gaussian_data(name, low, high):
     assert low <= math.log2(errors[0] / errors[1]) <= high
 
 
-def test_every_entry_point_runs_the_family():
-    from phiforge.runtime.diffusers_scheduler import PhiforgeScheduler
-
+def test_the_kdiffusion_function_is_the_driver():
     sigmas = torch.tensor([*_sigmas(8), 0.0], dtype=torch.float64)
     noise = torch.randn(20, 4, 3, generator=torch.Generator().manual_seed(2)).double()
     draws = iter(noise)
@@ -140,6 +138,12 @@ def test_every_entry_point_runs_the_family():
         noise_sampler=lambda a, b: next(draws),
     )
     assert torch.equal(kdiff, direct)
+
+
+def test_the_diffusers_scheduler_is_the_driver():
+    pytest.importorskip("diffusers")
+    from phiforge.runtime.diffusers_scheduler import PhiforgeScheduler
+
     scheduler = PhiforgeScheduler(method="res_2m_sde", eta=0.8)
     scheduler.set_timesteps(6)
     x = torch.randn(2, 4, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
