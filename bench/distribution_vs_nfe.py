@@ -36,6 +36,7 @@ import torch
 
 from phiforge.runtime.denoisers import builtin_denoiser
 from phiforge.runtime.driver import sample
+from phiforge.runtime.methods import load_method
 from phiforge.runtime.peers import kdiffusion_sampling
 from phiforge.runtime.restart import karras_sigmas, restart_from
 from phiforge.runtime.verification import covariance_root, frechet_tensor
@@ -176,7 +177,7 @@ def measure(
                 else None,
                 generator=torch.Generator().manual_seed(1 + seed),
                 return_info=True,
-                eta=eta,
+                **({"eta": eta} if load_method(method).STOCHASTIC else {}),  # ODEs refuse eta
                 **options,
             )
             return out, info.nfe

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 import sympy
 
 from phiforge.cli.output import emit_json, markdown_table, positive_int
+from phiforge.cli.progress import QUIET_HELP as _QUIET_HELP
+from phiforge.cli.progress import Progress
 from phiforge.derive.catalogue import catalogue_method, catalogue_names
 from phiforge.derive.check import CheckReport, check_tableau
 from phiforge.derive.conditions import (
@@ -17,10 +20,14 @@ from phiforge.derive.conditions import (
     stiff_conditions,
 )
 from phiforge.derive.errors import InputError
+from phiforge.derive.registry import load_record, tableau_from_record
+from phiforge.derive.registry_folders import REGISTRY_ENV, registered_names, user_folders
 from phiforge.derive.tableau import ExpRKTableau, format_expression
 from phiforge.derive.trees import trees
 
 __all__ = ["register_derive_commands"]
+
+_REGISTRY_HELP = f"a user registry folder, searched after the package's (also {REGISTRY_ENV})"
 
 
 # ---------------------------------------------------------------------------- conditions
@@ -28,44 +35,39 @@ def _conditions(args: argparse.Namespace) -> None:
     p = args.order
     if args.kind == "classical":
         items = classical_conditions(p)
-        records = [
-            {
-                "number": c.number,
-                "order": c.order,
-                "tree": c.tree.ascii,
-                "expression": c.expression("ascii"),
-                "latex": c.expression("latex"),
-            }
-            for c in items
-        ]
-        human = [
-            f"{c.number:4d}  order {c.order}  {c.tree}  {c.expression('unicode')}" for c in items
-        ]
+        pairs = [(c, c) for c in items]
+    elif args.kind == "nonstiff":
+        items = nonstiff_conditions(p, args.setting)
+        pairs = [(c.condition, c) for c in items]
     else:
-        if args.kind == "nonstiff":
-            items = nonstiff_conditions(p, args.setting)
-            pairs = [(c.condition, c) for c in items]
-        else:
-            items = stiff_conditions(p, args.setting)
-            pairs = [(c, c) for c in items]
-        records = [
-            {
+        items = stiff_conditions(p, args.setting)
+        pairs = [(c, c) for c in items]
+    # render only the forms the output format shows: one tick per condition
+    forms = {"json": ("ascii", "latex"), "markdown": ("ascii",), "latex": ("latex",)}
+    records, human = [], []
+    with Progress(len(pairs), "conditions", quiet=args.quiet) as progress:
+        for cond, shown in pairs:
+            record: dict[str, Any] = {
                 "number": cond.number,
                 "order": cond.order,
                 "tree": cond.tree.ascii,
-                "setting": cond.setting,
-                "variables": cond.variables,
-                "expression": shown.expression("ascii"),
-                "latex": shown.expression("latex"),
             }
-            | ({"taylor_degree": shown.degree} if args.kind == "nonstiff" else {})
-            for cond, shown in pairs
-        ]
-        human = [
-            f"{cond.number:4d}  order {cond.order}  {cond.tree!s:14s} "
-            f"{shown.expression('unicode')} = 0"
-            for cond, shown in pairs
-        ]
+            if args.kind != "classical":
+                record |= {"setting": cond.setting, "variables": cond.variables}
+            for form in forms.get(args.format, ()):
+                record["expression" if form == "ascii" else form] = shown.expression(form)
+            if args.kind == "nonstiff":
+                record["taylor_degree"] = shown.degree
+            records.append(record)
+            if args.format == "text":
+                text = shown.expression("unicode")
+                head = f"{cond.number:4d}  order {cond.order}  "
+                human.append(
+                    f"{head}{cond.tree}  {text}"
+                    if args.kind == "classical"
+                    else f"{head}{cond.tree!s:14s} {text} = 0"
+                )
+            progress.advance()
     if args.format == "json":
         emit_json(records)
     elif args.format == "markdown":
@@ -155,14 +157,43 @@ def _orders(report: CheckReport) -> str:
     )
 
 
+def _method(name: str, parameters: dict[str, Any], registry: Any) -> ExpRKTableau:
+    """A catalogue method (its free parameters fixed by ``parameters``), else the tableau of a
+    single-step record of the package's or the user's registry."""
+    if name in catalogue_names():
+        return catalogue_method(name, **parameters)
+    registered = registered_names(registry)
+    if name not in registered:
+        hint = "" if user_folders(registry) else f" (your own: --registry DIR or {REGISTRY_ENV})"
+        raise InputError(
+            f"parameter 'NAME': unknown method {name!r}{hint}; known catalogue methods: "
+            f"{', '.join(catalogue_names())}; registry methods: {', '.join(sorted(registered))}"
+        )
+    record = load_record(name, registered[name])
+    if record["family"] != "singlestep":
+        raise InputError(
+            f"parameter 'NAME': {name!r} is a {record['family']} method, not an exponential "
+            f"Runge-Kutta tableau; its verdicts and coefficients: phiforge registry show {name}"
+        )
+    if parameters:
+        raise InputError(f"parameter '--param': registry method {name!r} has no free parameters")
+    return tableau_from_record(record)
+
+
 def _check(args: argparse.Namespace) -> None:
     names = args.names or catalogue_names()
     parameters = _parse_parameters(args.param)
     if parameters and len(names) != 1:
         raise InputError("parameter '--param' needs exactly one method NAME")
     settings = list(SETTINGS) if args.setting == "both" else [args.setting]
-    methods: list[ExpRKTableau] = [catalogue_method(n, **parameters) for n in names]
-    reports = [check_tableau(m, args.order, s) for m in methods for s in settings]
+    methods = [_method(n, parameters, args.registry) for n in names]
+    count = len(stiff_conditions(args.order, "scalar")) * len(methods) * len(settings)
+    with Progress(count, "check", quiet=args.quiet) as progress:
+        reports = [
+            check_tableau(m, args.order, s, progress=progress.advance)
+            for m in methods
+            for s in settings
+        ]
     residuals = len(reports) <= 2 or args.residuals
     if args.format == "json":
         records = [report_record(r, residuals) for r in reports]
@@ -240,7 +271,7 @@ def _catalogue(args: argparse.Namespace) -> None:
 
 
 def _show(args: argparse.Namespace) -> None:
-    method = catalogue_method(args.name, **_parse_parameters(args.param))
+    method = _method(args.name, _parse_parameters(args.param), args.registry)
     if args.format == "json":
         emit_json(
             {
@@ -290,15 +321,24 @@ def _trees(args: argparse.Namespace) -> None:
 def register_derive_commands(commands: argparse._SubParsersAction) -> None:
     sub = commands.add_parser("conditions", help="list the order conditions up to an order")
     sub.add_argument("--order", "-p", type=positive_int, required=True, help="order p >= 1")
-    sub.add_argument("--setting", choices=SETTINGS, default="operator")
+    sub.add_argument(
+        "--setting",
+        choices=SETTINGS,
+        default="scalar",
+        help="scalar (diffusion ODEs, L = +-1) or operator (stiff PDEs)",
+    )
     sub.add_argument("--kind", choices=("stiff", "nonstiff", "classical"), default="stiff")
     sub.add_argument("--format", choices=("text", "json", "markdown", "latex"), default="text")
+    sub.add_argument("--quiet", "-q", action="store_true", help=_QUIET_HELP)
     sub.set_defaults(handler=_conditions)
 
     sub = commands.add_parser(
-        "check", help="check catalogue methods against the conditions (all methods if no NAME)"
+        "check",
+        help="check catalogue or registry methods against the conditions (all catalogue "
+        "methods if no NAME)",
     )
     sub.add_argument("names", nargs="*", metavar="NAME")
+    sub.add_argument("--registry", type=Path, action="append", help=_REGISTRY_HELP)
     sub.add_argument(
         "--order",
         "-p",
@@ -325,14 +365,16 @@ def register_derive_commands(commands: argparse._SubParsersAction) -> None:
         help="include residuals in JSON for many methods (default for one)",
     )
     sub.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    sub.add_argument("--quiet", "-q", action="store_true", help=_QUIET_HELP)
     sub.set_defaults(handler=_check)
 
     sub = commands.add_parser("catalogue", help="list the published methods of the catalogue")
     sub.add_argument("--format", choices=("text", "json"), default="text")
     sub.set_defaults(handler=_catalogue)
 
-    sub = commands.add_parser("show", help="print a catalogue method's tableau")
+    sub = commands.add_parser("show", help="print a catalogue or registry method's tableau")
     sub.add_argument("name", metavar="NAME")
+    sub.add_argument("--registry", type=Path, action="append", help=_REGISTRY_HELP)
     sub.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     sub.add_argument("--format", choices=("markdown", "latex", "json"), default="markdown")
     sub.set_defaults(handler=_show)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-from pathlib import Path
 
-from phiforge.cli.output import emit_json, positive_int
+from phiforge.cli.output import emit_json, output_file, positive_int
+from phiforge.cli.progress import QUIET_HELP, Progress
 from phiforge.runtime.denoisers import DENOISERS
 
 __all__ = ["register_fit_commands", "starting_points"]
@@ -37,6 +37,7 @@ def _fit(args: argparse.Namespace) -> None:
 
     if args.grid_only and args.weights_only:
         raise InputError("parameters '--grid-only' and '--weights-only' exclude each other")
+    out = output_file(args.out, "--out")  # before the fit, not after it
     denoiser = builtin_denoiser(args.denoiser)
     schedule = noise_schedule(args.schedule)
     _, _, plan = sampling_plan(schedule, "res_3m_pc", nfe=args.nfe, step_schedule="logsnr")
@@ -53,6 +54,8 @@ def _fit(args: argparse.Namespace) -> None:
         return sample(denoiser, x, "edm", TEACHER, output="edm", sigmas=teacher_grid)
 
     pilot = starting_points(denoiser.dim, args.pilot, sigma_start, args.seed + 1)
+    # L-BFGS evaluates the objective at most 1.25 x its iterations (torch's max_eval default)
+    progress = Progress(int(1.25 * args.iterations) + 1, "fit (evaluations)", quiet=args.quiet)
     solver = fit_solver(
         denoiser,
         pilot,
@@ -70,7 +73,9 @@ def _fit(args: argparse.Namespace) -> None:
         eta=args.eta,
         seed=args.seed + 3,
         start=None if args.start is None else load_solver(args.start),
+        progress=progress.advance,
     )
+    progress.close()
     held = starting_points(denoiser.dim, args.held_out, sigma_start, args.seed + 2)
     held_reference = teacher(held)
     uniform = np.exp(-np.linspace(lam0, lam1, args.nfe + 1)).tolist()
@@ -105,7 +110,7 @@ def _fit(args: argparse.Namespace) -> None:
     )
     objective = solver.info["objective"]
     solver = dataclasses.replace(solver, info=info)
-    path = solver.save(Path(args.out))
+    path = solver.save(out)
     if args.format == "json":
         emit_json({"output": str(path), "nfe": solver.nfe, "sigmas": solver.sigmas, **info})
         return
@@ -161,4 +166,5 @@ def register_fit_commands(commands: argparse._SubParsersAction) -> None:
     )
     fit.add_argument("--out", default="fitted-solver.json")
     fit.add_argument("--format", choices=["text", "json"], default="text")
+    fit.add_argument("--quiet", "-q", action="store_true", help=QUIET_HELP)
     fit.set_defaults(handler=_fit)

@@ -7,9 +7,11 @@ machine-readable one. Bad input ends with exit status 2 and a message naming the
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any, NoReturn
 
 from phiforge import __version__
 from phiforge.cli.commands import register_derive_commands
@@ -19,14 +21,60 @@ from phiforge.cli.network_commands import register_network_commands
 from phiforge.cli.registry_commands import register_registry_commands
 from phiforge.cli.runtime_commands import register_runtime_commands
 from phiforge.derive.errors import InputError
-from phiforge.runtime.errors import InputError as RuntimeInputError
 from phiforge.runtime.errors import ModelOutputError
 
 __all__ = ["build_parser", "main"]
 
 
+def _has_default(action: argparse.Action) -> bool:
+    """An option whose default is worth stating (not a flag's False, not None or empty)."""
+    default = action.default
+    empty = default is None or default is False or default is argparse.SUPPRESS or default == []
+    return bool(action.option_strings) and not empty
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Help that states every option's default (unless its text already does)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if _has_default(action) and "default" not in text:
+            text = f"{text} (default: %(default)s)".strip()
+        return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's conventions: defaults in the help, and usage errors as one
+    JSON object on stderr when the command line asks for ``--format json``."""
+
+    json_errors = False
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        action = super().add_argument(*args, **kwargs)
+        if action.help is None and _has_default(action):
+            action.help = "(default: %(default)s)"
+        return action
+
+    def error(self, message: str) -> NoReturn:
+        if _Parser.json_errors:
+            print(json.dumps({"error": f"{self.prog}: {message}"}), file=sys.stderr)
+            self.exit(2)
+        super().error(message)
+
+
+def _wants_json(argv: Sequence[str]) -> bool:
+    items = list(argv)
+    return "--format=json" in items or any(
+        a == "--format" and b == "json" for a, b in itertools.pairwise(items)
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="phiforge",
         description="Derive exponential integrators from their order conditions and verify them.",
     )
@@ -43,13 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    _Parser.json_errors = _wants_json(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     try:
         result = args.handler(args)
     except BrokenPipeError:  # output piped into a reader that stopped early (e.g. head)
         sys.stderr.close()
         return 0
-    except (InputError, RuntimeInputError, ModelOutputError) as error:
+    except (InputError, ModelOutputError) as error:
         if getattr(args, "format", None) == "json":
             print(json.dumps({"error": str(error)}), file=sys.stderr)
         else:

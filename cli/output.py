@@ -10,7 +10,7 @@ from typing import Any
 
 from phiforge.derive.errors import InputError
 
-__all__ = ["emit_json", "markdown_table", "output_dir", "positive_int"]
+__all__ = ["emit_json", "markdown_table", "output_dir", "output_file", "positive_int"]
 
 
 def emit_json(value: Any) -> None:
@@ -46,4 +46,16 @@ def output_dir(value: str | None, parameter: str = "--out") -> Path:
         raise InputError(f"parameter {parameter!r}: cannot create {path} ({error})") from None
     if not os.access(path, os.W_OK):
         raise InputError(f"parameter {parameter!r}: {path} is not writable")
+    return path
+
+
+def output_file(value: str | os.PathLike, parameter: str) -> Path:
+    """A file a command will write: its folder is created if missing and checked writable,
+    and the path must not be a folder, all before any work starts."""
+    path = Path(value)
+    if str(value) == "" or path.is_dir() or str(value).endswith(("/", os.sep)):
+        raise InputError(f"parameter {parameter!r}: {str(value)!r} is a folder, not a file name")
+    output_dir(str(path.parent) if str(path.parent) else None, parameter)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise InputError(f"parameter {parameter!r}: {path} exists and is not writable")
     return path

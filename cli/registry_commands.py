@@ -3,22 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
-import sympy
-
-from phiforge.cli.output import emit_json, positive_int
-from phiforge.derive.codegen import default_generated_dir, generate
+from phiforge.cli.output import emit_json, output_dir, positive_int
+from phiforge.derive.codegen import generate
 from phiforge.derive.errors import InputError
 from phiforge.derive.plan import build_registry, derive_multistep_record, derive_singlestep_record
-from phiforge.derive.registry import (
-    list_records,
-    load_record,
-    save_record,
+from phiforge.derive.registry import list_records, load_registered, save_record
+from phiforge.derive.registry_folders import (
+    REGISTRY_ENV,
+    check_method_name,
+    default_registry_dir,
+    registered_names,
+    registry_folders,
 )
 
 __all__ = ["register_registry_commands"]
+
+_WRITE_HELP = (
+    f"folder the record(s) are written to (default: the first folder of {REGISTRY_ENV}, "
+    "else ./registry)"
+)
+_READ_HELP = (
+    f"a user registry folder, searched after the package's (repeatable; also {REGISTRY_ENV})"
+)
 
 
 def _summary(record: dict[str, Any]) -> dict[str, Any]:
@@ -41,11 +51,37 @@ def _summary(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _target_registry(args: argparse.Namespace) -> Path:
+    """The folder a command writes records into: --registry, else the first folder of
+    PHIFORGE_REGISTRY, else ./registry (never the installed package unless named); created or
+    refused before any work."""
+    if args.registry is not None:
+        target = args.registry
+    else:
+        env = [p for p in os.environ.get(REGISTRY_ENV, "").split(os.pathsep) if p]
+        target = Path(env[0]) if env else Path.cwd() / "registry"
+    return output_dir(str(target), "--registry")
+
+
+def _refuse_taken(names: list[str], target: Path) -> None:
+    """A new record may not take the name of a method registered in another folder."""
+    for name in names:
+        check_method_name(name, "--name")
+        taken = registered_names()
+        folder = taken.get(name)
+        if folder is not None and folder.resolve() != target.resolve():
+            raise InputError(
+                f"parameter '--name': {name!r} is already registered in {folder}; choose "
+                f"another name"
+            )
+
+
 def _derive(args: argparse.Namespace) -> None:
+    check_method_name(args.name, "--name")  # before any folder is made
+    target = _target_registry(args)
+    _refuse_taken([args.name], target)
     if args.family == "singlestep":
-        nodes = None
-        if args.nodes:
-            nodes = [sympy.nsimplify(x) for x in args.nodes.split(",")]
+        nodes = args.nodes.split(",") if args.nodes else None
         if nodes is None and args.node_grid is None:
             raise InputError("give parameter '--nodes c2,...,cs' or '--node-grid v1,v2,...'")
         record = derive_singlestep_record(
@@ -68,7 +104,7 @@ def _derive(args: argparse.Namespace) -> None:
             description=args.description or "",
             corrector=args.corrector,
         )
-    path = save_record(record, args.registry)
+    path = save_record(record, target)
     summary = _summary(record) | {
         "path": str(path),
         "free_parameters": record["provenance"].get("free_parameters"),
@@ -82,22 +118,27 @@ def _derive(args: argparse.Namespace) -> None:
 
 
 def _registry_list(args: argparse.Namespace) -> None:
-    records = [_summary(r) for r in list_records(args.registry)]
+    package = default_registry_dir()
+    records = []
+    for folder in registry_folders(args.registry):
+        where = "package" if folder == package else str(folder)
+        records += [_summary(r) | {"folder": where} for r in list_records(folder)]
+    registered_names(args.registry)  # a name held twice is refused
     if args.format == "json":
         emit_json(records)
         return
-    print("| name | family | stiff | weak | non-stiff | classical | NFE/step | provenance |")
-    print("|---|---|---|---|---|---|---|---|")
+    header = "name | family | stiff | weak | non-stiff | classical | NFE/step | provenance | folder"
+    print(f"| {header} |\n" + "|---" * 9 + "|")
     for r in records:
         print(
             f"| {r['name']} | {r['family']} | {r['stiff_order']} | {r['weak_stiff_order']} | "
             f"{r['nonstiff_order']} | {r['classical_order']} | {r['nfe_per_step']} | "
-            f"{r['provenance']} |"
+            f"{r['provenance']} | {r['folder']} |"
         )
 
 
 def _registry_show(args: argparse.Namespace) -> None:
-    record = load_record(args.name, args.registry)
+    record = load_registered(args.name, args.registry)
     if args.format == "json":
         emit_json(record)
         return
@@ -110,7 +151,8 @@ def _registry_show(args: argparse.Namespace) -> None:
 
 
 def _registry_build(args: argparse.Namespace) -> None:
-    paths = build_registry(args.registry, args.names or None)
+    target = _target_registry(args)
+    paths = build_registry(target, args.names or None)
     if args.format == "json":
         emit_json([str(p) for p in paths])
     else:
@@ -118,7 +160,15 @@ def _registry_build(args: argparse.Namespace) -> None:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    out = Path(args.out) if args.out else default_generated_dir()
+    if args.registry is not None and not args.registry.is_dir():
+        raise InputError(f"parameter '--registry': {args.registry} is not a folder")
+    default = args.registry / "generated" if args.registry is not None else Path("generated")
+    out = Path(args.out) if args.out else default
+    if args.check:
+        if not out.is_dir():
+            raise InputError(f"parameter '--out': {out} is not a folder (nothing to compare)")
+    else:
+        out = output_dir(str(out), "--out")
     differing = generate(args.registry, out, check=args.check)
     if args.format == "json":
         emit_json({"check": args.check, "out": str(out), "files": differing})
@@ -168,10 +218,10 @@ def register_registry_commands(commands: argparse._SubParsersAction) -> None:
         help="add the exponential Adams-Moulton corrector: a PEC pair of order K + 1",
     )
     for sub in (single, multi):
-        sub.add_argument("--name", required=True)
+        sub.add_argument("--name", required=True, help="the method's name: a-z, 0-9, '_'")
         sub.add_argument("--prediction", choices=("data", "noise"), default="data")
         sub.add_argument("--description")
-        sub.add_argument("--registry", type=Path, help="registry folder (default: the package's)")
+        sub.add_argument("--registry", type=Path, help=_WRITE_HELP)
         sub.add_argument("--format", choices=("text", "json"), default="text")
         sub.set_defaults(handler=_derive)
 
@@ -185,15 +235,22 @@ def register_registry_commands(commands: argparse._SubParsersAction) -> None:
     build = actions.add_parser("build", help="re-derive records from the registry plan")
     build.add_argument("names", nargs="*", metavar="NAME")
     build.set_defaults(handler=_registry_build)
+    for sub in (listing, show):
+        sub.add_argument("--registry", type=Path, action="append", help=_READ_HELP)
+    build.add_argument("--registry", type=Path, help=_WRITE_HELP)
     for sub in (listing, show, build):
-        sub.add_argument("--registry", type=Path, help="registry folder (default: the package's)")
         sub.add_argument("--format", choices=("text", "json"), default="text")
 
     gen = commands.add_parser("generate", help="write generated/ from the registry")
     gen.add_argument(
         "--check", action="store_true", help="only compare; exit 1 and name the files that differ"
     )
-    gen.add_argument("--registry", type=Path, help="registry folder (default: the package's)")
-    gen.add_argument("--out", help="output folder (default: the package's generated/)")
+    gen.add_argument(
+        "--registry", type=Path, help="the records' folder (default: the package's registry)"
+    )
+    gen.add_argument(
+        "--out",
+        help="output folder (default: REGISTRY/generated with --registry, else ./generated)",
+    )
     gen.add_argument("--format", choices=("text", "json"), default="text")
     gen.set_defaults(handler=_generate)

@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from phiforge.cli.output import emit_json, markdown_table, positive_int
+from phiforge.cli.output import emit_json, markdown_table, output_file, positive_int
+from phiforge.cli.progress import QUIET_HELP as _QUIET_HELP
+from phiforge.cli.progress import Progress
 from phiforge.runtime.denoisers import DENOISERS
 from phiforge.runtime.errors import InputError
 from phiforge.runtime.verification import PROBLEMS
@@ -17,15 +19,25 @@ from phiforge.runtime.verification import PROBLEMS
 __all__ = ["register_runtime_commands"]
 
 DEFAULT_PROBLEMS = ["gaussian", "gmm"]
+_REGISTRY_HELP = (
+    "a user registry folder whose methods join the package's (repeatable; also PHIFORGE_REGISTRY)"
+)
 
 
 def _verify(args: argparse.Namespace) -> int:
     from phiforge.runtime.stepping import load_method, ode_methods
     from phiforge.runtime.verification import builtin_problem, study_method
 
-    methods = args.methods or ode_methods()
-    for name in methods:
-        load_method(name)  # unknown names fail before any work
+    names = args.methods or ode_methods(args.registry)
+    methods = [load_method(name, args.registry) for name in names]  # unknown names fail first
+    noisy = [m.NAME for m in methods if m.STOCHASTIC]
+    if noisy:
+        raise InputError(
+            f"parameter 'METHOD': verify measures the pathwise order of deterministic methods; "
+            f"{', '.join(noisy)} draw noise (their weak orders: docs/seeds.md, "
+            "tests/test_sde_adams.py)"
+        )
+    plot = output_file(args.plot, "--plot") if args.plot else None
     if len(set(args.steps)) < 3:
         raise InputError(
             "parameter '--steps' needs at least three distinct step counts to fit an order, got "
@@ -33,20 +45,23 @@ def _verify(args: argparse.Namespace) -> int:
         )
     problems = args.problem or DEFAULT_PROBLEMS
     results = []
+    progress = Progress(len(problems) * len(methods), "verify", quiet=args.quiet)
     for problem_name in problems:
         started = time.perf_counter()
         problem = builtin_problem(problem_name, batch=args.batch, seed=args.seed)
-        studies = [
-            study_method(
-                problem,
-                name,
-                steps=args.steps,
-                nfe_budgets=args.nfe,
-                warmup=args.warmup,
-                extend_to=args.extend_to,
+        studies = []
+        for method in methods:
+            studies.append(
+                study_method(
+                    problem,
+                    method,
+                    steps=args.steps,
+                    nfe_budgets=args.nfe,
+                    warmup=args.warmup,
+                    extend_to=args.extend_to,
+                )
             )
-            for name in methods
-        ]
+            progress.advance(note=f"{problem_name} {method.NAME}")
         results.append(
             {
                 "problem": problem_name,
@@ -60,8 +75,9 @@ def _verify(args: argparse.Namespace) -> int:
                 "methods": [s.to_dict() for s in studies],
             }
         )
-    if args.plot:
-        _plot(results, Path(args.plot))
+    progress.close()
+    if plot is not None:
+        _plot(results, plot)
     if args.format == "json":
         emit_json({"problems": results, "plot": args.plot})
     else:
@@ -142,30 +158,72 @@ def _print_problem(result: dict[str, Any]) -> None:
     print()
 
 
+_MARKERS = "osD^v<>ph*XP8"
+
+
 def _plot(results: list[dict[str, Any]], path: Path) -> None:
+    """One row of panels per kind of method (single-step, multistep, ...), two panels per
+    problem (error over the step sweep, defect over NFE budgets); within a row every method has
+    its own colour and marker, the legend sits outside the panels, and a method that misses its
+    claimed order is drawn dotted and marked in the legend."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, len(results), figsize=(6 * len(results), 9), squeeze=False)
-    for column, result in enumerate(results):
-        top, bottom = axes[0][column], axes[1][column]
-        for axis in (top, bottom):
-            axis.set_prop_cycle(color=plt.cm.tab20.colors)
-        for m in result["methods"]:
-            style = "-" if m["name"].startswith("res_") else "--"
-            top.loglog(m["nfe"], m["errors"], style, marker="o", ms=3, label=m["name"])
-            bottom.loglog(m["defect_nfe"], m["defects"], style, marker="o", ms=3, label=m["name"])
-        top.set_title(f"{result['problem']}: error vs NFE (step sweep)")
-        bottom.set_title(f"{result['problem']}: defect vs NFE budget")
-        for axis in (top, bottom):
-            axis.set_xlabel("NFE")
-            axis.set_ylabel("RMS error at t_end")
-            axis.grid(True, which="both", alpha=0.3)
-    axes[0][-1].legend(fontsize=7, ncol=2)
+    kinds = sorted({m.get("kind") or "methods" for r in results for m in r["methods"]})
+    columns = 2 * len(results)
+    fig, axes = plt.subplots(
+        len(kinds), columns, figsize=(4.2 * columns + 3.2, 3.6 * len(kinds)), squeeze=False
+    )
+    for row, kind in enumerate(kinds):
+        names = sorted(
+            {
+                m["name"]
+                for r in results
+                for m in r["methods"]
+                if (m.get("kind") or "methods") == kind
+            }
+        )
+        colours = plt.cm.tab10.colors if len(names) <= 10 else plt.cm.tab20.colors
+        style = {
+            name: (colours[i % len(colours)], _MARKERS[i % len(_MARKERS)])
+            for i, name in enumerate(names)
+        }
+        handles: dict[str, Any] = {}
+        for index, result in enumerate(results):
+            sweep, budget = axes[row][2 * index], axes[row][2 * index + 1]
+            for m in result["methods"]:
+                if (m.get("kind") or "methods") != kind:
+                    continue
+                colour, marker = style[m["name"]]
+                missed = m["agrees"] is False and result["problem"] != "empirical"
+                line = ":" if missed else "-"
+                (handle,) = sweep.loglog(
+                    m["nfe"], m["errors"], line, color=colour, marker=marker, ms=4, lw=1.3
+                )
+                budget.loglog(
+                    m["defect_nfe"], m["defects"], line, color=colour, marker=marker, ms=4, lw=1.3
+                )
+                label = m["name"] + (f" (misses order on {result['problem']})" if missed else "")
+                if missed or m["name"] not in handles:
+                    handles[m["name"] if not missed else label] = (handle, label)
+            sweep.set_title(f"{result['problem']} / {kind}: error, step sweep", fontsize=9)
+            budget.set_title(f"{result['problem']} / {kind}: defect vs NFE budget", fontsize=9)
+            for axis in (sweep, budget):
+                axis.set_xlabel("NFE")
+                axis.set_ylabel("RMS error at t_end")
+                axis.grid(True, which="both", alpha=0.3)
+        axes[row][-1].legend(
+            [h for h, _ in handles.values()],
+            [label for _, label in handles.values()],
+            fontsize=8,
+            loc="upper left",
+            bbox_to_anchor=(1.02, 1.0),
+            borderaxespad=0.0,
+        )
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -175,18 +233,30 @@ def _sample(args: argparse.Namespace) -> None:
     from phiforge.runtime.denoisers import builtin_denoiser
     from phiforge.runtime.driver import sample, sampling_plan
     from phiforge.runtime.errors import InputError
+    from phiforge.runtime.methods import load_method
     from phiforge.runtime.restart import restart_from
     from phiforge.runtime.schedules import noise_schedule
 
     if args.fit_steps is not None and args.restart:
         raise InputError("parameter '--fit-steps' does not combine with '--restart'")
+    if args.nfe is not None and args.steps is not None:
+        raise InputError(
+            "parameters '--nfe' and '--steps' exclude each other: give an NFE budget or a "
+            "number of main steps"
+        )
+    output_file(args.out, "--out")
     if args.fitted is not None:
         _sample_fitted(args)
         return
     denoiser = builtin_denoiser(args.denoiser)
     schedule = noise_schedule(args.schedule)
     restart = restart_from(args.restart) if args.restart else None
-    method = args.method or (restart.method if restart and restart.method else "res_3m")
+    if args.step_schedule is None:  # log-SNR uniform where its ends are finite, else time
+        ends = [float(schedule.lam(t)) for t in (schedule.t_start, schedule.t_end)]
+        args.step_schedule = "logsnr" if all(map(math.isfinite, ends)) else "time"
+    name = args.method or (restart.method if restart and restart.method else "res_3m")
+    method = load_method(name, args.registry)
+    name = method.NAME
     grid_args: dict[str, Any] = {}
     if args.steps is not None:
         grid_args["steps"] = args.steps
@@ -203,7 +273,7 @@ def _sample(args: argparse.Namespace) -> None:
     if args.fit_steps is not None:
         fitted = _fit_steps(args, denoiser, schedule, method, plan, sigma_start)
         grid_args = {"sigmas": fitted.sigmas}
-    progress = args.format != "json" and sys.stderr.isatty()
+    progress = not args.quiet and sys.stderr.isatty()
     samples, info = sample(
         denoiser,
         x,
@@ -218,8 +288,9 @@ def _sample(args: argparse.Namespace) -> None:
         **grid_args,
     )
     out, grid = _write_samples(samples, denoiser, args)
+    others = _substitutes(info.methods, name)
     result = {
-        "method": method,
+        "method": name,
         "denoiser": args.denoiser,
         "schedule": schedule.name,
         "step_schedule": "fitted" if fitted is not None else args.step_schedule,
@@ -230,6 +301,7 @@ def _sample(args: argparse.Namespace) -> None:
         "output": str(out),
         "grid": None if grid is None else str(grid),
         "samples": args.batch,
+        "note": others,
     }
     if fitted is not None:
         result["fitted_sigmas"] = fitted.sigmas
@@ -238,18 +310,35 @@ def _sample(args: argparse.Namespace) -> None:
         emit_json(result)
     else:
         print(
-            f"{args.batch} samples of {args.denoiser} with {method}"
+            f"{args.batch} samples of {args.denoiser} with {name}"
             + (f" + restart {restart.name}" if restart else "")
             + f": {info.nfe} NFE, {info.steps} main steps "
             f"({'fitted' if fitted is not None else args.step_schedule}, "
             f"{schedule.name}) -> {out}" + (f", grid {grid}" if grid else "")
         )
+        if others:
+            print(f"note: {others}")
         if fitted is not None:
             print(
                 f"fitted grid ({args.fit_steps} pilots, {fitted.evaluations} solves): pilot "
                 f"defect {fitted.uniform_defect:.3e} -> {fitted.defect:.3e}; sigmas "
                 + ", ".join(f"{s:.6g}" for s in fitted.sigmas)
             )
+
+
+def _substitutes(methods: list[str], name: str) -> str | None:
+    """What ran instead of ``name`` when none of its steps fit the NFE budget, stated rather
+    than silently substituted."""
+    if name in methods:  # warm-up starters and final steps are the method's own convention
+        return None
+    runs: list[list[Any]] = []
+    for m in methods:
+        if runs and runs[-1][0] == m:
+            runs[-1][1] += 1
+        else:
+            runs.append([m, 1])
+    steps = ", ".join(f"{m} x{k}" if k > 1 else m for m, k in runs)
+    return f"{name} did not run (its step does not fit the budget); steps run: {steps}"
 
 
 def _write_samples(samples, denoiser, args: argparse.Namespace):
@@ -332,17 +421,20 @@ def _fit_steps(args, denoiser, schedule, method, plan, sigma_start):
         dtype=torch.float64,
         generator=torch.Generator().manual_seed(args.seed + 1),
     )
-    return optimize_steps(
-        denoiser,
-        pilots * sigma_start,
-        schedule,
-        method,
-        steps=len(lambdas) - 1,
-        sigma_start=math.exp(-lambdas[0]),
-        sigma_end=math.exp(-lambdas[-1]),
-        max_evaluations=args.fit_evaluations,
-        sample_options={"output": "edm"},
-    )
+    bound = 2 * args.fit_evaluations  # two searches, each at most this many solves
+    with Progress(bound, "fit-steps (solves)", quiet=args.quiet) as progress:
+        return optimize_steps(
+            denoiser,
+            pilots * sigma_start,
+            schedule,
+            method,
+            steps=len(lambdas) - 1,
+            sigma_start=math.exp(-lambdas[0]),
+            sigma_end=math.exp(-lambdas[-1]),
+            max_evaluations=args.fit_evaluations,
+            sample_options={"output": "edm"},
+            progress=progress.advance,
+        )
 
 
 def _image_grid(images, path: Path) -> None:
@@ -403,6 +495,8 @@ def register_runtime_commands(commands: argparse._SubParsersAction) -> None:
         help="exit 1 if an observed order misses its claim (empirical excluded)",
     )
     verify.add_argument("--format", choices=["text", "json"], default="text")
+    verify.add_argument("--registry", action="append", help=_REGISTRY_HELP)
+    verify.add_argument("--quiet", "-q", action="store_true", help=_QUIET_HELP)
     verify.set_defaults(handler=_verify)
 
     sampler = commands.add_parser(
@@ -425,7 +519,9 @@ def register_runtime_commands(commands: argparse._SubParsersAction) -> None:
         choices=["vp-linear", "vp-cosine", "ddpm", "ve", "edm", "flow"],
     )
     sampler.add_argument(
-        "--step-schedule", default="logsnr", choices=["logsnr", "time", "quadratic", "karras"]
+        "--step-schedule",
+        choices=["logsnr", "time", "quadratic", "karras"],
+        help="default: logsnr, or time where the schedule's log-SNR ends are infinite (flow)",
     )
     sampler.add_argument(
         "--fit-steps",
@@ -449,4 +545,6 @@ def register_runtime_commands(commands: argparse._SubParsersAction) -> None:
     sampler.add_argument("--seed", type=int, default=0)
     sampler.add_argument("--out", default="samples.pt", help="a torch file; a PNG grid beside it")
     sampler.add_argument("--format", choices=["text", "json"], default="text")
+    sampler.add_argument("--registry", action="append", help=_REGISTRY_HELP)
+    sampler.add_argument("--quiet", "-q", action="store_true", help=_QUIET_HELP)
     sampler.set_defaults(handler=_sample)

@@ -89,5 +89,17 @@ def catalogue_method(name: str, **parameters: Any) -> ExpRKTableau:
                 f"{name}: unknown parameter {key!r}; parameters of this method: "
                 f"{sorted(symbols) or 'none'}"
             )
-    overrides = tuple(sorted((k, str(sympy.nsimplify(v))) for k, v in parameters.items()))
-    return _build(name, overrides)
+    overrides = []
+    for key, value in sorted(parameters.items()):
+        try:
+            number = sympy.nsimplify(value)
+        except (TypeError, ValueError, sympy.SympifyError):
+            number = None
+        if number is None or not number.is_Rational:
+            raise InputError(f"{name}: parameter {key!r} must be a rational number, got {value!r}")
+        overrides.append((key, str(number)))
+    try:
+        return _build(name, tuple(overrides))
+    except (InputError, ZeroDivisionError, TypeError, ValueError) as error:
+        given = ", ".join(f"{k} = {v}" for k, v in overrides)
+        raise InputError(f"{name}: parameter(s) {given} give no valid tableau ({error})") from None

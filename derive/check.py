@@ -29,6 +29,7 @@ construction of every tableau, so every order is at least 1.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
@@ -263,9 +264,13 @@ def _vanishes(
 
 
 def check_tableau(
-    method: ExpRKTableau, max_order: int = 5, setting: str = "operator"
+    method: ExpRKTableau,
+    max_order: int = 5,
+    setting: str = "operator",
+    progress: Callable[[], object] | None = None,
 ) -> CheckReport:
-    """Check ``method`` against every stiff condition of orders 2..max_order."""
+    """Check ``method`` against every stiff condition of orders 2..max_order (``progress`` is
+    called after each condition)."""
     check_order(max_order, "max_order")
     check_setting(setting)
     sparse = method.sparse
@@ -300,4 +305,6 @@ def check_tableau(
         else:
             verdict = Verdict.FAILS
         results.append(ConditionResult(condition, verdict, valuation, tensors, method))
+        if progress is not None:
+            progress()
     return CheckReport(method, setting, max_order, results)

@@ -643,7 +643,10 @@ def generate(
     registry: Path | None = None, out: Path | None = None, check: bool = False
 ) -> list[str]:
     """Write (or, with ``check``, compare) one module per record; returns the files that were
-    written or that differ (missing, changed, or without a record)."""
+    written or that differ (missing, changed, or without a record). ``out`` defaults to the
+    package's ``generated/`` only for ``check``: writing needs a folder named by the caller."""
+    if out is None and not check:
+        raise InputError("parameter 'out': name the folder the modules are written to")
     out = Path(out or default_generated_dir())
     records = list_records(registry or default_registry_dir())
     expected = {f"{r['name']}.py": render_module(r) for r in records}

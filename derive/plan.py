@@ -20,7 +20,7 @@ from phiforge.derive.construct import (
     construct_singlestep,
     principal_error,
 )
-from phiforge.derive.errors import InputError
+from phiforge.derive.errors import InputError, integer_in
 from phiforge.derive.multistep import (
     eta_noise_variances,
     exponential_adams,
@@ -28,6 +28,7 @@ from phiforge.derive.multistep import (
     published_multistep,
 )
 from phiforge.derive.registry import multistep_record, save_record, singlestep_record
+from phiforge.derive.registry_folders import check_method_name
 from phiforge.derive.straightline import construct_scalar_order5
 from phiforge.derive.tableau import ExpRKTableau
 
@@ -54,6 +55,13 @@ def derive_singlestep_record(
     embedded: int | None = None,
 ) -> dict[str, Any]:
     """Construct a method and return its record (raises if it cannot)."""
+    check_method_name(name, "name")
+    integer_in(stages, "'stages'", 1, 16)
+    integer_in(order, "'order'", 1, 16)
+    if nodes is not None:
+        nodes = checked_nodes(nodes, "nodes")
+    if node_grid is not None:
+        node_grid = checked_nodes(node_grid, "node_grid")
     metadata = {"prediction": prediction, "description": description}
     provenance: dict[str, Any] = {
         "kind": "derived",
@@ -183,6 +191,7 @@ def derive_multistep_record(
     of its PEC pair (exponential Adams-Moulton on the same values and the new one, order + 1),
     or with ``noise = "eta"`` the stochastic exponential Adams method of the eta-dynamics (the
     drift in mu = (1 + eta) lam, the exact noise of every step, :func:`eta_noise_variances`)."""
+    check_method_name(name, "name")
     method = exponential_adams(order, name, prediction=prediction, description=description)
     construction = (
         "exponential Adams: exact integration of the Lagrange interpolant of the last k values "
@@ -307,7 +316,29 @@ def scalar_order5_record(name: str, entry: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def build_registry(directory: Path | None = None, names: list[str] | None = None) -> list[Path]:
+def checked_nodes(values: Any, parameter: str) -> list[sympy.Rational]:
+    """Nodes as exact rationals in [0, 1] (strings such as '1/3' or numbers): a node outside
+    would evaluate the model outside the step (c > 1: beyond its end, c < 0: before its
+    start)."""
+    if isinstance(values, str) or not hasattr(values, "__iter__"):
+        raise InputError(f"parameter {parameter!r} must be a list of nodes, got {values!r}")
+    checked = []
+    for value in values:
+        try:
+            number = sympy.nsimplify(value)
+        except (TypeError, ValueError, sympy.SympifyError):
+            number = None
+        if number is None or not number.is_Rational or not 0 <= number <= 1:
+            raise InputError(
+                f"parameter {parameter!r}: every node must be a rational number in [0, 1] "
+                f"(e.g. 1/3), got {value!r}"
+            )
+        checked.append(sympy.Rational(number))
+    return checked
+
+
+def build_registry(directory: Path, names: list[str] | None = None) -> list[Path]:
+    """Re-derive the plan's records (all, or ``names``) and write them into ``directory``."""
     entries = plan_entries()
     selected = names or list(entries)
     unknown = [n for n in selected if n not in entries]

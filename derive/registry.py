@@ -13,7 +13,6 @@ import functools
 import hashlib
 import json
 from collections.abc import Mapping
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,12 @@ from phiforge.derive.check import check_tableau
 from phiforge.derive.errors import InputError
 from phiforge.derive.multistep import MultistepMethod, check_multistep, step_ratios
 from phiforge.derive.phi import phi
+from phiforge.derive.registry_folders import (
+    RegistryArg,
+    check_method_name,
+    default_registry_dir,
+    find_record,
+)
 from phiforge.derive.straightline import (
     Definition,
     StraightLineMethod,
@@ -39,6 +44,7 @@ __all__ = [
     "default_registry_dir",
     "list_records",
     "load_record",
+    "load_registered",
     "multistep_from_record",
     "multistep_record",
     "program_from_record",
@@ -49,11 +55,6 @@ __all__ = [
 
 FORMAT_VERSION = 1
 FAMILIES = ("singlestep", "multistep", "stochastic")
-
-
-def default_registry_dir() -> Path:
-    """The registry folder of the installed package (``derive/registry`` in a checkout)."""
-    return Path(str(resources.files("phiforge.derive").joinpath("registry")))
 
 
 def content_hash(record: Mapping[str, Any]) -> str:
@@ -238,9 +239,14 @@ def multistep_record(
     return record
 
 
-def save_record(record: Mapping[str, Any], directory: Path | None = None) -> Path:
-    directory = Path(directory or default_registry_dir())
-    directory.mkdir(parents=True, exist_ok=True)
+def save_record(record: Mapping[str, Any], directory: Path) -> Path:
+    """Write ``record`` as ``directory/NAME.json`` (the folder is created if missing)."""
+    check_method_name(record.get("name"), "name")
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"parameter 'registry': cannot create {directory} ({error})") from None
     path = directory / f"{record['name']}.json"
     path.write_text(
         json.dumps(record, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8"
@@ -259,11 +265,20 @@ def _verified(record: dict[str, Any], path: Path) -> dict[str, Any]:
         )
     if record.get("family") not in FAMILIES:
         raise InputError(f"registry record {path}: unknown family {record.get('family')!r}")
+    missing = [k for k in ("name", "coefficients", "orders", "nfe_per_step") if k not in record]
+    if missing:
+        raise InputError(f"registry record {path}: missing field(s) {', '.join(missing)}")
+    if record.get("name") != path.stem:
+        raise InputError(
+            f"registry record {path}: the file's name {path.stem!r} differs from the record's "
+            f"name {record.get('name')!r}; rename the file to {record.get('name')}.json"
+        )
     return record
 
 
 def load_record(name: str, directory: Path | None = None) -> dict[str, Any]:
     """Read and verify one record; unknown names list the registered ones."""
+    check_method_name(name, "name")
     directory = Path(directory or default_registry_dir())
     path = directory / f"{name}.json"
     if not path.is_file():
@@ -271,9 +286,18 @@ def load_record(name: str, directory: Path | None = None) -> dict[str, Any]:
         raise InputError(f"unknown registry method {name!r}; registered methods: {known}")
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InputError(f"registry record {path} is not valid JSON: {error}") from None
+    if not isinstance(record, dict):
+        raise InputError(f"registry record {path} is not a JSON object")
     return _verified(record, path)
+
+
+def load_registered(name: str, registry: RegistryArg = None) -> dict[str, Any]:
+    """The record of ``name`` from the package's registry or the user's folders
+    (:mod:`phiforge.derive.registry_folders`)."""
+    path = find_record(name, registry)
+    return load_record(name, path.parent)
 
 
 def list_records(directory: Path | None = None) -> list[dict[str, Any]]:

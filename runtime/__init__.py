@@ -6,6 +6,7 @@
 from phiforge.runtime.driver import SampleInfo, sample
 from phiforge.runtime.errors import InputError, ModelOutputError
 from phiforge.runtime.fitted import FittedSolver, fit_solver, load_solver
+from phiforge.runtime.methods import generated_methods, load_method
 from phiforge.runtime.models import Guidance
 from phiforge.runtime.run_options import Grid, Noise, Wrapper
 from phiforge.runtime.step_search import optimize_steps
@@ -20,6 +21,8 @@ __all__ = [
     "SampleInfo",
     "Wrapper",
     "fit_solver",
+    "generated_methods",
+    "load_method",
     "load_solver",
     "optimize_steps",
     "sample",

@@ -49,9 +49,19 @@ class Denoiser:
         target = self if flat.device == device else self._on(flat.device)
         flat = flat.to(dtype)
         s = _sigma_column(sigma, flat)
-        return target._denoise(flat, s).reshape(shape).to(x.dtype)
+        # sigma~ = inf (zero SNR: the flow schedule's t = 1, a zero-terminal-SNR start): the
+        # posterior mean's exact limit, the data mean, whatever x~ is (no host read: where)
+        infinite = torch.isinf(s)
+        out = target._denoise(flat, torch.where(infinite, torch.ones_like(s), s))
+        out = torch.where(infinite, target.data_mean().to(out.dtype), out)
+        return out.reshape(shape).to(x.dtype)
 
     def _denoise(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def data_mean(self) -> torch.Tensor:
+        """E[x0], shape (dim,): lim D(x~, s) as s -> inf, for x~ = x0 + s eps (the posterior
+        mean's correction is O(|x~| / s^2) = O(1 / s))."""
         raise NotImplementedError
 
     def _placement(self) -> tuple[torch.device, torch.dtype]:

@@ -101,6 +101,9 @@ class GaussianDenoiser(Denoiser):
         data = torch.as_tensor(data, dtype=torch.float64)
         return cls(data.mean(0), torch.cov(data.T, correction=0))
 
+    def data_mean(self) -> torch.Tensor:
+        return self.mean
+
     def _denoise(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         coords = (x - self.mean) @ self.basis
         shrink = self.eigenvalues / (self.eigenvalues + s * s)
@@ -230,6 +233,9 @@ class GaussianMixtureDenoiser(Denoiser):
         shrunk = coords * (self.eigenvalues[None] * precision) * responsibility[:, :, None]
         return responsibility @ self.means + shrunk.reshape(-1, k * d) @ self.stacked_bases.T
 
+    def data_mean(self) -> torch.Tensor:
+        return self.log_weights.exp() @ self.means
+
     def moments(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The data distribution's exact mean and covariance (law of total covariance):
         mu = sum_k w_k m_k, Sigma = sum_k w_k (S_k + m_k m_k^T) - mu mu^T."""
@@ -261,6 +267,9 @@ class EmpiricalDenoiser(Denoiser):
         self.data = data
         self.squared_norms = (data * data).sum(1)
         self.dim = data.shape[1]
+
+    def data_mean(self) -> torch.Tensor:
+        return self.data.mean(dim=0)
 
     def _denoise(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         # -|x - x_i|^2/(2 s^2), dropping |x|^2 which the softmax ignores
@@ -298,7 +307,14 @@ def save_mixture(
 
 def load_mixture(json_path: str | Path) -> GaussianMixtureDenoiser:
     """Read a mixture written by :func:`save_mixture`, refusing edited files (hash mismatch)."""
-    document, arrays = read_tensors(json_path, "mixture file", MIXTURE_FORMAT, element="<f8")
+    document, arrays = read_tensors(
+        json_path,
+        "mixture file",
+        MIXTURE_FORMAT,
+        element="<f8",
+        required=("info",),
+        names=("weights", "means", "covariances"),
+    )
     if sorted(arrays) != ["covariances", "means", "weights"]:
         raise InputError(f"{json_path}: expected tensors weights, means, covariances")
     mixture = GaussianMixtureDenoiser(

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 try:
-    from diffusers import DPMSolverMultistepScheduler
+    from diffusers import DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler
     from diffusers.configuration_utils import ConfigMixin, register_to_config
     from diffusers.schedulers.scheduling_utils import (
         KarrasDiffusionSchedulers,
@@ -50,7 +50,13 @@ from phiforge.runtime.checks import check_nonnegative
 from phiforge.runtime.engine import Evaluate, Execution, Program
 from phiforge.runtime.errors import InputError, ModelOutputError
 from phiforge.runtime.methods import load_method
-from phiforge.runtime.plan import Builder, merge_programs, place_steps, schedule_form
+from phiforge.runtime.plan import (
+    Builder,
+    merge_programs,
+    place_steps,
+    place_zero_snr_start,
+    schedule_form,
+)
 from phiforge.runtime.schedules import RectifiedFlow, VPLinear
 from phiforge.runtime.step_plan import WARMUP_POLICIES, diffusers_final_steps, plan_steps
 
@@ -60,6 +66,27 @@ __all__ = ["PhiforgeScheduler"]
 # for flow sigmas
 _VP, _FLOW = VPLinear(), RectifiedFlow()
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction", "flow_prediction")
+# the keys of a flow-matching scheduler's config (FlowMatchEulerDiscreteScheduler and kin) that
+# shape its grid; from_config of such a config keeps them and runs on that grid
+_FLOW_MATCH_KEYS = (
+    "shift",
+    "use_dynamic_shifting",
+    "base_shift",
+    "max_shift",
+    "base_image_seq_len",
+    "max_image_seq_len",
+    "invert_sigmas",
+    "shift_terminal",
+    "use_karras_sigmas",
+    "use_exponential_sigmas",
+    "use_beta_sigmas",
+    "time_shift_type",
+)
+
+
+def _is_flow_match(config: Any) -> bool:
+    name = str(config.get("_class_name", ""))
+    return name.startswith("FlowMatch") or ("shift" in config and "beta_start" not in config)
 
 
 class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
@@ -104,8 +131,10 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
         eta: float = 1.0,
         s_noise: float = 1.0,
         method_options: dict[str, float] | None = None,
+        registry: str | None = None,
+        flow_match: dict[str, Any] | None = None,
     ) -> None:
-        self._module = load_method(method)
+        self._module = load_method(method, registry)
         check_nonnegative("eta", eta)
         check_nonnegative("s_noise", s_noise)
         if prediction_type not in PREDICTION_TYPES:
@@ -115,6 +144,26 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
             )
         if warmup not in WARMUP_POLICIES:
             raise InputError(f"parameter 'warmup' must be one of {', '.join(WARMUP_POLICIES)}")
+        if flow_match is not None:  # the grid of a flow-matching scheduler (from_config)
+            unknown = sorted(set(flow_match) - set(_FLOW_MATCH_KEYS))
+            if unknown or not use_flow_sigmas or prediction_type != "flow_prediction":
+                raise InputError(
+                    "parameter 'flow_match' holds a flow-matching scheduler's grid settings "
+                    f"({', '.join(_FLOW_MATCH_KEYS)}) with use_flow_sigmas=True and "
+                    f"prediction_type='flow_prediction'; unknown keys: {unknown or 'none'}"
+                )
+            try:
+                self._grid = FlowMatchEulerDiscreteScheduler(
+                    num_train_timesteps=num_train_timesteps, **flow_match
+                )
+            except (TypeError, ValueError) as error:
+                raise InputError(f"parameter 'flow_match': {error}") from None
+            self.alphas_cumprod = None
+            self.init_noise_sigma = 1.0
+            self.timesteps = self._grid.timesteps
+            self.sigmas = self._grid.sigmas
+            self._reset()
+            return
         self._grid = DPMSolverMultistepScheduler(
             num_train_timesteps=num_train_timesteps,
             beta_start=beta_start,
@@ -146,6 +195,28 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
         self.init_noise_sigma = 1.0
         self.timesteps = self._grid.timesteps
         self.sigmas = self._grid.sigmas
+        self._reset()
+
+    @classmethod
+    def from_config(cls, config: Any = None, **kwargs: Any) -> PhiforgeScheduler:
+        """As diffusers' ``from_config``; a flow-matching scheduler's config (e.g.
+        ``FlowMatchEulerDiscreteScheduler``'s: ``shift``, dynamic shifting) becomes a flow
+        scheduler on that scheduler's own grid (velocity outputs, sigma = t, a zero-SNR start
+        at t = 1 taken as its exact limit) instead of being read as a VP configuration."""
+        if config is not None and _is_flow_match(config) and "flow_match" not in config:
+            config = dict(config)
+            grid = {k: config.pop(k) for k in _FLOW_MATCH_KEYS if k in config}
+            config.pop("stochastic_sampling", None)
+            config.pop("_use_default_values", None)
+            config.update(
+                use_flow_sigmas=True,
+                prediction_type="flow_prediction",
+                flow_shift=float(grid.get("shift", 1.0)),
+                flow_match=grid,
+            )
+        return super().from_config(config, **kwargs)
+
+    def _reset(self) -> None:
         self.num_inference_steps: int | None = None
         self.order = int(self._module.NFE_PER_STEP)  # model calls per step
         self._program: Program | None = None
@@ -224,7 +295,19 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
         if table is not None and table.ndim == 2:
             self._set_per_sample(table, device)
             return
-        if sigmas is not None:
+        if self.config.flow_match is not None:  # the flow-matching scheduler's own grid
+            if num_inference_steps is not None:
+                self._check_steps(num_inference_steps)
+            try:
+                self._grid.set_timesteps(
+                    num_inference_steps, sigmas=sigmas, mu=mu, timesteps=timesteps
+                )
+            except (TypeError, ValueError) as error:
+                raise InputError(f"set_timesteps: {error}") from None
+            outer = [float(s) for s in self._grid.sigmas]
+            outer_times = [float(t) for t in self._grid.timesteps]
+            self.num_inference_steps = len(outer_times)
+        elif sigmas is not None:
             outer, outer_times = self._given(sigmas)
             self.num_inference_steps = len(outer) - 1
         else:
@@ -237,7 +320,7 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
         self._lambdas = self._checked_lambdas(outer)
         self._build_program(self._lambdas, outer_times)
         times = torch.tensor([t for t, _ in self._times], dtype=torch.float64)
-        integral = all(is_outer for _, is_outer in self._times)
+        integral = self.config.flow_match is None and all(is_outer for _, is_outer in self._times)
         self.timesteps = (times.round().to(torch.int64) if integral else times.float()).to(device)
         self.sigmas = torch.tensor(outer, dtype=torch.float32)
         self._run = None
@@ -272,8 +355,10 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
 
     def _checked_lambdas(self, outer: list[float]) -> list[float]:
         lambdas = [self._lam(s) for s in outer]
-        if not all(math.isfinite(v) for v in lambdas[:-1]):
+        if any(v == math.inf for v in lambdas[:-1]):
             raise InputError("the grid may reach sigma = 0 only at its end")
+        if any(v == -math.inf for v in lambdas[1:]):
+            raise InputError("the grid may start at zero SNR (flow sigma 1) only at its start")
         return lambdas
 
     def _set_per_sample(self, table: torch.Tensor, device: str | torch.device | None) -> None:
@@ -305,7 +390,8 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
         a grid point's diffusers timestep, a stage's the model time of its log-SNR."""
         module: ModuleType = self._module
         final_limit = lambdas[-1] == math.inf
-        inner = lambdas[:-1] if final_limit else lambdas
+        start_limit = lambdas[0] == -math.inf  # flow matching's t = 1
+        inner = lambdas[int(start_limit) : len(lambdas) - int(final_limit)]
         steps = plan_steps(module, inner, warmup=self.config.warmup) if len(inner) > 1 else []
         steps = diffusers_final_steps(
             steps,
@@ -323,6 +409,10 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
         }
         builder = Builder(keep_all)
         state = builder.input()
+        if start_limit:
+            state = place_zero_snr_start(
+                builder, state, self._alpha_sigma, inner[0], grid=True, report=False
+            )
         state, _ = place_steps(
             builder, steps, state, form, options=options, report=False, zero_steps=True
         )
@@ -445,6 +535,12 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
         if not return_dict:
             return (prev,)
         return SchedulerOutput(prev_sample=prev)
+
+    def scale_noise(
+        self, sample: torch.Tensor, timestep: torch.Tensor, noise: torch.Tensor
+    ) -> torch.Tensor:
+        """Flow matching's name for :meth:`add_noise` (img2img pipelines of flow models)."""
+        return self.add_noise(sample, noise, timestep)
 
     def add_noise(
         self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor

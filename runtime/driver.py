@@ -34,7 +34,14 @@ from phiforge.runtime.errors import InputError, ModelOutputError
 from phiforge.runtime.methods import load_method
 from phiforge.runtime.models import CanonicalModel, Guidance
 from phiforge.runtime.noise import gaussian_noise, per_sample_noise
-from phiforge.runtime.plan import Builder, Form, merge_programs, place_steps, schedule_form
+from phiforge.runtime.plan import (
+    Builder,
+    Form,
+    merge_programs,
+    place_steps,
+    place_zero_snr_start,
+    schedule_form,
+)
 from phiforge.runtime.restart import restart_from
 from phiforge.runtime.run_options import Grid, Noise, Wrapper, group_options
 from phiforge.runtime.schedules import NoiseSchedule, noise_schedule
@@ -144,6 +151,11 @@ def sample(
     prediction = prediction or module.PREDICTION or "data"
     if isinstance(guidance, int | float) and not isinstance(guidance, bool):
         guidance = Guidance(float(guidance))
+    elif guidance is not None and not isinstance(guidance, Guidance):
+        raise InputError(
+            "parameter 'guidance' must be a number (the scale) or a Guidance(scale, "
+            f"uncond_kwargs), got {guidance!r}"
+        )
     if capture and (adaptive or callback is not None or progress):
         raise InputError(
             "parameter 'capture' records one fixed program: give no 'adaptive', 'callback' or "
@@ -215,7 +227,8 @@ def sample(
         draw_noise = per_sample_noise(x, seeds)
     else:
         draw_noise = gaussian_noise(x, generator)
-    params = check_method(module, prediction, options)
+    params = check_method(module, prediction, options, eta)
+    eta = 1.0 if eta is None else eta  # stochastic methods: the reverse SDE by default
     options = {"eta": float(eta), "s_noise": float(s_noise), **params}
     form = schedule_form(schedule.alpha_sigma_of_lam, prediction)
     backward_steps = sum(e.interval.repeats * len(e.backward) for e in info.restarts)
@@ -331,13 +344,9 @@ class _Layout:
         state = self.builder.input()
         if not info.start_limit:
             return state
-        lam1 = float(grid[1])
-        _, sigma0 = self.schedule.alpha_sigma_of_lam(-math.inf)
-        alpha1, sigma1 = self.schedule.alpha_sigma_of_lam(lam1)
-        x0 = self.builder.evaluate(state, -math.inf)
-        state = self.builder.combine([(state, sigma1 / sigma0), (x0, alpha1)])
-        self.builder.report(state, x0, -math.inf, lam1)
-        return state
+        return place_zero_snr_start(
+            self.builder, state, self.schedule.alpha_sigma_of_lam, float(grid[1])
+        )
 
     def steps(self, state: int, method_steps: list[Step], info: SampleInfo) -> int:
         """The method steps and restart intervals (main steps and inner grid intervals

@@ -7,11 +7,9 @@ step and the noise level where it happened. Nothing is clamped silently.
 
 from __future__ import annotations
 
+from phiforge.derive.errors import InputError  # one error type for bad input, project-wide
+
 __all__ = ["InputError", "ModelOutputError"]
-
-
-class InputError(ValueError):
-    """Bad input to a public runtime entry point; the message names the parameter."""
 
 
 class ModelOutputError(RuntimeError):

@@ -93,6 +93,7 @@ reference to 0.031 against the coupled one).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -341,9 +342,16 @@ class FittedSolver:
 
 def load_solver(path: str | Path) -> FittedSolver:
     """Read a solver written by :meth:`FittedSolver.save`, refusing a file edited by hand."""
-    document = read_document(path, "fitted solver", FORMAT_VERSION)
+    names = [f.name for f in dataclasses.fields(FittedSolver)]
+    document = read_document(path, "fitted solver", FORMAT_VERSION, ("predictor", "sigmas"))
     fields = {k: v for k, v in document.items() if k not in ("format", "hash")}
-    solver = FittedSolver(**fields)
+    unknown = sorted(set(fields) - set(names))
+    if unknown:
+        raise InputError(f"{path} is not a fitted solver: unknown field(s) {', '.join(unknown)}")
+    try:
+        solver = FittedSolver(**fields)
+    except TypeError as error:
+        raise InputError(f"{path} is not a fitted solver: {error}") from None
     _check_solver(solver)
     return solver
 
@@ -481,6 +489,7 @@ def fit_solver(
     seed: int = 0,
     start: FittedSolver | None = None,
     noise: list[torch.Tensor] | None = None,
+    progress: Callable[[], object] | None = None,
 ) -> FittedSolver:
     """Fit a solver of ``nfe`` evaluations from ``sigma_start`` down to ``sigma_end`` on the
     pilot batch ``x`` (x~ at sigma_start, float64). ``objective`` "defect" (the default for
@@ -498,8 +507,9 @@ def fit_solver(
     noise, step n's unit normals shaped like x (``nfe`` tensors; default drawn from ``seed``),
     e.g. from :func:`coupled_reference` with its samples as ``reference``; ``fit_noise``: fit
     every step's noise amplitude a_n too (eta > 0; module docstring; a ``start``'s amplitudes
-    are its starting point, and kept when not fitted). ``model`` must be differentiable in x
-    (torch operations)."""
+    are its starting point, and kept when not fitted); ``progress``: called after every
+    objective-and-gradient evaluation. ``model`` must be differentiable in x (torch
+    operations)."""
     nfe = check_integer("nfe", nfe, 2)
     steps = check_integer("steps", steps, 1, 8)
     history = check_integer("history", history, steps, 8)
@@ -610,6 +620,8 @@ def fit_solver(
             optimizer.zero_grad()
             loss = objective_value()
             loss.backward()
+            if progress is not None:
+                progress()  # one objective and gradient evaluation
             return loss
 
         optimizer.step(closure)

@@ -37,9 +37,10 @@ _NODE_ALIASES = {"r": "r", "r_1": "r1", "r_2": "r2", "r1": "r1", "r2": "r2"}
 ALIASES = {"seeds_2": "seeds_2a", "seeds_3": "seeds_3a"}
 
 
-def make_sampler(name: str) -> Callable[..., torch.Tensor]:
-    """The k-diffusion-style function of the generated method ``name``."""
-    module = load_method(name)
+def make_sampler(name: str, registry: Any = None) -> Callable[..., torch.Tensor]:
+    """The k-diffusion-style function of the registered method ``name`` (a user's own method:
+    its registry folder in ``registry`` or ``PHIFORGE_REGISTRY``)."""
+    module = load_method(name, registry)
 
     def sampler(
         model: Callable[..., torch.Tensor],
@@ -83,7 +84,7 @@ def make_sampler(name: str) -> Callable[..., torch.Tensor]:
             **options,
         )
 
-    sampler.__name__ = sampler.__qualname__ = f"sample_{name}"
+    sampler.__name__ = sampler.__qualname__ = f"sample_{module.NAME}"
     sampler.__doc__ = (
         f"{module.__doc__.splitlines()[0]}\n\nk-diffusion-style sampler ({module.NFE_PER_STEP} "
         f"model evaluation(s) per step; see phiforge.runtime.kdiffusion)."

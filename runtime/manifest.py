@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -44,13 +45,24 @@ def content_hash(document: dict[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(canonical_json(body).encode("ascii")).hexdigest()
 
 
-def read_document(path: str | Path, kind: str, format_version: int) -> dict[str, Any]:
-    """The JSON document at ``path``, refused (InputError) when missing, of another format
-    version, or edited by hand (content hash mismatch); ``kind`` names it in messages."""
+def read_document(
+    path: str | Path, kind: str, format_version: int, required: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The JSON document at ``path``, refused (InputError) when missing, not JSON, of another
+    kind (a field of ``required`` missing), of another format version, or edited by hand
+    (content hash mismatch); ``kind`` names it in messages."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"parameter 'path': no {kind} at {path}")
-    document = json.loads(path.read_text())
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(f"{path} is not a {kind}: not valid JSON ({error})") from None
+    if not isinstance(document, dict):
+        raise InputError(f"{path} is not a {kind}: not a JSON object")
+    missing = [key for key in ("format", "hash", *required) if key not in document]
+    if missing:
+        raise InputError(f"{path} is not a {kind}: it lacks the field(s) {', '.join(missing)}")
     if document.get("format") != format_version:
         raise InputError(
             f"{path}: format {document.get('format')!r}, this version reads {format_version}"
@@ -87,20 +99,39 @@ def write_tensors(
 
 
 def read_tensors(
-    json_path: str | Path, kind: str, format_version: int, element: str = "<f4"
+    json_path: str | Path,
+    kind: str,
+    format_version: int,
+    element: str = "<f4",
+    required: Sequence[str] = (),
+    names: Sequence[str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The document written by :func:`write_tensors` and its arrays (writable copies), refused
     (InputError) when either file was edited: content hash or SHA-256 mismatch, or a tensor
-    table that does not cover the .bin exactly."""
+    table that does not cover the .bin exactly; or when it is another kind of file (fields
+    ``required`` missing, or tensors other than ``names``)."""
     json_path = Path(json_path)
-    document = read_document(json_path, kind, format_version)
+    document = read_document(
+        json_path, kind, format_version, ("tensors", "weights_sha256", *required)
+    )
+    table = document["tensors"]
+    if names is not None and sorted(e.get("name") for e in table) != sorted(names):
+        raise InputError(
+            f"{json_path} is not a {kind}: its tensors are "
+            f"{', '.join(str(e.get('name')) for e in table)}, expected {', '.join(names)}"
+        )
     bin_path = json_path.with_suffix(".bin")
-    payload = bin_path.read_bytes() if bin_path.is_file() else b""
+    if not bin_path.is_file():
+        raise InputError(f"{kind} {json_path}: its weights file {bin_path} is missing")
+    payload = bin_path.read_bytes()
     if hashlib.sha256(payload).hexdigest() != document["weights_sha256"]:
         raise InputError(f"{bin_path} does not match its manifest (SHA-256 mismatch)")
     size = np.dtype(element).itemsize
+    counts = [int(np.prod(entry["shape"], dtype=np.int64)) for entry in table]
+    if size * sum(counts) != len(payload):
+        raise InputError(f"{json_path}: tensor table does not cover the weights file")
     arrays, offset = {}, 0
-    for entry in document["tensors"]:
+    for entry in table:
         count = int(np.prod(entry["shape"], dtype=np.int64))
         array = np.frombuffer(payload, dtype=element, count=count, offset=size * offset)
         arrays[entry["name"]] = array.reshape(entry["shape"]).copy()

@@ -7,7 +7,10 @@ et al. 2022 / Liu et al. 2022 for flow velocity, Karras et al. 2022 for the EDM 
 - ``score``: grad log p = -eps/sigma;
 - ``flow``: the velocity dx/dt = alpha' x0 + sigma' eps of the forward path;
 - ``edm``: a denoiser D(x~, sigma~) of the variance-exploding variable x~ = x/alpha at
-  sigma~ = sigma/alpha (k-diffusion's and EDM's convention), returning x0.
+  sigma~ = sigma/alpha (k-diffusion's and EDM's convention), returning x0. At zero SNR
+  (alpha = 0: the flow schedule's t = 1) it is called with sigma~ = inf and x~ = x/sigma (the
+  finite limit of x~/sigma~); an exact posterior mean returns the data mean there, which the
+  built-in denoisers do.
 
 With x = alpha x0 + sigma eps, each output is affine in (x0, eps) at fixed x and t, so every type
 converts exactly to the data prediction x0 and the noise prediction eps. Classifier-free guidance
@@ -147,8 +150,16 @@ class CanonicalModel:
     ) -> torch.Tensor:
         t_in = self._model_time(lam, x)
         if self.output == "edm":
-            alpha, _ = self._alpha_sigma(lam, x)
-            scaled = x if isinstance(alpha, float) and alpha == 1.0 else x / alpha  # VE, EDM: 1
+            alpha, sigma = self._alpha_sigma(lam, x)
+            if isinstance(alpha, float):
+                if alpha == 1.0:  # VE, EDM
+                    scaled = x
+                elif alpha == 0.0:  # zero SNR: x~ = x/alpha is undefined, sigma~ = inf
+                    scaled = x / sigma
+                else:
+                    scaled = x / alpha
+            else:  # per-sample columns, some rows possibly at zero SNR
+                scaled = torch.where(alpha == 0, x / sigma, x / alpha)
             return self.model(scaled, t_in, **kwargs)
         return self.model(x, t_in, **kwargs)
 

@@ -188,6 +188,14 @@ class NetworkDenoiser(Denoiser):
         out = c_skip * x_in + c_out * self.module(c_in * x_in, c_noise)
         return out.to(x.dtype)
 
+    def data_mean(self) -> torch.Tensor:
+        """The mean of the distribution the network was trained on (the digits mixture): the
+        exact limit of its target at sigma~ = inf, beyond the sigmas it was trained on."""
+        weight = self.module.inp.weight
+        from phiforge.runtime.denoisers import builtin_denoiser
+
+        return builtin_denoiser("gmm").data_mean().to(device=weight.device, dtype=weight.dtype)
+
     def _placement(self) -> tuple[torch.device, torch.dtype]:
         weight = self.module.inp.weight
         return weight.device, weight.dtype
@@ -306,7 +314,13 @@ def save_network(
 
 def load_network(json_path: str | Path, dtype: torch.dtype = torch.float64) -> NetworkDenoiser:
     """Read a network written by :func:`save_network`, refusing edited files (hash mismatch)."""
-    manifest, arrays = read_tensors(json_path, "network manifest", FORMAT_VERSION, element="<f4")
+    manifest, arrays = read_tensors(
+        json_path,
+        "network manifest",
+        FORMAT_VERSION,
+        element="<f4",
+        required=("architecture", "info", "denoising_errors"),
+    )
     config = NetworkConfig(**manifest["architecture"])
     module = DenoiserMLP(config)
     module.load_state_dict({key: torch.from_numpy(value) for key, value in arrays.items()})

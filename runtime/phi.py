@@ -32,7 +32,7 @@ _SERIES_TERMS = 48  # |z| < 12: 12^48/(48+k)! < 1e-17 phi_k(z) for every k <= MA
 
 def _check_k(k: int) -> int:
     if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= MAX_K:
-        raise ValueError(f"phi: parameter 'k' must be an integer in 0..{MAX_K}, got {k!r}")
+        raise InputError(f"phi: parameter 'k' must be an integer in 0..{MAX_K}, got {k!r}")
     return k
 
 

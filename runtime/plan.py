@@ -17,6 +17,7 @@ reads a method's family: a module's ``program`` says what its steps are.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -236,6 +237,27 @@ def merge_programs(programs: Sequence[Program]) -> Program:
 
 def _dest(op: Any) -> Any:
     return getattr(op, "dest", None), getattr(op, "state", None)
+
+
+def place_zero_snr_start(
+    builder: Builder,
+    state: int,
+    alpha_sigma: Callable[[float], tuple[float, float]],
+    lam1: float,
+    *,
+    grid: bool = False,
+    report: bool = True,
+) -> int:
+    """The first step of a grid that starts at zero SNR (lambda = -inf, alpha = 0): the
+    h -> inf limit of the data-form exponential step (spec-dpmsolver-res §2),
+    x1 = (sigma1/sigma0) x0 + alpha1 x0_hat(x0), one model call at lambda = -inf."""
+    _, sigma0 = alpha_sigma(-math.inf)
+    alpha1, sigma1 = alpha_sigma(lam1)
+    x0 = builder.evaluate(state, -math.inf, grid=grid)
+    moved = builder.combine([(state, sigma1 / sigma0), (x0, alpha1)])
+    if report:
+        builder.report(moved, x0, -math.inf, lam1)
+    return moved
 
 
 def place_steps(

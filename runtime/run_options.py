@@ -75,11 +75,12 @@ class Wrapper:
 @dataclass(frozen=True)
 class Noise:
     """The noise of stochastic methods and Restart: ``eta`` (0: the probability-flow ODE, 1: the
-    reverse SDE), ``s_noise`` (a scale on every draw), ``options`` (a SEEDS method's nodes, e.g.
-    r, r1, r2); draws from ``noise_sampler(sigma, sigma_next)``, else per-sample ``seeds``, else
+    reverse SDE and the default; given > 0 to a deterministic method it is refused),
+    ``s_noise`` (a scale on every draw), ``options`` (a SEEDS method's nodes, e.g. r, r1, r2);
+    draws from ``noise_sampler(sigma, sigma_next)``, else per-sample ``seeds``, else
     ``generator``."""
 
-    eta: float = 1.0
+    eta: float | None = None  # the method's default: 1 for stochastic methods
     s_noise: float = 1.0
     options: Mapping[str, float] | None = None
     noise_sampler: Callable[[float, float], torch.Tensor] | None = None
@@ -87,7 +88,8 @@ class Noise:
     seeds: Sequence[int] | None = None
 
     def __post_init__(self) -> None:
-        check_nonnegative("eta", self.eta)
+        if self.eta is not None:
+            check_nonnegative("eta", self.eta)
         check_nonnegative("s_noise", self.s_noise)
 
 

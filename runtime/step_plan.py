@@ -392,12 +392,32 @@ def _warmup_extra(module: ModuleType, warmup: str) -> int:
     return sum(load_method(n).NFE_PER_STEP - 1 for n in module.WARMUP_ORDER_PRESERVING)
 
 
+def method_kind(module: ModuleType) -> str:
+    """A label for grouping methods in reports: single-step, multistep, multistep
+    predictor-corrector, stochastic."""
+    if module.STOCHASTIC:
+        return "stochastic"
+    if module.FAMILY == "multistep":
+        return "multistep predictor-corrector" if module.CORRECTED else "multistep"
+    return "single-step"
+
+
 def check_method(
-    module: ModuleType, prediction: str, options: Mapping[str, float] | None
+    module: ModuleType,
+    prediction: str,
+    options: Mapping[str, float] | None,
+    eta: float | None = None,
 ) -> dict[str, float]:
     """The method's node options, checked: they apply to methods with parameters (SEEDS) only,
-    by name, with increasing noisy nodes in (0, 1]; and the canonical form ``prediction`` must
-    lie in the method's coefficient domain (z = -h in data form, +h in noise form)."""
+    by name, with increasing noisy nodes in (0, 1]; the canonical form ``prediction`` must
+    lie in the method's coefficient domain (z = -h in data form, +h in noise form); and an
+    ``eta`` > 0 needs a method whose steps draw noise (never silently ignored)."""
+    if eta is not None and eta > 0 and not module.STOCHASTIC:
+        raise InputError(
+            f"parameter 'eta' ({eta}) applies to stochastic methods (their steps draw noise); "
+            f"{module.NAME} is deterministic: omit eta, or pick an SDE method (res_2m_sde, "
+            "seeds_2a, ...)"
+        )
     domain = getattr(module, "DOMAIN", None)
     if (domain == "z <= 0" and prediction == "noise") or (
         domain == "z >= 0" and prediction == "data"

@@ -115,13 +115,15 @@ def search_sigmas(
     *,
     max_evaluations: int = 3000,
     initial: Sequence[float] | None = None,
+    progress: Callable[[], object] | None = None,
 ) -> StepSearch:
     """Fit the ``steps - 1`` interior points of a sigma~ grid from ``sigma_start`` down to
     ``sigma_end`` (both finite and positive) to ``solve``'s defect against ``reference``.
 
     ``solve(sigmas)`` returns the solver's end state for the pilot batch on the grid ``sigmas``
     (steps + 1 values, descending). ``initial`` is a starting grid with the same ends (default:
-    uniform in log-SNR). ``max_evaluations`` bounds the solves of each of the two searches."""
+    uniform in log-SNR). ``max_evaluations`` bounds the solves of each of the two searches;
+    ``progress`` is called after every solve."""
     from scipy.optimize import minimize
 
     steps = check_integer("steps", steps, 2)
@@ -136,6 +138,8 @@ def search_sigmas(
     def objective(theta: np.ndarray) -> float:
         nonlocal evaluations
         evaluations += 1
+        if progress is not None:
+            progress()
         try:
             x = solve(_grid(theta, lam_start, lam_end))
         except (InputError, ModelOutputError):
@@ -183,12 +187,13 @@ def optimize_steps(
     teacher_steps: int = 512,
     max_evaluations: int = 3000,
     sample_options: Mapping[str, Any] | None = None,
+    progress: Callable[[], object] | None = None,
 ) -> StepSearch:
     """A grid of ``steps`` intervals for ``method`` under :func:`~phiforge.runtime.driver.sample`
     (same ``schedule``, ``model`` and ``sample_options``, e.g. ``output``), fitted on the pilot
     batch ``x`` (the states at ``sigma_start``). The reference ends are ``reference`` or a solve
     with ``teacher`` on ``teacher_steps`` log-SNR-uniform steps. Use the result as
-    ``sample(..., sigmas=result.sigmas)``."""
+    ``sample(..., sigmas=result.sigmas)``; ``progress`` is called after every solve."""
     from phiforge.runtime.driver import sample
 
     if not isinstance(x, torch.Tensor) or x.ndim < 2:
@@ -211,5 +216,11 @@ def optimize_steps(
         return sample(model, x, schedule, method, sigmas=sigmas, **options)
 
     return search_sigmas(
-        solve, reference, sigma_start, sigma_end, steps, max_evaluations=max_evaluations
+        solve,
+        reference,
+        sigma_start,
+        sigma_end,
+        steps,
+        max_evaluations=max_evaluations,
+        progress=progress,
     )

@@ -27,6 +27,7 @@ from phiforge.runtime.denoisers import GaussianDenoiser, builtin_denoiser
 from phiforge.runtime.driver import sample
 from phiforge.runtime.errors import InputError
 from phiforge.runtime.schedules import NoiseSchedule, noise_schedule
+from phiforge.runtime.step_plan import method_kind
 from phiforge.runtime.stepping import load_method
 
 __all__ = [
@@ -204,6 +205,7 @@ class MethodStudy:
     defects: list[float]
     extended: bool = False  # steps were added to the sweep to leave the pre-asymptotic range
     floor: float = 0.0  # the reference's accuracy
+    kind: str = ""  # single-step, multistep, ... (step_plan.method_kind), for grouping
 
     @property
     def agrees(self) -> bool | None:
@@ -253,6 +255,7 @@ class MethodStudy:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {
             "agrees": self.agrees,
+            "kind": self.kind,
             "local_orders": self.local_orders,
             "verdict": self.verdict,
         }
@@ -297,6 +300,7 @@ def study_method(
         defect_nfe=budgets,
         defects=defects,
         floor=problem.reference_accuracy,
+        kind=method_kind(module),
     )
     while (
         extend_to is not None

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from phiforge.cli.main import main
+from phiforge.runtime.methods import generated_methods
 
 
 def run(capsys, *argv):
@@ -35,7 +36,9 @@ def test_conditions_markdown_and_latex(capsys):
     _, out, _ = run(capsys, "conditions", "--order", "3", "--format", "markdown")
     assert out.splitlines()[0] == "| # | order | tree | condition |"
     assert len(out.strip().splitlines()) == 2 + 3
-    _, out, _ = run(capsys, "conditions", "--order", "3", "--format", "latex")
+    _, out, _ = run(
+        capsys, "conditions", "--order", "3", "--setting", "operator", "--format", "latex"
+    )
     assert out.startswith("\\begin{align*}") and r"J\left(\psi_{2,i}(z_{1})\right)" in out
 
 
@@ -129,7 +132,18 @@ def test_multistep_order_beyond_the_limit_is_refused_at_once(capsys, tmp_path):
 
 def test_module_entry_point_runs():
     completed = subprocess.run(
-        [sys.executable, "-m", "phiforge", "conditions", "--order", "2", "--format", "json"],
+        [
+            sys.executable,
+            "-m",
+            "phiforge",
+            "conditions",
+            "--order",
+            "2",
+            "--setting",
+            "operator",
+            "--format",
+            "json",
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -212,7 +226,8 @@ def test_derive_multistep_and_registry_list(capsys, tmp_path):
     )
     assert code == 0
     _, out, _ = run(capsys, "registry", "list", "--registry", str(tmp_path), "--format", "json")
-    (entry,) = json.loads(out)
+    (entry,) = [e for e in json.loads(out) if e["folder"] == str(tmp_path)]
+    assert len(json.loads(out)) == 1 + len(generated_methods())  # the package's, then the user's
     assert {
         k: entry[k]
         for k in ("name", "family", "stiff_order", "nonstiff_order", "nfe_per_step", "provenance")
@@ -262,3 +277,30 @@ def test_generate_check_exit_status(capsys, tmp_path):
     assert code == 0 and json.loads(out)["files"] == []
     code, out, _ = run(capsys, "generate", "--check", "--out", str(tmp_path))
     assert code == 1 and "res_2s.py" in out
+
+
+def test_sample_states_a_method_that_did_not_fit_the_budget(capsys, tmp_path):
+    """No silent substitution: NFE 2 is less than one res_5s step (7 calls), so the run's
+    steps are named in a note (text) and in methods_per_step (JSON)."""
+    out = str(tmp_path / "s.pt")
+    code, text, _ = run(capsys, "sample", "--nfe", "2", "--method", "res_5s", "--out", out)
+    assert code == 0 and "note: res_5s did not run" in text and "dpmpp_2s_taylor" in text
+    code, text, _ = run(capsys, "sample", "--nfe", "10", "--method", "res_2m", "--out", out)
+    assert code == 0 and "note:" not in text  # the warm-up is the method's own convention
+    code, text, _ = run(
+        capsys, "sample", "--nfe", "2", "--method", "res_5s", "--out", out, "--format", "json"
+    )
+    result = json.loads(text)
+    assert result["methods_per_step"] == ["dpmpp_2s_taylor"] and "res_5s" in result["note"]
+
+
+def test_help_states_defaults_and_usage_errors_honour_json(capsys):
+    with pytest.raises(SystemExit):
+        main(["sample", "--help"])
+    text = capsys.readouterr().out
+    assert "--batch BATCH         (default: 16)" in text and "(default: 0)" in text
+    with pytest.raises(SystemExit) as stop:
+        main(["sample", "--nfe", "abc", "--format", "json"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2
+    assert json.loads(err)["error"].startswith("phiforge sample: argument --nfe")

@@ -1,0 +1,602 @@
+"""Bad input at every public entry point: a clear error of the project's own type naming the
+parameter (or the file), never a traceback from SymPy, torch, numpy or json, never silence.
+
+One table, one test: each row is (id, a call, a fragment the message must hold). The CLI rows
+run ``phiforge.cli.main.main`` and expect exit status 2 with ``phiforge: error:`` (or argparse's
+usage error) naming the option; Python rows expect :class:`InputError` (or
+:class:`ModelOutputError` for a model's NaN, naming the step and sigma).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from phiforge.cli.main import main
+from phiforge.derive.errors import InputError
+from phiforge.runtime.errors import ModelOutputError
+
+
+class CliError(Exception):
+    """A CLI run that ended with exit status 2 and a message on stderr."""
+
+
+def cli(*argv: str) -> Callable[[], None]:
+    def call() -> None:
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            try:
+                code = main(list(argv))
+            except SystemExit as stop:  # argparse's usage errors
+                code = stop.code
+        if code == 2:
+            raise CliError(err.getvalue())
+        raise AssertionError(f"phiforge {' '.join(argv)}: exit {code} (silent), {err.getvalue()}")
+
+    return call
+
+
+# ------------------------------------------------------------------ files the table reads
+FILES: dict[str, Path] = {}
+
+
+@pytest.fixture(autouse=True)
+def in_a_scratch_folder(tmp_path, monkeypatch) -> None:
+    """Commands that default to the working directory write nothing into the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def bad_files(tmp_path_factory) -> None:
+    from phiforge.derive.registry_folders import default_registry_dir
+    from phiforge.runtime.manifest import weights_dir
+
+    root = tmp_path_factory.mktemp("bad")
+    record = (default_registry_dir() / "res_2s.json").read_text()
+    FILES["junk"] = root / "junk.json"
+    FILES["junk"].write_bytes(b"\x00\xff\xfe binary junk \x89PNG")
+    FILES["truncated"] = root / "truncated.json"
+    FILES["truncated"].write_text(record[: len(record) // 2])
+    FILES["record"] = root / "res_2s.json"
+    FILES["record"].write_text(record)
+    edited = json.loads(record)
+    edited["nfe_per_step"] = 3
+    FILES["edited_dir"] = root / "edited"
+    FILES["edited_dir"].mkdir()
+    (FILES["edited_dir"] / "res_9s.json").write_text(json.dumps(edited | {"name": "res_9s"}))
+    FILES["renamed_dir"] = root / "renamed"
+    FILES["renamed_dir"].mkdir()
+    (FILES["renamed_dir"] / "other.json").write_text(record)
+    FILES["list_dir"] = root / "list"
+    FILES["list_dir"].mkdir()
+    (FILES["list_dir"] / "listy.json").write_text("[1, 2, 3]")
+    manifests = sorted(weights_dir().glob("*mlp*.json"))
+    FILES["network"] = manifests[0]
+    mixtures = [p for p in sorted(weights_dir().glob("*.json")) if "mlp" not in p.name]
+    FILES["mixture"] = mixtures[0]
+    FILES["missing"] = root / "missing.json"
+    FILES["dir"] = root
+    FILES["empty"] = root / "empty.json"
+    FILES["empty"].write_text("")
+
+
+def f(name: str) -> str:
+    return str(FILES[name])
+
+
+# ------------------------------------------------------------------ models and tensors
+def denoiser():
+    from phiforge.runtime.denoisers import builtin_denoiser
+
+    return builtin_denoiser("gmm")
+
+
+def x16() -> torch.Tensor:
+    return torch.randn(4, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+
+
+def nan_model(x, sigma):
+    return torch.full_like(x, math.nan)
+
+
+def run_sample(**kwargs) -> Callable[[], None]:
+    def call() -> None:
+        from phiforge.runtime import sample
+
+        args = {"model": denoiser(), "x": x16(), "schedule": "vp-linear", "method": "res_2m"}
+        args.update(kwargs)
+        options = {"nfe": 6, "output": "edm"}
+        if not ({"nfe", "steps", "sigmas", "timesteps", "grid"} & set(kwargs)):
+            args.update(nfe=6)
+        options.pop("nfe")
+        sample(**(options | args))
+
+    return call
+
+
+def kdiff(name: str, sigmas=None, x=None, model=None, **options) -> Callable[[], None]:
+    def call() -> None:
+        from phiforge.runtime.kdiffusion import SAMPLERS
+
+        sampler = SAMPLERS[name.removeprefix("sample_")]
+        grid = (
+            torch.tensor([10.0, 2.0, 0.5, 0.0], dtype=torch.float64) if sigmas is None else sigmas
+        )
+        sampler(model or denoiser(), 10 * x16() if x is None else x, grid, **options)
+
+    return call
+
+
+def scheduler(**config) -> Callable[[], object]:
+    def make():
+        pytest.importorskip("diffusers")
+        from phiforge.runtime.diffusers_scheduler import PhiforgeScheduler
+
+        return PhiforgeScheduler(**config)
+
+    return make
+
+
+def sched_call(action: Callable[[object], None], **config) -> Callable[[], None]:
+    def call() -> None:
+        action(scheduler(**config)())
+
+    return call
+
+
+def step_past_end(s) -> None:
+    s.set_timesteps(3)
+    x = torch.randn(1, 4, dtype=torch.float64)
+    for t in [*s.timesteps, s.timesteps[-1]]:
+        x = s.step(torch.zeros_like(x), t, x).prev_sample
+
+
+def nan_in_scheduler(s) -> None:
+    s.set_timesteps(4)
+    x = torch.randn(1, 4, dtype=torch.float64)
+    for t in s.timesteps:
+        x = s.step(torch.full_like(x, math.nan), t, x).prev_sample
+
+
+def derive_api(function: str, *args, **kwargs) -> Callable[[], None]:
+    def call() -> None:
+        import importlib
+
+        module_name, name = function.rsplit(".", 1)
+        result = getattr(importlib.import_module(f"phiforge.{module_name}"), name)(*args, **kwargs)
+        if hasattr(result, "__next__"):
+            list(result)
+
+    return call
+
+
+def api(function: str, *args, **kwargs) -> Callable[[], None]:
+    return derive_api(function, *args, **kwargs)
+
+
+def load_record_from(directory: str, name: str) -> Callable[[], None]:
+    def call() -> None:
+        from phiforge.derive.registry import load_record
+
+        load_record(name, FILES[directory])
+
+    return call
+
+
+def load_method_from(directory: str, name: str) -> Callable[[], None]:
+    def call() -> None:
+        from phiforge.runtime.methods import load_method
+
+        load_method(name, registry=FILES[directory])
+
+    return call
+
+
+def file_loader(function: str, name: str) -> Callable[[], None]:
+    def call() -> None:
+        api(function, FILES[name])()
+
+    return call
+
+
+def tableau(**overrides) -> Callable[[], None]:
+    def call() -> None:
+        import sympy
+
+        from phiforge.derive.phi import phi
+        from phiforge.derive.tableau import ExpRKTableau, Z
+
+        half = sympy.Rational(1, 2)
+        args = {
+            "name": "t",
+            "c": [0, half],
+            "a": {(2, 1): half * phi(1, half * Z)},
+            "b": {1: phi(1, Z) - 2 * phi(2, Z), 2: 2 * phi(2, Z)},
+        }
+        args.update(overrides)
+        ExpRKTableau.from_coefficients(args["name"], args["c"], args["a"], args["b"])
+
+    return call
+
+
+CASES: list[tuple[str, Callable[[], object], str]] = [
+    # --- CLI: conditions, check, show, trees, catalogue
+    ("cond-order-0", cli("conditions", "--order", "0"), "--order"),
+    ("cond-order-neg", cli("conditions", "--order", "-3"), "--order"),
+    ("cond-order-abc", cli("conditions", "--order", "abc"), "--order"),
+    ("cond-order-17", cli("conditions", "--order", "17"), "order"),
+    ("cond-order-float", cli("conditions", "--order", "2.5"), "--order"),
+    ("cond-setting", cli("conditions", "--order", "3", "--setting", "pde"), "--setting"),
+    ("cond-kind", cli("conditions", "--order", "3", "--kind", "weak"), "--kind"),
+    ("cond-format", cli("conditions", "--order", "3", "--format", "yaml"), "--format"),
+    ("cond-json-error", cli("conditions", "--order", "x", "--format", "json"), '"error"'),
+    ("check-unknown", cli("check", "dpm_solver_9"), "unknown method"),
+    ("check-order-0", cli("check", "res_2s", "--order", "0"), "--order"),
+    ("check-order-17", cli("check", "res_2s", "--order", "17"), "order"),
+    ("check-param-noeq", cli("check", "res_2s", "--param", "c2"), "--param"),
+    ("check-param-abc", cli("check", "res_2s", "--param", "c2=abc"), "--param"),
+    ("check-param-zero", cli("check", "res_2s", "--param", "c2=0"), "c2"),
+    ("check-param-many", cli("check", "--param", "c2=1/2"), "--param"),
+    ("check-param-unknown", cli("check", "res_2s", "--param", "q=1"), "parameter"),
+    ("check-multistep", cli("check", "res_2m"), "multistep"),
+    ("check-registry-missing", cli("check", "x", "--registry", "/nonexistent"), "registry"),
+    ("check-setting", cli("check", "res_2s", "--setting", "pde"), "--setting"),
+    ("show-unknown", cli("show", "nope"), "unknown method"),
+    ("show-param", cli("show", "res_3s", "--param", "c2=1/2"), "--param"),
+    ("show-format", cli("show", "res_2s", "--format", "text"), "--format"),
+    ("show-param-nan", cli("show", "dpm_solver_2", "--param", "r1=nan"), "r1"),
+    ("trees-0", cli("trees", "--order", "0"), "--order"),
+    ("trees-huge", cli("trees", "--order", "40"), "order"),
+    ("catalogue-format", cli("catalogue", "--format", "xml"), "--format"),
+    ("no-command", cli(), "COMMAND"),
+    ("unknown-command", cli("frobnicate"), "frobnicate"),
+    # --- CLI: derive, registry, generate
+    (
+        "derive-stages-0",
+        cli("derive", "singlestep", "-s", "0", "-p", "2", "--nodes", "1/2", "--name", "a"),
+        "--stages",
+    ),
+    (
+        "derive-order-0",
+        cli("derive", "singlestep", "-s", "2", "-p", "0", "--nodes", "1/2", "--name", "a"),
+        "--order",
+    ),
+    (
+        "derive-nodes-abc",
+        cli("derive", "singlestep", "-s", "2", "-p", "2", "--nodes", "abc", "--name", "a"),
+        "'nodes'",
+    ),
+    (
+        "derive-nodes-sympy",
+        cli("derive", "singlestep", "-s", "3", "-p", "3", "--nodes", "abc,1/2", "--name", "a"),
+        "'nodes'",
+    ),
+    (
+        "derive-node-2",
+        cli("derive", "singlestep", "-s", "3", "-p", "2", "--nodes", "1/2,2", "--name", "a"),
+        "node",
+    ),
+    (
+        "derive-node-neg",
+        cli("derive", "singlestep", "-s", "2", "-p", "2", "--nodes=-1/2", "--name", "a"),
+        "node",
+    ),
+    (
+        "derive-node-count",
+        cli("derive", "singlestep", "-s", "3", "-p", "2", "--nodes", "1/2", "--name", "a"),
+        "nodes",
+    ),
+    (
+        "derive-no-nodes",
+        cli("derive", "singlestep", "-s", "2", "-p", "2", "--name", "a"),
+        "--nodes",
+    ),
+    (
+        "derive-node-grid",
+        cli("derive", "singlestep", "-s", "2", "-p", "2", "--node-grid", "x,y", "--name", "a"),
+        "node_grid",
+    ),
+    ("derive-name-empty", cli("derive", "multistep", "-k", "2", "--name", ""), "--name"),
+    ("derive-name-dots", cli("derive", "multistep", "-k", "2", "--name", "../x"), "--name"),
+    ("derive-name-upper", cli("derive", "multistep", "-k", "2", "--name", "Res"), "--name"),
+    ("derive-name-taken", cli("derive", "multistep", "-k", "2", "--name", "res_2m"), "--name"),
+    ("derive-k-0", cli("derive", "multistep", "-k", "0", "--name", "a"), "--order"),
+    ("derive-k-huge", cli("derive", "multistep", "-k", "50", "--name", "a"), "order"),
+    (
+        "derive-assumptions",
+        cli(
+            "derive",
+            "singlestep",
+            "-s",
+            "2",
+            "-p",
+            "2",
+            "--nodes",
+            "1/2",
+            "--name",
+            "a",
+            "--assumptions",
+            "x",
+        ),
+        "--assumptions",
+    ),
+    (
+        "derive-impossible",
+        cli(
+            "derive",
+            "singlestep",
+            "-s",
+            "2",
+            "-p",
+            "4",
+            "--nodes",
+            "1/2",
+            "--name",
+            "zz_impossible",
+            "--registry",
+            "bad-reg",
+        ),
+        "order",
+    ),
+    (
+        "derive-registry-file",
+        cli("derive", "multistep", "-k", "2", "--name", "a", "--registry", "/etc/hostname"),
+        "--registry",
+    ),
+    ("registry-show-unknown", cli("registry", "show", "nope"), "unknown"),
+    ("registry-show-dots", cli("registry", "show", "../x"), "unknown"),
+    ("registry-list-missing", cli("registry", "list", "--registry", "/nonexistent"), "registry"),
+    (
+        "registry-build-unknown",
+        cli("registry", "build", "nope", "--registry", "bad-reg"),
+        "plan",
+    ),
+    ("registry-action", cli("registry", "remove"), "remove"),
+    ("generate-registry", cli("generate", "--registry", "/nonexistent"), "--registry"),
+    ("generate-check-out", cli("generate", "--check", "--out", "/nonexistent"), "--out"),
+    ("generate-out-file", cli("generate", "--out", "/etc/hostname"), "--out"),
+    # --- CLI: verify
+    ("verify-unknown", cli("verify", "nope"), "method"),
+    ("verify-steps-same", cli("verify", "res_2m", "--steps", "8", "8", "8"), "--steps"),
+    ("verify-steps-two", cli("verify", "res_2m", "--steps", "8", "16"), "--steps"),
+    ("verify-steps-0", cli("verify", "res_2m", "--steps", "0", "8", "16"), "--steps"),
+    ("verify-nfe-0", cli("verify", "res_2m", "--nfe", "0"), "--nfe"),
+    ("verify-problem", cli("verify", "res_2m", "--problem", "mnist"), "--problem"),
+    ("verify-batch-0", cli("verify", "res_2m", "--batch", "0"), "--batch"),
+    ("verify-extend-0", cli("verify", "res_2m", "--extend-to", "0"), "--extend-to"),
+    ("verify-plot-proc", cli("verify", "res_2m", "--plot", "/proc/x/v.png"), "--plot"),
+    ("verify-plot-dir", cli("verify", "res_2m", "--plot", "/tmp"), "--plot"),
+    ("verify-registry", cli("verify", "res_2m", "--registry", "/nonexistent"), "registry"),
+    ("verify-warmup", cli("verify", "res_2m", "--warmup", "none"), "--warmup"),
+    ("verify-sde", cli("verify", "seeds_2a", "--steps", "8", "16", "32"), "seeds_2a"),
+    # --- CLI: sample
+    ("sample-method", cli("sample", "--method", "nope"), "method"),
+    ("sample-nfe-0", cli("sample", "--nfe", "0"), "--nfe"),
+    ("sample-nfe-abc", cli("sample", "--nfe", "ten"), "--nfe"),
+    ("sample-steps-0", cli("sample", "--steps", "0"), "--steps"),
+    ("sample-nfe-steps", cli("sample", "--nfe", "10", "--steps", "5"), "--steps"),
+    ("sample-denoiser", cli("sample", "--denoiser", "unet9"), "--denoiser"),
+    ("sample-schedule", cli("sample", "--schedule", "cosine2"), "--schedule"),
+    ("sample-step-schedule", cli("sample", "--step-schedule", "log"), "--step-schedule"),
+    ("sample-restart", cli("sample", "--restart", "nope"), "restart"),
+    ("sample-restart-spec", cli("sample", "--restart", "1,2"), "restart"),
+    ("sample-out-empty", cli("sample", "--out", ""), "--out"),
+    ("sample-out-dir", cli("sample", "--out", "/tmp/"), "--out"),
+    ("sample-out-proc", cli("sample", "--out", "/proc/x/s.pt"), "--out"),
+    ("sample-batch-0", cli("sample", "--batch", "0"), "--batch"),
+    ("sample-seed-abc", cli("sample", "--seed", "abc"), "--seed"),
+    ("sample-fit-steps-0", cli("sample", "--fit-steps", "0"), "--fit-steps"),
+    (
+        "sample-fit-restart",
+        cli("sample", "--fit-steps", "4", "--restart", "a1111-10"),
+        "--fit-steps",
+    ),
+    ("sample-registry", cli("sample", "--registry", "/nonexistent"), "registry"),
+    ("sample-fitted-missing", cli("sample", "--fitted", "/nonexistent/f.json"), "fitted"),
+    # --- CLI: fit, network, mixture
+    ("fit-nfe-1", cli("fit", "--nfe", "1"), "nfe"),
+    ("fit-both-only", cli("fit", "--grid-only", "--weights-only"), "--grid-only"),
+    ("fit-out-proc", cli("fit", "--out", "/proc/x/f.json"), "--out"),
+    ("fit-eta-neg", cli("fit", "--eta", "-1"), "eta"),
+    ("fit-order-0", cli("fit", "--order", "0"), "--order"),
+    ("fit-history-0", cli("fit", "--history", "0"), "--history"),
+    ("fit-base-9", cli("fit", "--base-steps", "9"), "steps"),
+    ("fit-order-high", cli("fit", "--order", "5", "--base-steps", "3"), "order"),
+    ("fit-denoiser", cli("fit", "--denoiser", "x"), "--denoiser"),
+    ("network-check-missing", cli("network", "check", "/nonexistent.json"), "nonexistent"),
+    ("network-train-steps-0", cli("network", "train", "--steps", "0"), "--steps"),
+    ("network-train-out", cli("network", "train", "--steps", "1", "--out", "/proc/x"), "--out"),
+    ("network-target", cli("network", "train", "--target", "noise"), "--target"),
+    ("network-store", cli("network", "check", "--store"), "--store"),
+    ("mixture-fit-0", cli("mixture", "fit", "--components", "0"), "--components"),
+    (
+        "mixture-fit-out",
+        cli("mixture", "fit", "--components", "2", "--out", "/proc/x"),
+        "--out",
+    ),
+    ("mixture-check-missing", cli("mixture", "check", "/nonexistent.json"), "nonexistent"),
+    # --- sample()
+    ("sample-x-list", run_sample(x=[[0.0] * 64]), "x"),
+    ("sample-x-empty", run_sample(x=torch.zeros(0, 64, dtype=torch.float64)), "x"),
+    ("sample-x-nan", run_sample(x=torch.full((2, 64), math.nan, dtype=torch.float64)), "x"),
+    ("sample-x-int", run_sample(x=torch.zeros(2, 64, dtype=torch.int64)), "x"),
+    ("sample-method-unknown", run_sample(method="res_9m"), "method"),
+    ("sample-method-int", run_sample(method=3), "method"),
+    ("api-sample-nfe-0", run_sample(nfe=0), "nfe"),
+    ("sample-nfe-neg", run_sample(nfe=-4), "nfe"),
+    ("sample-nfe-float", run_sample(nfe=2.5), "nfe"),
+    ("sample-nfe-bool", run_sample(nfe=True), "nfe"),
+    ("sample-steps-and-nfe", run_sample(nfe=6, steps=3), "steps"),
+    ("api-sample-steps-0", run_sample(steps=0), "steps"),
+    ("api-sample-schedule", run_sample(schedule="cosine-9"), "schedule"),
+    ("sample-output", run_sample(output="logits"), "output"),
+    ("api-sample-step-schedule", run_sample(step_schedule="log"), "step_schedule"),
+    ("sample-warmup", run_sample(warmup="none"), "warmup"),
+    ("sample-sigmas-up", run_sample(sigmas=[0.1, 1.0, 10.0]), "sigmas"),
+    ("sample-sigmas-one", run_sample(sigmas=[10.0]), "sigmas"),
+    ("sample-sigmas-nan", run_sample(sigmas=[10.0, math.nan, 0.1]), "sigmas"),
+    ("sample-sigmas-rows", run_sample(sigmas=[[10.0, 1.0, 0.1]] * 3), "sigmas"),
+    ("sample-t-order", run_sample(t_start=0.1, t_end=0.5), "t_start"),
+    ("sample-t-range", run_sample(t_start=2.0), "t_start"),
+    ("sample-eta-ode", run_sample(eta=1.0), "eta"),
+    ("sample-eta-neg", run_sample(method="res_2m_sde", eta=-1.0), "eta"),
+    ("sample-s-noise-nan", run_sample(method="seeds_1", s_noise=math.nan), "s_noise"),
+    ("sample-seeds-len", run_sample(method="seeds_1", seeds=[1, 2]), "seeds"),
+    ("api-sample-restart", run_sample(restart="nope"), "restart"),
+    ("sample-guidance", run_sample(guidance="strong"), "guidance"),
+    ("sample-thresholding", run_sample(thresholding="hard"), "thresholding"),
+    ("sample-unknown-option", run_sample(frobnicate=1), "frobnicate"),
+    ("sample-check-every", run_sample(check_every=0), "check_every"),
+    ("sample-capture-cpu", run_sample(capture=True), "capture"),
+    ("sample-model-nan", run_sample(model=nan_model), "sigma"),
+    ("sample-model-shape", run_sample(model=lambda x, s: x[:1]), "shape"),
+    ("sample-options-seeds", run_sample(method="seeds_2a", options={"r": 2.0}), "r"),
+    (
+        "sample-timesteps-float",
+        run_sample(schedule="ddpm", timesteps=[999.5, 500.0]),
+        "timesteps",
+    ),
+    # --- k-diffusion functions
+    ("kd-sigmas-up", kdiff("sample_res_2m", sigmas=torch.tensor([0.1, 1.0, 10.0])), "sigmas"),
+    ("kd-sigmas-one", kdiff("sample_res_2m", sigmas=torch.tensor([10.0])), "sigmas"),
+    (
+        "kd-sigmas-nan",
+        kdiff("sample_res_2m", sigmas=torch.tensor([10.0, math.nan, 0.0])),
+        "sigmas",
+    ),
+    ("kd-seed-list", kdiff("sample_seeds_2", extra_args={"seed": [1, 2, 3, 4]}), "seed"),
+    ("kd-seed-str", kdiff("sample_seeds_2", extra_args={"seed": "7"}), "seed"),
+    ("kd-eta-ode", kdiff("sample_res_2m", eta=1.0), "eta"),
+    ("kd-eta-neg", kdiff("sample_seeds_2", eta=-0.5), "eta"),
+    ("kd-x-list", kdiff("sample_res_2m", x=[[1.0] * 64]), "x"),
+    ("kd-model-nan", kdiff("sample_res_2m", model=nan_model), "sigma"),
+    ("kd-rows", kdiff("sample_res_2m", sigmas=torch.tensor([[10.0, 1.0, 0.0]] * 3)), "sigmas"),
+    ("kd-option", kdiff("sample_res_2m", frobnicate=2), "frobnicate"),
+    ("kd-node", kdiff("sample_seeds_2", r=1.5), "r"),
+    # --- diffusers scheduler
+    ("sched-steps-0", sched_call(lambda s: s.set_timesteps(0)), "num_inference_steps"),
+    ("sched-steps-neg", sched_call(lambda s: s.set_timesteps(-5)), "num_inference_steps"),
+    ("sched-steps-float", sched_call(lambda s: s.set_timesteps(2.5)), "num_inference_steps"),
+    ("sched-steps-many", sched_call(lambda s: s.set_timesteps(2000)), "num_inference_steps"),
+    ("sched-steps-bool", sched_call(lambda s: s.set_timesteps(True)), "num_inference_steps"),
+    ("sched-steps-str", sched_call(lambda s: s.set_timesteps("10")), "num_inference_steps"),
+    (
+        "sched-step-first",
+        sched_call(lambda s: s.step(torch.zeros(1), 999, torch.zeros(1))),
+        "set_timesteps",
+    ),
+    ("sched-step-past-end", sched_call(step_past_end), "step"),
+    ("sched-nan", sched_call(nan_in_scheduler), "NaN"),
+    ("sched-eta-neg", scheduler(method="seeds_2a", eta=-1.0), "eta"),
+    ("sched-s-noise-inf", scheduler(method="seeds_2a", s_noise=math.inf), "s_noise"),
+    ("sched-method", scheduler(method="nope"), "method"),
+    ("sched-prediction", scheduler(prediction_type="score"), "prediction_type"),
+    ("sched-warmup", scheduler(warmup="none"), "warmup"),
+    ("sched-sigmas-up", sched_call(lambda s: s.set_timesteps(sigmas=[0.1, 1.0, 5.0])), "sigmas"),
+    (
+        "sched-alpha-index",
+        sched_call(lambda s: (s.set_timesteps(4), s.alpha_sigma(99))),
+        "index",
+    ),
+    (
+        "sched-begin-index",
+        sched_call(lambda s: (s.set_timesteps(4), s.set_begin_index(99))),
+        "begin_index",
+    ),
+    ("sched-flow-match", scheduler(flow_match={"shift": 2.0}), "flow_match"),
+    ("sched-registry", scheduler(method="my", registry="/nonexistent"), "registry"),
+    # --- the derive API
+    ("phi-k-neg", api("derive.phi.phi", -1, 0.5), "k"),
+    ("runtime-phi-overflow", api("runtime.phi.phi", 2, 1000.0), "z"),
+    ("runtime-phi-k", api("runtime.phi.phi", -2, 0.5), "k"),
+    ("runtime-phi-nan", api("runtime.phi.phi_all_float", math.nan, 2), "z"),
+    ("api-trees-0", api("derive.trees.trees", 0), "n"),
+    ("trees-str", api("derive.trees.trees", "3"), "n"),
+    ("trees-up-to-huge", api("derive.trees.trees_up_to", 40), "p"),
+    ("stiff-0", api("derive.conditions.stiff_conditions", 0), "p"),
+    ("stiff-17", api("derive.conditions.stiff_conditions", 17), "p"),
+    ("stiff-setting", api("derive.conditions.stiff_conditions", 3, "pde"), "setting"),
+    ("nonstiff-0", api("derive.conditions.nonstiff_conditions", 0), "p"),
+    ("classical-0", api("derive.conditions.classical_conditions", 0), "p"),
+    ("catalogue-unknown", api("derive.catalogue.catalogue_method", "nope"), "unknown"),
+    ("catalogue-param", api("derive.catalogue.catalogue_method", "res_2s", q=1), "q"),
+    ("adams-0", api("derive.multistep.exponential_adams", 0), "k"),
+    ("adams-bool", api("derive.multistep.exponential_adams", True), "k"),
+    ("adams-moulton-0", api("derive.multistep.exponential_adams_moulton", 0), "k"),
+    ("published-multistep", api("derive.multistep.published_multistep", "nope"), "nope"),
+    ("derive-record-name", api("derive.plan.derive_multistep_record", "../x", 2), "name"),
+    ("derive-record-order", api("derive.plan.derive_multistep_record", "a", 0), "order"),
+    (
+        "derive-single-nodes",
+        api("derive.plan.derive_singlestep_record", "a", 3, 2, nodes=[0.5]),
+        "nodes",
+    ),
+    (
+        "derive-single-stages",
+        api("derive.plan.derive_singlestep_record", "a", 0, 2, nodes=[]),
+        "stages",
+    ),
+    ("tableau-rowsum", tableau(c=[0, 2]), "c"),
+    ("tableau-b-missing", tableau(b={1: 0}), "b"),
+    ("tableau-implicit", tableau(a={(1, 2): 1}), "a"),
+    ("check-tableau-order", derive_api("derive.check.check_tableau", None, 0), "order"),
+    # --- registry, records
+    ("record-junk", file_loader("derive.registry.load_record", "junk"), "name"),
+    ("record-missing", load_record_from("dir", "missing"), "missing"),
+    ("record-edited", load_record_from("edited_dir", "res_9s"), "edited by hand"),
+    ("record-renamed", load_method_from("renamed_dir", "other"), "differs"),
+    ("record-list", load_method_from("list_dir", "listy"), "JSON object"),
+    ("load-method-registry", load_method_from("missing", "x"), "registry"),
+    ("generate-write-no-out", api("derive.codegen.generate", None, None), "out"),
+    # --- fitted solvers, weights, mixtures, built-ins
+    ("solver-missing", file_loader("runtime.fitted.load_solver", "missing"), "missing"),
+    ("solver-junk", file_loader("runtime.fitted.load_solver", "junk"), "junk"),
+    ("solver-truncated", file_loader("runtime.fitted.load_solver", "truncated"), "truncated"),
+    ("solver-record", file_loader("runtime.fitted.load_solver", "record"), "res_2s"),
+    ("solver-empty", file_loader("runtime.fitted.load_solver", "empty"), "empty"),
+    ("solver-dir", file_loader("runtime.fitted.load_solver", "dir"), "bad"),
+    ("network-missing", file_loader("runtime.network.load_network", "missing"), "missing"),
+    ("network-junk", file_loader("runtime.network.load_network", "junk"), "junk"),
+    ("network-record", file_loader("runtime.network.load_network", "record"), "res_2s"),
+    ("network-mixture", file_loader("runtime.network.load_network", "mixture"), "not a network"),
+    ("mixture-missing", file_loader("runtime.denoisers.load_mixture", "missing"), "missing"),
+    ("mixture-junk", file_loader("runtime.denoisers.load_mixture", "junk"), "junk"),
+    ("mixture-network", file_loader("runtime.denoisers.load_mixture", "network"), "mlp"),
+    ("mixture-truncated", file_loader("runtime.denoisers.load_mixture", "truncated"), "trunc"),
+    ("builtin-unknown", api("runtime.denoisers.builtin_denoiser", "unet9"), "denoiser"),
+    (
+        "builtin-device",
+        api("runtime.denoisers.builtin_denoiser", "gmm", device="tpu9"),
+        "device",
+    ),
+    (
+        "builtin-cuda",
+        api("runtime.denoisers.builtin_denoiser", "gmm", device="cuda:7"),
+        "device",
+    ),
+    ("denoiser-x-int", lambda: denoiser()(torch.zeros(2, 64, dtype=torch.int32), 1.0), "x"),
+    ("denoiser-x-dim", lambda: denoiser()(torch.zeros(2, 63), 1.0), "x"),
+    ("schedule-unknown", api("runtime.schedules.noise_schedule", "cosine-9"), "schedule"),
+    ("restart-spec", api("runtime.restart.restart_from", "1,2,3"), "restart"),
+]
+
+
+def test_the_table_is_large_and_unique():
+    ids = [case[0] for case in CASES]
+    assert len(ids) >= 150 and len(set(ids)) == len(ids)
+
+
+@pytest.mark.parametrize(("call", "fragment"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_gives_a_clear_error(call, fragment):
+    with pytest.raises((InputError, ModelOutputError, CliError)) as caught:
+        call()
+    message = str(caught.value)
+    assert fragment.lower() in message.lower(), message
+    assert "Traceback" not in message
