@@ -10,7 +10,8 @@ when those packages are installed; every sampler, peer or ours, runs on Karras s
 of each side over both grids. Each sampler gets the largest step count whose NFE does not exceed
 the budget; the NFE it used is printed.
 
-Usage: python bench/defect_vs_nfe.py [--batch 32] [--format markdown|json]
+Usage: python bench/defect_vs_nfe.py [--batch 32] [--problem gmm|network|unet] [--format ...]
+(``--problem unet``: the U-Net on image patches, reference res_3m_pc on 512 steps.)
 """
 
 from __future__ import annotations
@@ -121,11 +122,15 @@ def logsnr(sigma_max: float, sigma_min: float, n: int) -> list[float]:
 
 
 def measure(
-    batch: int = 32, budgets: tuple[int, ...] = BUDGETS, methods: list[str] | None = None
+    batch: int = 32,
+    budgets: tuple[int, ...] = BUDGETS,
+    methods: list[str] | None = None,
+    problem_name: str = "gmm",
 ) -> dict:
-    """Defects per sampler and budget, and the best of each side per budget."""
+    """Defects per sampler and budget, and the best of each side per budget, on the built-in
+    problem ``problem_name`` (gmm: DOP853 reference; unet: res_3m_pc on 512 steps)."""
     started = time.perf_counter()
-    problem = builtin_problem("gmm", batch=batch, seed=0)
+    problem = builtin_problem(problem_name, batch=batch, seed=0)
     lam0, lam1 = float(problem.schedule.lam(1.0)), float(problem.schedule.lam(1e-3))
     alpha0, _ = problem.schedule.alpha_sigma_of_lam(lam0)
     alpha1, _ = problem.schedule.alpha_sigma_of_lam(lam1)
@@ -247,7 +252,13 @@ def measure(
             "ratio": None if best_peer is None else best_ours[0] / best_peer[0],
         }
     meta = {
-        "problem": "digits GMM (10 components), VP linear t 1 -> 1e-3, DOP853 reference",
+        "problem": (
+            "digits GMM (10 components), VP linear t 1 -> 1e-3, DOP853 reference"
+            if problem.reference_solver is None
+            else f"{problem_name}, VP linear t 1 -> 1e-3, reference {{}} on {{}} steps".format(
+                *problem.reference_solver
+            )
+        ),
         "batch": batch,
         "reference_accuracy": problem.reference_accuracy,
         "kdiffusion": k is not None,
@@ -263,9 +274,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--format", choices=["markdown", "json"], default="markdown")
+    parser.add_argument("--problem", choices=["gmm", "network", "unet"], default="gmm")
+    parser.add_argument("--budgets", type=int, nargs="+", default=list(BUDGETS))
     args = parser.parse_args()
     torch.set_num_threads(1)
-    result = measure(args.batch)
+    result = measure(args.batch, tuple(args.budgets), problem_name=args.problem)
     if args.format == "json":
         print(json.dumps(result, indent=2))
         return
@@ -276,11 +289,12 @@ def main() -> None:
         f"diffusers in process: {meta['diffusers']}; "
         f"{meta['seconds']} s (python {meta['python']}, torch {meta['torch']})\n"
     )
-    print("| sampler | " + " | ".join(f"NFE {b}" for b in BUDGETS) + " |")
-    print("|---|" + "---|" * len(BUDGETS))
+    budgets = tuple(args.budgets)
+    print("| sampler | " + " | ".join(f"NFE {b}" for b in budgets) + " |")
+    print("|---|" + "---|" * len(budgets))
     for name, row in rows.items():
         cells = []
-        for b in BUDGETS:
+        for b in budgets:
             if b not in row:
                 cells.append("-")
             else:

@@ -50,12 +50,16 @@ def measure(
     iterations: int = 300,
     test_batch: int = 32,
     held_out_batch: int = 256,
+    problem: str = "gmm",
+    fits: tuple[str, ...] = ("grid", "weights", "both"),
 ) -> dict:
+    """``problem``: gmm (DOP853 references) or unet (res_3m_pc on 512 steps); ``fits``: which
+    of the grid-only, weights-only and full fits to run (the full one always runs)."""
     started = time.perf_counter()
-    pilot = builtin_problem("gmm", batch=pilot_batch, seed=1)
+    pilot = builtin_problem(problem, batch=pilot_batch, seed=1)
     judged = {
-        "test": builtin_problem("gmm", batch=test_batch, seed=0),
-        "held_out": builtin_problem("gmm", batch=held_out_batch, seed=2),
+        "test": builtin_problem(problem, batch=test_batch, seed=0),
+        "held_out": builtin_problem(problem, batch=held_out_batch, seed=2),
     }
     schedule = pilot.schedule
     lam0, lam1 = float(schedule.lam(1.0)), float(schedule.lam(1e-3))
@@ -97,12 +101,16 @@ def measure(
         if peers_here:
             rows[f"{PEER} (logsnr)"] = scores(peer(uniform))
         rows["res_3m_pc (logsnr)"] = scores(ours("res_3m_pc", uniform))
-        grid_only = fit(nfe, fit_weights=False)
-        rows["res_3m_pc (fitted grid)"] = scores(grid_only.sample) | {"fit": grid_only.info}
-        if peers_here:
-            rows[f"{PEER} (that grid)"] = scores(peer(grid_only.sigmas))
-        weights_only = fit(nfe, fit_grid=False)
-        rows["fitted weights (logsnr)"] = scores(weights_only.sample) | {"fit": weights_only.info}
+        if "grid" in fits:
+            grid_only = fit(nfe, fit_weights=False)
+            rows["res_3m_pc (fitted grid)"] = scores(grid_only.sample) | {"fit": grid_only.info}
+            if peers_here:
+                rows[f"{PEER} (that grid)"] = scores(peer(grid_only.sigmas))
+        if "weights" in fits:
+            weights_only = fit(nfe, fit_grid=False)
+            rows["fitted weights (logsnr)"] = scores(weights_only.sample) | {
+                "fit": weights_only.info
+            }
         both = fit(nfe)
         rows["fitted weights + grid"] = scores(both.sample) | {
             "fit": both.info,
@@ -116,16 +124,18 @@ def measure(
         ratios = {}
         for key in judged:
             best_standard = min(r[key] for r in standard)
-            best_grid = min(r[key] for r in fitted_grid)
-            ratios[key] = {
-                "both_vs_standard": rows["fitted weights + grid"][key] / best_standard,
-                "both_vs_fitted_grid": rows["fitted weights + grid"][key] / best_grid,
-                "weights_vs_same_grid": rows["fitted weights (logsnr)"][key] / best_standard,
-            }
+            ratios[key] = {"both_vs_standard": rows["fitted weights + grid"][key] / best_standard}
+            if fitted_grid:
+                best_grid = min(r[key] for r in fitted_grid)
+                ratios[key]["both_vs_fitted_grid"] = rows["fitted weights + grid"][key] / best_grid
+            if "fitted weights (logsnr)" in rows:
+                ratios[key]["weights_vs_same_grid"] = (
+                    rows["fitted weights (logsnr)"][key] / best_standard
+                )
         results[nfe] = {"rows": rows, "ratios": ratios}
     meta = {
-        "problem": "digits GMM (10 components), VP linear t 1 -> 1e-3; fit on seed 1, judged on "
-        "seed 0 (the defect benchmark's set) and seed 2",
+        "problem": f"{problem}, VP linear t 1 -> 1e-3; fit on seed 1, judged on seed 0 (the "
+        "defect benchmark's set) and seed 2",
         "pilot_batch": pilot_batch,
         "test_batch": test_batch,
         "held_out_batch": held_out_batch,
@@ -144,10 +154,19 @@ def main() -> None:
     parser.add_argument("--pilot", type=int, default=512)
     parser.add_argument("--iterations", type=int, default=300)
     parser.add_argument("--format", choices=["markdown", "json"], default="markdown")
+    parser.add_argument("--problem", choices=["gmm", "unet"], default="gmm")
+    parser.add_argument("--test", type=int, default=32, help="judged set, seed 0")
+    parser.add_argument("--held-out", type=int, default=256, help="judged set, seed 2")
+    parser.add_argument(
+        "--full-fit-only", action="store_true", help="skip the grid-only and weights-only fits"
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
     budgets = tuple(int(b) for b in args.budgets.split(","))
-    result = measure(budgets, args.pilot, args.iterations)
+    fits = ("both",) if args.full_fit_only else ("grid", "weights", "both")
+    result = measure(
+        budgets, args.pilot, args.iterations, args.test, args.held_out, args.problem, fits
+    )
     if args.format == "json":
         print(json.dumps(result, indent=2))
         return
@@ -158,7 +177,10 @@ def main() -> None:
         f"diffusers in process: {meta['diffusers_in_process']}; {meta['seconds']} s (python "
         f"{meta['python']}, torch {meta['torch']})\n"
     )
-    print("| NFE | sampler | test (seed 0, 32) | held-out (seed 2, 256) | pilot | fit s |")
+    print(
+        f"| NFE | sampler | test (seed 0, {meta['test_batch']}) | held-out (seed 2, "
+        f"{meta['held_out_batch']}) | pilot | fit s |"
+    )
     print("|---|---|---|---|---|---|")
     for nfe, entry in result["budgets"].items():
         for name, row in entry["rows"].items():
@@ -183,7 +205,7 @@ def main() -> None:
     for nfe, entry in result["budgets"].items():
         r = entry["ratios"]
         cells = [
-            f"{r['test'][key]:.2f} / {r['held_out'][key]:.2f}"
+            f"{r['test'][key]:.2f} / {r['held_out'][key]:.2f}" if key in r["test"] else "-"
             for key in ("both_vs_standard", "both_vs_fitted_grid", "weights_vs_same_grid")
         ]
         steps = ", ".join(f"{h:g}" for h in entry["rows"]["fitted weights + grid"]["lambda_steps"])

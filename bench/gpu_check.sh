@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one-command GPU check: install phiforge on a bare GPU machine, run the `gpu` tests and the
-# whole suite there, then the CUDA overhead benchmark; every table goes to $OUT (else
+# whole suite there, then the CUDA overhead benchmark and the U-Net's CUDA sampling (float32,
+# bfloat16, images per second); every table goes to $OUT (else
 # ./gpu-check). Wheels of packages the machine lacks (k-diffusion, torchsde, trampoline,
 # diffusers) may be laid in .whl/ beside the repository; see docs/bench-overhead.md.
 set -uo pipefail
@@ -22,4 +23,8 @@ workers=$(( $(nproc) > 16 ? 16 : $(nproc) ))
 python3 -m pytest -p no:cacheprovider -q -n "$workers" 2>&1 | tail -n 30 | tee "$out/suite.txt" || status=1
 python3 bench/overhead.py --device cuda --format json > "$out/overhead-cuda.json" || status=1
 python3 bench/overhead.py --render "$out/overhead-cuda.json" | tee "$out/overhead-cuda.md"
+# the U-Net on image patches: CUDA float32/bfloat16 against CPU float64, defect, images/s
+python3 bench/unet_sampling.py --device cuda --batch 256 --format json > "$out/unet-cuda.json" \
+  && python3 -c "import json, sys; sys.path.insert(0, 'bench'); import unet_sampling as u; \
+print(u.render(json.load(open('$out/unet-cuda.json'))))" | tee "$out/unet-cuda.md" || status=1
 exit $status

@@ -25,7 +25,7 @@ from phiforge.derive.registry_folders import REGISTRY_ENV, registered_names, use
 from phiforge.derive.tableau import ExpRKTableau, format_expression
 from phiforge.derive.trees import trees
 
-__all__ = ["register_derive_commands"]
+__all__ = ["method_tableau", "register_derive_commands"]
 
 _REGISTRY_HELP = f"a user registry folder, searched after the package's (also {REGISTRY_ENV})"
 
@@ -157,7 +157,7 @@ def _orders(report: CheckReport) -> str:
     )
 
 
-def _method(name: str, parameters: dict[str, Any], registry: Any) -> ExpRKTableau:
+def method_tableau(name: str, parameters: dict[str, Any], registry: Any) -> ExpRKTableau:
     """A catalogue method (its free parameters fixed by ``parameters``), else the tableau of a
     single-step record of the package's or the user's registry."""
     if name in catalogue_names():
@@ -186,7 +186,7 @@ def _check(args: argparse.Namespace) -> None:
     if parameters and len(names) != 1:
         raise InputError("parameter '--param' needs exactly one method NAME")
     settings = list(SETTINGS) if args.setting == "both" else [args.setting]
-    methods = [_method(n, parameters, args.registry) for n in names]
+    methods = [method_tableau(n, parameters, args.registry) for n in names]
     count = len(stiff_conditions(args.order, "scalar")) * len(methods) * len(settings)
     with Progress(count, "check", quiet=args.quiet) as progress:
         reports = [
@@ -271,7 +271,7 @@ def _catalogue(args: argparse.Namespace) -> None:
 
 
 def _show(args: argparse.Namespace) -> None:
-    method = _method(args.name, _parse_parameters(args.param), args.registry)
+    method = method_tableau(args.name, _parse_parameters(args.param), args.registry)
     if args.format == "json":
         emit_json(
             {

@@ -27,7 +27,70 @@ def _error_table(rows: list[dict[str, float]]) -> str:
     return markdown_table(header, body)
 
 
+def _unet_table(rows: list[dict[str, float]]) -> str:
+    body = [
+        [
+            f"{r['sigma']:g}",
+            f"{r['network_rms_held_out']:.3e}",
+            f"{r['empirical_rms_held_out']:.3e}",
+            f"{r['network_vs_empirical_rms_train']:.3e}",
+        ]
+        for r in rows
+    ]
+    header = [
+        "sigma~",
+        "RMS(U-Net - x0), held-out",
+        "RMS(empirical - x0), held-out",
+        "RMS(U-Net - empirical), train",
+    ]
+    return markdown_table(header, body)
+
+
+def _train_unet(args: argparse.Namespace, out: Path) -> None:
+    from phiforge.runtime.unet import (
+        BUILTIN_UNET,
+        UNetConfig,
+        UNetTraining,
+        save_unet,
+        train_unet,
+        unet_errors,
+    )
+
+    for option in ("target", "width", "blocks"):
+        if getattr(args, option) is not None:
+            raise InputError(f"parameter '--{option}' applies to --model mlp only")
+    training = UNetTraining(
+        steps=args.steps or UNetTraining.steps, batch=args.batch or UNetTraining.batch,
+        seed=args.seed,
+    )  # fmt: skip
+    config = UNetConfig(base=args.base or UNetConfig.base)
+
+    def progress(step: int, loss: float) -> None:
+        if args.format == "text" and not args.quiet:
+            print(f"step {step}/{training.steps}: loss {loss:.4e}", file=sys.stderr, flush=True)
+
+    trained = train_unet(config, training, progress=progress)
+    errors = unet_errors(trained)
+    _, manifest = save_unet(trained, out, args.name or BUILTIN_UNET, errors)
+    if args.format == "json":
+        emit_json({"manifest": str(manifest), "info": trained.info, "denoising_errors": errors})
+        return
+    print(f"trained in {trained.info['seconds']} s, final loss {trained.info['final_loss']:.4e}")
+    print(_unet_table(errors))
+    print(f"written: {manifest} (+ .bin)")
+
+
 def _train(args: argparse.Namespace) -> None:
+    out = output_dir(args.out)  # checked before the training, not after
+    if args.model == "unet":
+        _train_unet(args, out)
+        return
+    if args.base is not None:
+        raise InputError("parameter '--base' applies to --model unet only")
+    _train_mlp(args, out)
+
+
+def _train_mlp(args: argparse.Namespace, out: Path) -> None:
     from phiforge.runtime.denoisers import builtin_denoiser
     from phiforge.runtime.network import (
         BUILTIN_NETWORK,
@@ -38,10 +101,12 @@ def _train(args: argparse.Namespace) -> None:
         train_network,
     )
 
-    out = output_dir(args.out)  # checked before the training, not after
     teacher = builtin_denoiser("gmm")
     training = TrainingConfig(
-        steps=args.steps, batch=args.batch, seed=args.seed, target=args.target
+        steps=args.steps or TrainingConfig.steps,
+        batch=args.batch or TrainingConfig.batch,
+        seed=args.seed,
+        target=args.target or TrainingConfig.target,
     )
     network = NetworkConfig(
         dim=teacher.dim,
@@ -50,8 +115,8 @@ def _train(args: argparse.Namespace) -> None:
     )
 
     def progress(step: int, loss: float) -> None:
-        if args.format == "text":
-            print(f"step {step}/{args.steps}: loss {loss:.4e}", file=sys.stderr, flush=True)
+        if args.format == "text" and not args.quiet:
+            print(f"step {step}/{training.steps}: loss {loss:.4e}", file=sys.stderr, flush=True)
 
     trained = train_network(teacher, network, training, progress=progress)
     errors = denoising_errors(trained, teacher)
@@ -80,6 +145,8 @@ def _check(args: argparse.Namespace) -> int:
             "files are read-only"
         )
     path = Path(args.path) if args.path else weights_dir() / f"{BUILTIN_NETWORK}.json"
+    if _is_unet(path):
+        return _check_unet(args, path)
     network = load_network(path)
     measured = denoising_errors(network, builtin_denoiser("gmm"))
     stored = network.info["denoising_errors"]
@@ -109,6 +176,46 @@ def _check(args: argparse.Namespace) -> int:
     return 0 if agrees else 1
 
 
+def _is_unet(path: Path) -> bool:
+    import json
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("model") == "unet"
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return False  # the loader names what is wrong with the file
+
+
+def _check_unet(args: argparse.Namespace, path: Path) -> int:
+    from phiforge.runtime.unet import load_unet, save_unet, unet_errors
+
+    unet = load_unet(path)
+    measured = unet_errors(unet)
+    stored = unet.info["denoising_errors"]
+    worst = max(
+        abs(m[key] - s[key]) / s[key]
+        for m, s in zip(measured, stored, strict=True)
+        for key in ("network_rms_held_out", "network_vs_empirical_rms_train")
+    )
+    agrees = worst <= args.rtol
+    result: dict[str, Any] = {
+        "manifest": str(path),
+        "denoising_errors": measured,
+        "largest_relative_difference_to_stored": worst,
+        "agrees": agrees,
+    }
+    if args.store:
+        unet.info.pop("denoising_errors")
+        save_unet(unet, path.parent, path.stem, measured)
+        agrees = result["stored"] = True
+    if args.format == "json":
+        emit_json(result)
+    else:
+        print(f"{path}: hashes match; denoising errors measured now:")
+        print(_unet_table(measured))
+        print(f"largest relative difference to the stored table: {worst:.1e} (rtol {args.rtol:g})")
+    return 0 if agrees else 1
+
+
 def register_network_commands(commands: argparse._SubParsersAction) -> None:
     network = commands.add_parser(
         "network",
@@ -117,21 +224,25 @@ def register_network_commands(commands: argparse._SubParsersAction) -> None:
     actions = network.add_subparsers(dest="action", metavar="ACTION", required=True)
     train = actions.add_parser(
         "train",
-        help="train the MLP denoiser on fresh samples of the digits mixture (CPU, minutes)",
-        description="Trains phiforge.runtime.network.DenoiserMLP (EDM preconditioning) on "
-        "the built-in mixture and writes NAME.bin and NAME.json with its denoising errors.",
+        help="train a denoiser: the MLP on the digits mixture, or the U-Net on image patches",
+        description="--model mlp: phiforge.runtime.network.DenoiserMLP on fresh samples of the "
+        "built-in mixture; --model unet: phiforge.runtime.unet.UNet on fresh crops of the "
+        "pictures that ship with scikit-image and scikit-learn (EDM preconditioning and loss). "
+        "Writes NAME.bin and NAME.json with the measured denoising errors.",
     )
-    train.add_argument("--steps", type=positive_int, default=16000)
-    train.add_argument("--batch", type=positive_int, default=512)
+    train.add_argument("--model", choices=["mlp", "unet"], default="mlp")
+    train.add_argument("--steps", type=positive_int, help="default: 16000 (mlp), 4000 (unet)")
+    train.add_argument("--batch", type=positive_int, help="default: 512 (mlp), 32 (unet)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument(
         "--target",
         choices=["posterior", "data"],
-        default="posterior",
-        help="regress on the exact posterior mean (default) or on x0 (score matching)",
+        help="mlp: regress on the exact posterior mean (default) or on x0 (score matching)",
     )
-    train.add_argument("--width", type=positive_int)
-    train.add_argument("--blocks", type=positive_int)
+    train.add_argument("--width", type=positive_int, help="mlp: hidden width (default 256)")
+    train.add_argument("--blocks", type=positive_int, help="mlp: residual blocks (default 2)")
+    train.add_argument("--base", type=positive_int, help="unet: channels at full size (32)")
+    train.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     train.add_argument("--out", metavar="DIR", help="default: the working directory")
     train.add_argument("--name", help="file stem (default: the built-in network's)")
     train.add_argument("--format", choices=["text", "json"], default="text")

@@ -24,8 +24,98 @@ _REGISTRY_HELP = (
 )
 
 
+def _verify_operator(args: argparse.Namespace) -> int:
+    """``verify --setting operator``: catalogue or registry tableaus on the stiff PDE problems
+    of :mod:`phiforge.derive.stiff_pde`, observed orders against the derived ones."""
+    from phiforge.cli.commands import method_tableau
+    from phiforge.derive.catalogue import catalogue_method, catalogue_names
+    from phiforge.derive.check import check_tableau
+    from phiforge.derive.stiff_pde import PROBLEMS as PDE_PROBLEMS
+    from phiforge.derive.stiff_pde import stiff_problem, study
+
+    problems = args.problem or list(PDE_PROBLEMS)
+    for name in problems:
+        if name not in PDE_PROBLEMS:
+            raise InputError(
+                f"parameter '--problem' with --setting operator must be one of "
+                f"{', '.join(PDE_PROBLEMS)}, got {name!r}"
+            )
+    if args.nfe_given:
+        raise InputError("parameter '--nfe' applies to --setting scalar (the diffusion problems)")
+    names = args.methods or [n for n in catalogue_names() if not catalogue_method(n).free_symbols]
+    methods = [method_tableau(name, {}, args.registry) for name in names]
+    steps = args.steps if args.steps_given else [16, 32, 64, 128, 256]
+    if len(set(steps)) < 3:
+        raise InputError("parameter '--steps' needs at least three distinct step counts")
+    orders = {}
+    for method in methods:
+        report = check_tableau(method, 6, "operator")
+        orders[method.name] = {
+            "stiff": report.stiff_order,
+            "weak_stiff": report.weak_stiff_order,
+            "classical": report.classical_order,
+        }
+    results = []
+    progress = Progress(len(problems) * len(methods), "verify", quiet=args.quiet)
+    for name in problems:
+        problem = stiff_problem(name)
+        rows = []
+        for method in methods:
+            rows.append(study(method, problem, orders[method.name], steps))
+            progress.advance(note=f"{name} {method.name}")
+        results.append({"problem": name, "norm_L": problem.norm, "methods": rows})
+    progress.close()
+    if args.format == "json":
+        emit_json({"setting": "operator", "problems": results})
+    else:
+        for result in results:
+            print(
+                f"## {result['problem']}: ||L|| = {result['norm_L']:.3g}, steps "
+                f"{' '.join(map(str, steps))} on [0, 1], discrete L2 error at T = 1\n"
+            )
+            header = ["method", "stiff", "weak", "classical", "observed", "local orders"]
+            header += ["agrees"] + [f"N={n}" for n in steps]
+            body = [
+                [
+                    r["name"], r["stiff"], r["weak_stiff"], r["classical"],
+                    _fmt(r["observed_order"], ".2f"),
+                    ", ".join(f"{v:.2f}" for v in r["local_orders"]) or "-",
+                    "yes" if r["agrees"] else "NO",
+                ]
+                + [_fmt(e) if math.isfinite(e) else "inf" for e in r["errors"]]
+                for r in result["methods"]
+            ]  # fmt: skip
+            print(markdown_table(header, body))
+            notes = [
+                f"- {r['name']}: {r['verdict']}" for r in result["methods"] if r["verdict"] != "yes"
+            ]
+            if notes:
+                print("\n" + "\n".join(notes))
+            print()
+    failing = [(r["problem"], m["name"], m["verdict"]) for r in results for m in r["methods"]]
+    failing = [f for f in failing if not f[2].startswith("yes")]
+    if failing and args.strict:
+        for problem_name, name, verdict in failing:
+            print(f"verify --strict: {name} on {problem_name}: {verdict}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _verify(args: argparse.Namespace) -> int:
     from phiforge.runtime.stepping import load_method, ode_methods
+
+    args.steps_given = args.steps is not None
+    args.nfe_given = args.nfe is not None
+    if args.setting == "operator":
+        return _verify_operator(args)
+    args.steps = args.steps or [8, 16, 32, 64, 128, 256]
+    args.nfe = args.nfe or [5, 6, 8, 10, 12, 15, 20, 30, 50]
+    if args.problem:
+        for name in args.problem:
+            if name not in PROBLEMS:
+                raise InputError(
+                    f"parameter '--problem' must be one of {', '.join(PROBLEMS)}, got {name!r}"
+                )
     from phiforge.runtime.verification import builtin_problem, study_method
 
     names = args.methods or ode_methods(args.registry)
@@ -69,7 +159,13 @@ def _verify(args: argparse.Namespace) -> int:
                 "t_start": problem.t_start,
                 "t_end": problem.t_end,
                 "batch": args.batch,
-                "reference": "exact" if problem.reference_accuracy == 0 else "DOP853 rtol 1e-12",
+                "reference": (
+                    "exact"
+                    if problem.reference_accuracy == 0
+                    else "DOP853 rtol 1e-12"
+                    if problem.reference_solver is None
+                    else "{} on {} steps".format(*problem.reference_solver)
+                ),
                 "reference_accuracy": problem.reference_accuracy,
                 "seconds": round(time.perf_counter() - started, 2),
                 "methods": [s.to_dict() for s in studies],
@@ -438,6 +534,8 @@ def _fit_steps(args, denoiser, schedule, method, plan, sigma_start):
 
 
 def _image_grid(images, path: Path) -> None:
+    """A PNG grid of the samples: grey images (H, W) or RGB ones (3, H, W), values in
+    [-1, 1] (clipped)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -449,8 +547,13 @@ def _image_grid(images, path: Path) -> None:
     fig, axes = plt.subplots(rows, columns, figsize=(columns, rows), squeeze=False)
     for index, axis in enumerate(axes.flat):
         axis.axis("off")
-        if index < count:
-            axis.imshow(images[index].cpu().numpy(), cmap="gray_r", vmin=-1, vmax=1)
+        if index >= count:
+            continue
+        image = images[index].detach().float().cpu()
+        if image.ndim == 3:  # channels first: RGB in [-1, 1] -> [0, 1]
+            axis.imshow(((image.permute(1, 2, 0) + 1) / 2).clamp(0, 1).numpy())
+        else:
+            axis.imshow(image.numpy(), cmap="gray_r", vmin=-1, vmax=1)
     fig.savefig(path, dpi=80, bbox_inches="tight")
     plt.close(fig)
 
@@ -464,14 +567,27 @@ def register_runtime_commands(commands: argparse._SubParsersAction) -> None:
     )
     verify.add_argument("methods", nargs="*", metavar="METHOD", help="default: every method")
     verify.add_argument(
+        "--setting",
+        choices=["scalar", "operator"],
+        default="scalar",
+        help="scalar: the diffusion problems; operator: stiff PDE problems (heat-ho, "
+        "heat-compatible, heat-nonstiff) for catalogue and registry tableaus",
+    )
+    verify.add_argument(
         "--problem",
         action="append",
-        choices=PROBLEMS,
-        help="repeatable; default: gaussian and gmm (network: the MLP trained on gmm)",
+        help=f"repeatable; scalar: {', '.join(PROBLEMS)} (default: gaussian and gmm; network: "
+        "the MLP trained on gmm; unet: the U-Net on image patches); operator: heat-ho, "
+        "heat-compatible, heat-nonstiff (default: all)",
     )
-    verify.add_argument("--steps", type=positive_int, nargs="+", default=[8, 16, 32, 64, 128, 256])
     verify.add_argument(
-        "--nfe", type=positive_int, nargs="+", default=[5, 6, 8, 10, 12, 15, 20, 30, 50]
+        "--steps",
+        type=positive_int,
+        nargs="+",
+        help="default: 8 16 32 64 128 256 (scalar), 16 32 64 128 256 (operator)",
+    )
+    verify.add_argument(
+        "--nfe", type=positive_int, nargs="+", help="default: 5 6 8 10 12 15 20 30 50"
     )
     verify.add_argument(
         "--extend-to",

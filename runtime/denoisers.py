@@ -336,24 +336,34 @@ def _digits_network() -> Denoiser:
     return builtin_network()
 
 
+def _patches_unet() -> Denoiser:
+    from phiforge.runtime.unet import builtin_unet
+
+    return builtin_unet()
+
+
 DENOISERS = {
     "gaussian": _digits_gaussian,
     "gmm": _digits_mixture,
     "empirical": _digits_empirical,
     "network": _digits_network,
+    "unet": _patches_unet,
 }
 
 
 @functools.cache
 def _cached(name: str) -> Denoiser:
     denoiser = DENOISERS[name]()
-    denoiser.image_shape = (8, 8)
+    if denoiser.image_shape is None:  # the digits: 8 x 8 grey images
+        denoiser.image_shape = (8, 8)
     return denoiser
 
 
 def builtin_denoiser(name: str, device: str | torch.device | None = None) -> Denoiser:
-    """A built-in denoiser on the digits data: the exact ``gaussian``, ``gmm`` and ``empirical``
-    posterior means, or ``network``, an MLP trained on ``gmm`` (:mod:`phiforge.runtime.network`)."""
+    """A built-in denoiser: on the digits data the exact ``gaussian``, ``gmm`` and ``empirical``
+    posterior means, or ``network``, an MLP trained on ``gmm`` (:mod:`phiforge.runtime.network`);
+    ``unet``, a convolutional U-Net trained on 32 x 32 RGB patches of pictures that ship with
+    scikit-image and scikit-learn (:mod:`phiforge.runtime.unet`)."""
     if name not in DENOISERS:
         raise InputError(
             f"parameter 'denoiser' must be one of {', '.join(DENOISERS)}, got {name!r}"

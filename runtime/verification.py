@@ -44,7 +44,10 @@ __all__ = [
     "study_method",
 ]
 
-PROBLEMS = ("gaussian", "gmm", "empirical", "network")
+PROBLEMS = ("gaussian", "gmm", "empirical", "network", "unet")
+#: problems whose reference is a fine solve (a float32 network: DOP853 at rtol 1e-12 would
+#: resolve the model's rounding, at thousands of network calls)
+_FINE_SOLVE = {"unet": ("res_3m_pc", 512)}
 
 
 @dataclass
@@ -57,6 +60,7 @@ class Problem:
     x_start: torch.Tensor
     t_start: float
     t_end: float
+    reference_solver: tuple[str, int] | None = None  # (method, steps); None: exact or DOP853
     reference: torch.Tensor = field(init=False)
     reference_accuracy: float = field(init=False)
 
@@ -71,6 +75,11 @@ class Problem:
         if isinstance(self.denoiser, GaussianDenoiser):
             exact = self.denoiser.flow(y0, sigma0 / alpha0, sigma1 / alpha1)
             return alpha1 * exact, 0.0
+        if self.reference_solver is not None:  # its accuracy: against half the steps
+            method, steps = self.reference_solver
+            fine, _ = self.run(method, steps=steps)
+            coarse, _ = self.run(method, steps=steps // 2)
+            return fine, defect(coarse, fine)
         fine = self._dop853(y0, lam0, lam1, 1e-12)
         coarse = self._dop853(y0, lam0, lam1, 1e-10)
         return alpha1 * fine, defect(alpha1 * coarse, alpha1 * fine)
@@ -160,8 +169,10 @@ def builtin_problem(
     t_end: float = 1e-3,
 ) -> Problem:
     """Digits data as a Gaussian (exact flow), a 10-component mixture, the empirical
-    distribution, or the network trained on the mixture; VP linear schedule from t = 1 to
-    1e-3 (lambda from -5.02 to 4.56), x_T ~ N(0, sigma_T^2 I)."""
+    distribution, or the network trained on the mixture (references: closed form or DOP853 at
+    rtol 1e-12); or ``unet``, the U-Net on 32 x 32 RGB patches (reference: res_3m_pc on 512
+    lambda-uniform steps, its accuracy the defect of 256 steps). VP linear schedule from t = 1
+    to 1e-3 (lambda from -5.02 to 4.56), x_T ~ N(0, sigma_T^2 I)."""
     if name not in PROBLEMS:
         raise InputError(f"parameter 'problem' must be one of {', '.join(PROBLEMS)}, got {name!r}")
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
@@ -171,7 +182,7 @@ def builtin_problem(
     sched = noise_schedule(schedule)
     x_start = torch.randn(batch, denoiser.dim, dtype=torch.float64, generator=generator)
     x_start = x_start * float(sched.sigma(t_start))
-    return Problem(name, denoiser, sched, x_start, t_start, t_end)
+    return Problem(name, denoiser, sched, x_start, t_start, t_end, _FINE_SOLVE.get(name))
 
 
 def observed_order(

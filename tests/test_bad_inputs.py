@@ -98,6 +98,12 @@ def denoiser():
     return builtin_denoiser("gmm")
 
 
+def denoiser_named(name: str):
+    from phiforge.runtime.denoisers import builtin_denoiser
+
+    return builtin_denoiser(name)
+
+
 def x16() -> torch.Tensor:
     return torch.randn(4, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
 
@@ -415,6 +421,24 @@ CASES: list[tuple[str, Callable[[], object], str]] = [
     ("network-train-out", cli("network", "train", "--steps", "1", "--out", "/proc/x"), "--out"),
     ("network-target", cli("network", "train", "--target", "noise"), "--target"),
     ("network-store", cli("network", "check", "--store"), "--store"),
+    (
+        "network-unet-target",
+        cli("network", "train", "--model", "unet", "--target", "data"),
+        "--target",
+    ),
+    ("network-mlp-base", cli("network", "train", "--base", "16", "--steps", "1"), "--base"),
+    ("network-model", cli("network", "train", "--model", "vit"), "--model"),
+    ("unet-missing", file_loader("runtime.unet.load_unet", "missing"), "missing"),
+    ("unet-junk", file_loader("runtime.unet.load_unet", "junk"), "junk"),
+    ("unet-network", file_loader("runtime.unet.load_unet", "network"), "U-Net"),
+    ("unet-mixture", file_loader("runtime.unet.load_unet", "mixture"), "U-Net"),
+    ("unet-device", api("runtime.denoisers.builtin_denoiser", "unet", device="gpu0"), "device"),
+    ("unet-size", lambda: denoiser_named("unet")(torch.zeros(2, 3, 16, 16), 1.0), "3072"),
+    ("patches-split", api("runtime.images.image_patches", "test", 4), "split"),
+    ("patches-count", api("runtime.images.image_patches", "train", 0), "count"),
+    ("unet-config-size", api("runtime.unet.UNetConfig", size=30), "size"),
+    ("unet-config-groups", api("runtime.unet.UNetConfig", base=12, groups=8), "groups"),
+    ("unet-training-ema", api("runtime.unet.UNetTraining", ema=1.0), "ema"),
     ("mixture-fit-0", cli("mixture", "fit", "--components", "0"), "--components"),
     (
         "mixture-fit-out",

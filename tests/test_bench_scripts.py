@@ -254,3 +254,26 @@ def test_fitted_sde_benchmark_keeps_the_best_of_several_starting_grids(monkeypat
     kept, dropped = (first, second) if first["kept"] else (second, first)
     assert kept["pilot_frechet"] <= dropped["pilot_frechet"]
     assert calls[2][0]["start"] is calls[0 if first["kept"] else 1][1]
+
+
+def test_unet_sampling_benchmark_measures_agreement_defect_and_throughput():
+    result = _load("unet_sampling").measure("cpu", batch=2, agreement_batch=1)
+    rows = {r["method"]: r for r in result["rows"]}
+    assert set(rows) == {"res_2m", "res_3m_pc", "dpmpp_2s"}
+    for row in rows.values():
+        assert row["float32_vs_cpu_float64"] < 1e-3  # float32 against float64, same solve
+        assert row["bfloat16_vs_cpu_float64"] > row["float32_vs_cpu_float64"]
+        assert 0 < row["defect_float32"] < 0.5 and row["images_per_second_float32"] > 0
+    assert "| res_3m_pc |" in _load("unet_sampling").render(result)
+
+
+def test_unet_distribution_benchmark_has_floors_and_rows():
+    pytest.importorskip("skimage")
+    module = _load("unet_distribution")
+    result = module.measure(samples=8, budgets=(10,))
+    floor = result["floor"]
+    assert floor["held-out sets"]["frechet"] > 0 and floor["training patches"]["frechet"] > 0
+    rows = result["rows"]
+    assert {"seeds_2", "res_3m_pc (ODE)", "res_2s + restart"} <= set(rows)
+    assert all(cell["frechet"] > 0 for cells in rows.values() for cell in cells)
+    assert "| floor | Frechet | sliced W2 |" in module.render(result)

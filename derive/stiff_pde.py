@@ -1,0 +1,252 @@
+"""Stiff test problems for the operator setting: semilinear parabolic PDEs with exact solutions.
+
+The operator-setting verdicts of :mod:`phiforge.derive.check` (stiff order p: the error bound
+C h^p holds with C independent of ||L||) are statements about problems u' = L u + g(t, u) with L
+an unbounded operator. This module measures them: the heat equation on [0, 1] with homogeneous
+Dirichlet conditions, discretised by the second difference on ``n`` interior points (L
+symmetric, eigenvalues -4 eps/dx^2 sin^2(k pi dx / 2), so ||L|| = O(n^2)), with a source chosen so
+that a known function solves the *semi-discrete* system exactly (the second difference of a
+quadratic is exact, so no spatial error enters the measured one):
+
+- ``heat-ho``: Hochbruck & Ostermann's example (SIAM J. Numer. Anal. 43 (2005), §6):
+  u_t = u_xx + 1/(1 + u^2) + Phi(x, t), u = x (1 - x) e^t. Phi(0, t) = 2e^t - 1 != 0: the
+  source does not vanish on the boundary, so g(t, u(t)) lies in no domain of a power of L, and
+  methods that satisfy only the non-stiff conditions lose order.
+- ``heat-compatible``: u_t = u_xx + u^2 + Phi, u = x^2 (1 - x)^2 e^t... restricted to data with
+  g(t, u(t)) = 0 on the boundary (Phi vanishes there), the milder setting.
+- ``heat-nonstiff``: ``heat-ho`` with diffusion eps = 1e-4 on 20 points (h ||L|| < 1 for
+  h <= 1): every method shows its classical order.
+
+A step of an exponential Runge-Kutta tableau is taken in L's eigenbasis, where every
+coefficient a_ij(hL), b_i(hL) is the scalar expression evaluated at h lambda_k (phi functions by
+their Taylor series for |z| < 1 and the recurrence phi_{k+1} = (phi_k - 1/k!)/z otherwise,
+both stable on z <= 0); no matrix exponential is formed. Errors are discrete L2 norms
+sqrt(dx sum (u_i - u(x_i, T))^2) at T = 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import sympy
+
+from phiforge.derive.errors import InputError
+from phiforge.derive.tableau import ExpRKTableau, Z
+
+__all__ = [
+    "PROBLEMS",
+    "STIFF_PROBLEMS",
+    "StiffProblem",
+    "observed_orders",
+    "solve",
+    "stiff_problem",
+    "study",
+]
+
+
+def phi_numpy(k: int, z: np.ndarray) -> np.ndarray:
+    """phi_k(z) for real z (arrays), accurate to ~1e-15 relative on z <= 0."""
+    z = np.asarray(z, dtype=np.float64)
+    out = np.empty_like(z)
+    small = np.abs(z) < 1.0
+    zs = z[small]
+    term = np.full_like(zs, 1.0 / math.factorial(k))
+    total = term.copy()
+    for m in range(1, 30):  # sum_m z^m / (m + k)!
+        term = term * zs / (m + k)
+        total += term
+    out[small] = total
+    zl = z[~small]
+    with np.errstate(over="ignore"):  # z > 709 (an unstable method's scaled step): inf
+        value = np.exp(zl)
+    for j in range(1, k + 1):  # phi_j = (phi_{j-1} - 1/(j-1)!)/z
+        value = (value - 1.0 / math.factorial(j - 1)) / zl
+    out[~small] = value
+    return out
+
+
+def _numeric(expr: sympy.Expr) -> Callable[[np.ndarray], np.ndarray]:
+    """A vectorised numpy function of z for a coefficient expression in phi(k, c z)."""
+    function = sympy.lambdify(Z, expr, modules=[{"phi": phi_numpy}, "numpy"])
+
+    def evaluate(z: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(np.asarray(function(z), dtype=np.float64), z.shape)
+
+    return evaluate
+
+
+@dataclass(frozen=True)
+class StiffProblem:
+    """u' = L u + g(t, u) on [0, 1] with L = V diag(lam) V^T and the exact solution ``exact``."""
+
+    name: str
+    x: np.ndarray
+    lam: np.ndarray
+    vectors: np.ndarray
+    g: Callable[[float, np.ndarray], np.ndarray]
+    exact: Callable[[float], np.ndarray]
+
+    @property
+    def norm(self) -> float:
+        """||L|| (the largest |eigenvalue|)."""
+        return float(np.abs(self.lam).max())
+
+    def error(self, u: np.ndarray, t: float) -> float:
+        dx = self.x[1] - self.x[0]
+        with np.errstate(over="ignore", invalid="ignore"):
+            value = float(np.sqrt(dx * np.sum((u - self.exact(t)) ** 2)))
+        return value if math.isfinite(value) else math.inf
+
+
+def _laplacian(n: int, eps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    dx = 1.0 / (n + 1)
+    x = np.linspace(dx, 1.0 - dx, n)
+    k = np.arange(1, n + 1)
+    lam = -4.0 * eps / dx**2 * np.sin(k * np.pi * dx / 2) ** 2
+    vectors = np.sqrt(2 * dx) * np.sin(np.outer(x, k) * np.pi)  # orthonormal eigenvectors
+    return x, lam, vectors
+
+
+def _heat_ho(n: int, eps: float, name: str) -> StiffProblem:
+    x, lam, vectors = _laplacian(n, eps)
+    shape = x * (1 - x)
+
+    def exact(t: float) -> np.ndarray:
+        return shape * math.exp(t)
+
+    def g(t: float, u: np.ndarray) -> np.ndarray:
+        w = exact(t)  # u_t - eps u_xx - 1/(1 + w^2), with u_xx = -2 e^t exactly on the grid
+        source = w + 2 * eps * math.exp(t) - 1.0 / (1.0 + w * w)
+        return 1.0 / (1.0 + u * u) + source
+
+    return StiffProblem(name, x, lam, vectors, g, exact)
+
+
+def _heat_compatible(n: int) -> StiffProblem:
+    """u = x^2 (1 - x)^2 e^t is no quadratic, so the source holds the grid's own second
+    difference of it: the semi-discrete system is solved exactly. g(t, u(t)) = u_t - L u
+    vanishes on the boundary to second order."""
+    x, lam, vectors = _laplacian(n, 1.0)
+    shape = x**2 * (1 - x) ** 2
+    laplace_shape = vectors @ (lam * (vectors.T @ shape))
+
+    def exact(t: float) -> np.ndarray:
+        return shape * math.exp(t)
+
+    def g(t: float, u: np.ndarray) -> np.ndarray:
+        w = exact(t)
+        source = w - laplace_shape * math.exp(t) - w * w
+        return u * u + source
+
+    return StiffProblem("heat-compatible", x, lam, vectors, g, exact)
+
+
+PROBLEMS = {
+    "heat-ho": lambda: _heat_ho(200, 1.0, "heat-ho"),
+    "heat-compatible": lambda: _heat_compatible(200),
+    "heat-nonstiff": lambda: _heat_ho(20, 1e-4, "heat-nonstiff"),
+}
+STIFF_PROBLEMS = ("heat-ho", "heat-compatible")  # h ||L|| >> 1 over the default sweep
+TOLERANCE = 0.2
+
+
+@functools.cache
+def stiff_problem(name: str) -> StiffProblem:
+    if name not in PROBLEMS:
+        raise InputError(f"parameter 'problem' must be one of {', '.join(PROBLEMS)}, got {name!r}")
+    return PROBLEMS[name]()
+
+
+def solve(method: ExpRKTableau, problem: StiffProblem, steps: int, t_end: float = 1.0):
+    """The end state of ``steps`` constant steps of ``method`` from the exact u(0)."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise InputError(f"parameter 'steps' must be an integer >= 1, got {steps!r}")
+    s, h = method.stages, t_end / steps
+    z = h * problem.lam
+    exp_c = [np.exp(float(c) * z) for c in method.c]
+    a = {
+        (i, j): _numeric(method.a_entry(i, j))(z)
+        for i in range(2, s + 1)
+        for j in range(1, i)
+        if method.a_entry(i, j) != 0
+    }
+    b = {i: _numeric(method.b_entry(i))(z) for i in range(1, s + 1) if method.b_entry(i) != 0}
+    V = problem.vectors
+    u = problem.exact(0.0)
+    w = V.T @ u
+    with np.errstate(over="ignore", invalid="ignore"):  # an unstable method: inf, reported
+        return V @ _steps(w, problem, method, a, b, exp_c, z, h, steps)
+
+
+def _steps(w, problem, method, a, b, exp_c, z, h, steps) -> np.ndarray:
+    s, V = method.stages, problem.vectors
+    for n in range(steps):
+        t = n * h
+        forces = []  # the stages' g in the eigenbasis
+        for i in range(1, s + 1):
+            stage = exp_c[i - 1] * w + h * sum(
+                (a[(i, j)] * forces[j - 1] for j in range(1, i) if (i, j) in a),
+                np.zeros_like(w),
+            )
+            forces.append(V.T @ problem.g(t + float(method.c[i - 1]) * h, V @ stage))
+        w = np.exp(z) * w + h * sum((b[i] * forces[i - 1] for i in b), np.zeros_like(w))
+    return w
+
+
+def observed_orders(
+    method: ExpRKTableau, problem: StiffProblem, steps: Sequence[int] = (16, 32, 64, 128, 256)
+) -> dict:
+    """Errors at T = 1 over the step sweep, the local orders between consecutive step counts
+    and the least-squares order over the finest three."""
+    errors = [problem.error(solve(method, problem, int(n)), 1.0) for n in steps]
+    local = [
+        math.log(e0 / e1) / math.log(n1 / n0)
+        for (n0, e0), (n1, e1) in zip(
+            zip(steps, errors, strict=True), list(zip(steps, errors, strict=True))[1:], strict=False
+        )
+        if e0 > 0 and e1 > 0
+    ]
+    if not all(math.isfinite(e) for e in errors):
+        return {"steps": list(steps), "errors": errors, "local_orders": [], "observed_order": None}
+    usable = [(n, e) for n, e in zip(steps, errors, strict=True) if e > 1e-13][-3:]
+    slope = None
+    if len(usable) >= 2:
+        slope = float(
+            -np.polyfit(np.log([n for n, _ in usable]), np.log([e for _, e in usable]), 1)[0]
+        )
+    return {"steps": list(steps), "errors": errors, "local_orders": local, "observed_order": slope}
+
+
+def study(
+    method: ExpRKTableau,
+    problem: StiffProblem,
+    orders: dict[str, int],
+    steps: Sequence[int] = (16, 32, 64, 128, 256),
+) -> dict:
+    """The sweep of :func:`observed_orders` with a verdict against the derived ``orders``
+    (operator setting: stiff, weak_stiff, classical). On a stiff problem the stiff order is a
+    bound that holds whatever ||L|| is, so the observed order must reach it (within 0.2); it
+    may exceed it up to the classical order when the data are smoother than the bound assumes,
+    and an observed order below the classical one is order reduction. On the non-stiff problem
+    every method must show its classical order (within 0.2)."""
+    result = observed_orders(method, problem, steps)
+    observed = result["observed_order"]
+    stiff, classical = orders["stiff"], orders["classical"]
+    if observed is None:
+        verdict, agrees = "unstable: the solution blew up (no exponential treatment of L)", False
+    elif problem.name in STIFF_PROBLEMS:
+        agrees = observed >= stiff - TOLERANCE
+        if not agrees:
+            verdict = f"NO: observed {observed:.2f} below the stiff order {stiff}"
+        elif observed < classical - TOLERANCE:
+            verdict = f"yes; order reduction: {observed:.2f} < classical {classical}"
+        else:
+            verdict = "yes"
+    else:
+        agrees = abs(observed - classical) <= TOLERANCE
+        verdict = "yes" if agrees else f"NO: observed {observed:.2f}, classical {classical}"
+    return result | {"name": method.name, **orders, "agrees": agrees, "verdict": verdict}

@@ -1,0 +1,99 @@
+"""The operator-setting verdicts measured on stiff PDEs (derive.stiff_pde, verify --setting
+operator): the heat equation with a nonlinear source, semi-discrete exact solutions."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from phiforge.cli.main import main
+from phiforge.derive.catalogue import catalogue_method
+from phiforge.derive.errors import InputError
+from phiforge.derive.stiff_pde import (
+    observed_orders,
+    phi_numpy,
+    solve,
+    stiff_problem,
+)
+
+
+def test_phi_numpy_matches_the_definition():
+    z = np.array([-1e5, -30.0, -1.5, -1.0, -0.3, -1e-6, 0.0, 0.5, 2.0])
+    for k in range(5):
+        expected = [
+            float(sum(v**m / math.factorial(m + k) for m in range(80)))
+            if abs(v) < 5
+            else (math.exp(v) - sum(v**m / math.factorial(m) for m in range(k))) / v**k
+            for v in z
+        ]
+        assert np.allclose(phi_numpy(k, z), expected, rtol=1e-13, atol=1e-300)
+
+
+def test_semi_discrete_solution_is_exact_for_the_problems():
+    """The sources make the known functions solve the semi-discrete systems: a fine solve with
+    a fourth-order method reaches them to roundoff-level accuracy."""
+    for name in ("heat-ho", "heat-compatible", "heat-nonstiff"):
+        problem = stiff_problem(name)
+        u = solve(catalogue_method("krogstad"), problem, 256)
+        assert problem.error(u, 1.0) < 1e-10, name
+
+
+@pytest.mark.parametrize(
+    ("method", "low", "high"),
+    [
+        ("exp_euler", 0.8, 1.2),  # stiff 1 = classical 1
+        ("etd2rk", 1.8, 2.2),  # stiff 2 = classical 2
+        ("etd3rk", 1.8, 2.8),  # stiff 2, classical 3: reduced (measured 2.49)
+        ("krogstad", 2.8, 4.2),  # stiff 3, classical 4 (measured 4.02)
+    ],
+)
+def test_observed_order_on_the_stiff_problem_lies_between_stiff_and_classical(method, low, high):
+    result = observed_orders(
+        catalogue_method(method), stiff_problem("heat-ho"), steps=(16, 32, 64, 128)
+    )
+    assert low <= result["observed_order"] <= high, result
+
+
+def test_order_reduction_shows_on_the_stiff_problem_only():
+    """etd3rk satisfies the stiff conditions to order 2 only: order 3 on the non-stiff
+    problem, about 2.5 on the stiff one (Hochbruck & Ostermann's example)."""
+    method = catalogue_method("etd3rk")
+    stiff = observed_orders(method, stiff_problem("heat-ho"), steps=(32, 64, 128, 256))
+    nonstiff = observed_orders(method, stiff_problem("heat-nonstiff"), steps=(16, 32, 64))
+    assert abs(nonstiff["observed_order"] - 3) < 0.1
+    assert stiff["observed_order"] < 2.75
+
+
+def test_cli_verify_operator_setting(capsys):
+    code = main(
+        ["verify", "--setting", "operator", "--problem", "heat-nonstiff", "exprk3s3_ho",
+         "etdrk4_cox_matthews", "--steps", "16", "32", "64", "--format", "json"]
+    )  # fmt: skip
+    result = json.loads(capsys.readouterr().out)
+    (problem,) = result["problems"]
+    assert code == 0 and problem["problem"] == "heat-nonstiff" and problem["norm_L"] < 1
+    by_name = {m["name"]: m for m in problem["methods"]}
+    assert abs(by_name["exprk3s3_ho"]["observed_order"] - 3) < 0.2
+    assert abs(by_name["etdrk4_cox_matthews"]["observed_order"] - 4) < 0.2
+    assert by_name["etdrk4_cox_matthews"]["stiff"] == 2 and all(
+        m["agrees"] for m in by_name.values()
+    )
+    # a method without an exponential treatment of L blows up on the stiff problem: named
+    code = main(["verify", "--setting", "operator", "--problem", "heat-ho", "edm_heun",
+                 "--steps", "16", "32", "64", "--strict"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 1 and "edm_heun on heat-ho: unstable" in captured.err
+
+
+def test_bad_operator_inputs(capsys):
+    code = main(["verify", "--setting", "operator", "--problem", "gmm"])
+    assert code == 2 and "heat-ho" in capsys.readouterr().err
+    code = main(["verify", "krogstad", "--setting", "operator", "--nfe", "10"])
+    assert code == 2 and "--nfe" in capsys.readouterr().err
+    with pytest.raises(InputError, match="problem"):
+        stiff_problem("wave")
+    with pytest.raises(InputError, match="steps"):
+        solve(catalogue_method("krogstad"), stiff_problem("heat-ho"), 0)
