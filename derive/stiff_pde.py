@@ -41,6 +41,7 @@ __all__ = [
     "PROBLEMS",
     "STIFF_PROBLEMS",
     "StiffProblem",
+    "heat_problem",
     "observed_orders",
     "solve",
     "stiff_problem",
@@ -126,11 +127,11 @@ def _heat_ho(n: int, eps: float, name: str) -> StiffProblem:
     return StiffProblem(name, x, lam, vectors, g, exact)
 
 
-def _heat_compatible(n: int) -> StiffProblem:
+def _heat_compatible(n: int, eps: float = 1.0) -> StiffProblem:
     """u = x^2 (1 - x)^2 e^t is no quadratic, so the source holds the grid's own second
     difference of it: the semi-discrete system is solved exactly. g(t, u(t)) = u_t - L u
     vanishes on the boundary to second order."""
-    x, lam, vectors = _laplacian(n, 1.0)
+    x, lam, vectors = _laplacian(n, eps)
     shape = x**2 * (1 - x) ** 2
     laplace_shape = vectors @ (lam * (vectors.T @ shape))
 
@@ -143,6 +144,27 @@ def _heat_compatible(n: int) -> StiffProblem:
         return u * u + source
 
     return StiffProblem("heat-compatible", x, lam, vectors, g, exact)
+
+
+def heat_problem(kind: str = "ho", n: int = 200, eps: float = 1.0) -> StiffProblem:
+    """A heat problem of ``kind`` 'ho' (boundary-incompatible source) or 'compatible' on ``n``
+    interior points with diffusion ``eps``; a stiff one needs ||L|| = 4 eps (n+1)^2 >= 1000
+    (h ||L|| >= 60 at the coarsest step of the default sweep, h = 1/16)."""
+    if kind not in ("ho", "compatible"):
+        raise InputError(f"parameter 'kind' must be 'ho' or 'compatible', got {kind!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or not 3 <= n <= 2000:
+        raise InputError(f"parameter 'n' (interior grid points) must be in 3..2000, got {n!r}")
+    if not (isinstance(eps, int | float) and math.isfinite(eps) and eps > 0):
+        raise InputError(f"parameter 'eps' (diffusion) must be finite and > 0, got {eps!r}")
+    if 4 * eps * (n + 1) ** 2 < 1000:
+        raise InputError(
+            f"parameters 'n' = {n}, 'eps' = {eps}: the grid is too coarse to be stiff "
+            f"(||L|| ~ 4 eps (n+1)^2 = {4 * eps * (n + 1) ** 2:.3g} < 1000); use "
+            "'heat-nonstiff' for a non-stiff problem"
+        )
+    if kind == "ho":
+        return _heat_ho(n, eps, "heat-ho")
+    return _heat_compatible(n, eps)
 
 
 PROBLEMS = {
