@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from phiforge.cli.output import emit_json, markdown_table, output_file, positive_int
+from phiforge.cli.output import emit_json, markdown_table, output_dir, output_file, positive_int
 from phiforge.cli.progress import QUIET_HELP as _QUIET_HELP
 from phiforge.cli.progress import Progress
 from phiforge.runtime.denoisers import DENOISERS
@@ -35,11 +35,13 @@ def _verify_operator(args: argparse.Namespace) -> int:
 
     problems = args.problem or list(PDE_PROBLEMS)
     for name in problems:
-        if name not in PDE_PROBLEMS:
+        if name.partition(":")[0] not in PDE_PROBLEMS:
             raise InputError(
                 f"parameter '--problem' with --setting operator must be one of "
-                f"{', '.join(PDE_PROBLEMS)}, got {name!r}"
+                f"{', '.join(PDE_PROBLEMS)} (heat-ho and heat-compatible take :n=N,eps=E), got "
+                f"{name!r}"
             )
+        stiff_problem(name)  # parameters checked before any work
     if args.nfe_given:
         raise InputError("parameter '--nfe' applies to --setting scalar (the diffusion problems)")
     names = args.methods or [n for n in catalogue_names() if not catalogue_method(n).free_symbols]
@@ -55,6 +57,8 @@ def _verify_operator(args: argparse.Namespace) -> int:
             "weak_stiff": report.weak_stiff_order,
             "classical": report.classical_order,
         }
+    if args.explore is not None:
+        return _explore_operator(args, methods, orders)
     results = []
     progress = Progress(len(problems) * len(methods), "verify", quiet=args.quiet)
     for name in problems:
@@ -101,9 +105,61 @@ def _verify_operator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explore_operator(args: argparse.Namespace, methods: list, orders: dict) -> int:
+    """``verify --setting operator --explore N``: each method on N random stiff heat problems
+    drawn by hypothesis (database in ./.phiforge-hypothesis), the distribution of observed minus
+    stiff order, and the smallest problem that misses as a command reproducing it."""
+    import statistics
+
+    from phiforge.derive.stiff_pde import explore
+
+    database = output_dir(".phiforge-hypothesis", "--explore")
+    reports = []
+    with Progress(len(methods), "explore", quiet=args.quiet) as progress:
+        for method in methods:
+            reports.append(
+                explore(method, orders[method.name], args.explore, args.seed, str(database))
+            )
+            progress.advance(note=method.name)
+    if args.format == "json":
+        emit_json({"setting": "operator", "explore": reports})
+    else:
+        print(
+            f"{args.explore} random stiff heat problems per method (hypothesis, seed "
+            f"{args.seed}; database {database}): observed order minus the derived stiff order\n"
+        )
+        header = ["method", "stiff", "classical", "problems", "min", "median", "max", "misses"]
+        body = []
+        for r in reports:
+            finite = [m for m in r["margins"] if math.isfinite(m)] or [-math.inf]
+            body.append(
+                [r["name"], r["stiff"], r["classical"], r["examples"], f"{min(finite):+.2f}",
+                 f"{statistics.median(finite):+.2f}", f"{max(finite):+.2f}", r["misses"]]
+            )  # fmt: skip
+        print(markdown_table(header, body))
+        for r in reports:
+            if r["smallest"] is not None:
+                steps = " ".join(map(str, r["smallest"]["steps"]))
+                print(
+                    f"\n{r['name']} misses its stiff order; the smallest problem found:\n"
+                    f"  phiforge verify {r['name']} --setting operator --problem "
+                    f"{r['smallest']['problem']} --steps {steps}"
+                )
+    missed = [r["name"] for r in reports if r["misses"]]
+    if missed and args.strict:
+        print(f"verify --strict: {', '.join(missed)} miss their stiff order", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _verify(args: argparse.Namespace) -> int:
     from phiforge.runtime.stepping import load_method, ode_methods
 
+    if args.explore is not None and args.setting != "operator":
+        raise InputError(
+            "parameter '--explore' is built for --setting operator (random stiff PDE problems); "
+            "the scalar setting's property tests live in the test suite"
+        )
     args.steps_given = args.steps is not None
     args.nfe_given = args.nfe is not None
     if args.setting == "operator":
@@ -613,6 +669,13 @@ def register_runtime_commands(commands: argparse._SubParsersAction) -> None:
     verify.add_argument("--format", choices=["text", "json"], default="text")
     verify.add_argument("--registry", action="append", help=_REGISTRY_HELP)
     verify.add_argument("--quiet", "-q", action="store_true", help=_QUIET_HELP)
+    verify.add_argument(
+        "--explore",
+        type=positive_int,
+        metavar="N",
+        help="--setting operator: N random stiff heat problems per method (hypothesis, --seed), "
+        "the distribution of observed minus stiff order and the smallest miss",
+    )
     verify.set_defaults(handler=_verify)
 
     sampler = commands.add_parser(

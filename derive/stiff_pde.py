@@ -41,6 +41,7 @@ __all__ = [
     "PROBLEMS",
     "STIFF_PROBLEMS",
     "StiffProblem",
+    "explore",
     "heat_problem",
     "observed_orders",
     "solve",
@@ -178,6 +179,29 @@ TOLERANCE = 0.2
 
 @functools.cache
 def stiff_problem(name: str) -> StiffProblem:
+    """A named problem, or a stiff heat problem with its parameters, e.g.
+    ``heat-ho:n=120,eps=0.7`` (kind ho or compatible; n interior points; diffusion eps)."""
+    if isinstance(name, str) and ":" in name:
+        kind, _, spec = name.partition(":")
+        if kind not in ("heat-ho", "heat-compatible"):
+            raise InputError(
+                "parameter 'problem': parameters apply to heat-ho and heat-compatible, got "
+                f"{kind!r}"
+            )
+        values: dict[str, float] = {}
+        for item in spec.split(","):
+            key, _, text = item.partition("=")
+            if key not in ("n", "eps") or key in values:
+                raise InputError(f"parameter 'problem': expected n=N,eps=E, got {spec!r}")
+            try:
+                values[key] = int(text) if key == "n" else float(text)
+            except ValueError:
+                raise InputError(
+                    f"parameter 'problem': {key} must be a number, got {text!r}"
+                ) from None
+        return heat_problem(
+            kind.removeprefix("heat-"), int(values.get("n", 200)), values.get("eps", 1.0)
+        )
     if name not in PROBLEMS:
         raise InputError(f"parameter 'problem' must be one of {', '.join(PROBLEMS)}, got {name!r}")
     return PROBLEMS[name]()
@@ -272,3 +296,97 @@ def study(
         agrees = abs(observed - classical) <= TOLERANCE
         verdict = "yes" if agrees else f"NO: observed {observed:.2f}, classical {classical}"
     return result | {"name": method.name, **orders, "agrees": agrees, "verdict": verdict}
+
+
+def explore(
+    method: ExpRKTableau,
+    orders: dict[str, int],
+    examples: int,
+    seed: int = 0,
+    database: str | None = None,
+) -> dict:
+    """Property-test ``method`` on ``examples`` random stiff heat problems (kind, grid n in
+    60..400, diffusion eps in 0.3..3, coarsest step count 8, 16 or 32 of a 3-point doubling
+    sweep), drawn by hypothesis from ``seed``: observed minus stiff order per problem, and, when
+    a problem shows an order below the stiff order - 0.2, the smallest such problem after
+    shrinking (as a problem spec and steps), with hypothesis's example database in ``database``
+    (a folder of the user's)."""
+    from hypothesis import HealthCheck, Phase, find, given, settings
+    from hypothesis import seed as seed_for
+    from hypothesis import strategies as st
+    from hypothesis.database import DirectoryBasedExampleDatabase
+    from hypothesis.errors import NoSuchExample
+
+    problems = st.tuples(
+        st.sampled_from(["ho", "compatible"]),
+        st.integers(min_value=60, max_value=400),
+        st.floats(min_value=0.3, max_value=3.0).map(lambda v: round(v, 3)),
+        st.sampled_from([8, 16, 32]),
+    )
+
+    def margin(problem: tuple[str, int, float, int]) -> float:
+        kind, n, eps, start = problem
+        steps = (start, 2 * start, 4 * start)
+        observed = observed_orders(method, heat_problem(kind, n, eps), steps)["observed_order"]
+        return -math.inf if observed is None else observed - orders["stiff"]
+
+    from hypothesis.configuration import set_hypothesis_home_dir, storage_directory
+
+    previous_home = str(storage_directory(intent_to_write=False))
+    if database:  # hypothesis's own files (and its examples) in the user's folder
+        set_hypothesis_home_dir(database)
+    db = DirectoryBasedExampleDatabase(database) if database else None
+    config = settings(
+        max_examples=examples,
+        deadline=None,
+        database=db,
+        derandomize=False,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    )
+    margins: list[float] = []
+    misses: list[tuple] = []
+
+    @seed_for(seed)
+    @config
+    @given(problems)
+    def run(problem: tuple[str, int, float, int]) -> None:
+        value = margin(problem)
+        margins.append(value)
+        if value < -TOLERANCE:
+            misses.append(problem)
+
+    import random
+
+    try:
+        run()
+        smallest = None
+        if misses:
+            try:
+                smallest = find(
+                    problems,
+                    lambda p: margin(p) < -TOLERANCE,
+                    random=random.Random(seed),
+                    settings=settings(
+                        config,
+                        max_examples=max(examples, 20),
+                        phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
+                    ),
+                )
+            except NoSuchExample:
+                smallest = misses[0]
+    finally:
+        set_hypothesis_home_dir(previous_home)
+    return {
+        "name": method.name,
+        **orders,
+        "examples": len(margins),
+        "margins": margins,
+        "misses": len(misses),
+        "smallest": None
+        if smallest is None
+        else {
+            "problem": f"heat-{smallest[0]}:n={smallest[1]},eps={smallest[2]}",
+            "steps": [smallest[3], 2 * smallest[3], 4 * smallest[3]],
+        },
+    }

@@ -129,3 +129,20 @@ def test_a_grid_too_coarse_to_be_stiff_is_refused():
         heat_problem("wave")
     with pytest.raises(InputError, match="'eps'"):
         heat_problem("ho", eps=-1.0)
+
+
+def test_explore_reports_margins_and_a_reproducible_smallest_miss(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = main(["verify", "--setting", "operator", "--explore", "6", "krogstad", "etd3rk",
+                 "--quiet", "--format", "json"])  # fmt: skip
+    reports = {r["name"]: r for r in json.loads(capsys.readouterr().out)["explore"]}
+    assert code == 0 and reports["krogstad"]["examples"] == 6
+    assert reports["krogstad"]["misses"] == 0 and min(reports["krogstad"]["margins"]) > -0.2
+    # etd3rk's coarse sweeps (from N = 8) are below its stiff order: the shrunk smallest miss
+    smallest = reports["etd3rk"]["smallest"]
+    assert reports["etd3rk"]["misses"] >= 1 and smallest["problem"].startswith("heat-")
+    code = main(["verify", "etd3rk", "--setting", "operator", "--problem", smallest["problem"],
+                 "--steps", *map(str, smallest["steps"]), "--format", "json"])  # fmt: skip
+    (study,) = json.loads(capsys.readouterr().out)["problems"][0]["methods"]
+    assert study["observed_order"] < 1.8 and not study["agrees"]  # it reproduces
+    assert (tmp_path / ".phiforge-hypothesis").is_dir()  # the user's folder, not the package
