@@ -223,6 +223,7 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
         self._run: Execution | None = None
         self._step_index: int | None = None
         self._begin_index: int | None = None
+        self._columns: dict = {}  # per-sample alpha/sigma columns (_alpha_sigma_of)
 
     # --- bookkeeping as in diffusers -------------------------------------------------
     @property
@@ -429,13 +430,17 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
         self.timesteps_outer = outer_times
 
     def _alpha_sigma_of(self, lam: float | tuple[float, ...], like: torch.Tensor):
+        """alpha and sigma at lam: floats, or for per-sample grids (a tuple of log-SNRs) columns
+        shaped to broadcast over ``like``, made once per call point, dtype and device."""
         if not isinstance(lam, tuple):
             return self._alpha_sigma(lam)
-        pairs = torch.tensor([self._alpha_sigma(value) for value in lam], dtype=like.dtype)
-        shape = (-1, *([1] * (like.ndim - 1)))
-        return pairs[:, 0].reshape(shape).to(like.device), pairs[:, 1].reshape(shape).to(
-            like.device
-        )
+        key = (lam, like.dtype, like.device, like.ndim)
+        columns = self.__dict__.setdefault("_columns", {})
+        if key not in columns:
+            pairs = torch.tensor([self._alpha_sigma(value) for value in lam], dtype=like.dtype)
+            shape = (-1, *([1] * (like.ndim - 1)))
+            columns[key] = tuple(pairs[:, k].reshape(shape).to(like.device) for k in (0, 1))
+        return columns[key]
 
     def _nonfinite(self, error: ModelOutputError) -> ModelOutputError:
         """The executor's report, with the call numbered as diffusers numbers them."""
