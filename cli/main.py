@@ -89,9 +89,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# options whose values may start with '-' (a negative node, e.g. --nodes -1/2,1/2): argparse
+# would read such a value as an option and say "expected one argument"
+_SIGNED_VALUES = ("--nodes", "--node-grid", "--param")
+
+
+def _join_signed_values(argv: Sequence[str]) -> list[str]:
+    items, joined = list(argv), []
+    index = 0
+    while index < len(items):
+        item = items[index]
+        following = items[index + 1] if index + 1 < len(items) else None
+        signed = following is not None and following.startswith("-")
+        if item in _SIGNED_VALUES and signed and not following.startswith("--"):
+            joined.append(f"{item}={following}")
+            index += 2
+            continue
+        joined.append(item)
+        index += 1
+    return joined
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    _Parser.json_errors = _wants_json(sys.argv[1:] if argv is None else argv)
+    argv = _join_signed_values(sys.argv[1:] if argv is None else argv)
+    _Parser.json_errors = _wants_json(argv)
     args = parser.parse_args(argv)
     try:
         result = args.handler(args)

@@ -291,7 +291,7 @@ CASES: list[tuple[str, Callable[[], object], str]] = [
     ),
     (
         "derive-node-neg",
-        cli("derive", "singlestep", "-s", "2", "-p", "2", "--nodes=-1/2", "--name", "a"),
+        cli("derive", "singlestep", "-s", "2", "-p", "2", "--nodes", "-1/2", "--name", "a"),
         "node",
     ),
     (
