@@ -1,7 +1,9 @@
 """Progress of long commands on stderr: tqdm on a terminal, periodic lines otherwise.
 
 A command that can run for more than a couple of seconds (verify, fit, ``sample --fit-steps``,
-``conditions``/``check`` at high order) ticks a :class:`Progress`. On a terminal it draws a tqdm
+``conditions``/``check`` at high order, ``derive``, ``registry build``) ticks a
+:class:`Progress`; one long call with nothing to count (a construction) runs under a heartbeat
+that reports the time spent. On a terminal it draws a tqdm
 bar; in a log (stderr not a terminal) it prints one line every ``every`` seconds, the first only
 after ``every`` seconds, so quick runs print nothing; ``--quiet`` silences both. Results stay on
 stdout, so ``--format json`` output is never mixed with progress.
@@ -10,6 +12,7 @@ stdout, so ``--format json`` output is never mixed with progress.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from types import TracebackType
 from typing import Any, TextIO
@@ -31,6 +34,7 @@ class Progress:
         quiet: bool = False,
         stream: TextIO | None = None,
         every: float = 2.0,
+        heartbeat: bool = False,
     ) -> None:
         self.total, self.label, self.every = total, label, every
         self.stream = stream if stream is not None else sys.stderr
@@ -42,6 +46,24 @@ class Progress:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, desc=label, file=self.stream, leave=False)
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
+        if heartbeat and not quiet:  # one long call with nothing to count: report the time
+            self._beat = threading.Thread(target=self._heartbeat, daemon=True)
+            self._beat.start()
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.every):
+            if self.bar is not None:
+                self.bar.refresh()
+            elif time.perf_counter() - self.last >= self.every:
+                self.last = time.perf_counter()
+                done = f"{self.done}/{self.total} done, " if self.total else ""
+                print(
+                    f"{self.label}: {done}working, {self.last - self.started:.0f} s",
+                    file=self.stream,
+                    flush=True,
+                )
 
     def __enter__(self) -> Progress:
         return self
@@ -76,6 +98,10 @@ class Progress:
             )
 
     def close(self) -> None:
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join()
+            self._beat = None
         if self.bar is not None:
             self.bar.close()
             self.bar = None

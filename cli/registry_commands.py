@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from phiforge.cli.output import emit_json, output_dir, positive_int
+from phiforge.cli.progress import QUIET_HELP, Progress
 from phiforge.derive.codegen import generate
 from phiforge.derive.errors import InputError
 from phiforge.derive.plan import build_registry, derive_multistep_record, derive_singlestep_record
@@ -80,6 +81,13 @@ def _derive(args: argparse.Namespace) -> None:
     check_method_name(args.name, "--name")  # before any folder is made
     target = _target_registry(args)
     _refuse_taken([args.name], target)
+    with Progress(None, f"derive {args.name}", quiet=args.quiet, heartbeat=True):
+        record = _construct(args)
+    path = save_record(record, target)
+    _report_derived(args, record, path)
+
+
+def _construct(args: argparse.Namespace) -> dict[str, Any]:
     if args.family == "singlestep":
         nodes = args.nodes.split(",") if args.nodes else None
         if nodes is None and args.node_grid is None:
@@ -104,7 +112,10 @@ def _derive(args: argparse.Namespace) -> None:
             description=args.description or "",
             corrector=args.corrector,
         )
-    path = save_record(record, target)
+    return record
+
+
+def _report_derived(args: argparse.Namespace, record: dict[str, Any], path: Path) -> None:
     summary = _summary(record) | {
         "path": str(path),
         "free_parameters": record["provenance"].get("free_parameters"),
@@ -152,7 +163,8 @@ def _registry_show(args: argparse.Namespace) -> None:
 
 def _registry_build(args: argparse.Namespace) -> None:
     target = _target_registry(args)
-    paths = build_registry(target, args.names or None)
+    with Progress(None, "registry build", quiet=args.quiet, heartbeat=True):
+        paths = build_registry(target, args.names or None)
     if args.format == "json":
         emit_json([str(p) for p in paths])
     else:
@@ -223,6 +235,7 @@ def register_registry_commands(commands: argparse._SubParsersAction) -> None:
         sub.add_argument("--description")
         sub.add_argument("--registry", type=Path, help=_WRITE_HELP)
         sub.add_argument("--format", choices=("text", "json"), default="text")
+        sub.add_argument("--quiet", "-q", action="store_true", help=QUIET_HELP)
         sub.set_defaults(handler=_derive)
 
     registry = commands.add_parser("registry", help="read or rebuild the registry")
@@ -238,6 +251,7 @@ def register_registry_commands(commands: argparse._SubParsersAction) -> None:
     for sub in (listing, show):
         sub.add_argument("--registry", type=Path, action="append", help=_READ_HELP)
     build.add_argument("--registry", type=Path, help=_WRITE_HELP)
+    build.add_argument("--quiet", "-q", action="store_true", help=QUIET_HELP)
     for sub in (listing, show, build):
         sub.add_argument("--format", choices=("text", "json"), default="text")
 
