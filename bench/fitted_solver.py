@@ -52,6 +52,7 @@ def measure(
     held_out_batch: int = 256,
     problem: str = "gmm",
     fits: tuple[str, ...] = ("grid", "weights", "both"),
+    base_steps: int = 3,
 ) -> dict:
     """``problem``: gmm (DOP853 references) or unet (res_3m_pc on 512 steps); ``fits``: which
     of the grid-only, weights-only and full fits to run (the full one always runs)."""
@@ -90,6 +91,7 @@ def measure(
             sigma_min,
             nfe,
             iterations=iterations,
+            steps=base_steps,
             **options,
         )
 
@@ -160,12 +162,22 @@ def main() -> None:
     parser.add_argument(
         "--full-fit-only", action="store_true", help="skip the grid-only and weights-only fits"
     )
+    parser.add_argument(
+        "--base-steps", type=int, default=3, help="the Adams PEC pair res_Km_pc to start from"
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
     budgets = tuple(int(b) for b in args.budgets.split(","))
     fits = ("both",) if args.full_fit_only else ("grid", "weights", "both")
     result = measure(
-        budgets, args.pilot, args.iterations, args.test, args.held_out, args.problem, fits
+        budgets,
+        args.pilot,
+        args.iterations,
+        args.test,
+        args.held_out,
+        args.problem,
+        fits,
+        args.base_steps,
     )
     if args.format == "json":
         print(json.dumps(result, indent=2))
