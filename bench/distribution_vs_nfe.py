@@ -96,6 +96,44 @@ def _steps_for(budget: int, per_step: int, restart_extra: int = 0) -> int:
     return max(1, (budget - 1 - restart_extra) // per_step + 1)
 
 
+def peer_runs(k, model, x_start: torch.Tensor, seed: int, eta: float) -> dict:
+    """label -> run(budget) for k-diffusion's stochastic samplers (none without k-diffusion):
+    Karras sigmas with the step to 0, independent Gaussian increments from seed + 1, the
+    model's calls counted."""
+    if k is None:
+        return {}
+    runs = {}
+    for label, (function, per_step) in PEERS.items():
+        sampler = getattr(k, function)
+
+        def run(budget, sampler=sampler, per_step=per_step):
+            n = _steps_for(budget, per_step)
+            if n < 2:
+                return None
+            sigmas = torch.tensor(
+                [*karras_sigmas(SIGMA_MAX, SIGMA_MIN, n), 0.0], dtype=x_start.dtype
+            )
+            torch.manual_seed(1 + seed)
+            calls = [0]
+
+            def counted(x, sigma):
+                calls[0] += 1
+                return model(x, sigma)
+
+            out = sampler(
+                counted,
+                x_start,
+                sigmas,
+                disable=True,
+                eta=eta,
+                noise_sampler=k.default_noise_sampler(x_start),
+            )
+            return out, calls[0]
+
+        runs[label] = run
+    return runs
+
+
 def measure(
     samples: int = 10000,
     budgets: tuple[int, ...] = BUDGETS,
@@ -184,36 +222,8 @@ def measure(
 
         record(label, run)
     k = kdiffusion_sampling()
-    if k is not None:
-        for label, (function, per_step) in PEERS.items():
-            if labels and label not in labels:
-                continue
-            sampler = getattr(k, function)
-
-            def run(budget, sampler=sampler, per_step=per_step):
-                n = _steps_for(budget, per_step)
-                if n < 2:
-                    return None
-                sigmas = torch.tensor(
-                    [*karras_sigmas(SIGMA_MAX, SIGMA_MIN, n), 0.0], dtype=torch.float64
-                )
-                torch.manual_seed(1 + seed)
-                calls = [0]
-
-                def model(x, sigma):
-                    calls[0] += 1
-                    return model_denoiser(x, sigma)
-
-                out = sampler(
-                    model,
-                    x_start,
-                    sigmas,
-                    disable=True,
-                    eta=eta,
-                    noise_sampler=k.default_noise_sampler(x_start),
-                )
-                return out, calls[0]
-
+    for label, run in peer_runs(k, model_denoiser, x_start, seed, eta).items():
+        if not labels or label in labels:
             record(label, run)
     for label, run_extra in (extra_rows or {}).items():
         record(label, lambda budget, run_extra=run_extra: run_extra(x_start, budget))

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from distribution_vs_nfe import OURS, PEERS, SIGMA_MAX, SIGMA_MIN, _steps_for
+from distribution_vs_nfe import OURS, SIGMA_MAX, SIGMA_MIN, _steps_for, peer_runs
 
 from phiforge.runtime.denoisers import builtin_denoiser
 from phiforge.runtime.driver import sample
@@ -114,27 +114,8 @@ def measure(samples: int = 128, budgets: tuple[int, ...] = (10, 20), seed: int =
 
         record(label, run)
     k = kdiffusion_sampling()
-    if k is not None:
-        for label, (function, per_step) in PEERS.items():
-            sampler = getattr(k, function)
-
-            def run(budget, sampler=sampler, per_step=per_step):
-                n = _steps_for(budget, per_step)
-                if n < 2:
-                    return None
-                sigmas = torch.tensor([*karras_sigmas(SIGMA_MAX, SIGMA_MIN, n), 0.0])
-                torch.manual_seed(1 + seed)
-                calls = [0]
-
-                def model(x, sigma):
-                    calls[0] += 1
-                    return unet(x, sigma)
-
-                out = sampler(model, x_start, sigmas, disable=True, eta=1.0,
-                              noise_sampler=k.default_noise_sampler(x_start))  # fmt: skip
-                return out, calls[0]
-
-            record(label, run)
+    for label, run in peer_runs(k, unet, x_start, seed, 1.0).items():
+        record(label, run)
     return {
         "meta": {
             "samples": samples,

@@ -13,37 +13,35 @@ from phiforge.derive.errors import InputError
 __all__ = ["register_network_commands"]
 
 
-def _error_table(rows: list[dict[str, float]]) -> str:
+# columns of the stored error tables: (header, key or a function of the row)
+_MLP_COLUMNS = (
+    ("RMS(network - exact)", "network_rms"),
+    ("RMS(exact - x0)", "bayes_rms"),
+)
+_UNET_COLUMNS = (
+    ("RMS(U-Net - x0), held-out", "network_rms_held_out"),
+    ("RMS(empirical - x0), held-out", "empirical_rms_held_out"),
+    ("RMS(U-Net - empirical), train", "network_vs_empirical_rms_train"),
+)
+
+
+def _table(rows: list[dict[str, float]], columns: tuple, ratio: bool = False) -> str:
+    """A denoising-error table per sigma: the named columns (and network/Bayes for the MLP)."""
+    header = ["sigma~", *(name for name, _ in columns)] + (["ratio"] if ratio else [])
     body = [
-        [
-            f"{r['sigma']:g}",
-            f"{r['network_rms']:.3e}",
-            f"{r['bayes_rms']:.3e}",
-            f"{r['network_rms'] / r['bayes_rms']:.3f}",
-        ]
+        [f"{r['sigma']:g}", *(f"{r[key]:.3e}" for _, key in columns)]
+        + ([f"{r['network_rms'] / r['bayes_rms']:.3f}"] if ratio else [])
         for r in rows
     ]
-    header = ["sigma~", "RMS(network - exact)", "RMS(exact - x0)", "ratio"]
     return markdown_table(header, body)
+
+
+def _error_table(rows: list[dict[str, float]]) -> str:
+    return _table(rows, _MLP_COLUMNS, ratio=True)
 
 
 def _unet_table(rows: list[dict[str, float]]) -> str:
-    body = [
-        [
-            f"{r['sigma']:g}",
-            f"{r['network_rms_held_out']:.3e}",
-            f"{r['empirical_rms_held_out']:.3e}",
-            f"{r['network_vs_empirical_rms_train']:.3e}",
-        ]
-        for r in rows
-    ]
-    header = [
-        "sigma~",
-        "RMS(U-Net - x0), held-out",
-        "RMS(empirical - x0), held-out",
-        "RMS(U-Net - empirical), train",
-    ]
-    return markdown_table(header, body)
+    return _table(rows, _UNET_COLUMNS)
 
 
 def _train_unet(args: argparse.Namespace, out: Path) -> None:

@@ -23,6 +23,7 @@ from phiforge.runtime.errors import InputError
 __all__ = [
     "canonical_json",
     "content_hash",
+    "module_arrays",
     "read_document",
     "read_tensors",
     "weights_dir",
@@ -70,6 +71,16 @@ def read_document(
     if document.get("hash") != content_hash(document):
         raise InputError(f"{path} was edited by hand: its content hash does not match")
     return document
+
+
+def module_arrays(module: Any) -> dict[str, np.ndarray]:
+    """A torch module's state as float32 NumPy arrays, in its order (for :func:`write_tensors`)."""
+    import torch
+
+    return {
+        key: value.detach().to("cpu", torch.float32).numpy()
+        for key, value in module.state_dict().items()
+    }
 
 
 def write_tensors(

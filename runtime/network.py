@@ -47,7 +47,7 @@ from torch import nn
 
 from phiforge.runtime.denoiser import Denoiser
 from phiforge.runtime.errors import InputError
-from phiforge.runtime.manifest import read_tensors, weights_dir, write_tensors
+from phiforge.runtime.manifest import module_arrays, read_tensors, weights_dir, write_tensors
 
 __all__ = [
     "BUILTIN_NETWORK",
@@ -297,10 +297,7 @@ def save_network(
     errors: list[dict[str, float]],
 ) -> tuple[Path, Path]:
     """Write ``NAME.bin`` and ``NAME.json`` (see the module docstring); returns both paths."""
-    arrays = {
-        key: value.detach().to("cpu", torch.float32).numpy()
-        for key, value in denoiser.module.state_dict().items()
-    }
+    arrays = module_arrays(denoiser.module)
     document = {
         "format": FORMAT_VERSION,
         "name": name,

@@ -41,7 +41,7 @@ from torch import nn
 
 from phiforge.runtime.denoiser import Denoiser
 from phiforge.runtime.errors import InputError
-from phiforge.runtime.manifest import read_tensors, weights_dir, write_tensors
+from phiforge.runtime.manifest import module_arrays, read_tensors, weights_dir, write_tensors
 
 __all__ = [
     "BUILTIN_UNET",
@@ -397,10 +397,7 @@ def save_unet(
     denoiser: UNetDenoiser, directory: str | Path, name: str, errors: list[dict[str, float]]
 ) -> tuple[Path, Path]:
     """Write ``NAME.bin`` (float16) and ``NAME.json`` (see the module docstring)."""
-    arrays = {
-        key: value.detach().to("cpu", torch.float32).numpy()
-        for key, value in denoiser.module.state_dict().items()
-    }
+    arrays = module_arrays(denoiser.module)
     document = {
         "format": FORMAT_VERSION,
         "model": "unet",
