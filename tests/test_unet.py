@@ -177,7 +177,7 @@ def test_cli_samples_and_verifies_the_unet(capsys, tmp_path):
     (problem,) = json.loads(capsys.readouterr().out)["problems"]
     (study,) = problem["methods"]
     assert code == 0 and problem["reference"] == "res_3m_pc on 512 steps"
-    assert study["observed_order"] > 1.5  # order 2, measured 1.9-2.0
+    assert study["observed_order"] > 1.5  # order 2; measured 2.38 (local 1.83, 2.93) here
     assert problem["reference_accuracy"] < 1e-4
 
 
