@@ -128,12 +128,8 @@ def _train_mlp(args: argparse.Namespace, out: Path) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from phiforge.runtime.denoisers import builtin_denoiser
     from phiforge.runtime.network import (
         BUILTIN_NETWORK,
-        denoising_errors,
-        load_network,
-        save_network,
         weights_dir,
     )
 
@@ -143,14 +139,14 @@ def _check(args: argparse.Namespace) -> int:
             "files are read-only"
         )
     path = Path(args.path) if args.path else weights_dir() / f"{BUILTIN_NETWORK}.json"
-    if _is_unet(path):
-        return _check_unet(args, path)
-    network = load_network(path)
-    measured = denoising_errors(network, builtin_denoiser("gmm"))
-    stored = network.info["denoising_errors"]
+    kind = _MODELS["unet" if _is_unet(path) else "mlp"]
+    model = kind["load"](path)
+    measured = kind["measure"](model)
+    stored = model.info["denoising_errors"]
     worst = max(
-        abs(m["network_rms"] - s["network_rms"]) / s["network_rms"]
+        abs(m[key] - s[key]) / s[key]
         for m, s in zip(measured, stored, strict=True)
+        for key in kind["compared"]
     )
     agrees = worst <= args.rtol
     result: dict[str, Any] = {
@@ -159,15 +155,15 @@ def _check(args: argparse.Namespace) -> int:
         "largest_relative_difference_to_stored": worst,
         "agrees": agrees,
     }
-    if args.store:  # the same float32 weights (their SHA-256 was checked), a new table and hash
-        network.info.pop("denoising_errors")
-        save_network(network, path.parent, path.stem, "gmm", measured)
+    if args.store:  # the same weights (their SHA-256 was checked), a new table and hash
+        model.info.pop("denoising_errors")
+        kind["save"](model, path, measured)
         agrees = result["stored"] = True
     if args.format == "json":
         emit_json(result)
     else:
-        print(f"{path}: hashes match; denoising errors measured now against the exact mixture:")
-        print(_error_table(measured))
+        print(f"{path}: hashes match; denoising errors measured now {kind['against']}:")
+        print(kind["table"](measured))
         print(f"largest relative difference to the stored table: {worst:.1e} (rtol {args.rtol:g})")
         if args.store:
             print(f"stored this table in {path} (weights unchanged)")
@@ -183,35 +179,62 @@ def _is_unet(path: Path) -> bool:
         return False  # the loader names what is wrong with the file
 
 
-def _check_unet(args: argparse.Namespace, path: Path) -> int:
-    from phiforge.runtime.unet import load_unet, save_unet, unet_errors
+def _mlp_load(path: Path):
+    from phiforge.runtime.network import load_network
 
-    unet = load_unet(path)
-    measured = unet_errors(unet)
-    stored = unet.info["denoising_errors"]
-    worst = max(
-        abs(m[key] - s[key]) / s[key]
-        for m, s in zip(measured, stored, strict=True)
-        for key in ("network_rms_held_out", "network_vs_empirical_rms_train")
-    )
-    agrees = worst <= args.rtol
-    result: dict[str, Any] = {
-        "manifest": str(path),
-        "denoising_errors": measured,
-        "largest_relative_difference_to_stored": worst,
-        "agrees": agrees,
-    }
-    if args.store:
-        unet.info.pop("denoising_errors")
-        save_unet(unet, path.parent, path.stem, measured)
-        agrees = result["stored"] = True
-    if args.format == "json":
-        emit_json(result)
-    else:
-        print(f"{path}: hashes match; denoising errors measured now:")
-        print(_unet_table(measured))
-        print(f"largest relative difference to the stored table: {worst:.1e} (rtol {args.rtol:g})")
-    return 0 if agrees else 1
+    return load_network(path)
+
+
+def _mlp_measure(model):
+    from phiforge.runtime.denoisers import builtin_denoiser
+    from phiforge.runtime.network import denoising_errors
+
+    return denoising_errors(model, builtin_denoiser("gmm"))
+
+
+def _mlp_save(model, path: Path, measured) -> None:
+    from phiforge.runtime.network import save_network
+
+    save_network(model, path.parent, path.stem, "gmm", measured)
+
+
+def _unet_load(path: Path):
+    from phiforge.runtime.unet import load_unet
+
+    return load_unet(path)
+
+
+def _unet_measure(model):
+    from phiforge.runtime.unet import unet_errors
+
+    return unet_errors(model)
+
+
+def _unet_save(model, path: Path, measured) -> None:
+    from phiforge.runtime.unet import save_unet
+
+    save_unet(model, path.parent, path.stem, measured)
+
+
+# what 'network check' does per kind of weights file (the manifest's "model": absent = MLP)
+_MODELS: dict[str, dict[str, Any]] = {
+    "mlp": {
+        "load": _mlp_load,
+        "measure": _mlp_measure,
+        "save": _mlp_save,
+        "compared": ("network_rms",),
+        "table": _error_table,
+        "against": "against the exact mixture",
+    },
+    "unet": {
+        "load": _unet_load,
+        "measure": _unet_measure,
+        "save": _unet_save,
+        "compared": ("network_rms_held_out", "network_vs_empirical_rms_train"),
+        "table": _unet_table,
+        "against": "on held-out and training patches",
+    },
+}
 
 
 def register_network_commands(commands: argparse._SubParsersAction) -> None:

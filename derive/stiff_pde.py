@@ -12,8 +12,8 @@ quadratic is exact, so no spatial error enters the measured one):
   u_t = u_xx + 1/(1 + u^2) + Phi(x, t), u = x (1 - x) e^t. Phi(0, t) = 2e^t - 1 != 0: the
   source does not vanish on the boundary, so g(t, u(t)) lies in no domain of a power of L, and
   methods that satisfy only the non-stiff conditions lose order.
-- ``heat-compatible``: u_t = u_xx + u^2 + Phi, u = x^2 (1 - x)^2 e^t... restricted to data with
-  g(t, u(t)) = 0 on the boundary (Phi vanishes there), the milder setting.
+- ``heat-compatible``: u_t = u_xx + u^2 + Phi, u = x^2 (1 - x)^2 e^t: the source vanishes on
+  the boundary (g(t, u(t)) = 0 there), the milder setting.
 - ``heat-nonstiff``: ``heat-ho`` with diffusion eps = 1e-4 on 20 points (h ||L|| < 1 for
   h <= 1): every method shows its classical order.
 
@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import sympy
 
+from phiforge.derive.convergence import local_orders, observed_order
 from phiforge.derive.errors import InputError
 from phiforge.derive.tableau import ExpRKTableau, Z
 
@@ -249,22 +250,14 @@ def observed_orders(
     """Errors at T = 1 over the step sweep, the local orders between consecutive step counts
     and the least-squares order over the finest three."""
     errors = [problem.error(solve(method, problem, int(n)), 1.0) for n in steps]
-    local = [
-        math.log(e0 / e1) / math.log(n1 / n0)
-        for (n0, e0), (n1, e1) in zip(
-            zip(steps, errors, strict=True), list(zip(steps, errors, strict=True))[1:], strict=False
-        )
-        if e0 > 0 and e1 > 0
-    ]
     if not all(math.isfinite(e) for e in errors):
         return {"steps": list(steps), "errors": errors, "local_orders": [], "observed_order": None}
-    usable = [(n, e) for n, e in zip(steps, errors, strict=True) if e > 1e-13][-3:]
-    slope = None
-    if len(usable) >= 2:
-        slope = float(
-            -np.polyfit(np.log([n for n, _ in usable]), np.log([e for _, e in usable]), 1)[0]
-        )
-    return {"steps": list(steps), "errors": errors, "local_orders": local, "observed_order": slope}
+    return {
+        "steps": list(steps),
+        "errors": errors,
+        "local_orders": local_orders(steps, errors),
+        "observed_order": observed_order(steps, errors),
+    }
 
 
 def study(

@@ -58,7 +58,9 @@ __all__ = [
     "TrainingConfig",
     "builtin_network",
     "denoising_errors",
+    "edm_preconditioning",
     "load_network",
+    "require_positive",
     "save_network",
     "train_network",
     "weights_dir",
@@ -74,7 +76,7 @@ _EVALUATION_SAMPLES = 4096
 _EVALUATION_SEED = 12345
 
 
-def _require_positive(config: Any, integers: Sequence[str], reals: Sequence[str]) -> None:
+def require_positive(config: Any, integers: Sequence[str], reals: Sequence[str]) -> None:
     """Every named field an integer >= 1 (``integers``) or a finite real > 0 (``reals``)."""
     for name in integers:
         value = getattr(config, name)
@@ -99,7 +101,7 @@ class NetworkConfig:
 
     def __post_init__(self) -> None:
         reals = () if self.sigma_data is None else ("sigma_data",)
-        _require_positive(self, ("dim", "width", "blocks", "frequencies"), reals)
+        require_positive(self, ("dim", "width", "blocks", "frequencies"), reals)
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,7 @@ class TrainingConfig:
     target: str = "posterior"
 
     def __post_init__(self) -> None:
-        _require_positive(self, ("steps", "batch"), ("learning_rate", "sigma_min", "sigma_max"))
+        require_positive(self, ("steps", "batch"), ("learning_rate", "sigma_min", "sigma_max"))
         if not self.sigma_min < self.sigma_max:
             raise InputError(
                 "parameters 'sigma_min', 'sigma_max' must be finite with 0 < sigma_min < "
@@ -151,7 +153,7 @@ class DenoiserMLP(nn.Module):
         return self.out(nn.functional.silu(h))
 
 
-def _preconditioning(
+def edm_preconditioning(
     s: torch.Tensor, sigma_data: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """c_skip, c_out, c_in, c_noise of EDM (Karras et al. 2022, Table 1) for (batch, 1) sigmas."""
@@ -182,7 +184,7 @@ class NetworkDenoiser(Denoiser):
     def _denoise(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         dtype = self.module.inp.weight.dtype
         x_in, s_in = x.to(dtype), s.to(dtype)
-        c_skip, c_out, c_in, c_noise = _preconditioning(s_in, self.config.sigma_data)
+        c_skip, c_out, c_in, c_noise = edm_preconditioning(s_in, self.config.sigma_data)
         # the weights are frozen (no gradient); the output is differentiable in x when x
         # requires a gradient (runtime.fitted differentiates solves through the model)
         out = c_skip * x_in + c_out * self.module(c_in * x_in, c_noise)
@@ -268,7 +270,7 @@ def train_network(
         x = x0 + s * torch.randn(x0.shape, dtype=x0.dtype, generator=generator)
         target = x0 if training.target == "data" else teacher(x, s)
         x, s, target = x.float(), s.float(), target.float()
-        c_skip, c_out, c_in, c_noise = _preconditioning(s, network.sigma_data)
+        c_skip, c_out, c_in, c_noise = edm_preconditioning(s, network.sigma_data)
         loss = (module(c_in * x, c_noise) - (target - c_skip * x) / c_out).pow(2).mean()
         optimiser.zero_grad(set_to_none=True)
         loss.backward()

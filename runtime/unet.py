@@ -42,6 +42,7 @@ from torch import nn
 from phiforge.runtime.denoiser import Denoiser
 from phiforge.runtime.errors import InputError
 from phiforge.runtime.manifest import module_arrays, read_tensors, weights_dir, write_tensors
+from phiforge.runtime.network import edm_preconditioning, require_positive
 
 __all__ = [
     "BUILTIN_UNET",
@@ -61,13 +62,6 @@ BUILTIN_UNET = "patches-unet"
 EVALUATION_SIGMAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0)
 
 
-def _positive(config: Any, names: Sequence[str]) -> None:
-    for name in names:
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise InputError(f"parameter {name!r} must be > 0, got {value!r}")
-
-
 @dataclass(frozen=True)
 class UNetConfig:
     """Architecture of :class:`UNet` (images ``channels`` x ``size`` x ``size``)."""
@@ -85,8 +79,11 @@ class UNetConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "mults", tuple(self.mults))
         object.__setattr__(self, "attention", tuple(self.attention))
-        _positive(self, ("size", "channels", "base", "embedding", "frequencies", "groups"))
-        _positive(self, ("sigma_data",))
+        require_positive(
+            self,
+            ("size", "channels", "base", "embedding", "frequencies", "groups"),
+            ("sigma_data",),
+        )
         if not self.mults or self.size % 2 ** (len(self.mults) - 1):
             raise InputError(
                 f"parameter 'size' ({self.size}) must be divisible by 2^(levels - 1) = "
@@ -110,7 +107,7 @@ class UNetTraining:
     ema: float = 0.999
 
     def __post_init__(self) -> None:
-        _positive(self, ("steps", "batch", "learning_rate", "p_std"))
+        require_positive(self, ("steps", "batch"), ("learning_rate", "p_std"))
         if not 0 <= self.ema < 1:
             raise InputError(f"parameter 'ema' must lie in [0, 1), got {self.ema!r}")
 
@@ -218,12 +215,6 @@ class UNet(nn.Module):
         return self.out(nn.functional.silu(self.out_norm(h)))
 
 
-def _preconditioning(s: torch.Tensor, sigma_data: float):
-    """c_skip, c_out, c_in, c_noise of EDM (Karras et al. 2022, Table 1) for (batch, 1) sigmas."""
-    total = s * s + sigma_data**2
-    return sigma_data**2 / total, s * sigma_data / total.sqrt(), total.rsqrt(), s.log() / 4
-
-
 class UNetDenoiser(Denoiser):
     """D(x~, s) = c_skip x~ + c_out F(c_in x~, c_noise) with a trained :class:`UNet`, on
     flattened images of ``channels * size * size`` values (``image_shape`` gives the shape).
@@ -243,7 +234,7 @@ class UNetDenoiser(Denoiser):
         dtype = self.module.stem.weight.dtype
         images, s_in = x.to(dtype).reshape(-1, *self.image_shape), s.to(dtype)
         c_skip, c_out, c_in, c_noise = (
-            c.reshape(-1, 1, 1, 1) for c in _preconditioning(s_in, self.config.sigma_data)
+            c.reshape(-1, 1, 1, 1) for c in edm_preconditioning(s_in, self.config.sigma_data)
         )
         out = c_skip * images + c_out * self.module(c_in * images, c_noise.reshape(-1, 1))
         return out.reshape(x.shape[0], -1).to(x.dtype)
@@ -306,7 +297,7 @@ def train_unet(
         s = ln_s.exp()
         x = x0 + s.reshape(-1, 1, 1, 1) * torch.randn(x0.shape, generator=generator)
         c_skip, c_out, c_in, c_noise = (
-            c.reshape(-1, 1, 1, 1) for c in _preconditioning(s, config.sigma_data)
+            c.reshape(-1, 1, 1, 1) for c in edm_preconditioning(s, config.sigma_data)
         )
         loss = (module(c_in * x, c_noise.reshape(-1, 1)) - (x0 - c_skip * x) / c_out).pow(2)
         loss = loss.mean()

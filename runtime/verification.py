@@ -14,7 +14,6 @@ reference's accuracy.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from phiforge.derive.convergence import local_orders, observed_order
 from phiforge.runtime.denoisers import GaussianDenoiser, builtin_denoiser
 from phiforge.runtime.driver import sample
 from phiforge.runtime.errors import InputError
@@ -185,20 +185,6 @@ def builtin_problem(
     return Problem(name, denoiser, sched, x_start, t_start, t_end, _FINE_SOLVE.get(name))
 
 
-def observed_order(
-    steps: Sequence[int], errors: Sequence[float], floor: float = 0.0, fit_points: int = 3
-) -> float | None:
-    """Least-squares slope of -log(error) against log(steps) over the finest usable points."""
-    usable = [(n, e) for n, e in zip(steps, errors, strict=True) if e > max(100 * floor, 1e-13)]
-    usable = usable[-fit_points:]
-    if len({n for n, _ in usable}) < 2:  # no slope from one step count, repeated or not
-        return None
-    x = np.log([n for n, _ in usable])
-    y = np.log([e for _, e in usable])
-    slope = np.polyfit(x, y, 1)[0]
-    return float(-slope)
-
-
 _EXTENSION_FLOOR = 1000  # a sweep is extended only while its error is this far above the floor
 
 
@@ -227,13 +213,8 @@ class MethodStudy:
 
     @property
     def local_orders(self) -> list[float]:
-        """The slopes between consecutive points of the sweep (above the reference's floor)."""
-        pairs = list(zip(self.steps, self.errors, strict=True))
-        return [
-            math.log(e0 / e1) / math.log(n1 / n0)
-            for (n0, e0), (n1, e1) in itertools.pairwise(pairs)
-            if e0 > 0 and e1 > 0 and n1 > n0
-        ]
+        """The slopes between consecutive points of the sweep."""
+        return local_orders(self.steps, self.errors)
 
     @property
     def rising(self) -> bool:
