@@ -1,15 +1,17 @@
 """Orders of convergence from an error sweep: the one fit used by every study (the diffusion
-problems of ``runtime.verification`` and the stiff PDEs of ``derive.stiff_pde``)."""
+problems of ``runtime.verification`` and the stiff PDEs of ``derive.stiff_pde``), and the one
+property-test runner behind ``phiforge verify --explore`` in both settings."""
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
-__all__ = ["local_orders", "observed_order"]
+__all__ = ["explore_margins", "local_orders", "observed_order"]
 
 
 def observed_order(
@@ -34,3 +36,87 @@ def local_orders(steps: Sequence[int], errors: Sequence[float]) -> list[float]:
         for (n0, e0), (n1, e1) in itertools.pairwise(pairs)
         if e0 > 0 and e1 > 0 and n1 > n0
     ]
+
+
+def explore_margins(
+    problems: Any,
+    margin: Callable[[Any], float | None],
+    examples: int,
+    seed: int = 0,
+    database: str | None = None,
+    tolerance: float = 0.2,
+) -> dict[str, Any]:
+    """Property-test an order claim: ``margin(problem)`` (observed minus claimed order; None when
+    the problem cannot decide it, e.g. every error at round-off) over ``examples`` problems drawn
+    from the hypothesis strategy ``problems`` with ``seed``. Returns the margins, the problems
+    below ``-tolerance`` (``missed``, their number ``misses``) and, if any, the smallest such
+    problem after hypothesis's shrinking. Hypothesis's files (its example database included) go
+    to ``database``, a folder of the user's, never into the package; without it nothing is
+    stored."""
+    import random
+
+    from hypothesis import HealthCheck, Phase, find, given, settings
+    from hypothesis import seed as seed_for
+    from hypothesis.configuration import set_hypothesis_home_dir, storage_directory
+    from hypothesis.database import DirectoryBasedExampleDatabase
+    from hypothesis.errors import NoSuchExample
+
+    def misses(problem: Any) -> bool:
+        value = margin(problem)
+        return value is not None and value < -tolerance
+
+    previous_home = str(storage_directory(intent_to_write=False))
+    if database:
+        set_hypothesis_home_dir(database)
+    config = settings(
+        max_examples=examples,
+        deadline=None,
+        database=DirectoryBasedExampleDatabase(database) if database else None,
+        derandomize=False,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    )
+    margins: list[float] = []
+    undecided = 0
+    missed: list[Any] = []
+
+    @seed_for(seed)
+    @config
+    @given(problems)
+    def run(problem: Any) -> None:
+        nonlocal undecided
+        value = margin(problem)
+        if value is None:
+            undecided += 1
+            return
+        margins.append(value)
+        if value < -tolerance:
+            missed.append(problem)
+
+    smallest = None
+    try:
+        run()
+        if missed:
+            try:
+                smallest = find(
+                    problems,
+                    misses,
+                    random=random.Random(seed),
+                    settings=settings(
+                        config,
+                        max_examples=max(examples, 20),
+                        phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
+                    ),
+                )
+            except NoSuchExample:
+                smallest = missed[0]
+    finally:
+        set_hypothesis_home_dir(previous_home)
+    return {
+        "examples": len(margins) + undecided,
+        "undecided": undecided,
+        "margins": margins,
+        "misses": len(missed),
+        "missed": missed,
+        "smallest": smallest,
+    }

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import sympy
 
-from phiforge.derive.convergence import local_orders, observed_order
+from phiforge.derive.convergence import explore_margins, local_orders, observed_order
 from phiforge.derive.errors import InputError
 from phiforge.derive.tableau import ExpRKTableau, Z
 
@@ -300,15 +300,11 @@ def explore(
 ) -> dict:
     """Property-test ``method`` on ``examples`` random stiff heat problems (kind, grid n in
     60..400, diffusion eps in 0.3..3, coarsest step count 8, 16 or 32 of a 3-point doubling
-    sweep), drawn by hypothesis from ``seed``: observed minus stiff order per problem, and, when
-    a problem shows an order below the stiff order - 0.2, the smallest such problem after
-    shrinking (as a problem spec and steps), with hypothesis's example database in ``database``
-    (a folder of the user's)."""
-    from hypothesis import HealthCheck, Phase, find, given, settings
-    from hypothesis import seed as seed_for
+    sweep), drawn by hypothesis from ``seed`` (:func:`~phiforge.derive.convergence.
+    explore_margins`): observed minus stiff order per problem, and, when a problem shows an order
+    below the stiff order - 0.2, the smallest such problem after shrinking (as a problem spec and
+    steps), with hypothesis's files in ``database`` (a folder of the user's)."""
     from hypothesis import strategies as st
-    from hypothesis.database import DirectoryBasedExampleDatabase
-    from hypothesis.errors import NoSuchExample
 
     problems = st.tuples(
         st.sampled_from(["ho", "compatible"]),
@@ -323,59 +319,14 @@ def explore(
         observed = observed_orders(method, heat_problem(kind, n, eps), steps)["observed_order"]
         return -math.inf if observed is None else observed - orders["stiff"]
 
-    from hypothesis.configuration import set_hypothesis_home_dir, storage_directory
-
-    previous_home = str(storage_directory(intent_to_write=False))
-    if database:  # hypothesis's own files (and its examples) in the user's folder
-        set_hypothesis_home_dir(database)
-    db = DirectoryBasedExampleDatabase(database) if database else None
-    config = settings(
-        max_examples=examples,
-        deadline=None,
-        database=db,
-        derandomize=False,
-        suppress_health_check=list(HealthCheck),
-        phases=[Phase.explicit, Phase.reuse, Phase.generate],
-    )
-    margins: list[float] = []
-    misses: list[tuple] = []
-
-    @seed_for(seed)
-    @config
-    @given(problems)
-    def run(problem: tuple[str, int, float, int]) -> None:
-        value = margin(problem)
-        margins.append(value)
-        if value < -TOLERANCE:
-            misses.append(problem)
-
-    import random
-
-    try:
-        run()
-        smallest = None
-        if misses:
-            try:
-                smallest = find(
-                    problems,
-                    lambda p: margin(p) < -TOLERANCE,
-                    random=random.Random(seed),
-                    settings=settings(
-                        config,
-                        max_examples=max(examples, 20),
-                        phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
-                    ),
-                )
-            except NoSuchExample:
-                smallest = misses[0]
-    finally:
-        set_hypothesis_home_dir(previous_home)
+    report = explore_margins(problems, margin, examples, seed, database, TOLERANCE)
+    smallest = report.pop("smallest")
+    report.pop("missed")
     return {
         "name": method.name,
         **orders,
-        "examples": len(margins),
-        "margins": margins,
-        "misses": len(misses),
+        "claimed": orders["stiff"],
+        **report,
         "smallest": None
         if smallest is None
         else {

@@ -38,7 +38,9 @@ __all__ = [
     "covariance_root",
     "defect",
     "defect_tensor",
+    "explore",
     "frechet_tensor",
+    "gaussian_problem",
     "moments_root",
     "observed_order",
     "study_method",
@@ -61,6 +63,8 @@ class Problem:
     t_start: float
     t_end: float
     reference_solver: tuple[str, int] | None = None  # (method, steps); None: exact or DOP853
+    step_schedule: str = "logsnr"  # how steps/nfe points are placed (runtime.timesteps)
+    data: str = "digits data"  # what the denoiser's distribution is, in words
     reference: torch.Tensor = field(init=False)
     reference_accuracy: float = field(init=False)
 
@@ -111,7 +115,7 @@ class Problem:
             t_start=self.t_start,
             t_end=self.t_end,
             return_info=True,
-            **options,
+            **({"step_schedule": self.step_schedule} | options),
         )
         return x, info.nfe
 
@@ -173,8 +177,13 @@ def builtin_problem(
     rtol 1e-12); or ``unet``, the U-Net on 32 x 32 RGB patches (reference: res_3m_pc on 512
     lambda-uniform steps, its accuracy the defect of 256 steps). VP linear schedule from t = 1
     to 1e-3 (lambda from -5.02 to 4.56), x_T ~ N(0, sigma_T^2 I)."""
+    if isinstance(name, str) and ":" in name:
+        return gaussian_problem(**problem_parameters(name))
     if name not in PROBLEMS:
-        raise InputError(f"parameter 'problem' must be one of {', '.join(PROBLEMS)}, got {name!r}")
+        raise InputError(
+            f"parameter 'problem' must be one of {', '.join(PROBLEMS)} (gaussian also as "
+            f"{GAUSSIAN_SPEC}), got {name!r}"
+        )
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise InputError(f"parameter 'batch' must be a positive integer, got {batch!r}")
     denoiser = builtin_denoiser(name)
@@ -182,7 +191,152 @@ def builtin_problem(
     sched = noise_schedule(schedule)
     x_start = torch.randn(batch, denoiser.dim, dtype=torch.float64, generator=generator)
     x_start = x_start * float(sched.sigma(t_start))
-    return Problem(name, denoiser, sched, x_start, t_start, t_end, _FINE_SOLVE.get(name))
+    data = "32 x 32 RGB image patches (U-Net)" if name == "unet" else "digits data"
+    return Problem(name, denoiser, sched, x_start, t_start, t_end, _FINE_SOLVE.get(name), data=data)
+
+
+#: a drawn problem's parameters, as ``phiforge verify --problem`` takes them
+GAUSSIAN_SPEC = "gaussian:mean=M,std=S,start=X,schedule=NAME,spacing=KIND"
+#: the finest sweep of a drawn problem whose local orders still rise (``study_method``)
+EXPLORE_EXTEND_TO = 1024
+#: schedules whose own start is pure noise (lambda = -inf) start drawn problems here instead
+_FINITE_ENDS = {"flow": (0.99, 1e-3)}
+
+
+def problem_parameters(spec: str) -> dict[str, Any]:
+    """The parameters of a problem spec ``gaussian:mean=M,std=S,start=X,schedule=NAME,
+    spacing=KIND`` (every key optional: mean 0, std 0.5, start 1, vp-linear, logsnr)."""
+    from phiforge.runtime.schedules import SCHEDULES
+    from phiforge.runtime.timesteps import STEP_SCHEDULES
+
+    kind, _, text = str(spec).partition(":")
+    if kind != "gaussian":
+        raise InputError(
+            f"parameter 'problem': parameters apply to gaussian ({GAUSSIAN_SPEC}), got {kind!r}"
+        )
+    values: dict[str, Any] = {}
+    for item in filter(None, text.split(",")):
+        key, _, value = item.partition("=")
+        if key not in ("mean", "std", "start", "schedule", "spacing") or key in values:
+            raise InputError(f"parameter 'problem': expected {GAUSSIAN_SPEC}, got {spec!r}")
+        if key in ("schedule", "spacing"):
+            allowed = SCHEDULES if key == "schedule" else STEP_SCHEDULES
+            if value not in allowed:
+                raise InputError(
+                    f"parameter 'problem': {key} must be one of {', '.join(allowed)}, got {value!r}"
+                )
+            values[key] = value
+            continue
+        try:
+            number = float(value)
+        except ValueError:
+            message = f"parameter 'problem': {key} must be a number, got {value!r}"
+            raise InputError(message) from None
+        if not math.isfinite(number) or (key == "std" and number <= 0):
+            bound = "a positive number" if key == "std" else "a finite number"
+            raise InputError(f"parameter 'problem': {key} must be {bound}, got {value!r}")
+        values[key] = number
+    return values
+
+
+def gaussian_problem(
+    mean: float = 0.0,
+    std: float = 0.5,
+    start: float = 1.0,
+    schedule: str = "vp-linear",
+    spacing: str = "logsnr",
+) -> Problem:
+    """One-dimensional data N(mean, std^2) started at x_T = start * sigma_T, between the
+    schedule's own ends (flow matching: t = 0.99 to 1e-3), steps placed by ``spacing``: the
+    probability-flow ODE's exact solution (:meth:`GaussianDenoiser.flow`) is the reference, so
+    the observed order depends on nothing but the method, the schedule and the grid. The
+    problems ``verify --explore`` draws, and ``--problem gaussian:...`` reproduces."""
+    values = problem_parameters(
+        f"gaussian:mean={mean},std={std},start={start},schedule={schedule},spacing={spacing}"
+    )
+    sched = noise_schedule(values["schedule"])
+    t_start, t_end = _FINITE_ENDS.get(values["schedule"], (sched.t_start, sched.t_end))
+    denoiser = GaussianDenoiser(
+        torch.tensor([values["mean"]]), torch.tensor([[values["std"] ** 2]])
+    )
+    x_start = torch.tensor([[values["start"] * float(sched.sigma(t_start))]], dtype=torch.float64)
+    spec = ",".join(f"{key}={value}" for key, value in values.items())
+    return Problem(
+        f"gaussian:{spec}", denoiser, sched, x_start, t_start, t_end,
+        step_schedule=values["spacing"], data=f"N({values['mean']}, {values['std']}^2) data",
+    )  # fmt: skip
+
+
+def explore(
+    method: str, examples: int, seed: int = 0, database: str | None = None, registry: Any = None
+) -> dict[str, Any]:
+    """Property-test ``method``'s claimed order on ``examples`` random one-dimensional Gaussian
+    problems (:func:`gaussian_problem`: mean in [-2, 2], std in [0.05, 1.5], start in
+    [-2.5, 2.5], every noise schedule and step spacing, a doubling sweep from 32, 64 or 128
+    steps, extended like ``verify``'s up to 1024 steps while its local orders still rise), drawn
+    by hypothesis from ``seed`` (:func:`~phiforge.derive.convergence.explore_margins`): observed
+    minus claimed order per problem (None when every error is at round-off), how many misses
+    were still pre-asymptotic at the finest sweep (``still_rising``), and the smallest problem
+    after shrinking that shows an order below the claim minus 0.2, as a problem spec, steps and
+    the study's verdict. Hypothesis's files go to ``database``."""
+    from hypothesis import strategies as st
+
+    from phiforge.derive.convergence import explore_margins
+    from phiforge.runtime.schedules import SCHEDULES
+    from phiforge.runtime.timesteps import STEP_SCHEDULES
+
+    module = load_method(method, registry)
+    claimed = int(module.CONVERGENCE_ORDER)
+
+    def number(low: float, high: float) -> Any:
+        return st.floats(min_value=low, max_value=high).map(lambda v: round(v, 3))
+
+    problems = st.tuples(
+        number(-2.0, 2.0),
+        number(0.05, 1.5),
+        number(-2.5, 2.5),
+        st.sampled_from(list(SCHEDULES)),
+        st.sampled_from(list(STEP_SCHEDULES)),
+        st.sampled_from([32, 64, 128]),
+    )
+
+    verdicts: dict[tuple, str] = {}
+
+    def margin(drawn: tuple) -> float | None:
+        *parameters, first = drawn
+        study = study_method(
+            gaussian_problem(*parameters),
+            module,
+            steps=[first, 2 * first, 4 * first],
+            nfe_budgets=(),
+            extend_to=EXPLORE_EXTEND_TO,
+        )
+        if not all(math.isfinite(e) for e in study.errors):
+            return -math.inf
+        if study.observed_order is None:
+            return None
+        verdicts[drawn] = study.verdict
+        return study.observed_order - claimed
+
+    report = explore_margins(problems, margin, examples, seed, database)
+    smallest = report.pop("smallest")
+    if smallest is not None:
+        *parameters, first = smallest
+        smallest = {
+            "problem": gaussian_problem(*parameters).name,
+            "steps": [first, 2 * first, 4 * first],
+            "extend_to": EXPLORE_EXTEND_TO,
+            "verdict": verdicts.get(smallest, ""),
+        }
+    missed = report.pop("missed")
+    rising = sum(verdicts[drawn].startswith("not asymptotic") for drawn in missed)
+    return {
+        "name": module.NAME,
+        "claimed": claimed,
+        **report,
+        "still_rising": rising,
+        "smallest": smallest,
+    }
 
 
 _EXTENSION_FLOOR = 1000  # a sweep is extended only while its error is this far above the floor
