@@ -22,6 +22,13 @@ implements those operations for one question:
 - :class:`SeriesAlgebra`: Taylor coefficients about 0 up to a total degree, multivariate (operator)
   or univariate (scalar). Degree 0 is the classical condition at z = 0; degree p - n the
   non-stiff condition of a tree of order n for non-stiff order p (§2.4).
+- :class:`ExpressionAlgebra`: SymPy expressions of coefficients in any form (unknowns of a
+  construction with phi placeholders, or a tableau's own expressions), one variable per vertex
+  in the operator setting: the equations of the construction and the residuals displayed for
+  methods whose coefficients are not phi-linear.
+
+One recursion (:class:`~phiforge.derive.conditions.ConditionEvaluator`) evaluates every
+condition in every algebra: conditions, checker and construction differ only in the algebra.
 
 Weak conditions (§2.3, §4.4) replace the root coefficient by its value at 0; every algebra does
 that through :meth:`lift_root` with ``at_zero=True``.
@@ -29,8 +36,11 @@ that through :meth:`lift_root` with ``at_zero=True``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
+
+import sympy
 
 from phiforge.derive.phibasis import (
     CoefficientFunction,
@@ -41,6 +51,7 @@ from phiforge.derive.phibasis import (
 
 __all__ = [
     "ExpPolyAlgebra",
+    "ExpressionAlgebra",
     "FractionAlgebra",
     "InconclusiveError",
     "ModularAlgebra",
@@ -72,6 +83,11 @@ class _Algebra:
         if at_zero_value:
             return self.const(function.at_zero())
         return self.lift(function)
+
+    def phi(self, q: int, scale: Any, weight: Any) -> dict:
+        """weight * phi_q(scale z) of one vertex variable z."""
+        ring = self.ring
+        return self.lift(CoefficientFunction.linear({(q, ring.coerce(scale)): ring.coerce(weight)}))
 
     def const(self, value: Any) -> dict:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -395,3 +411,79 @@ class ModularAlgebra(_Algebra):
 
     def is_zero(self, element: dict) -> bool:
         return all(v == 0 for v in element["v"][0])
+
+
+class ExpressionAlgebra(_Algebra):
+    """Elements ``{slots: expression}``: SymPy expressions in the vertex variables z_0, z_1, ...
+    (operator setting, ``multivariate=True``; a product shifts the right factor's variables past
+    the left's) or in the one variable z (scalar setting, ``slots`` always 0). Coefficients are
+    SymPy expressions in :data:`~phiforge.derive.tableau.Z` (or constants, e.g. the unknowns of a
+    construction); ``phi_of(q, scale, z)`` gives phi_q(scale z), or a placeholder for it.
+    Expressions are not expanded here; :meth:`value` gives the sum."""
+
+    def __init__(
+        self, phi_of: Callable[[int, Any, sympy.Symbol], sympy.Expr], multivariate: bool = False
+    ) -> None:
+        super().__init__(None)  # type: ignore[arg-type]
+        self.phi_of = phi_of
+        self.multivariate = multivariate
+
+    @staticmethod
+    def variable(slot: int) -> sympy.Symbol:
+        return sympy.Symbol(f"z_{slot}")
+
+    def _slots(self, count: int) -> int:
+        return count if self.multivariate else 0
+
+    def add_scaled(self, target: dict, element: dict, weight: Any) -> None:
+        weight = sympy.sympify(weight)
+        for key, expr in element.items():
+            target[key] = target.get(key, sympy.Integer(0)) + weight * expr
+
+    def prune(self, element: dict) -> dict:
+        return {key: expr for key, expr in element.items() if expr != 0}
+
+    def is_zero(self, element: dict) -> bool:
+        return all(sympy.expand(expr) == 0 for expr in element.values())
+
+    def lift_root(self, function: Any, at_zero_value: bool) -> dict:
+        if at_zero_value:  # the root's value at z = 0; its variable keeps its slot
+            return {self._slots(1): sympy.sympify(function).subs(_z(), 0)}
+        return self.lift(function)
+
+    def const(self, value: Any) -> dict:
+        return {self._slots(1): sympy.sympify(value)}
+
+    def lift(self, function: Any) -> dict:
+        expr = sympy.sympify(function)
+        if self.multivariate:
+            expr = expr.subs(_z(), self.variable(0))
+        return {self._slots(1): expr}
+
+    def phi(self, q: int, scale: Any, weight: Any) -> dict:
+        z = self.variable(0) if self.multivariate else _z()
+        return {self._slots(1): sympy.sympify(weight) * self.phi_of(q, scale, z)}
+
+    def mul(self, left: dict, right: dict) -> dict:
+        result: dict = {}
+        for n1, e1 in left.items():
+            for n2, e2 in right.items():
+                if n1 and n2:
+                    shift = {self.variable(k): self.variable(k + n1) for k in range(n2)}
+                    e2 = e2.subs(shift, simultaneous=True)
+                result[n1 + n2] = result.get(n1 + n2, sympy.Integer(0)) + e1 * e2
+        return result
+
+    def value(self, element: dict, variables: list[sympy.Symbol] | None = None) -> sympy.Expr:
+        """The element as one expression; ``variables`` renames z_0, z_1, ... (multivariate)."""
+        total = sympy.Add(*element.values())
+        if self.multivariate and variables:
+            names = {self.variable(k): v for k, v in enumerate(variables)}
+            total = total.subs(names, simultaneous=True)
+        return total
+
+
+def _z() -> sympy.Symbol:
+    from phiforge.derive.tableau import Z
+
+    return Z

@@ -54,7 +54,7 @@ from phiforge.derive.conditions import (
 )
 from phiforge.derive.phi import phi
 from phiforge.derive.phibasis import ONE_KEY, Ring
-from phiforge.derive.tableau import ExpRKTableau, Z
+from phiforge.derive.tableau import ExpRKTableau, SparseTableau, Z
 
 __all__ = ["CheckReport", "ConditionResult", "Verdict", "check_tableau"]
 
@@ -141,50 +141,26 @@ class ConditionResult:
 
 
 def condition_expression(tree, method: ExpRKTableau, variables: list[sympy.Symbol]) -> sympy.Expr:
-    """Cond(t) built directly from the tableau's SymPy expressions (any coefficient form)."""
-    scalar = len(variables) == 1
-    c = method.c
+    """Cond(t) built directly from the tableau's SymPy expressions (any coefficient form): the
+    conditions' own recursion in the :class:`~phiforge.derive.algebras.ExpressionAlgebra`, one
+    variable per vertex unless ``variables`` is [z] (scalar setting)."""
+    from phiforge.derive.algebras import ExpressionAlgebra
 
-    def at(expr: sympy.Expr, v: int) -> sympy.Expr:
-        return expr if scalar else expr.subs(Z, variables[v])
-
-    def psi_stage(q: int, i: int, v: int) -> sympy.Expr:
-        z = variables[0 if scalar else v]
-        exact = c[i - 1] ** q * phi(q, c[i - 1] * z)
-        return exact - sympy.Add(
-            *[at(method.a_entry(i, j), v) * c[j - 1] ** (q - 1) for j in range(1, i)]
-        ) / sympy.factorial(q - 1)
-
-    def children(parent, index: int, first: int) -> sympy.Expr:
-        product, v = sympy.Integer(1), first
-        for child in parent.subtree_children:
-            product *= w(index, child, v)
-            v += child.nonleaf_vertices
-        return product
-
-    def w(i: int, subtree, v: int) -> sympy.Expr:
-        if subtree.is_bushy:
-            return psi_stage(subtree.order, i, v)
-        return sympy.Add(
-            *[
-                at(method.a_entry(i, j), v)
-                * c[j - 1] ** subtree.leaf_children
-                * children(subtree, j, v + 1)
-                for j in range(2, i)
-            ]
-        )
-
-    if tree.is_bushy:
-        q = tree.order
-        return phi(q, variables[0]) - sympy.Add(
-            *[at(method.b_entry(i), 0) * c[i - 1] ** (q - 1) for i in range(1, method.stages + 1)]
-        ) / sympy.factorial(q - 1)
-    return sympy.Add(
-        *[
-            at(method.b_entry(i), 0) * c[i - 1] ** tree.leaf_children * children(tree, i, 1)
-            for i in range(2, method.stages + 1)
-        ]
+    s = method.stages
+    weights = SparseTableau(
+        None,  # type: ignore[arg-type]
+        tuple(method.c),
+        {
+            (i, j): method.a_entry(i, j)
+            for i in range(3, s + 1)
+            for j in range(2, i)
+            if method.a_entry(i, j) != 0
+        },
+        {i: method.b_entry(i) for i in range(2, s + 1)},
     )
+    multivariate = list(variables) != [Z]  # operator setting: one variable per vertex
+    algebra = ExpressionAlgebra(lambda q, scale, z: phi(q, scale * z), multivariate)
+    return algebra.value(ConditionEvaluator(weights, algebra).condition(tree), variables)
 
 
 def tensor_to_sympy(element: dict, variables: list[sympy.Symbol]) -> sympy.Expr:

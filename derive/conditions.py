@@ -34,7 +34,6 @@ from typing import Any
 
 from phiforge.derive.algebras import _Algebra
 from phiforge.derive.errors import InputError, integer_in
-from phiforge.derive.phibasis import CoefficientFunction
 from phiforge.derive.tableau import SparseTableau
 from phiforge.derive.trees import (
     CONDITIONS_UP_TO_MAX_ORDER,
@@ -309,8 +308,7 @@ class ConditionEvaluator:
         self._w: dict[tuple[int, RootedTree], dict] = {}
 
     def _phi(self, q: int, scale: Any, weight: Any) -> dict:
-        one = CoefficientFunction.linear({(q, self.method.ring.coerce(scale)): weight})
-        return self.algebra.lift(one)
+        return self.algebra.phi(q, scale, weight)
 
     def _defect(self, q: int, exact: dict, terms: Any, root: bool, weak: bool) -> dict:
         """exact - sum_j w_j c_j^{q-1}/(q-1)! (w_j = b_j or a_ij), as an algebra element."""
@@ -326,11 +324,7 @@ class ConditionEvaluator:
 
     def psi(self, q: int, weak: bool = False) -> dict:
         """psi_q = phi_q(z) - sum_i b_i c_i^{q-1}/(q-1)!; at z = 0 when ``weak``."""
-        exact = (
-            self.algebra.const(Fraction(1, factorial(q)))
-            if weak
-            else self._phi(q, 1, self.method.ring.coerce(1))
-        )
+        exact = self.algebra.const(Fraction(1, factorial(q))) if weak else self._phi(q, 1, 1)
         return self._defect(q, exact, self.method.b.items(), root=True, weak=weak)
 
     def psi_stage(self, q: int, i: int) -> dict:

@@ -35,7 +35,7 @@ from phiforge.derive.conditions import check_order, check_setting
 from phiforge.derive.errors import InputError
 from phiforge.derive.phi import phi
 from phiforge.derive.phibasis import FRACTIONS, coefficient_function, divide_out_z
-from phiforge.derive.tableau import ExpRKTableau, Z
+from phiforge.derive.tableau import ExpRKTableau, SparseTableau, Z
 from phiforge.derive.trees import RootedTree, trees_up_to
 
 __all__ = ["Construction", "construct_singlestep"]
@@ -74,53 +74,31 @@ def _placeholder(k: int, scale: sympy.Expr, cache: dict) -> sympy.Expr:
 def _equations(
     s: int, p: int, c: tuple, unknown_b: dict, unknown_a: dict, placeholders: dict, assumptions: str
 ) -> list[tuple[str, sympy.Expr]]:
-    def P(k: int, scale: sympy.Expr) -> sympy.Expr:
-        return _placeholder(k, scale, placeholders)
+    """The scalar-setting conditions of orders 2..p (and the simplifying ``assumptions``) on
+    weights given as SymPy expressions (unknowns), phi_k(c z) replaced by placeholders: the
+    conditions' own recursion (:class:`~phiforge.derive.conditions.ConditionEvaluator`) in the
+    :class:`~phiforge.derive.algebras.ExpressionAlgebra`."""
+    from phiforge.derive.algebras import ExpressionAlgebra
+    from phiforge.derive.conditions import ConditionEvaluator
 
-    def psi(q: int) -> sympy.Expr:
-        return P(q, 1) - sympy.Add(
-            *[b * c[i - 1] ** (q - 1) for i, b in unknown_b.items()]
-        ) / factorial(q - 1)
+    algebra = ExpressionAlgebra(lambda k, scale, _z: _placeholder(k, scale, placeholders))
+    evaluator = ConditionEvaluator(SparseTableau(None, c, unknown_a, unknown_b), algebra)  # type: ignore[arg-type]
 
-    def psi_stage(q: int, i: int) -> sympy.Expr:
-        return c[i - 1] ** q * P(q, c[i - 1]) - sympy.Add(
-            *[unknown_a[(i, j)] * c[j - 1] ** (q - 1) for j in range(2, i)]
-        ) / factorial(q - 1)
-
-    def w(i: int, subtree: RootedTree) -> sympy.Expr:
-        if subtree.is_bushy:
-            return psi_stage(subtree.order, i)
-        return sympy.Add(
-            *[
-                unknown_a[(i, j)]
-                * c[j - 1] ** subtree.leaf_children
-                * sympy.Mul(*[w(j, kid) for kid in subtree.subtree_children])
-                for j in range(2, i)
-            ]
-        )
+    def value(element: dict) -> sympy.Expr:
+        return sympy.expand(algebra.value(element))
 
     equations = []
     if assumptions in ("stage-order-2", "stage-order-3"):
         for i in range(3, s + 1):
-            equations.append((f"assumption psi_(2,{i}) = 0", sympy.expand(psi_stage(2, i))))
+            equations.append((f"assumption psi_(2,{i}) = 0", value(evaluator.psi_stage(2, i))))
         if 2 in unknown_b:
             equations.append(("assumption b_2 = 0", unknown_b[2]))
     if assumptions == "stage-order-3":
         for i in range(4, s + 1):
-            equations.append((f"assumption psi_(3,{i}) = 0", sympy.expand(psi_stage(3, i))))
+            equations.append((f"assumption psi_(3,{i}) = 0", value(evaluator.psi_stage(3, i))))
     for number, tree in enumerate(trees_up_to(p, start=2), start=1):
-        if tree.is_bushy:
-            expr = psi(tree.order)
-        else:
-            expr = sympy.Add(
-                *[
-                    b
-                    * c[i - 1] ** tree.leaf_children
-                    * sympy.Mul(*[w(i, kid) for kid in tree.subtree_children])
-                    for i, b in unknown_b.items()
-                ]
-            )
-        equations.append((f"condition {number} {tree} (order {tree.order})", sympy.expand(expr)))
+        expr = value(evaluator.condition(tree))
+        equations.append((f"condition {number} {tree} (order {tree.order})", expr))
     return equations
 
 

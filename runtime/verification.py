@@ -198,7 +198,7 @@ def builtin_problem(
 #: a drawn problem's parameters, as ``phiforge verify --problem`` takes them
 GAUSSIAN_SPEC = "gaussian:mean=M,std=S,start=X,schedule=NAME,spacing=KIND"
 #: the finest sweep of a drawn problem whose local orders still rise (``study_method``)
-EXPLORE_EXTEND_TO = 1024
+EXPLORE_EXTEND_TO = 4096
 #: schedules whose own start is pure noise (lambda = -inf) start drawn problems here instead
 _FINITE_ENDS = {"flow": (0.99, 1e-3)}
 
@@ -273,7 +273,7 @@ def explore(
     """Property-test ``method``'s claimed order on ``examples`` random one-dimensional Gaussian
     problems (:func:`gaussian_problem`: mean in [-2, 2], std in [0.05, 1.5], start in
     [-2.5, 2.5], every noise schedule and step spacing, a doubling sweep from 32, 64 or 128
-    steps, extended like ``verify``'s up to 1024 steps while its local orders still rise), drawn
+    steps, extended like ``verify``'s up to 4096 steps while its local orders still rise), drawn
     by hypothesis from ``seed`` (:func:`~phiforge.derive.convergence.explore_margins`): observed
     minus claimed order per problem (None when every error is at round-off), how many misses
     were still pre-asymptotic at the finest sweep (``still_rising``), and the smallest problem
@@ -373,9 +373,11 @@ class MethodStudy:
     @property
     def rising(self) -> bool:
         """Still in the pre-asymptotic range: the last local order exceeds the one before it by
-        more than 0.1 (the fit is dragged down by coarser points)."""
+        more than 0.03 (the fit is dragged down by coarser points). Slow rises are real: on
+        time-uniform VP grids (last lambda step ~ 500/N) dpm_solver_3's local orders go 2.40,
+        2.49, 2.60, ... 2.98 from N = 32 to 4096."""
         local = self.local_orders
-        return len(local) >= 2 and local[-1] > local[-2] + 0.1
+        return len(local) >= 2 and local[-1] > local[-2] + 0.03
 
     @property
     def verdict(self) -> str:

@@ -205,6 +205,10 @@ def test_a_pre_asymptotic_sweep_is_told_from_a_missed_claim():
     assert settled.agrees is False and not settled.rising
     assert settled.verdict == "NO: local orders 2.00, 2.00, 2.00 do not rise to 3"
     assert _study([1e-1, 1.25e-2, 1.5625e-3, 1.953125e-4], claimed=3).verdict == "yes"
+    # a slow rise (dpm_solver_3 on a time-uniform VP grid: 2.40, 2.49, ... 2.98 up to N = 4096)
+    slow = _study([9.95e-4, 1.89e-4, 3.37e-5], 3, (32, 64, 128))  # local orders 2.40, 2.49
+    assert slow.agrees is False and slow.rising
+    assert not _study([9.95e-4, 1.89e-4, 3.6e-5], 3, (32, 64, 128)).rising  # 2.40, 2.39
 
 
 def test_the_sweep_is_extended_until_a_pre_asymptotic_method_agrees():
