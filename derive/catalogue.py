@@ -1,9 +1,12 @@
-"""The catalogue of published exponential Runge-Kutta methods (data in ``catalogue.toml``).
+"""The catalogue of published methods of every family (data in ``catalogue.toml``).
 
 The entries are test data with their sources: the checker derives their verdicts, it does not
-read them from anywhere. ``catalogue_method(name)`` builds the validated tableau;
-``catalogue_method("exprk2")`` keeps the family symbolic, ``catalogue_method("exprk2", c2=1/2)``
-fixes a member.
+read them from anywhere. Each entry has a ``family``: ``singlestep`` (the default; exponential
+Runge-Kutta tableaus), ``multistep`` (update formulas, built by
+:func:`phiforge.derive.multistep.published_multistep`) or ``stochastic`` (SEEDS methods, built by
+:func:`phiforge.derive.stochastic.stochastic_method`). ``catalogue_method(name)`` builds the
+validated tableau of a single-step entry; ``catalogue_method("exprk2")`` keeps the family
+symbolic, ``catalogue_method("exprk2", c2=1/2)`` fixes a member.
 """
 
 from __future__ import annotations
@@ -19,21 +22,47 @@ from phiforge.derive.errors import InputError
 from phiforge.derive.phi import phi
 from phiforge.derive.tableau import ExpRKTableau, Z
 
-__all__ = ["catalogue_method", "catalogue_names"]
+__all__ = ["FAMILIES", "catalogue_entries", "catalogue_method", "catalogue_names", "parse"]
+
+FAMILIES = ("singlestep", "multistep", "stochastic")
 
 
 @cache
-def _entries() -> dict[str, dict[str, Any]]:
+def _all_entries() -> dict[str, dict[str, Any]]:
     text = resources.files("phiforge.derive").joinpath("catalogue.toml").read_text("utf-8")
-    return tomllib.loads(text)
+    entries = tomllib.loads(text)
+    for name, entry in entries.items():
+        if entry.get("family", "singlestep") not in FAMILIES:
+            raise InputError(
+                f"catalogue entry {name!r}: family must be one of {', '.join(FAMILIES)}, got "
+                f"{entry['family']!r}"
+            )
+    return entries
 
 
-def catalogue_names() -> list[str]:
-    """Names of all catalogue methods, in file order."""
-    return list(_entries())
+def catalogue_entries(family: str = "singlestep") -> dict[str, dict[str, Any]]:
+    """The catalogue's entries of one family (raw TOML tables), in file order."""
+    if family not in FAMILIES:
+        raise InputError(f"parameter 'family' must be one of {', '.join(FAMILIES)}, got {family!r}")
+    return {
+        name: entry
+        for name, entry in _all_entries().items()
+        if entry.get("family", "singlestep") == family
+    }
 
 
-def _parse(text: str, local: dict[str, Any], context: str) -> sympy.Expr:
+def _entries() -> dict[str, dict[str, Any]]:
+    return catalogue_entries("singlestep")
+
+
+def catalogue_names(family: str = "singlestep") -> list[str]:
+    """Names of the catalogue methods of one family, in file order."""
+    return list(catalogue_entries(family))
+
+
+def parse(text: str, local: dict[str, Any], context: str) -> sympy.Expr:
+    """A catalogue expression in SymPy syntax with the names of ``local``; bad text is an
+    InputError naming ``context``."""
     try:
         return sympy.sympify(text, locals=local)
     except (sympy.SympifyError, SyntaxError, TypeError) as error:
@@ -45,15 +74,15 @@ def _build(name: str, overrides: tuple[tuple[str, str], ...]) -> ExpRKTableau:
     entry = _entries()[name]
     local: dict[str, Any] = {"phi": phi, "z": Z, "exp": sympy.exp}
     for key, text in entry.get("definitions", {}).items():
-        local[key] = _parse(text, local, f"{name}: definition {key}")
-    nodes = [_parse(x, local, f"{name}: node") for x in entry["nodes"]]
+        local[key] = parse(text, local, f"{name}: definition {key}")
+    nodes = [parse(x, local, f"{name}: node") for x in entry["nodes"]]
     a = {}
     for key, text in entry.get("a", {}).items():
         i, j = (int(x) for x in key.split(","))
-        a[(i, j)] = _parse(text, local, f"{name}: a[{key}]")
-    b = {int(i): _parse(text, local, f"{name}: b[{i}]") for i, text in entry.get("b", {}).items()}
+        a[(i, j)] = parse(text, local, f"{name}: a[{key}]")
+    b = {int(i): parse(text, local, f"{name}: b[{i}]") for i, text in entry.get("b", {}).items()}
     values = {
-        sympy.Symbol(k): _parse(v, local, f"{name}: parameter {k}")
+        sympy.Symbol(k): parse(v, local, f"{name}: parameter {k}")
         for k, v in entry.get("parameters", {}).items()
     }
     values.update({sympy.Symbol(k): sympy.nsimplify(sympy.sympify(v)) for k, v in overrides})

@@ -280,43 +280,37 @@ def _field_weights(method: MultistepMethod, ratio_field: _RatioField) -> list[di
 
 
 def published_multistep(name: str) -> MultistepMethod:
-    """DPM-Solver++(2M) 'dpmsolver' type and the reference-code DPM-Solver++(3M) (kappa = 1),
-    from their update formulas (spec-dpmsolver-res.md §4.2)."""
-    if name == "dpmpp_2m":
-        (r1,) = step_ratios(2)
-        return MultistepMethod(
-            name=name,
-            weights=(phi(1, Z) * (1 + 1 / (2 * r1)), -phi(1, Z) / (2 * r1)),
-            ratios=(r1,),
-            description="DPM-Solver++(2M), 'dpmsolver' type (phi_1/2 where phi_2 belongs)",
-            source="Lu et al., DPM-Solver++, arXiv 2211.01095, Alg. 2 (LuChengTHU/dpm-solver "
-            "multistep_dpm_solver_second_update)",
-            prediction="data",
+    """A published multistep method of the catalogue (``family = "multistep"`` in
+    ``catalogue.toml``: DPM-Solver++(2M) 'dpmsolver' type, the reference-code DPM-Solver++(3M))
+    from its update formula: the weight of each model value is its coefficient in the update
+    (spec-dpmsolver-res.md §4.2)."""
+    from phiforge.derive.catalogue import catalogue_entries, parse
+
+    entries = catalogue_entries("multistep")
+    if name not in entries:
+        raise InputError(
+            f"unknown published multistep method {name!r}; known: {', '.join(entries)}"
         )
-    if name == "dpmpp_3m_ref":
-        r0, r1 = step_ratios(3)  # r0 = h_0/h (previous step), r1 = h_1/h
-        m0, m1, m2 = sympy.symbols("m0 m1 m2")
-        d1_0 = (m0 - m1) / r0
-        d1_1 = (m1 - m2) / r1
-        d1 = d1_0 + r0 / (r0 + r1) * (d1_0 - d1_1)
-        d2 = (d1_0 - d1_1) / (r0 + r1)
-        kappa = 1  # the reference code's weight; exact integration needs 2
-        update = phi(1, Z) * m0 + phi(2, Z) * d1 + kappa * phi(3, Z) * d2
-        update = sympy.expand(update)
-        weights = tuple(
-            sympy.collect(update.coeff(m), [phi(2, Z), phi(3, Z)]) for m in (m0, m1, m2)
-        )
-        return MultistepMethod(
-            name=name,
-            weights=tuple(sympy.factor_terms(w) for w in weights),
-            ratios=(r0, r1),
-            description="DPM-Solver++(3M) as in the reference code, k-diffusion and diffusers "
-            "(phi_3 term at half weight)",
-            source="Lu et al., DPM-Solver++, arXiv 2211.01095 (LuChengTHU/dpm-solver "
-            "multistep_dpm_solver_third_update; spec-dpmsolver-res.md §4.2)",
-            prediction="data",
-        )
-    raise InputError(f"unknown published multistep method {name!r}; known: dpmpp_2m, dpmpp_3m_ref")
+    entry = entries[name]
+    values = sympy.symbols(entry["values"])
+    ratios = step_ratios(len(values))
+    if len(entry.get("ratios", [])) != len(ratios):
+        raise InputError(f"{name}: {len(values)} values need {len(ratios)} step ratios")
+    local: dict[str, Any] = {"phi": phi, "z": Z}
+    local |= {str(v): v for v in values} | dict(zip(entry.get("ratios", []), ratios, strict=True))
+    for key, text in entry.get("definitions", {}).items():
+        local[key] = parse(text, local, f"{name}: definition {key}")
+    update = sympy.expand(parse(entry["update"], local, f"{name}: update"))
+    phis = sorted({f for f in update.atoms(phi) if f.args[0] > 1}, key=str)
+    weights = tuple(sympy.factor_terms(sympy.collect(update.coeff(v), phis)) for v in values)
+    return MultistepMethod(
+        name=name,
+        weights=weights,
+        ratios=ratios,
+        description=entry.get("title", ""),
+        source=entry.get("source", ""),
+        prediction=entry.get("prediction"),
+    )
 
 
 @dataclass

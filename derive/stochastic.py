@@ -25,10 +25,7 @@ sqrt(2 eta) sigma_t int e^{-eta(lambda_t - lambda)} dB and sqrt(2 eta) alpha_t i
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 from typing import Any
 
 import sympy
@@ -118,10 +115,10 @@ def stage_noise(nodes: list[Any] | tuple[Any, ...], form: str = "data") -> Stage
     return StageNoise(form, tuple(c), tuple(weights), tuple(covariance))
 
 
-@cache
 def _entries() -> dict[str, dict[str, Any]]:
-    text = resources.files("phiforge.derive").joinpath("stochastic.toml").read_text("utf-8")
-    return tomllib.loads(text)
+    from phiforge.derive.catalogue import catalogue_entries
+
+    return catalogue_entries("stochastic")
 
 
 def stochastic_names() -> list[str]:
@@ -147,7 +144,8 @@ class StochasticMethod:
 
 
 def stochastic_method(name: str) -> StochasticMethod:
-    """The SEEDS family ``name`` of ``stochastic.toml`` (drift kept symbolic in its nodes)."""
+    """The SEEDS method ``name`` of the catalogue (``family = "stochastic"`` in
+    ``catalogue.toml``; drift kept symbolic in its nodes)."""
     entries = _entries()
     if name not in entries:
         raise InputError(f"unknown stochastic method {name!r}; known: {', '.join(entries)}")

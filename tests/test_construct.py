@@ -255,3 +255,24 @@ def test_seven_stage_scalar_stiff_order_five():
     operator = check_tableau(result.tableau, 6, "operator")
     assert (operator.stiff_order, operator.nonstiff_order) == (3, 4)
     assert operator.verdict_row() == "SSSCSSSCCCCCSSSSxxCxxxCxCCCSxxxSSSSx"
+
+
+@pytest.mark.slow
+def test_res_5s_is_rebuilt_by_the_general_construction():
+    # the one construction path (elimination over the conditions' equations) on res_5s's nodes
+    # with stage order 3 gives res_5s's coefficients (254 s on 2 loaded cores); the registry
+    # keeps its straight-line program, the float64-stable form of the same coefficients
+    from phiforge.derive.plan import plan_entries
+    from phiforge.derive.registry import load_record, tableau_from_record
+
+    nodes = plan_entries()["res_5s"]["nodes"]
+    built = construct_singlestep(7, 5, nodes, assumptions="stage-order-3", verify=False)
+    assert built.success and built.free_parameters == {"a6_3": "0"}
+    reference = tableau_from_record(load_record("res_5s"))
+    for z in (Rational(-1, 100), Rational(-7, 10), -3, -10):
+        for i in range(2, 8):
+            pairs = [(built.tableau.b_entry(i), reference.b_entry(i))]
+            pairs += [(built.tableau.a_entry(i, j), reference.a_entry(i, j)) for j in range(1, i)]
+            for mine, theirs in pairs:
+                difference = sympy.N((mine - theirs).subs(Z, z), 30)
+                assert abs(difference) < 1e-25, (i, z, difference)

@@ -123,3 +123,19 @@ def test_bad_input():
         exponential_adams_moulton(7)
     with pytest.raises(InputError, match="unknown published multistep"):
         published_multistep("dpmpp_9m")
+
+
+def test_published_multistep_methods_are_catalogue_data():
+    # one catalogue for every family: the multistep entries are update formulas in
+    # catalogue.toml; dpmpp_2m's weights are phi_1 (1 + 1/(2 r1)) and -phi_1/(2 r1)
+    from phiforge.derive.catalogue import catalogue_names
+
+    assert catalogue_names("multistep") == ["dpmpp_2m", "dpmpp_3m_ref"]
+    assert "seeds_2a" in catalogue_names("stochastic")
+    assert not set(catalogue_names()) & set(catalogue_names("multistep"))
+    method = published_multistep("dpmpp_2m")
+    (r1,) = method.ratios
+    expected = (phi(1, Z) * (1 + 1 / (2 * r1)), -phi(1, Z) / (2 * r1))
+    assert all(sympy.simplify(w - e) == 0 for w, e in zip(method.weights, expected, strict=True))
+    with pytest.raises(InputError, match="known: dpmpp_2m, dpmpp_3m_ref"):
+        published_multistep("dpmpp_9m")
