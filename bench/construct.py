@@ -1,7 +1,9 @@
 """Benchmark: time to derive methods from the conditions, to check them, and to generate code.
 
 Prints one row per derivation with its outcome, so the table doubles as a record of what the
-construction finds. Usage: python bench/construct.py [--format markdown|json]
+construction finds. ``--slow`` adds the constructions that take minutes (res_5s through the
+general path, Luan & Ostermann's 8-stage method, Hochbruck & Ostermann's 5-stage method, a
+scalar stiff order 6 attempt). Usage: python bench/construct.py [--slow] [--format markdown|json]
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from sympy import Rational
 from phiforge.derive.codegen import generate
 from phiforge.derive.construct import (
     LUAN_EXPRK4S6,
+    LUAN_OSTERMANN_EXPRK5S8,
     choose_nodes,
     construct_operator,
     construct_singlestep,
@@ -90,10 +93,45 @@ CASES = [
 ]
 
 
+LO_NODES = [Rational(1, 2), Rational(1, 2), Rational(1, 4), Rational(1, 2), Rational(1, 5)]
+LO_NODES += [Rational(2, 3), 1]
+
+SLOW_CASES = [
+    (
+        "scalar 7 stages order 5, stage order 3, res_5s's c = (1/3, 2/3, 1/4, 1/2, 3/4, 1)",
+        lambda: construct_singlestep(
+            7,
+            5,
+            [Rational(1, 3), Rational(2, 3), Rational(1, 4), Rational(1, 2), Rational(3, 4), 1],
+            assumptions="stage-order-3",
+            verify=False,
+        ),
+    ),
+    (
+        "operator 8 stages weak order 5, Luan-Ostermann's zeros, c = (1/2, 1/2, 1/4, 1/2, 1/5, "
+        "2/3, 1)",
+        lambda: construct_operator(
+            8,
+            5,
+            LO_NODES,
+            **LUAN_OSTERMANN_EXPRK5S8,
+        ),
+    ),
+    (
+        "operator 5 stages weak order 4, HO's c = (1/2, 1/2, 1, 1/2)",
+        lambda: construct_operator(
+            5, 4, [Rational(1, 2), Rational(1, 2), 1, Rational(1, 2)], weak_top=True
+        ),
+    ),
+]
+
+
 def _outcome(result) -> str:
     if result.success:
         report = result.report
         if report is None:
+            if result.tableau is not None and not result.tableau.free_symbols:
+                return f"solved, not checked; free {result.free_parameters or '-'}"
             return "family (symbolic nodes)"
         return (
             f"stiff {report.stiff_order}, weak {report.weak_stiff_order} "
@@ -102,9 +140,9 @@ def _outcome(result) -> str:
     return f"blocked by {result.blocked_by}"
 
 
-def measure() -> list[dict]:
+def measure(slow: bool = False) -> list[dict]:
     rows = []
-    for label, function in CASES:
+    for label, function in CASES + (SLOW_CASES if slow else []):
         start = time.perf_counter()
         result = function()
         rows.append(
@@ -158,8 +196,9 @@ def measure() -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--format", choices=("markdown", "json"), default="markdown")
+    parser.add_argument("--slow", action="store_true", help="add the constructions of minutes")
     args = parser.parse_args()
-    rows = measure()
+    rows = measure(args.slow)
     if args.format == "json":
         print(json.dumps(rows, indent=2))
         return

@@ -285,6 +285,65 @@ LUAN_EXPRK4S6 = {
 }
 
 
+# Luan & Ostermann's expRK5s8 (J. Comput. Appl. Math. 262 (2014); spec order-conditions.md §5)
+# as an operator-setting ansatz: the coefficients their method leaves zero (b_2..b_5; a_42,
+# a_52, a_62, a_63, a_72, a_73, a_82, a_83, a_84), the top order (5) in weakened form; with their
+# nodes c = (1/2, 1/2, 1/4, 1/2, 1/5, 2/3, 1) the conditions leave no free constant
+LUAN_OSTERMANN_EXPRK5S8 = {
+    "zero": (
+        "b2", "b3", "b4", "b5", "a4_2", "a5_2", "a6_2", "a6_3", "a7_2", "a7_3", "a8_2", "a8_3",
+        "a8_4",
+    ),
+    "weak_top": True,
+}  # fmt: skip
+
+
+MAX_STAGES = 16  # the unknowns grow as s^2/2: 16 stages have 120, beyond any order asked for
+
+
+def _check_stages(stages: object, least: int) -> int:
+    if isinstance(stages, bool) or not isinstance(stages, int) or not least <= stages <= MAX_STAGES:
+        raise InputError(
+            f"parameter 'stages' must be an integer in {least}..{MAX_STAGES}, got {stages!r}"
+        )
+    return stages
+
+
+def _nodes(nodes: Any, s: int, distinct: bool) -> list[sympy.Expr]:
+    """c_1 = 0, c_2..c_s from ``nodes`` (c_2..c_s, or c_1..c_s starting with 0): numbers must lie
+    in (0, 1] (a stage outside the step evaluates the model outside [t_{n+1}, t_n]); symbols
+    (families) are kept. ``distinct``: the scalar construction needs distinct nodes, since the
+    phi functions of coinciding nodes merge."""
+    if isinstance(nodes, str) or not hasattr(nodes, "__len__"):
+        raise InputError(f"parameter 'nodes' must be a list of c_2..c_{s}, got {nodes!r}")
+    values = []
+    for x in nodes:
+        try:
+            value = sympy.nsimplify(sympy.sympify(x))
+        except (sympy.SympifyError, SyntaxError, TypeError, ValueError):
+            raise InputError(
+                f"parameter 'nodes': {x!r} is not a number (e.g. 1/3) or a symbol"
+            ) from None
+        values.append(value)
+    if len(values) == s - 1:
+        values = [sympy.Integer(0), *values]
+    if len(values) != s or values[0] != 0:
+        raise InputError(
+            f"parameter 'nodes' must give c_2..c_{s} ({s - 1} values) or c_1..c_{s} with c_1 = 0, "
+            f"got {nodes!r}"
+        )
+    for i, value in enumerate(values[1:], start=2):
+        if value.is_number and not (value.is_real and 0 < value <= 1):
+            raise InputError(f"parameter 'nodes': c_{i} = {value} must be a positive number <= 1")
+    nonzero = values[1:]
+    if distinct and len(set(nonzero)) != len(nonzero):
+        raise InputError(
+            f"parameter 'nodes' must be distinct for the construction (the phi functions of "
+            f"coinciding nodes merge), got {[str(v) for v in values]}"
+        )
+    return values
+
+
 def _pole_at_zero(value: sympy.Expr, back: dict) -> bool:
     """Whether a solved value (rational in the phi placeholders; ``back`` maps them to
     phi_k(c z)) is not finite at z = 0: the checker's own test, the Taylor series of its
@@ -346,9 +405,7 @@ def construct_singlestep(
     """Solve the stiff conditions of orders 2..order for an s-stage method with the given nodes
     (``nodes`` lists c_2..c_s, or c_1..c_s starting with 0); ``verify`` checks the solution
     against every condition (the construction already satisfies them by elimination)."""
-    s = stages
-    if isinstance(s, bool) or not isinstance(s, int) or s < 1:
-        raise InputError(f"parameter 'stages' must be an integer >= 1, got {stages!r}")
+    s = _check_stages(stages, 1)
     p = check_order(order, "order")
     check_setting(setting)
     if setting != "scalar":
@@ -360,23 +417,7 @@ def construct_singlestep(
         raise InputError(
             f"parameter 'assumptions' must be one of {ASSUMPTIONS}, got {assumptions!r}"
         )
-    values = [sympy.nsimplify(sympy.sympify(x)) for x in nodes]
-    if len(values) == s - 1:
-        values = [sympy.Integer(0), *values]
-    if len(values) != s or values[0] != 0:
-        raise InputError(
-            f"parameter 'nodes' must give c_2..c_{s} ({s - 1} values) or c_1..c_{s} with c_1 = 0, "
-            f"got {nodes!r}"
-        )
-    for i, value in enumerate(values[1:], start=2):
-        if value.is_number and not (value.is_real and value > 0):
-            raise InputError(f"parameter 'nodes': c_{i} = {value} must be a positive number")
-    nonzero = values[1:]
-    if len(set(nonzero)) != len(nonzero):
-        raise InputError(
-            f"parameter 'nodes' must be distinct for the construction (the phi functions of "
-            f"coinciding nodes merge), got {[str(v) for v in values]}"
-        )
+    values = _nodes(nodes, s, distinct=True)
     if p > 1 and s < 2:
         raise InputError(f"no method of order {p} > 1 with 1 stage; parameter 'stages' >= 2")
     c = tuple(values)
@@ -590,8 +631,7 @@ def construct_operator(
     3, 4 use only a_i2, stages 5, 6 only a_i3, a_i4, and b_2 = b_3 = b_4 = 0)."""
     s = stages
     p = check_order(order, "order")
-    if isinstance(s, bool) or not isinstance(s, int) or s < 2:
-        raise InputError(f"parameter 'stages' must be an integer >= 2, got {stages!r}")
+    s = _check_stages(s, 2)
     names = {f"b{i}" for i in range(2, s + 1)} | {
         f"a{i}_{j}" for i in range(3, s + 1) for j in range(2, i)
     }
@@ -601,12 +641,11 @@ def construct_operator(
             f"parameter 'zero' names coefficients that a {s}-stage ansatz does not have: "
             f"{unknown_zero} (allowed: b2..b{s}, ai_j with 2 <= j < i <= {s})"
         )
-    values = [sympy.nsimplify(sympy.sympify(x)) for x in nodes]
-    if len(values) == s - 1:
-        values = [sympy.Integer(0), *values]
-    if len(values) != s or values[0] != 0 or any(not (v.is_Rational and v > 0) for v in values[1:]):
+    values = _nodes(nodes, s, distinct=False)
+    if any(not v.is_Rational for v in values[1:]):
         raise InputError(
-            f"parameter 'nodes' must give c_2..c_{s} as positive rationals, got {nodes!r}"
+            f"parameter 'nodes' must give c_2..c_{s} as rationals in (0, 1] (the operator "
+            f"ansatz needs numbers), got {nodes!r}"
         )
     top = max_phi or p
     unknowns: list[sympy.Symbol] = []
