@@ -10,8 +10,6 @@ field. A record whose hash does not match its content was edited by hand and is 
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,15 @@ from phiforge.derive.check import check_tableau
 from phiforge.derive.errors import InputError
 from phiforge.derive.multistep import MultistepMethod, check_multistep, step_ratios
 from phiforge.derive.phi import phi
+from phiforge.derive.records import (
+    FORMAT_VERSION,
+    MultistepRecord,
+    Record,
+    SingleStepRecord,
+    content_hash,
+    read_record,
+    typed_record,
+)
 from phiforge.derive.registry_folders import (
     RegistryArg,
     check_method_name,
@@ -53,14 +60,7 @@ __all__ = [
     "tableau_from_record",
 ]
 
-FORMAT_VERSION = 1
 FAMILIES = ("singlestep", "multistep", "stochastic")
-
-
-def content_hash(record: Mapping[str, Any]) -> str:
-    body = {key: value for key, value in record.items() if key != "hash"}
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return "sha256:" + hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
 def _orders(report) -> dict[str, int]:
@@ -129,8 +129,7 @@ def singlestep_record(
     if program is not None:
         record["definitions"] = [_definition_entry(d) for d in program.definitions]
         record["domain"] = program.domain
-    record["hash"] = content_hash(record)
-    return record
+    return SingleStepRecord(record).sealed()
 
 
 def _definition_entry(definition: Definition) -> dict[str, Any]:
@@ -235,62 +234,25 @@ def multistep_record(
         record["warmup"] = {key: list(names) for key, names in warmup.items()}
     if noise is not None:
         record["noise"] = dict(noise)
-    record["hash"] = content_hash(record)
-    return record
+    return MultistepRecord(record).sealed()
 
 
 def save_record(record: Mapping[str, Any], directory: Path) -> Path:
-    """Write ``record`` as ``directory/NAME.json`` (the folder is created if missing)."""
-    check_method_name(record.get("name"), "name")
-    directory = Path(directory)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise InputError(f"parameter 'registry': cannot create {directory} ({error})") from None
-    path = directory / f"{record['name']}.json"
-    path.write_text(
-        json.dumps(record, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
-    return path
+    """Write ``record`` as ``directory/NAME.json`` (the folder is created if missing), after its
+    family's record class has validated it (:meth:`~phiforge.derive.records.Record.save`)."""
+    return typed_record(record).save(directory)
 
 
-def _verified(record: dict[str, Any], path: Path) -> dict[str, Any]:
-    stored = record.get("hash")
-    actual = content_hash(record)
-    if stored != actual:
-        raise InputError(
-            f"registry record {path} was edited by hand: its hash {stored} does not match its "
-            f"content ({actual}); regenerate it with 'phiforge registry build' or "
-            f"'phiforge derive ...' instead of editing"
-        )
-    if record.get("family") not in FAMILIES:
-        raise InputError(f"registry record {path}: unknown family {record.get('family')!r}")
-    missing = [k for k in ("name", "coefficients", "orders", "nfe_per_step") if k not in record]
-    if missing:
-        raise InputError(f"registry record {path}: missing field(s) {', '.join(missing)}")
-    if record.get("name") != path.stem:
-        raise InputError(
-            f"registry record {path}: the file's name {path.stem!r} differs from the record's "
-            f"name {record.get('name')!r}; rename the file to {record.get('name')}.json"
-        )
-    return record
-
-
-def load_record(name: str, directory: Path | None = None) -> dict[str, Any]:
-    """Read and verify one record; unknown names list the registered ones."""
+def load_record(name: str, directory: Path | None = None) -> Record:
+    """Read and verify one record (:func:`~phiforge.derive.records.read_record`: hash, schema
+    of its family, file name); unknown names list the registered ones."""
     check_method_name(name, "name")
     directory = Path(directory or default_registry_dir())
     path = directory / f"{name}.json"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in directory.glob("*.json"))) or "none"
         raise InputError(f"unknown registry method {name!r}; registered methods: {known}")
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InputError(f"registry record {path} is not valid JSON: {error}") from None
-    if not isinstance(record, dict):
-        raise InputError(f"registry record {path} is not a JSON object")
-    return _verified(record, path)
+    return read_record(path)
 
 
 def load_registered(name: str, registry: RegistryArg = None) -> dict[str, Any]:

@@ -182,7 +182,8 @@ def stochastic_record(name: str) -> dict[str, Any]:
     """The registry record of a stochastic method: symbolic drift (checked at the default
     parameters), stage-noise weights and covariances in both forms, verified factorisation."""
     from phiforge.derive.check import check_tableau
-    from phiforge.derive.registry import FORMAT_VERSION, _orders, content_hash
+    from phiforge.derive.records import FORMAT_VERSION, StochasticRecord
+    from phiforge.derive.registry import _orders
 
     method = stochastic_method(name)
     drift = method.drift
@@ -235,5 +236,4 @@ def stochastic_record(name: str) -> dict[str, Any]:
             else {"kind": "published", "citation": SEEDS_CITATION}
         ),
     }
-    record["hash"] = content_hash(record)
-    return record
+    return StochasticRecord(record).sealed()
