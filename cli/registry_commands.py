@@ -103,6 +103,8 @@ def _construct(args: argparse.Namespace) -> dict[str, Any]:
             description=args.description or "",
             setting=args.setting,
             weak_top=args.weak_top,
+            zero=[x for x in args.zero.split(",") if x] if args.zero else (),
+            own_scale=args.own_scale,
         )
     else:
         record = derive_multistep_record(
@@ -218,6 +220,17 @@ def register_registry_commands(commands: argparse._SubParsersAction) -> None:
         "--weak-top",
         action="store_true",
         help="operator setting: top-order conditions in weakened form",
+    )
+    single.add_argument(
+        "--zero",
+        metavar="NAMES",
+        help="operator setting: coefficients fixed to 0, e.g. b2,b3,a4_3 (Luan's ansatz: "
+        "b2,b3,b4,a4_3,a5_2,a6_2,a6_5 with --own-scale --weak-top)",
+    )
+    single.add_argument(
+        "--own-scale",
+        action="store_true",
+        help="operator setting: row i of the ansatz only in phi_k(c_i z) (Luan's family)",
     )
     single.add_argument(
         "--assumptions", choices=("none", "stage-order-2", "stage-order-3"), default="none"

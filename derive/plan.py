@@ -53,8 +53,13 @@ def derive_singlestep_record(
     setting: str = "scalar",
     weak_top: bool = False,
     embedded: int | None = None,
+    zero: tuple[str, ...] | list[str] = (),
+    own_scale: bool = False,
 ) -> dict[str, Any]:
-    """Construct a method and return its record (raises if it cannot)."""
+    """Construct a method and return its record (raises if it cannot). In the operator setting
+    ``zero`` (coefficients fixed to 0, e.g. ("b2", "a4_3")) and ``own_scale`` (row i only in
+    phi_k(c_i z)) structure the ansatz as Luan's and Luan-Ostermann's constructions do
+    (:func:`~phiforge.derive.construct.construct_operator`)."""
     check_method_name(name, "name")
     integer_in(stages, "'stages'", 1, 16)
     integer_in(order, "'order'", 1, 16)
@@ -71,16 +76,32 @@ def derive_singlestep_record(
         "setting": setting,
         "assumptions": assumptions,
     }
+    if setting != "operator" and (zero or own_scale):
+        raise InputError(
+            "parameters 'zero' and 'own_scale' structure the operator setting's ansatz; the "
+            "scalar construction solves for every coefficient (use --setting operator)"
+        )
     if setting == "operator":
         if nodes is None:
             raise InputError("parameter '--nodes' is required in the operator setting")
-        result = construct_operator(stages, order, nodes, weak_top=weak_top, name=name, **metadata)
+        result = construct_operator(
+            stages,
+            order,
+            nodes,
+            weak_top=weak_top,
+            name=name,
+            zero=tuple(zero),
+            own_scale=own_scale,
+            **metadata,
+        )
         if not result.success:
             raise InputError(
                 f"{name}: no {stages}-stage method of order {order} for nodes {nodes}: "
                 f"blocked by {result.blocked_by}"
             )
         provenance["weak_top"] = weak_top
+        if zero or own_scale:
+            provenance["ansatz"] = {"zero": list(zero), "own_scale": own_scale}
     elif node_grid is not None:
         result, table = choose_nodes(
             stages, order, node_grid, assumptions=assumptions, name=name, **metadata

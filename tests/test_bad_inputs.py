@@ -28,6 +28,10 @@ class CliError(Exception):
     """A CLI run that ended with exit status 2 and a message on stderr."""
 
 
+DERIVE_3S = ("derive", "singlestep", "-s", "3", "-p", "3", "--nodes", "1/2,1", "--name", "x")
+DERIVE_3S += ("--registry", "bad-reg")
+
+
 def cli(*argv: str) -> Callable[[], None]:
     def call() -> None:
         err = io.StringIO()
@@ -384,6 +388,8 @@ CASES: list[tuple[str, Callable[[], object], str]] = [
     ("verify-spec-spacing", cli("verify", "res_2m", "--problem", "gaussian:spacing=u"), "spacing"),
     ("verify-spec-twice", cli("verify", "res_2m", "--problem", "gaussian:std=1,std=2"), "problem"),
     ("verify-explore-0", cli("verify", "res_2m", "--explore", "0"), "--explore"),
+    ("derive-zero-scalar", cli(*DERIVE_3S, "--zero", "b2"), "zero"),
+    ("derive-zero-unknown", cli(*DERIVE_3S, "--setting", "operator", "--zero", "b9"), "zero"),
     ("verify-explore-sde", cli("verify", "seeds_2a", "--explore", "2"), "seeds_2a"),
     ("verify-batch-0", cli("verify", "res_2m", "--batch", "0"), "--batch"),
     ("verify-extend-0", cli("verify", "res_2m", "--extend-to", "0"), "--extend-to"),

@@ -276,3 +276,24 @@ def test_res_5s_is_rebuilt_by_the_general_construction():
             for mine, theirs in pairs:
                 difference = sympy.N((mine - theirs).subs(Z, z), 30)
                 assert abs(difference) < 1e-25, (i, z, difference)
+
+
+def test_cli_derives_luans_published_method_from_its_ansatz(tmp_path, capsys):
+    # nothing typed in but Luan's nodes and the shape of her ansatz: the record's coefficients
+    # are the published expRK4s6's, exactly
+    from phiforge.cli.main import main
+    from phiforge.derive.catalogue import catalogue_method
+    from phiforge.derive.registry import load_record, tableau_from_record
+
+    zero = ",".join(LUAN_EXPRK4S6["zero"])
+    code = main(["derive", "singlestep", "--setting", "operator", "--stages", "6", "--order", "4",
+                 "--nodes", "1/2,1/2,1/3,5/6,1/3", "--weak-top", "--own-scale", "--zero", zero,
+                 "--name", "luan", "--registry", str(tmp_path), "--quiet"])  # fmt: skip
+    assert code in (0, None)
+    record = load_record("luan", tmp_path)
+    assert record["provenance"]["ansatz"] == {"zero": zero.split(","), "own_scale": True}
+    mine, published = tableau_from_record(record), catalogue_method("exprk4s6_luan")
+    for i in range(1, 7):
+        assert sympy.simplify(mine.b_entry(i) - published.b_entry(i)) == 0
+        for j in range(1, i):
+            assert sympy.simplify(mine.a_entry(i, j) - published.a_entry(i, j)) == 0
