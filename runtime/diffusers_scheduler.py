@@ -59,6 +59,7 @@ from phiforge.runtime.plan import (
 )
 from phiforge.runtime.schedules import RectifiedFlow, VPLinear
 from phiforge.runtime.step_plan import WARMUP_POLICIES, diffusers_final_steps, plan_steps
+from phiforge.runtime.timesteps import per_sample_rows
 
 __all__ = ["PhiforgeScheduler"]
 
@@ -292,9 +293,9 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
         timesteps), then the call program of the method on it. A 2-D ``sigmas`` (one row per
         sample, phiforge's extension) gives every sample its own grid: ``timesteps`` then has a
         column per sample (pass each row to the model as its per-sample timesteps)."""
-        table = None if sigmas is None else torch.as_tensor(sigmas, dtype=torch.float64)
-        if table is not None and table.ndim == 2:
-            self._set_per_sample(table, device)
+        per_sample = per_sample_rows("sigmas", sigmas)
+        if per_sample is not None:
+            self._set_per_sample(torch.tensor(per_sample[1], dtype=torch.float64), device)
             return
         if self.config.flow_match is not None:  # the flow-matching scheduler's own grid
             if num_inference_steps is not None:

@@ -54,6 +54,7 @@ from phiforge.runtime.step_plan import (
     check_method,
     sampling_plan,
 )
+from phiforge.runtime.timesteps import per_sample_rows
 
 __all__ = [
     "ALLOCATIONS",
@@ -198,7 +199,9 @@ def sample(
             restart=restart,
         )
 
-    table = _grid_table("sigmas", sigmas, x) or _grid_table("timesteps", timesteps, x)
+    table = per_sample_rows("sigmas", sigmas, x.shape[0]) or per_sample_rows(
+        "timesteps", timesteps, x.shape[0]
+    )
     rows = None
     if table is not None:  # a grid per sample
         if adaptive or restart is not None:
@@ -431,36 +434,6 @@ def _per_sample(values: Iterable[float]) -> float | torch.Tensor:
     """One float, or a float64 tensor of one value per sample (per-sample grids)."""
     values = list(values)
     return values[0] if len(values) == 1 else torch.tensor(values, dtype=torch.float64)
-
-
-def _grid_table(name: str, value: Any, x: torch.Tensor) -> tuple[str, list[list[float]]] | None:
-    """A 2-D ``sigmas`` or ``timesteps`` (one row per sample) as rows of floats, else None."""
-    if value is None:
-        return None
-    if isinstance(value, torch.Tensor | np.ndarray):
-        if value.ndim < 2:
-            return None
-        if value.ndim > 2:
-            raise InputError(f"parameter {name!r} must be 1-D, or 2-D with one row per sample")
-        rows = [[float(v) for v in row] for row in value.tolist()]
-    elif len(value) and isinstance(value[0], Sequence | torch.Tensor | np.ndarray):
-        try:
-            rows = [[float(v) for v in row] for row in value]
-        except (TypeError, ValueError):
-            raise InputError(f"parameter {name!r} must hold numbers") from None
-    else:
-        return None
-    if len(rows) != x.shape[0]:
-        raise InputError(
-            f"parameter {name!r}: a per-sample grid needs one row per sample ({x.shape[0]}), "
-            f"got {len(rows)}"
-        )
-    if len({len(row) for row in rows}) != 1:
-        raise InputError(
-            f"parameter {name!r}: the rows of a per-sample grid must have one length, got "
-            f"{sorted({len(row) for row in rows})}"
-        )
-    return name, rows
 
 
 def _progress(total: int, enabled: bool):

@@ -26,7 +26,13 @@ from phiforge.runtime.errors import InputError
 from phiforge.runtime.restart import karras_sigmas
 from phiforge.runtime.schedules import NoiseSchedule
 
-__all__ = ["STEP_SCHEDULES", "grid_from_sigmas", "grid_from_times", "lambda_grid"]
+__all__ = [
+    "STEP_SCHEDULES",
+    "grid_from_sigmas",
+    "grid_from_times",
+    "lambda_grid",
+    "per_sample_rows",
+]
 
 STEP_SCHEDULES = ("logsnr", "time", "quadratic", "karras")
 
@@ -131,3 +137,44 @@ def grid_from_times(schedule: NoiseSchedule, times: Sequence[float] | np.ndarray
             f"parameter 'timesteps' must be a 1-D sequence of times in [{low:g}, {high:g}]"
         )
     return _check_grid("timesteps", np.asarray(schedule.lam(values), dtype=np.float64))
+
+
+def per_sample_rows(
+    name: str, value: object, batch: int | None = None
+) -> tuple[str, list[list[float]]] | None:
+    """A 2-D ``sigmas`` or ``timesteps`` (one row per sample: a per-sample grid) as rows of
+    floats, else None (a 1-D grid, or none). The one place that tells a per-sample grid from a
+    shared one, for ``sample()``, the k-diffusion functions and the diffusers scheduler; with
+    ``batch`` the rows must number one per sample."""
+    import torch
+
+    if value is None:
+        return None
+    if isinstance(value, torch.Tensor | np.ndarray):
+        if value.ndim < 2:
+            return None
+        if value.ndim > 2:
+            raise InputError(f"parameter {name!r} must be 1-D, or 2-D with one row per sample")
+        rows = [[float(v) for v in row] for row in value.tolist()]
+    elif isinstance(value, Sequence) and len(value) and not isinstance(value, str):
+        if not any(isinstance(v, Sequence | torch.Tensor | np.ndarray) for v in value):
+            return None
+        try:
+            rows = [[float(v) for v in row] for row in value]  # type: ignore[union-attr]
+        except (TypeError, ValueError):
+            raise InputError(
+                f"parameter {name!r} must be 1-D, or 2-D with one row of numbers per sample"
+            ) from None
+    else:
+        return None
+    if batch is not None and len(rows) != batch:
+        raise InputError(
+            f"parameter {name!r}: a per-sample grid needs one row per sample ({batch}), "
+            f"got {len(rows)}"
+        )
+    if len({len(row) for row in rows}) != 1:
+        raise InputError(
+            f"parameter {name!r}: the rows of a per-sample grid must have one length, got "
+            f"{sorted({len(row) for row in rows})}"
+        )
+    return name, rows

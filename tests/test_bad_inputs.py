@@ -522,6 +522,8 @@ CASES: list[tuple[str, Callable[[], object], str]] = [
     ("kd-node", kdiff("sample_seeds_2", r=1.5), "r"),
     # --- diffusers scheduler
     ("sched-steps-0", sched_call(lambda s: s.set_timesteps(0)), "num_inference_steps"),
+    ("sched-ragged", sched_call(lambda s: s.set_timesteps(sigmas=[[1.0, 0.5], [1.0]])), "sigmas"),
+    ("sched-3d", sched_call(lambda s: s.set_timesteps(sigmas=[[[1.0, 0.5]]])), "sigmas"),
     ("sched-steps-neg", sched_call(lambda s: s.set_timesteps(-5)), "num_inference_steps"),
     ("sched-steps-float", sched_call(lambda s: s.set_timesteps(2.5)), "num_inference_steps"),
     ("sched-steps-many", sched_call(lambda s: s.set_timesteps(2000)), "num_inference_steps"),
