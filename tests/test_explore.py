@@ -75,3 +75,20 @@ def test_verify_explore_cli_writes_its_database_in_the_working_directory(
     code = main(["verify", "--explore", "2", "res_2s", "--quiet"])
     text = capsys.readouterr().out
     assert code == 0 and "| res_2s | 2 | 2 |" in text
+
+
+def test_the_shared_runner_counts_misses_and_shrinks_to_the_smallest(tmp_path):
+    # derive.convergence.explore_margins on a synthetic claim: "misses" above 50, undecided at 7
+    from hypothesis import strategies as st
+
+    from phiforge.derive.convergence import explore_margins
+
+    def margin(n: int) -> float | None:
+        return None if n == 7 else (-1.0 if n > 50 else 0.1)
+
+    report = explore_margins(st.integers(0, 100), margin, 60, seed=2, database=str(tmp_path))
+    assert report["examples"] == 60 and len(report["margins"]) == 60 - report["undecided"]
+    assert report["misses"] == sum(m < -0.2 for m in report["margins"]) >= 1
+    assert all(n > 50 for n in report["missed"])
+    assert report["smallest"] == 51  # hypothesis shrinks the failing integer to the boundary
+    assert any(tmp_path.iterdir())  # the example database lives in the user's folder
