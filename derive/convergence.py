@@ -65,7 +65,7 @@ def explore_margins(
         value = margin(problem)
         return value is not None and value < -tolerance
 
-    previous_home = str(storage_directory(intent_to_write=False))
+    previous_home = storage_directory(intent_to_write=False).home_directory
     if database:
         set_hypothesis_home_dir(database)
     config = settings(
