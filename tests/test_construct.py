@@ -168,9 +168,8 @@ def test_operator_setting_four_stages_stiff_order_three():
     assert result.success and result.report.stiff_order == 3
 
 
-@pytest.mark.slow
 def test_operator_setting_hochbruck_ostermann_five_stage_weak_order_four():
-    # about 5 minutes: the ansatz has 40 unknown constants
+    # the ansatz has 40 unknown constants: 296 s with the expression-level elimination, 1.6 s now
     nodes = [Rational(1, 2), Rational(1, 2), 1, Rational(1, 2)]
     result = construct_operator(5, 4, nodes, weak_top=True)
     assert result.success
@@ -260,7 +259,7 @@ def test_seven_stage_scalar_stiff_order_five():
 @pytest.mark.slow
 def test_res_5s_is_rebuilt_by_the_general_construction():
     # the one construction path (elimination over the conditions' equations) on res_5s's nodes
-    # with stage order 3 gives res_5s's coefficients (254 s on 2 loaded cores); the registry
+    # with stage order 3 gives res_5s's coefficients (146 s on 2 cores); the registry
     # keeps its straight-line program, the float64-stable form of the same coefficients
     from phiforge.derive.plan import plan_entries
     from phiforge.derive.registry import load_record, tableau_from_record
@@ -302,7 +301,7 @@ def test_cli_derives_luans_published_method_from_its_ansatz(tmp_path, capsys):
 @pytest.mark.slow
 def test_operator_setting_reproduces_luan_ostermanns_eight_stage_method():
     # Luan & Ostermann's nodes and the zeros of their expRK5s8, top order weakened: no free
-    # constant is left and the coefficients are the published ones (844-1243 s on 2 loaded cores;
+    # constant is left and the coefficients are the published ones (724 s on 2 cores;
     # the same path on 6 stages, Luan's family, runs in the default suite)
     from phiforge.derive.catalogue import catalogue_method
     from phiforge.derive.construct import LUAN_OSTERMANN_EXPRK5S8
