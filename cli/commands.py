@@ -247,27 +247,40 @@ def _check(args: argparse.Namespace) -> None:
 
 # ---------------------------------------------------------------------------- catalogue / show
 def _catalogue(args: argparse.Namespace) -> None:
-    methods = [catalogue_method(n) for n in catalogue_names()]
-    records = [
-        {
-            "name": m.name,
-            "description": m.description,
-            "source": m.source,
-            "stages": m.stages,
-            "prediction": m.prediction,
-            "free_parameters": sorted(str(s) for s in m.free_symbols),
-        }
-        for m in methods
-    ]
+    """Every published method of the catalogue, single-step, multistep and stochastic."""
+    from phiforge.derive.catalogue import catalogue_entries
+
+    records = []
+    for m in (catalogue_method(n) for n in catalogue_names()):
+        records.append(
+            {
+                "name": m.name,
+                "family": "singlestep",
+                "stages": m.stages,
+                "description": m.description,
+                "source": m.source,
+                "prediction": m.prediction,
+                "free_parameters": sorted(str(s) for s in m.free_symbols),
+            }
+        )
+    for family, size, key in (("multistep", "steps", "values"), ("stochastic", "stages", "nodes")):
+        for name, entry in catalogue_entries(family).items():
+            record = {"name": name, "family": family, "description": entry.get("title", "")}
+            if key in entry:
+                record[size] = len(entry[key])
+            if "drift" in entry:
+                record["drift"] = entry["drift"]
+            record["source"] = entry.get("source", "")
+            records.append(record)
     if args.format == "json":
         emit_json(records)
         return
-    print(
-        markdown_table(
-            ["name", "stages", "description", "source"],
-            [[r["name"], r["stages"], r["description"], r["source"]] for r in records],
-        )
-    )
+    rows = [
+        [r["name"], r["family"], r.get("stages", r.get("steps", f"drift {r.get('drift')}")),
+         r["description"], r["source"]]
+        for r in records
+    ]  # fmt: skip
+    print(markdown_table(["name", "family", "stages / steps", "description", "source"], rows))
 
 
 def _show(args: argparse.Namespace) -> None:

@@ -171,11 +171,9 @@ def stochastic_method(name: str) -> StochasticMethod:
     return StochasticMethod(name, entry["title"], drift, defaults)
 
 
-SEEDS_CITATION = (
-    "Gonzalez, Fernandez Pinto, Tran, Gherbi, Hajri & Masmoudi, SEEDS: Exponential SDE solvers "
-    "for fast high-quality sampling from diffusion models, NeurIPS 2023, arXiv 2305.14267 (drift "
-    "and noise re-derived: spec-seeds-restart §2.2-2.6)"
-)
+def seeds_citation(name: str) -> str:
+    """The ``source`` of a published SEEDS entry of the catalogue."""
+    return str(_entries()[name].get("source", ""))
 
 
 def stochastic_record(name: str) -> dict[str, Any]:
@@ -233,7 +231,7 @@ def stochastic_record(name: str) -> dict[str, Any]:
                 "construction": "registered drift with the exact SEEDS stage noises",
             }
             if method.drift_name
-            else {"kind": "published", "citation": SEEDS_CITATION}
+            else {"kind": "published", "citation": seeds_citation(name)}
         ),
     }
     return StochasticRecord(record).sealed()
