@@ -20,11 +20,10 @@ import sympy
 
 from phiforge.derive.errors import InputError
 from phiforge.derive.phi import phi
+from phiforge.derive.records import FAMILIES
 from phiforge.derive.tableau import ExpRKTableau, Z
 
 __all__ = ["FAMILIES", "catalogue_entries", "catalogue_method", "catalogue_names", "parse"]
-
-FAMILIES = ("singlestep", "multistep", "stochastic")
 
 
 @cache

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 from phiforge.derive.errors import InputError
 
 __all__ = [
+    "FAMILIES",
     "FORMAT_VERSION",
     "MultistepRecord",
     "Record",
@@ -225,6 +226,8 @@ class StochasticRecord(Record):
 RECORD_CLASSES: dict[str, type[Record]] = {
     cls.FAMILY: cls for cls in (SingleStepRecord, MultistepRecord, StochasticRecord)
 }
+#: the method families, of records and of catalogue entries alike
+FAMILIES = tuple(RECORD_CLASSES)
 
 
 def typed_record(data: Mapping[str, Any], source: str | Path | None = None) -> Record:

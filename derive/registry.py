@@ -60,8 +60,6 @@ __all__ = [
     "tableau_from_record",
 ]
 
-FAMILIES = ("singlestep", "multistep", "stochastic")
-
 
 def _orders(report) -> dict[str, int]:
     return {
