@@ -63,19 +63,10 @@ def _train_unet(args: argparse.Namespace, out: Path) -> None:
     )  # fmt: skip
     config = UNetConfig(base=args.base or UNetConfig.base)
 
-    def progress(step: int, loss: float) -> None:
-        if args.format == "text" and not args.quiet:
-            print(f"step {step}/{training.steps}: loss {loss:.4e}", file=sys.stderr, flush=True)
-
-    trained = train_unet(config, training, progress=progress)
+    trained = train_unet(config, training, progress=_step_printer(args, training.steps))
     errors = unet_errors(trained)
     _, manifest = save_unet(trained, out, args.name or BUILTIN_UNET, errors)
-    if args.format == "json":
-        emit_json({"manifest": str(manifest), "info": trained.info, "denoising_errors": errors})
-        return
-    print(f"trained in {trained.info['seconds']} s, final loss {trained.info['final_loss']:.4e}")
-    print(_unet_table(errors))
-    print(f"written: {manifest} (+ .bin)")
+    _report_trained(args, trained.info, manifest, errors, _unet_table)
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -112,18 +103,33 @@ def _train_mlp(args: argparse.Namespace, out: Path) -> None:
         blocks=args.blocks or NetworkConfig.blocks,
     )
 
-    def progress(step: int, loss: float) -> None:
-        if args.format == "text" and not args.quiet:
-            print(f"step {step}/{training.steps}: loss {loss:.4e}", file=sys.stderr, flush=True)
-
-    trained = train_network(teacher, network, training, progress=progress)
+    trained = train_network(
+        teacher, network, training, progress=_step_printer(args, training.steps)
+    )
     errors = denoising_errors(trained, teacher)
     _, manifest = save_network(trained, out, args.name or BUILTIN_NETWORK, "gmm", errors)
+    _report_trained(args, trained.info, manifest, errors, _error_table)
+
+
+def _step_printer(args: argparse.Namespace, steps: int) -> Any:
+    """The training's progress callback: one line per report on stderr (text, not --quiet)."""
+
+    def progress(step: int, loss: float) -> None:
+        if args.format == "text" and not args.quiet:
+            print(f"step {step}/{steps}: loss {loss:.4e}", file=sys.stderr, flush=True)
+
+    return progress
+
+
+def _report_trained(
+    args: argparse.Namespace, info: dict, manifest: Path, errors: Any, table: Any
+) -> None:
+    """What ``network train`` prints for either model: time, loss, the error table, the file."""
     if args.format == "json":
-        emit_json({"manifest": str(manifest), "info": trained.info, "denoising_errors": errors})
+        emit_json({"manifest": str(manifest), "info": info, "denoising_errors": errors})
         return
-    print(f"trained in {trained.info['seconds']} s, final loss {trained.info['final_loss']:.4e}")
-    print(_error_table(errors))
+    print(f"trained in {info['seconds']} s, final loss {info['final_loss']:.4e}")
+    print(table(errors))
     print(f"written: {manifest} (+ .bin)")
 
 

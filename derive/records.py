@@ -118,6 +118,13 @@ class Record(dict):
         if wrong:
             raise InputError(f"{where}: 'coefficients.{key}' entries {wrong} must be strings")
 
+    def _check_tableau(self, where: str) -> None:
+        """A Runge-Kutta record's nodes (one per stage) and its a (i > j) and b tables."""
+        s = self["stages"]
+        _check_nodes(self, where)
+        self._check_table(where, "a", [f"{i},{j}" for i in range(2, s + 1) for j in range(1, i)])
+        self._check_table(where, "b", [str(i) for i in range(1, s + 1)])
+
     # ------------------------------------------------------------------ hash, read, write
     @property
     def name(self) -> str:
@@ -161,12 +168,10 @@ class SingleStepRecord(Record):
     OPTIONAL: ClassVar[dict[str, Any]] = {"embedded": dict, "definitions": list, "domain": str}
 
     def _check_family(self, where: str) -> None:
-        s = self["stages"]
-        _check_nodes(self, where)
-        if self["nfe_per_step"] != s:
-            raise InputError(f"{where}: field 'nfe_per_step' must equal 'stages' ({s})")
-        self._check_table(where, "a", [f"{i},{j}" for i in range(2, s + 1) for j in range(1, i)])
-        self._check_table(where, "b", [str(i) for i in range(1, s + 1)])
+        self._check_tableau(where)
+        stages = self["stages"]
+        if self["nfe_per_step"] != stages:
+            raise InputError(f"{where}: field 'nfe_per_step' must equal 'stages' ({stages})")
         for setting in ("scalar", "operator"):
             _check_orders(self["orders"], setting, where)
 
@@ -214,10 +219,7 @@ class StochasticRecord(Record):
     }
 
     def _check_family(self, where: str) -> None:
-        s = self["stages"]
-        _check_nodes(self, where)
-        self._check_table(where, "a", [f"{i},{j}" for i in range(2, s + 1) for j in range(1, i)])
-        self._check_table(where, "b", [str(i) for i in range(1, s + 1)])
+        self._check_tableau(where)
         _check_orders(self["orders"], "scalar", where)
         if "nodes" not in self["noise"]:
             raise InputError(f"{where}: field 'noise' must give the noise 'nodes'")

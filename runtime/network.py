@@ -161,7 +161,28 @@ def edm_preconditioning(
     return sigma_data**2 / total, s * sigma_data / total.sqrt(), total.rsqrt(), s.log() / 4
 
 
-class NetworkDenoiser(Denoiser):
+class ModuleDenoiser(Denoiser):
+    """A denoiser around a trained torch module (``self.module``), evaluated where the module's
+    parameters are: their device and dtype are the denoiser's (the MLP here, the U-Net of
+    :mod:`phiforge.runtime.unet`)."""
+
+    module: nn.Module
+
+    def _weight(self) -> torch.Tensor:
+        return next(self.module.parameters())
+
+    def _placement(self) -> tuple[torch.device, torch.dtype]:
+        weight = self._weight()
+        return weight.device, weight.dtype
+
+    def to(self, device=None, dtype=None):
+        # a copy of the module: builtin_denoiser shallow-copies the shared built-in and moves
+        # the copy, which must leave the original where it was
+        self.module = copy.deepcopy(self.module).to(device=device, dtype=dtype)
+        return self
+
+
+class NetworkDenoiser(ModuleDenoiser):
     """D(x~, s) = c_skip x~ + c_out F(c_in x~, c_noise) with a trained :class:`DenoiserMLP`.
 
     Frozen weights (differentiable in x only), evaluated in the dtype of its parameters
@@ -182,7 +203,7 @@ class NetworkDenoiser(Denoiser):
         self.info = dict(info or {})
 
     def _denoise(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        dtype = self.module.inp.weight.dtype
+        dtype = self._weight().dtype
         x_in, s_in = x.to(dtype), s.to(dtype)
         c_skip, c_out, c_in, c_noise = edm_preconditioning(s_in, self.config.sigma_data)
         # the weights are frozen (no gradient); the output is differentiable in x when x
@@ -193,20 +214,10 @@ class NetworkDenoiser(Denoiser):
     def data_mean(self) -> torch.Tensor:
         """The mean of the distribution the network was trained on (the digits mixture): the
         exact limit of its target at sigma~ = inf, beyond the sigmas it was trained on."""
-        weight = self.module.inp.weight
         from phiforge.runtime.denoisers import builtin_denoiser
 
-        return builtin_denoiser("gmm").data_mean().to(device=weight.device, dtype=weight.dtype)
-
-    def _placement(self) -> tuple[torch.device, torch.dtype]:
-        weight = self.module.inp.weight
-        return weight.device, weight.dtype
-
-    def to(self, device=None, dtype=None):
-        # a copy of the module: builtin_denoiser shallow-copies the shared built-in and moves
-        # the copy, which must leave the original where it was
-        self.module = copy.deepcopy(self.module).to(device=device, dtype=dtype)
-        return self
+        device, dtype = self._placement()
+        return builtin_denoiser("gmm").data_mean().to(device=device, dtype=dtype)
 
 
 def denoising_errors(

@@ -39,10 +39,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from phiforge.runtime.denoiser import Denoiser
 from phiforge.runtime.errors import InputError
 from phiforge.runtime.manifest import module_arrays, read_tensors, weights_dir, write_tensors
-from phiforge.runtime.network import edm_preconditioning, require_positive
+from phiforge.runtime.network import ModuleDenoiser, edm_preconditioning, require_positive
 
 __all__ = [
     "BUILTIN_UNET",
@@ -215,7 +214,7 @@ class UNet(nn.Module):
         return self.out(nn.functional.silu(self.out_norm(h)))
 
 
-class UNetDenoiser(Denoiser):
+class UNetDenoiser(ModuleDenoiser):
     """D(x~, s) = c_skip x~ + c_out F(c_in x~, c_noise) with a trained :class:`UNet`, on
     flattened images of ``channels * size * size`` values (``image_shape`` gives the shape).
     Evaluated in the dtype of its parameters (float32 as trained; ``to(dtype=...)``)."""
@@ -231,7 +230,7 @@ class UNetDenoiser(Denoiser):
         self._mean = torch.tensor(mean, dtype=torch.float32)
 
     def _denoise(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        dtype = self.module.stem.weight.dtype
+        dtype = self._weight().dtype
         images, s_in = x.to(dtype).reshape(-1, *self.image_shape), s.to(dtype)
         c_skip, c_out, c_in, c_noise = (
             c.reshape(-1, 1, 1, 1) for c in edm_preconditioning(s_in, self.config.sigma_data)
@@ -242,17 +241,8 @@ class UNetDenoiser(Denoiser):
     def data_mean(self) -> torch.Tensor:
         """The training patches' per-channel mean at every pixel (random crops with flips make
         the mean the same at every position): the posterior mean's limit at sigma~ = inf."""
-        weight = self.module.stem.weight
-        per_pixel = self._mean.to(weight.device, weight.dtype)[:, None]
+        per_pixel = self._mean.to(*self._placement())[:, None]
         return per_pixel.expand(-1, self.config.size**2).reshape(-1)
-
-    def _placement(self) -> tuple[torch.device, torch.dtype]:
-        weight = self.module.stem.weight
-        return weight.device, weight.dtype
-
-    def to(self, device=None, dtype=None):
-        self.module = copy.deepcopy(self.module).to(device=device, dtype=dtype)
-        return self
 
 
 def _patch_batch(batch: int, seed: int, step: int, size: int) -> torch.Tensor:
