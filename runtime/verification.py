@@ -50,6 +50,8 @@ PROBLEMS = ("gaussian", "gmm", "empirical", "network", "unet")
 #: problems whose reference is a fine solve (a float32 network: DOP853 at rtol 1e-12 would
 #: resolve the model's rounding, at thousands of network calls)
 _FINE_SOLVE = {"unet": ("res_3m_pc", 512)}
+#: what a built-in problem's data are, where not the digits
+_DATA = {"unet": "32 x 32 RGB image patches (U-Net)"}
 
 
 @dataclass
@@ -191,7 +193,7 @@ def builtin_problem(
     sched = noise_schedule(schedule)
     x_start = torch.randn(batch, denoiser.dim, dtype=torch.float64, generator=generator)
     x_start = x_start * float(sched.sigma(t_start))
-    data = "32 x 32 RGB image patches (U-Net)" if name == "unet" else "digits data"
+    data = _DATA.get(name, "digits data")
     return Problem(name, denoiser, sched, x_start, t_start, t_end, _FINE_SOLVE.get(name), data=data)
 
 
