@@ -110,46 +110,67 @@ def _eliminate(
     equation that is linear in one unknown with a coefficient in K (fewest unknowns first) and
     substitute; when none is left, fix an unknown of the first pending equation to 0.
     Returns the solution as SymPy expressions, the unknowns fixed that way, and the label of a
-    blocking equation (one that becomes a non-zero constant) or None."""
+    blocking equation (one that becomes a non-zero constant) or None.
+
+    Each equation's degrees in the unknowns are computed once and again only when a
+    substitution changes it, and a substitution touches only the equations and solved values
+    that contain the unknown: the choices are those of scanning every equation for every
+    unknown at every step, at a cost that grows with the equations a solve changes."""
     others = sorted(set().union(*(e.free_symbols for _, e in equations)) - set(unknowns), key=str)
     field = QQ.frac_field(*others) if others else QQ
     polynomial_ring, *generators = ring(unknowns, field)
-    generator = dict(zip(unknowns, generators, strict=True))
-    pending = [(label, polynomial_ring.from_expr(expr)) for label, expr in equations]
-    solution: dict[sympy.Symbol, Any] = {}
+    pending = [(label, p, p.degrees()) for label, expr in equations
+               if (p := polynomial_ring.from_expr(expr)) != 0]  # fmt: skip
+    solution: dict[int, Any] = {}
     chosen: list[sympy.Symbol] = []
-    remaining = list(unknowns)
     while True:
-        pending = [(label, p) for label, p in pending if p != 0]
-        for label, p in pending:
+        for label, p, _ in pending:
             if p.is_ground:
                 return {}, chosen, label
         if not pending:
             break
         best = None
-        for order, (_label, p) in enumerate(pending):
-            present = [u for u in remaining if p.degree(generator[u]) > 0]
-            for u in present:
-                if p.degree(generator[u]) != 1:
+        ranked = sorted(range(len(pending)), key=lambda n: (sum(d > 0 for d in pending[n][2]), n))
+        for n in ranked:
+            _, p, degrees = pending[n]
+            for index in reversed(range(len(degrees))):  # the last unknown first, as ever
+                if degrees[index] != 1:
                     continue
-                coefficient = p.coeff_wrt(generator[u], 1)
-                if not coefficient.is_ground:
-                    continue
-                rank = (len(present), order, -remaining.index(u))
-                if best is None or rank < best[0]:
-                    best = (rank, p, u, coefficient)
+                coefficient = p.coeff_wrt(generators[index], 1)
+                if coefficient.is_ground:
+                    best = (p, index, coefficient)
+                    break
+            if best is not None:
+                break
         if best is None:
             # Only coefficients that depend on other unknowns remain: continue over numerators
             # in QQ[every symbol], where such a solve is a rational substitution.
-            return _eliminate_numerators(pending, solution, remaining, others, unknowns, chosen)
-        _, p, u, coefficient = best
-        value = -(p - coefficient * generator[u]) * (coefficient.LC**-1)
-        g = generator[u]
-        solution = {key: v.compose(g, value) for key, v in solution.items()}
-        solution[u] = value
-        remaining.remove(u)
-        pending = [(label, q.compose(g, value)) for label, q in pending]
-    return {key: v.as_expr() for key, v in solution.items()}, chosen, None
+            remaining = [u for n, u in enumerate(unknowns) if n not in solution]
+            return _eliminate_numerators(
+                [(label, p) for label, p, _ in pending],
+                {unknowns[n]: v for n, v in solution.items()},
+                remaining,
+                others,
+                unknowns,
+                chosen,
+            )
+        p, index, coefficient = best
+        g = generators[index]
+        value = -(p - coefficient * g) * (coefficient.LC**-1)
+        solution = {
+            key: v.compose(g, value) if v.degree(g) > 0 else v for key, v in solution.items()
+        }
+        solution[index] = value
+        changed = []
+        for label, q, degrees in pending:
+            if degrees[index] > 0:
+                q = q.compose(g, value)
+                if q == 0:
+                    continue
+                degrees = q.degrees()
+            changed.append((label, q, degrees))
+        pending = changed
+    return {unknowns[n]: v.as_expr() for n, v in solution.items()}, chosen, None
 
 
 def _to_numerator(p: Any, target: Any) -> tuple[Any, Any]:
