@@ -170,9 +170,9 @@ def method_tableau(name: str, parameters: dict[str, Any], registry: Any) -> ExpR
             f"{', '.join(catalogue_names())}; registry methods: {', '.join(sorted(registered))}"
         )
     record = load_record(name, registered[name])
-    if record["family"] != "singlestep":
+    if record.family != "singlestep":
         raise InputError(
-            f"parameter 'NAME': {name!r} is a {record['family']} method, not an exponential "
+            f"parameter 'NAME': {name!r} is a {record.family} method, not an exponential "
             f"Runge-Kutta tableau; its verdicts and coefficients: phiforge registry show {name}"
         )
     if parameters:

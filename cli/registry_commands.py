@@ -12,6 +12,7 @@ from phiforge.cli.progress import QUIET_HELP, Progress
 from phiforge.derive.codegen import generate
 from phiforge.derive.errors import InputError
 from phiforge.derive.plan import build_registry, derive_multistep_record, derive_singlestep_record
+from phiforge.derive.records import Record
 from phiforge.derive.registry import list_records, load_registered, save_record
 from phiforge.derive.registry_folders import (
     REGISTRY_ENV,
@@ -32,23 +33,23 @@ _READ_HELP = (
 )
 
 
-def _summary(record: dict[str, Any]) -> dict[str, Any]:
-    scalar = record["orders"]["scalar"]
-    provenance = record["provenance"]
+def _summary(record: Record) -> dict[str, Any]:
+    scalar = record.orders["scalar"]
+    provenance = record.provenance
     return {
-        "name": record["name"],
-        "family": record["family"],
+        "name": record.name,
+        "family": record.family,
         "stiff_order": scalar["stiff"],
         "weak_stiff_order": scalar["weak_stiff"],
         "nonstiff_order": scalar["nonstiff"],
         "classical_order": scalar["classical"],
-        "operator_stiff_order": record["orders"].get("operator", {}).get("stiff"),
-        "nfe_per_step": record["nfe_per_step"],
-        "stages": record.get("stages"),
-        "steps": record.get("steps"),
+        "operator_stiff_order": record.orders.get("operator", {}).get("stiff"),
+        "nfe_per_step": record.nfe_per_step,
+        "stages": record.stages,
+        "steps": record.steps,
         "provenance": provenance.get("kind"),
         "source": provenance.get("citation", provenance.get("criterion", "")),
-        "hash": record["hash"],
+        "hash": record.hash,
     }
 
 
@@ -87,7 +88,7 @@ def _derive(args: argparse.Namespace) -> None:
     _report_derived(args, record, path)
 
 
-def _construct(args: argparse.Namespace) -> dict[str, Any]:
+def _construct(args: argparse.Namespace) -> Record:
     if args.family == "singlestep":
         nodes = args.nodes.split(",") if args.nodes else None
         if nodes is None and args.node_grid is None:
@@ -117,10 +118,10 @@ def _construct(args: argparse.Namespace) -> dict[str, Any]:
     return record
 
 
-def _report_derived(args: argparse.Namespace, record: dict[str, Any], path: Path) -> None:
+def _report_derived(args: argparse.Namespace, record: Record, path: Path) -> None:
     summary = _summary(record) | {
         "path": str(path),
-        "free_parameters": record["provenance"].get("free_parameters"),
+        "free_parameters": record.provenance.get("free_parameters"),
     }
     if args.format == "json":
         emit_json(summary)
@@ -158,7 +159,7 @@ def _registry_show(args: argparse.Namespace) -> None:
     for key, value in _summary(record).items():
         print(f"{key}: {value}")
     print("coefficients:")
-    for group, entries in record["coefficients"].items():
+    for group, entries in record.coefficients.items():
         for index, text in entries.items():
             print(f"  {group}[{index}] = {text}")
 

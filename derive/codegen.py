@@ -34,6 +34,13 @@ from phiforge.derive.phibasis import (
     divide_out_z,
     taylor,
 )
+from phiforge.derive.records import (
+    MultistepRecord,
+    Record,
+    SingleStepRecord,
+    StochasticRecord,
+    typed_record,
+)
 from phiforge.derive.registry import (
     corrector_from_record,
     default_registry_dir,
@@ -206,8 +213,8 @@ def _exact_lines(pairs: list[tuple[str, sympy.Expr]]) -> list[str]:
     return lines
 
 
-def _provenance_lines(record: Mapping[str, Any]) -> list[str]:
-    provenance = record.get("provenance", {})
+def _provenance_lines(record: Record) -> list[str]:
+    provenance = record.provenance
     kind = provenance.get("kind", "unknown")
     if kind == "published":
         text = f"Published: {provenance.get('citation', '')}"
@@ -217,18 +224,18 @@ def _provenance_lines(record: Mapping[str, Any]) -> list[str]:
     return textwrap.wrap(text, LINE - 4, break_on_hyphens=False)
 
 
-def _common(record: Mapping[str, Any]) -> dict[str, Any]:
-    prediction = record.get("prediction")
+def _common(record: Record) -> dict[str, Any]:
+    prediction = record.prediction
     return {
-        "name": record["name"],
-        "hash": record["hash"],
-        "title": record.get("description") or record["name"],
+        "name": record.name,
+        "hash": record.hash,
+        "title": record.description or record.name,
         "prediction": "None" if prediction is None else f'"{prediction}"',
-        "orders": record["orders"],
-        "orders_code": json.dumps(record["orders"], indent=4, sort_keys=True),
-        "convergence_order": record["convergence_order"],
+        "orders": record.orders,
+        "orders_code": json.dumps(record.orders, indent=4, sort_keys=True),
+        "convergence_order": record.convergence_order,
         "provenance_lines": _provenance_lines(record),
-        "domain": _domain(record.get("domain")),
+        "domain": _domain(record.domain),
     }
 
 
@@ -291,7 +298,7 @@ def _series_constant(
 
 
 def _program_lines(
-    record: Mapping[str, Any], definitions: tuple[Definition, ...]
+    record: SingleStepRecord, definitions: tuple[Definition, ...]
 ) -> tuple[list, list, list, list]:
     """Code for a straight-line record: each definition in order, phi-linear ones without the
     cancellation of their constant terms (in psi_j(c z) for z <= 0); a definition with
@@ -303,7 +310,7 @@ def _program_lines(
         exact.append((definition.name, expr))
         names = {str(x) for x in expr.free_symbols} - {"z"}
         form = expr if names else _cancellation_free(expr)
-        if not names and record.get("domain") == "z <= 0":
+        if not names and record.domain == "z <= 0":
             form = _psi_form(form)
         emitted.append(form)
         if not definition.series:
@@ -328,8 +335,8 @@ def _program_lines(
     return exact, lines, emitted, constants
 
 
-def _singlestep_context(record: Mapping[str, Any]) -> dict[str, Any]:
-    if "definitions" in record:
+def _singlestep_context(record: SingleStepRecord) -> dict[str, Any]:
+    if record.definitions:
         return _straightline_context(record)
     method = tableau_from_record(record)
     s = method.stages
@@ -381,7 +388,7 @@ def _singlestep_context(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _tableau_module_context(
-    record: Mapping[str, Any],
+    record: SingleStepRecord,
     nodes: Any,
     exact: list,
     emitted: list[sympy.Expr],
@@ -397,7 +404,7 @@ def _tableau_module_context(
     nodes = [sympy.nsimplify(x) for x in nodes]
     return _common(record) | {
         "stages": s,
-        "nfe": record["nfe_per_step"],
+        "nfe": record.nfe_per_step,
         "nodes_text": ", ".join(str(x) for x in nodes),
         "nodes_code": ", ".join(_code(x) if x != 0 else "0.0" for x in nodes)
         + ("," if s == 1 else ""),
@@ -416,10 +423,10 @@ def _tableau_module_context(
     }
 
 
-def _straightline_context(record: Mapping[str, Any]) -> dict[str, Any]:
+def _straightline_context(record: SingleStepRecord) -> dict[str, Any]:
     """A straight-line record names a definition for every coefficient (a_i1 included), so the
     module is written from the program alone (no composed quotients)."""
-    s = int(record["stages"])
+    s = record.stages
     definitions = program_from_record(record)
     exact, lines, emitted, constants = _program_lines(record, definitions)
     defined = {d.name for d in definitions}
@@ -427,25 +434,25 @@ def _straightline_context(record: Mapping[str, Any]) -> dict[str, Any]:
     for i in range(1, s + 1):
         names = []
         for j in range(1, i):
-            text = record["coefficients"]["a"][f"{i},{j}"]
+            text = record.coefficients["a"][f"{i},{j}"]
             if text not in defined and text != "0":
                 raise InputError(
-                    f"{record['name']}: coefficient a_{i}{j} = {text!r} must be 0 or the name of "
+                    f"{record.name}: coefficient a_{i}{j} = {text!r} must be 0 or the name of "
                     "a definition of the program"
                 )
             names.append("0.0" if text == "0" else text)
             exact.append((f"a[{i}][{j}]", sympy.Symbol(text)))
         a_rows.append("".join(f"{n}, " for n in names).rstrip())
-    b_names = [record["coefficients"]["b"][str(i)] for i in range(1, s + 1)]
+    b_names = [record.coefficients["b"][str(i)] for i in range(1, s + 1)]
     exact.extend((f"b[{i}]", sympy.Symbol(n)) for i, n in enumerate(b_names, start=1) if n != "0")
     b_names = ["0.0" if n == "0" else n for n in b_names]
     return _tableau_module_context(
-        record, record["nodes"], exact, emitted, lines, a_rows, b_names, constants
+        record, record.nodes, exact, emitted, lines, a_rows, b_names, constants
     )
 
 
-def _embedded_context(record: Mapping[str, Any], s: int) -> dict[str, Any] | None:
-    embedded = record.get("embedded")
+def _embedded_context(record: SingleStepRecord, s: int) -> dict[str, Any] | None:
+    embedded = record.embedded
     if not embedded:
         return None
     emitter = _Emitter()
@@ -483,7 +490,7 @@ def _weight_lines(symbol: str, weights: tuple[sympy.Expr, ...]) -> dict[str, Any
     }
 
 
-def _multistep_context(record: Mapping[str, Any]) -> dict[str, Any]:
+def _multistep_context(record: MultistepRecord) -> dict[str, Any]:
     method = multistep_from_record(record)
     predictor = _weight_lines("beta", method.weights)
     context = _common(record) | {
@@ -493,17 +500,17 @@ def _multistep_context(record: Mapping[str, Any]) -> dict[str, Any]:
         "phi_lines": predictor["phi_lines"],
         "coefficient_lines": predictor["coefficient_lines"],
         "beta_row": predictor["row"],
-        "warmup": record.get("warmup", {}),
+        "warmup": record.warmup,
         "corrected": False,
-        "noise": _noise_context(record.get("noise")),
+        "noise": _noise_context(record.noise),
     }
     corrector = corrector_from_record(record)
     if corrector is not None:
         lines = _weight_lines("gamma", corrector.weights)
         context |= {
             "corrected": True,
-            "predictor_orders": record["predictor_orders"],
-            "corrector_orders": record["corrector_orders"],
+            "predictor_orders": record.predictor_orders,
+            "corrector_orders": record.corrector_orders,
             "corrector_exact_lines": lines["exact_lines"],
             "corrector_phi_lines": lines["phi_lines"],
             "corrector_coefficient_lines": lines["coefficient_lines"],
@@ -538,22 +545,22 @@ def _pycode(expr: sympy.Expr) -> str:
     return sympy.pycode(expr, fully_qualified_modules=True)
 
 
-def _stochastic_context(record: Mapping[str, Any]) -> dict[str, Any]:
+def _stochastic_context(record: StochasticRecord) -> dict[str, Any]:
     """Drift and noise code with the nodes as keyword parameters (defaults from the record)."""
     from sympy.codegen.cfunctions import expm1
 
-    params = {k: sympy.Symbol(k, positive=True) for k in record["parameters"]}
+    params = {k: sympy.Symbol(k, positive=True) for k in record.parameters}
     h, eta = sympy.Symbol("h", positive=True), sympy.Symbol("eta", nonnegative=True)
     local = {"phi": phi, "z": Z, "h": h, "eta": eta, "expm1": expm1, **params}
 
     def parse(text: str) -> sympy.Expr:
         return sympy.sympify(text, locals=local)
 
-    s = record["stages"]
-    nodes = [parse(x) for x in record["nodes"]]
-    noisy = [parse(x) for x in record["noise"]["nodes"]]
-    a = {key: parse(v) for key, v in record["coefficients"]["a"].items()}
-    b = {int(i): parse(v) for i, v in record["coefficients"]["b"].items()}
+    s = record.stages
+    nodes = [parse(x) for x in record.nodes]
+    noisy = [parse(x) for x in record.noise["nodes"]]
+    a = {key: parse(v) for key, v in record.coefficients["a"].items()}
+    b = {int(i): parse(v) for i, v in record.coefficients["b"].items()}
     exact, named = [], []
     for i in range(2, s + 1):
         for j in range(1, i):
@@ -587,18 +594,18 @@ def _stochastic_context(record: Mapping[str, Any]) -> dict[str, Any]:
     b_row = ", ".join(f"b{i}" if b[i] != 0 else "0.0" for i in range(1, s + 1))
 
     def weight_rows(form: str) -> list[str]:
-        weights = record["noise"][form]["weights"]
+        weights = record.noise[form]["weights"]
         rows = []
         for k in range(1, len(noisy) + 1):
             cells = [_pycode(parse(weights[f"{k},{j}"])) for j in range(1, k + 1)]
             rows.append("(" + ", ".join(cells) + ("," if k == 1 else "") + "),")
         return rows
 
-    defaults = {k: sympy.nsimplify(v) for k, v in record["parameters"].items()}
+    defaults = {k: sympy.nsimplify(v) for k, v in record.parameters.items()}
     signature = ", ".join(f"{k}: float = {_code(v)}" for k, v in defaults.items())
     return _common(record) | {
         "stages": s,
-        "nfe": record["nfe_per_step"],
+        "nfe": record.nfe_per_step,
         "nodes_text": ", ".join(str(x) for x in nodes),
         "parameters": bool(defaults),
         "parameters_text": ", ".join(f"{k} = {v}" for k, v in defaults.items()),
@@ -623,14 +630,14 @@ def render_module(record: Mapping[str, Any]) -> str:
     """The generated module of one record, as text (cached per process on the record's content
     and the template's text: rendering res_5s takes seconds, and ``generate`` renders every
     record)."""
-    family = record["family"]
+    family = typed_record(record).family
     source = resources.files("phiforge.templates").joinpath(f"{family}.py.j2").read_text("utf-8")
     return _rendered(family, source, json.dumps(record, sort_keys=True))
 
 
 @functools.lru_cache(maxsize=128)
 def _rendered(family: str, source: str, record_text: str) -> str:
-    record = json.loads(record_text)
+    record = typed_record(json.loads(record_text))
     context = {
         "singlestep": _singlestep_context,
         "multistep": _multistep_context,
@@ -649,7 +656,7 @@ def generate(
         raise InputError("parameter 'out': name the folder the modules are written to")
     out = Path(out or default_generated_dir())
     records = list_records(registry or default_registry_dir())
-    expected = {f"{r['name']}.py": render_module(r) for r in records}
+    expected = {f"{r.name}.py": render_module(r) for r in records}
     differing = []
     for filename, text in expected.items():
         path = out / filename

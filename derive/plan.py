@@ -27,6 +27,7 @@ from phiforge.derive.multistep import (
     exponential_adams_moulton,
     published_multistep,
 )
+from phiforge.derive.records import Record
 from phiforge.derive.registry import multistep_record, save_record, singlestep_record
 from phiforge.derive.registry_folders import check_method_name
 from phiforge.derive.straightline import construct_scalar_order5
@@ -55,7 +56,7 @@ def derive_singlestep_record(
     embedded: int | None = None,
     zero: tuple[str, ...] | list[str] = (),
     own_scale: bool = False,
-) -> dict[str, Any]:
+) -> Record:
     """Construct a method and return its record (raises if it cannot). In the operator setting
     ``zero`` (coefficients fixed to 0, e.g. ("b2", "a4_3")) and ``own_scale`` (row i only in
     phi_k(c_i z)) structure the ansatz as Luan's and Luan-Ostermann's constructions do
@@ -132,7 +133,7 @@ def derive_singlestep_record(
         result.tableau, provenance, embedded=embedded_companion(result.tableau, embedded)
     )
     kind = "weak_stiff" if weak_top else "stiff"
-    reached = record["orders"][setting][kind]
+    reached = record.orders[setting][kind]
     if reached < order:
         raise InputError(
             f"{name}: the construction reaches {kind} order {reached} < {order} in the {setting} "
@@ -207,7 +208,7 @@ def derive_multistep_record(
     corrector: bool = False,
     warmup: dict[str, list[str]] | None = None,
     noise: str | None = None,
-) -> dict[str, Any]:
+) -> Record:
     """The record of the exponential Adams method with ``order`` values, or with ``corrector``
     of its PEC pair (exponential Adams-Moulton on the same values and the new one, order + 1),
     or with ``noise = "eta"`` the stochastic exponential Adams method of the eta-dynamics (the
@@ -249,7 +250,7 @@ def derive_multistep_record(
     )
 
 
-def build_record(name: str, entry: dict[str, Any]) -> dict[str, Any]:
+def build_record(name: str, entry: dict[str, Any]) -> Record:
     description = entry.get("description")
     if "stochastic" in entry:
         from phiforge.derive.stochastic import stochastic_record
@@ -304,7 +305,7 @@ def build_record(name: str, entry: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def scalar_order5_record(name: str, entry: dict[str, Any]) -> dict[str, Any]:
+def scalar_order5_record(name: str, entry: dict[str, Any]) -> Record:
     """The record of the 7-stage straight-line method of scalar stiff order 5
     (:func:`phiforge.derive.straightline.construct_scalar_order5`) on the plan's nodes."""
     program = construct_scalar_order5(
@@ -329,10 +330,10 @@ def scalar_order5_record(name: str, entry: dict[str, Any]) -> dict[str, Any]:
         "principal_error": float(principal_error(program.tableau, 5)),
     }
     record = singlestep_record(program.tableau, provenance, program=program)
-    if record["orders"]["scalar"]["stiff"] < 5:
+    if record.orders["scalar"]["stiff"] < 5:
         raise InputError(
             f"{name}: the straight-line construction reaches scalar stiff order "
-            f"{record['orders']['scalar']['stiff']} < 5 for nodes {entry['nodes']}"
+            f"{record.orders['scalar']['stiff']} < 5 for nodes {entry['nodes']}"
         )
     return record
 

@@ -125,10 +125,67 @@ class Record(dict):
         self._check_table(where, "a", [f"{i},{j}" for i in range(2, s + 1) for j in range(1, i)])
         self._check_table(where, "b", [str(i) for i in range(1, s + 1)])
 
-    # ------------------------------------------------------------------ hash, read, write
+    # ------------------------------------------------------------------ fields
     @property
     def name(self) -> str:
         return self["name"]
+
+    @property
+    def family(self) -> str:
+        return self["family"]
+
+    @property
+    def description(self) -> str:
+        return self["description"]
+
+    @property
+    def coefficients(self) -> dict[str, Any]:
+        """The exact coefficient tables (expression strings), by table name."""
+        return self["coefficients"]
+
+    @property
+    def orders(self) -> dict[str, dict[str, int]]:
+        """Orders by setting ("scalar", "operator") and kind ("stiff", "nonstiff", ...)."""
+        return self["orders"]
+
+    @property
+    def nfe_per_step(self) -> int:
+        return self["nfe_per_step"]
+
+    @property
+    def convergence_order(self) -> int:
+        return self["convergence_order"]
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        return self["provenance"]
+
+    @property
+    def prediction(self) -> str | None:
+        """The parametrisation the method was derived for ("data", "noise"), or None: any."""
+        return self.get("prediction")
+
+    @property
+    def hash(self) -> str | None:
+        """The stored content hash (None before :meth:`sealed`)."""
+        return self.get("hash")
+
+    @property
+    def domain(self) -> str | None:
+        """Where in z the coefficients' pivots do not vanish (None: everywhere)."""
+        return self.get("domain")
+
+    @property
+    def stages(self) -> int | None:
+        """Model evaluations per step of a Runge-Kutta record (None for a multistep one)."""
+        return self.get("stages")
+
+    @property
+    def steps(self) -> int | None:
+        """Past values of a multistep record (None for a Runge-Kutta one)."""
+        return self.get("steps")
+
+    # ------------------------------------------------------------------ hash, read, write
 
     def sealed(self) -> Record:
         """The record with its content hash set (a record is sealed when it is made)."""
@@ -167,6 +224,19 @@ class SingleStepRecord(Record):
     FIELDS: ClassVar[dict[str, Any]] = {"stages": int, "nodes": list, "conditions": dict}
     OPTIONAL: ClassVar[dict[str, Any]] = {"embedded": dict, "definitions": list, "domain": str}
 
+    @property
+    def nodes(self) -> list[str]:
+        return self["nodes"]
+
+    @property
+    def definitions(self) -> list[dict[str, Any]]:
+        """A straight-line record's named definitions (empty for any other)."""
+        return self.get("definitions", [])
+
+    @property
+    def embedded(self) -> dict[str, Any] | None:
+        return self.get("embedded")
+
     def _check_family(self, where: str) -> None:
         self._check_tableau(where)
         stages = self["stages"]
@@ -190,6 +260,28 @@ class MultistepRecord(Record):
         "predictor_orders": dict,
         "corrector_orders": dict,
     }
+
+    @property
+    def ratios(self) -> list[str]:
+        return self["ratios"]
+
+    @property
+    def warmup(self) -> dict[str, list[str]]:
+        """Lower-order starters by name (empty when the method needs none)."""
+        return self.get("warmup", {})
+
+    @property
+    def noise(self) -> dict[str, Any] | None:
+        """A stochastic Adams method's exact noise (None for a deterministic one)."""
+        return self.get("noise")
+
+    @property
+    def predictor_orders(self) -> dict[str, Any] | None:
+        return self.get("predictor_orders")
+
+    @property
+    def corrector_orders(self) -> dict[str, Any] | None:
+        return self.get("corrector_orders")
 
     def _check_family(self, where: str) -> None:
         k = self["steps"]
@@ -217,6 +309,20 @@ class StochasticRecord(Record):
         "parameters": dict,
         "noise": dict,
     }
+
+    @property
+    def nodes(self) -> list[str]:
+        return self["nodes"]
+
+    @property
+    def parameters(self) -> dict[str, str]:
+        """The node parameters and their default values."""
+        return self["parameters"]
+
+    @property
+    def noise(self) -> dict[str, Any]:
+        """The exact stage noise: its nodes, weights and covariances in both forms."""
+        return self["noise"]
 
     def _check_family(self, where: str) -> None:
         self._check_tableau(where)

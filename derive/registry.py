@@ -77,7 +77,7 @@ def singlestep_record(
     max_order: int = 6,
     embedded: Mapping[str, Any] | None = None,
     program: StraightLineMethod | None = None,
-) -> dict[str, Any]:
+) -> SingleStepRecord:
     """The record of a single-step method, with verdicts computed now in both settings.
 
     ``embedded`` ({"order", "b", "stiff_order"}) is an embedded companion on the same stages
@@ -150,9 +150,12 @@ def _program_coefficients(method: ExpRKTableau, program: StraightLineMethod) -> 
 
 
 def program_from_record(record: Mapping[str, Any]) -> tuple[Definition, ...]:
-    """The straight-line definitions of a record (empty for an ordinary record)."""
+    """The straight-line definitions of a single-step record (empty for an ordinary one)."""
+    record = typed_record(record)
+    if not isinstance(record, SingleStepRecord):
+        raise InputError(f"{record.name}: not a single-step record")
     definitions = []
-    for entry in record.get("definitions", ()):
+    for entry in record.definitions:
         local = {d.name: sympy.Symbol(d.name) for d in definitions}
         series = expansions(entry["series"]) if "series" in entry else ()
         definitions.append(Definition(entry["name"], _parse(entry["expr"], local), series))
@@ -175,7 +178,7 @@ def multistep_record(
     warmup: Mapping[str, list[str]] | None = None,
     corrector: MultistepMethod | None = None,
     noise: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> MultistepRecord:
     """The record of an exponential Adams-type method (weights symbolic in the step ratios).
 
     ``noise`` (stochastic exponential Adams methods) holds the exact variances of the step's
@@ -253,14 +256,14 @@ def load_record(name: str, directory: Path | None = None) -> Record:
     return read_record(path)
 
 
-def load_registered(name: str, registry: RegistryArg = None) -> dict[str, Any]:
+def load_registered(name: str, registry: RegistryArg = None) -> Record:
     """The record of ``name`` from the package's registry or the user's folders
     (:mod:`phiforge.derive.registry_folders`)."""
     path = find_record(name, registry)
     return load_record(name, path.parent)
 
 
-def list_records(directory: Path | None = None) -> list[dict[str, Any]]:
+def list_records(directory: Path | None = None) -> list[Record]:
     directory = Path(directory or default_registry_dir())
     return [load_record(p.stem, directory) for p in sorted(directory.glob("*.json"))]
 
@@ -271,29 +274,31 @@ def _parse(text: str, local: Mapping[str, Any]) -> sympy.Expr:
 
 def tableau_from_record(record: Mapping[str, Any]) -> ExpRKTableau:
     """The single-step tableau of a record (validated again on construction)."""
-    if record["family"] != "singlestep":
-        raise InputError(f"{record['name']}: not a single-step record")
+    record = typed_record(record)
+    if not isinstance(record, SingleStepRecord):
+        raise InputError(f"{record.name}: not a single-step record")
     local = composed_definitions(record)
     a = {
         tuple(int(x) for x in key.split(",")): _parse(text, local)
-        for key, text in record["coefficients"]["a"].items()
+        for key, text in record.coefficients["a"].items()
         if not (key.endswith(",1") and text in local)  # a program's a_i1: the row-sum identity
     }
-    b = {int(i): _parse(text, local) for i, text in record["coefficients"]["b"].items()}
+    b = {int(i): _parse(text, local) for i, text in record.coefficients["b"].items()}
     return ExpRKTableau.from_coefficients(
-        record["name"],
-        [_parse(x, {}) for x in record["nodes"]],
+        record.name,
+        [_parse(x, {}) for x in record.nodes],
         a,
         b,
-        description=record.get("description", ""),
-        prediction=record.get("prediction"),
-        source=str(record.get("provenance", {}).get("citation", "")),
+        description=record.description,
+        prediction=record.prediction,
+        source=str(record.provenance.get("citation", "")),
     )
 
 
 def composed_definitions(record: Mapping[str, Any]) -> dict[str, sympy.Expr]:
     """The exact value of every definition of a straight-line record (cached per record hash)."""
-    return dict(_composed(record.get("hash"), program_from_record(record)))
+    record = typed_record(record)
+    return dict(_composed(record.hash, program_from_record(record)))
 
 
 @functools.lru_cache(maxsize=16)
@@ -302,38 +307,40 @@ def _composed(_hash: str | None, definitions: tuple[Definition, ...]) -> tuple:
 
 
 def _multistep_weights(
-    record: Mapping[str, Any], key: str, count: int
+    record: Record, key: str, count: int
 ) -> tuple[tuple[sympy.Expr, ...], tuple[sympy.Symbol, ...]]:
     """The weights ``coefficients[key]`` of a multistep record (``count`` of them), with the step
     ratio symbols they are written in."""
-    if record["family"] != "multistep":
-        raise InputError(f"{record['name']}: not a multistep record")
-    ratios = step_ratios(record["steps"])
+    if not isinstance(record, MultistepRecord):
+        raise InputError(f"{record.name}: not a multistep record")
+    ratios = step_ratios(record.steps)
     local = {str(r): r for r in ratios}
-    table = record["coefficients"][key]
+    table = record.coefficients[key]
     return tuple(_parse(table[str(m)], local) for m in range(count)), ratios
 
 
 def multistep_from_record(record: Mapping[str, Any]) -> MultistepMethod:
-    weights, ratios = _multistep_weights(record, "beta", record["steps"])
+    record = typed_record(record)
+    weights, ratios = _multistep_weights(record, "beta", record.steps or 0)
     return MultistepMethod(
-        name=record["name"],
+        name=record.name,
         weights=weights,
         ratios=ratios,
-        description=record.get("description", ""),
-        prediction=record.get("prediction"),
+        description=record.description,
+        prediction=record.prediction,
     )
 
 
 def corrector_from_record(record: Mapping[str, Any]) -> MultistepMethod | None:
     """The corrector of a PEC multistep record (None for a plain multistep record)."""
-    if record["family"] == "multistep" and "gamma" not in record["coefficients"]:
+    record = typed_record(record)
+    if isinstance(record, MultistepRecord) and "gamma" not in record.coefficients:
         return None
-    weights, ratios = _multistep_weights(record, "gamma", record["steps"] + 1)
+    weights, ratios = _multistep_weights(record, "gamma", (record.steps or 0) + 1)
     return MultistepMethod(
-        name=f"{record['name']} corrector",
+        name=f"{record.name} corrector",
         weights=weights,
         ratios=ratios,
         implicit=True,
-        prediction=record.get("prediction"),
+        prediction=record.prediction,
     )

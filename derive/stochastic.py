@@ -33,6 +33,7 @@ from sympy.codegen.cfunctions import expm1
 
 from phiforge.derive.errors import InputError
 from phiforge.derive.phi import phi
+from phiforge.derive.records import FORMAT_VERSION, StochasticRecord
 from phiforge.derive.tableau import ExpRKTableau, Z
 
 __all__ = [
@@ -176,11 +177,10 @@ def seeds_citation(name: str) -> str:
     return str(_entries()[name].get("source", ""))
 
 
-def stochastic_record(name: str) -> dict[str, Any]:
+def stochastic_record(name: str) -> StochasticRecord:
     """The registry record of a stochastic method: symbolic drift (checked at the default
     parameters), stage-noise weights and covariances in both forms, verified factorisation."""
     from phiforge.derive.check import check_tableau
-    from phiforge.derive.records import FORMAT_VERSION, StochasticRecord
     from phiforge.derive.registry import _orders
 
     method = stochastic_method(name)

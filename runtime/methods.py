@@ -64,13 +64,13 @@ def _user_module(name: str, folder: Path) -> ModuleType:
     from phiforge.derive.registry import load_record
 
     record = load_record(name, folder)
-    key = (str(folder.resolve() / name), record["hash"])
+    key = (str(folder.resolve() / name), record.hash)
     with _LOCK:
         if key in _USER_MODULES:
             return _USER_MODULES[key]
         path = folder / "generated" / f"{name}.py"
         source = path.read_text(encoding="utf-8") if path.is_file() else ""
-        if f'RECORD_HASH = "{record["hash"]}"' not in source:
+        if f'RECORD_HASH = "{record.hash}"' not in source:
             source = render_module(record)
         module = ModuleType(f"phiforge_user_methods.{name}")
         module.__file__ = str(path)
