@@ -370,7 +370,7 @@ def _pole_at_zero(value: sympy.Expr, back: dict) -> bool:
     phi_k(c z)) is not finite at z = 0: the checker's own test, the Taylor series of its
     :class:`~phiforge.derive.phibasis.CoefficientFunction` (a removable singularity is divided
     out there). Values with other symbols (symbolic nodes) are not decided and count as finite."""
-    expr = sympy.sympify(value).subs(back)
+    expr = sympy.sympify(value).xreplace(back)
     if expr.free_symbols - {Z}:
         return False
     function = coefficient_function(expr, Z, FRACTIONS, "solved coefficient")
@@ -391,17 +391,20 @@ def _fix_free(
     fails the second, the first such value is taken and the checker reports the singularity."""
     chosen: dict[str, str] = {}
     for position, u in enumerate(free):
-        later = {w: 0 for w in free[position + 1 :]}
+        later = {w: sympy.Integer(0) for w in free[position + 1 :]}
         admissible = []
         for value in FREE_PARAMETER_VALUES:
-            trial = {k: v.subs(u, value) for k, v in solution.items()}
+            trial = {k: v.xreplace({u: sympy.sympify(value)}) for k, v in solution.items()}
             if not all(
                 sympy.fraction(sympy.together(v))[1] != 0 and not v.has(sympy.nan, sympy.zoo)
                 for v in trial.values()
             ):
                 continue
             admissible.append((value, trial))
-            if back is None or not any(_pole_at_zero(v.subs(later), back) for v in trial.values()):
+            poles = back is not None and any(
+                _pole_at_zero(v.xreplace(later), back) for v in trial.values()
+            )
+            if not poles:
                 admissible = [(value, trial)]
                 break
         if not admissible:
@@ -459,7 +462,7 @@ def construct_singlestep(
         free[str(u)] = "0"
 
     def coefficient(u: sympy.Symbol) -> sympy.Expr:
-        return _coefficient(solution[u].subs(back))
+        return _coefficient(solution[u].xreplace(back))
 
     a = {key: coefficient(u) for key, u in unknown_a.items()}
     b = {i: coefficient(u) for i, u in unknown_b.items()}
@@ -543,7 +546,7 @@ def construct_embedded(tableau: ExpRKTableau, order: int) -> dict[int, sympy.Exp
             raise InputError(f"{tableau.name}: no embedded companion of order {q} ({blocked})")
         solution, _ = _fix_free(solution, [u for u in ordering if u not in solution])
         weights = {
-            i: _coefficient(sympy.sympify(solution[u]).subs(back)) for i, u in unknown_b.items()
+            i: _coefficient(sympy.sympify(solution[u]).xreplace(back)) for i, u in unknown_b.items()
         }
         weights[1] = sympy.expand(phi(1, Z) - sympy.Add(*weights.values()))
         weights = dict(sorted(weights.items()))
