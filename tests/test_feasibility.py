@@ -1,0 +1,62 @@
+"""Pointwise feasibility of the scalar stiff conditions (derive.feasibility): known answers."""
+
+import math
+
+import pytest
+
+from phiforge.derive.errors import InputError
+from phiforge.derive.feasibility import phi_values, pointwise_feasibility
+
+
+def test_phi_values_match_the_closed_form_on_both_branches():
+    for x in (-7.5, -1.9, -0.3, 0.0, 0.4, 2.5):
+        values = phi_values(x, 5)
+        assert values[0] == pytest.approx(math.exp(x), rel=1e-15)
+        if x != 0:
+            assert values[1] == pytest.approx(math.expm1(x) / x, rel=1e-13)
+            assert values[3] == pytest.approx((math.expm1(x) - x - x * x / 2) / x**3, rel=1e-7)
+        else:
+            assert values[4] == 1 / 24
+
+
+def test_three_stages_cannot_reach_order_four_at_any_nodes():
+    # the residual stays bounded away from 0 (classically 3 stages give order 3 at most)
+    result = pointwise_feasibility(3, 4, -1.0, starts=6, seed=1)
+    assert result.best > 1e-3
+    assert len(result.residuals) == 6
+
+
+def test_five_stages_solve_order_four_pointwise_with_free_directions():
+    result = pointwise_feasibility(5, 4, -1.0, starts=3, seed=0)
+    assert result.best < 1e-12
+    assert result.dimension >= 1  # 14 unknowns, 7 equations: a family
+    assert result.size < 100
+    assert set(result.solution) >= {"b2", "a5_4", "c5"}
+
+
+def test_four_stages_order_four_is_solvable_pointwise_though_no_analytic_method_exists():
+    # the documented limitation: a point solution is evidence, not a method (bench/four_stages.py
+    # proves that no 4-stage coefficients analytic in z reach scalar stiff order 4)
+    assert pointwise_feasibility(4, 4, -1.0, starts=4, seed=0).best < 1e-12
+
+
+def test_five_stages_stop_short_of_order_five_at_z_zero():
+    # Butcher's barrier (no 5-stage explicit method of order 5) seen pointwise at z = 0: a
+    # positive minimum inside the coefficient box, 10 orders of magnitude above a solution
+    result = pointwise_feasibility(5, 5, 0.0, starts=3, seed=0)
+    assert 1e-8 < result.best < 1e-3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "parameter"),
+    [
+        ({"z": float("nan")}, "'z'"),
+        ({"z": -1.0, "starts": 0}, "'starts'"),
+        ({"z": -1.0, "bound": 0.0}, "'bound'"),
+        ({"z": -1.0, "assumptions": "stage-order-9"}, "'assumptions'"),
+        ({"z": -1.0, "seed": -1}, "'seed'"),
+    ],
+)
+def test_bad_input_names_the_parameter(kwargs, parameter):
+    with pytest.raises(InputError, match=parameter):
+        pointwise_feasibility(3, 3, **kwargs)
