@@ -22,11 +22,15 @@ from phiforge.derive.feasibility import pointwise_feasibility
 DEFAULT_CASES = "5:5:0,5:5:-1,6:5:-1,6:6:0,6:6:-1,7:6:0,7:6:-1,8:6:-1"
 
 
-def measure(cases: list[tuple[int, int, float]], starts: int, seed: int) -> list[dict]:
+def measure(
+    cases: list[tuple[int, int, float]], starts: int, seed: int, assumptions: str = "none"
+) -> list[dict]:
     rows = []
     for stages, order, z in cases:
         started = time.perf_counter()
-        result = pointwise_feasibility(stages, order, z, starts=starts, seed=seed)
+        result = pointwise_feasibility(
+            stages, order, z, starts=starts, seed=seed, assumptions=assumptions
+        )
         rows.append(
             {
                 "stages": stages,
@@ -34,6 +38,7 @@ def measure(cases: list[tuple[int, int, float]], starts: int, seed: int) -> list
                 "z": z,
                 "equations": result.equations,
                 "unknowns": result.unknowns,
+                "assumptions": assumptions,
                 "best": result.best,
                 "next": sorted(result.residuals)[1:4],
                 "dimension": result.dimension,
@@ -49,17 +54,23 @@ def main() -> None:
     parser.add_argument("--cases", default=DEFAULT_CASES, help="stages:order:z,...")
     parser.add_argument("--starts", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--assumptions", default="none", help="none, stage-order-2 or stage-order-3"
+    )
     parser.add_argument("--format", choices=("markdown", "json"), default="markdown")
     args = parser.parse_args()
     cases = []
     for text in args.cases.split(","):
         stages, order, z = text.split(":")
         cases.append((int(stages), int(order), float(z)))
-    rows = measure(cases, args.starts, args.seed)
+    rows = measure(cases, args.starts, args.seed, args.assumptions)
     if args.format == "json":
         print(json.dumps({"python": platform.python_version(), "rows": rows}, indent=2))
         return
-    print(f"{args.starts} starts per row, seed {args.seed}, python {platform.python_version()}\n")
+    print(
+        f"{args.starts} starts per row, seed {args.seed}, assumptions {args.assumptions}, "
+        f"python {platform.python_version()}\n"
+    )
     print("| stages | order | z | equations | unknowns | smallest residual | next three | "
           "local dimension | max coefficient | time [s] |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|")

@@ -53,6 +53,9 @@ def measure(
     problem: str = "gmm",
     fits: tuple[str, ...] = ("grid", "weights", "both"),
     base_steps: int = 3,
+    order: int = 2,
+    history: int = 4,
+    fit_shift: bool = False,
 ) -> dict:
     """``problem``: gmm (DOP853 references) or unet (res_3m_pc on 512 steps); ``fits``: which
     of the grid-only, weights-only and full fits to run (the full one always runs)."""
@@ -92,6 +95,8 @@ def measure(
             nfe,
             iterations=iterations,
             steps=base_steps,
+            order=order,
+            history=history,
             **options,
         )
 
@@ -113,9 +118,10 @@ def measure(
             rows["fitted weights (logsnr)"] = scores(weights_only.sample) | {
                 "fit": weights_only.info
             }
-        both = fit(nfe)
+        both = fit(nfe, fit_shift=fit_shift)
         rows["fitted weights + grid"] = scores(both.sample) | {
             "fit": both.info,
+            "shift": both.shift,
             "lambda_steps": [
                 round(math.log(a / b), 3)
                 for a, b in zip(both.sigmas, both.sigmas[1:], strict=False)
@@ -142,6 +148,10 @@ def measure(
         "test_batch": test_batch,
         "held_out_batch": held_out_batch,
         "iterations": iterations,
+        "base_steps": base_steps,
+        "order": order,
+        "history": history,
+        "fit_shift": fit_shift,
         "diffusers_in_process": peers_here,
         "seconds": round(time.perf_counter() - started, 1),
         "python": platform.python_version(),
@@ -165,6 +175,15 @@ def main() -> None:
     parser.add_argument(
         "--base-steps", type=int, default=3, help="the Adams PEC pair res_Km_pc to start from"
     )
+    parser.add_argument(
+        "--order", type=int, default=2, help="polynomial exactness every fitted step keeps"
+    )
+    parser.add_argument("--history", type=int, default=4, help="values a fitted step may use")
+    parser.add_argument(
+        "--fit-shift",
+        action="store_true",
+        help="the full fit also moves where each step calls the model (lam_n + d_n)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
     budgets = tuple(int(b) for b in args.budgets.split(","))
@@ -178,6 +197,9 @@ def main() -> None:
         args.problem,
         fits,
         args.base_steps,
+        args.order,
+        args.history,
+        args.fit_shift,
     )
     if args.format == "json":
         print(json.dumps(result, indent=2))

@@ -69,6 +69,7 @@ def _fit(args: argparse.Namespace) -> None:
         fit_weights=not args.grid_only,
         fit_grid=not args.weights_only,
         fit_noise=args.fit_noise,
+        fit_shift=args.fit_shift,
         iterations=args.iterations,
         eta=args.eta,
         seed=args.seed + 3,
@@ -163,6 +164,11 @@ def register_fit_commands(commands: argparse._SubParsersAction) -> None:
         "--fit-noise",
         action="store_true",
         help="also fit every step's noise amplitude (with --eta > 0; exact noise otherwise)",
+    )
+    fit.add_argument(
+        "--fit-shift",
+        action="store_true",
+        help="also fit where each step calls the model, lambda_n + d_n with |d_n| <= 1",
     )
     fit.add_argument("--out", default="fitted-solver.json")
     fit.add_argument("--format", choices=["text", "json"], default="text")

@@ -68,6 +68,13 @@ points), a weak-error objective on the first two moments:
 
 ``objective="frechet"`` is available for eta = 0 too.
 
+Evaluation shift (``fit_shift``). A fitted solver may also call the model of step n at
+lam_n + d_n instead of at its grid point lam_n, while its weights still integrate from the grid
+(the "decoupled" evaluation times of LD3, Tong et al. 2024; the time-shift sampler of Li et al.
+2024 moves them for exposure bias). The step then no longer uses D at the point its weights
+assume, so its order constraints hold only for d_n = 0; the fit judges whether the freedom pays.
+|d_n| <= MAX_SHIFT through d_n = MAX_SHIFT tanh(u_n / MAX_SHIFT), u_n the fitted unknown.
+
 Noise amplitude (``fit_noise``). A fit may also scale step n's noise by a_n = e^(s_n) > 0,
 the per-step counterpart of k-diffusion's ``s_noise`` (EDM's S_noise, Karras et al. 2022,
 Algorithm 2), fitted with the rest; a_n = 1 is the exact noise above. A coarse step's drift
@@ -140,6 +147,7 @@ def _free_part(taus: torch.Tensor, u: torch.Tensor, order: int) -> torch.Tensor:
 
 
 MIN_STEP = 1e-4  # the smallest fitted step as a fraction of the log-SNR span (grid_lambdas)
+MAX_SHIFT = 1.0  # the largest |d_n|, lam_n + d_n where step n's model is called (tanh-bounded)
 
 
 def _sizes(nfe: int, history: int) -> list[tuple[int, int]]:
@@ -189,17 +197,19 @@ def _program(
     eta: float = 0.0,
     stochastic: bool = False,
     amplitude: torch.Tensor | None = None,
+    shift: torch.Tensor | None = None,
 ) -> Program:
     """The PEC loop of the module docstring as a program for the executor (x~ and the values
     D in its slots; the weights, the grid and the amplitudes stay tensors, so the program is
     differentiable in them). With ``stochastic`` each step draws its unit normal z_n, scaled by
-    the exact noise scale and ``amplitude[n]`` when given (a_n of the module docstring)."""
+    the exact noise scale and ``amplitude[n]`` when given (a_n of the module docstring); with
+    ``shift`` the model of step n is called at lam_n + shift[n] (module docstring)."""
     builder = Builder(keep_all=True)
     state = builder.input()
     values: list[int] = []
     pending = None
     for n, weights in enumerate(predictors):
-        denoised = builder.evaluate(state, lams[n])
+        denoised = builder.evaluate(state, lams[n] if shift is None else lams[n] + shift[n])
         if pending is not None:
             start, decay, corrector, kick = pending
             state = builder.combine(
@@ -233,10 +243,11 @@ def _run(
     eta: float = 0.0,
     noise: Callable[[int], torch.Tensor] | None = None,
     amplitude: torch.Tensor | None = None,
+    shift: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Run the solver's program (:func:`_program`) with the one executor; x is x~ at lam_0, the
     result x~ at lam_end. With ``eta`` > 0, ``noise(n)`` gives step n's unit normals z_n."""
-    program = _program(lams, predictors, correctors, eta, noise is not None, amplitude)
+    program = _program(lams, predictors, correctors, eta, noise is not None, amplitude, shift)
     steps = iter(range(len(predictors)))
 
     def evaluate(state: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
@@ -281,6 +292,7 @@ class FittedSolver:
     info: dict[str, Any] = field(default_factory=dict)
     eta: float = 0.0
     noise_scale: list[float] | None = None
+    shift: list[float] | None = None
 
     @property
     def nfe(self) -> int:
@@ -320,16 +332,18 @@ class FittedSolver:
         amplitude = None
         if self.noise_scale is not None:
             amplitude = torch.tensor(self.noise_scale, dtype=_DTYPE)
+        shift = None if self.shift is None else torch.tensor(self.shift, dtype=_DTYPE)
         with torch.no_grad():
             return _run(
                 model, x, lams, predictors, correctors, dict(extra_args or {}), callback,
-                self.eta, noise, amplitude,
+                self.eta, noise, amplitude, shift,
             )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         document = {"format": FORMAT_VERSION, **asdict(self)}
-        if self.noise_scale is None:  # exact noise: the document (and hash) of before the field
-            del document["noise_scale"]
+        for name in ("noise_scale", "shift"):  # unused: the document (and hash) of before them
+            if document[name] is None:
+                del document[name]
         document["hash"] = content_hash(document)
         return document
 
@@ -363,6 +377,15 @@ def _check_solver(solver: FittedSolver) -> None:
     ]
     if found != expected:
         raise InputError(f"fitted solver: weight counts {found} do not match {expected}")
+    shift = solver.shift
+    if shift is not None and (
+        len(shift) != solver.nfe
+        or not all(isinstance(d, float) and math.isfinite(d) and abs(d) <= MAX_SHIFT for d in shift)
+    ):
+        raise InputError(
+            f"fitted solver: 'shift' must be {solver.nfe} finite numbers in [-{MAX_SHIFT}, "
+            f"{MAX_SHIFT}], got {shift!r}"
+        )
     scales = solver.noise_scale
     if scales is not None and (
         solver.eta == 0
@@ -481,6 +504,7 @@ def fit_solver(
     fit_weights: bool = True,
     fit_grid: bool = True,
     fit_noise: bool = False,
+    fit_shift: bool = False,
     sigmas: list[float] | None = None,
     iterations: int = 400,
     extra_args: dict[str, Any] | None = None,
@@ -507,7 +531,9 @@ def fit_solver(
     noise, step n's unit normals shaped like x (``nfe`` tensors; default drawn from ``seed``),
     e.g. from :func:`coupled_reference` with its samples as ``reference``; ``fit_noise``: fit
     every step's noise amplitude a_n too (eta > 0; module docstring; a ``start``'s amplitudes
-    are its starting point, and kept when not fitted); ``progress``: called after every
+    are its starting point, and kept when not fitted); ``fit_shift``: fit where each step's
+    model is called, lam_n + d_n, apart from its grid point (module docstring; a ``start``'s
+    shifts likewise); ``progress``: called after every
     objective-and-gradient evaluation. ``model`` must be differentiable in x (torch
     operations)."""
     nfe = check_integer("nfe", nfe, 2)
@@ -560,12 +586,18 @@ def fit_solver(
     u = torch.zeros(sum(p + c for p, c in _sizes(nfe, history)), dtype=_DTYPE)
     log_scale = torch.zeros(nfe, dtype=_DTYPE)
     scaled = fit_noise
+    shift = torch.zeros(nfe, dtype=_DTYPE)
+    shifted = fit_shift
     if start is not None:
         u = _departure(start, nfe, steps, history, order, sigma_start, sigma_end, sigmas)
         sigmas = start.sigmas
         if start.noise_scale is not None and eta > 0:
             log_scale = torch.log(torch.tensor(start.noise_scale, dtype=_DTYPE))
             scaled = True
+        if start.shift is not None:  # the stored d_n = MAX_SHIFT tanh(u_n / MAX_SHIFT)
+            bounded = torch.tensor(start.shift, dtype=_DTYPE) / MAX_SHIFT
+            shift = MAX_SHIFT * torch.atanh(bounded.clamp(-1 + 1e-12, 1 - 1e-12))
+            shifted = True
     if sigmas is not None:
         theta = torch.from_numpy(
             theta_of_sigmas("sigmas", sigmas, sigma_start, sigma_end, nfe, MIN_STEP)
@@ -577,6 +609,8 @@ def fit_solver(
         unknowns.append(theta.requires_grad_())
     if fit_noise:
         unknowns.append(log_scale.requires_grad_())
+    if fit_shift:
+        unknowns.append(shift.requires_grad_())
     if noise is None:
         generator = torch.Generator().manual_seed(seed)
         draws = [
@@ -601,9 +635,11 @@ def fit_solver(
         lams = grid_lambdas(theta, lam_start, lam_end, MIN_STEP)
         predictors, correctors = _weights(lams, u, steps, history, order, eta)
         amplitude = torch.exp(log_scale) if scaled else None
+        offsets = MAX_SHIFT * torch.tanh(shift / MAX_SHIFT) if shifted else None
         out = _run(
-            model, x, lams, predictors, correctors, args, None, eta, draws.__getitem__, amplitude
-        )
+            model, x, lams, predictors, correctors, args, None, eta, draws.__getitem__,
+            amplitude, offsets,
+        )  # fmt: skip
         if objective == "defect":
             return torch.log(defect_tensor(out, reference))
         return torch.log(frechet_tensor(out, *target))
@@ -643,6 +679,7 @@ def fit_solver(
         order=order,
         eta=eta,
         noise_scale=torch.exp(log_scale).tolist() if scaled else None,
+        shift=(MAX_SHIFT * torch.tanh(shift / MAX_SHIFT)).tolist() if shifted else None,
         info={
             "objective": objective,
             "pilot_batch": int(x.shape[0]),
@@ -651,6 +688,7 @@ def fit_solver(
             "fit_weights": bool(fit_weights),
             "fit_grid": bool(fit_grid),
             "fit_noise": bool(fit_noise),
+            "fit_shift": bool(fit_shift),
             "warm_start": start is not None,
             "iterations": iterations,
             "seconds": round(time.perf_counter() - started, 1),

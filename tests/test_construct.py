@@ -301,7 +301,7 @@ def test_cli_derives_luans_published_method_from_its_ansatz(tmp_path, capsys):
 @pytest.mark.slow
 def test_operator_setting_reproduces_luan_ostermanns_eight_stage_method():
     # Luan & Ostermann's nodes and the zeros of their expRK5s8, top order weakened: no free
-    # constant is left and the coefficients are the published ones (719 s on 2 cores;
+    # constant is left and the coefficients are the published ones (85 s on 2 cores;
     # the same path on 6 stages, Luan's family, runs in the default suite)
     from phiforge.derive.catalogue import catalogue_method
     from phiforge.derive.construct import LUAN_OSTERMANN_EXPRK5S8

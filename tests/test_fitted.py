@@ -209,6 +209,10 @@ def test_fit_and_sample_commands(capsys, tmp_path):
     assert "'--nfe' does not combine with '--fitted'" in capsys.readouterr().err
     assert main([*argv, "--grid-only", "--weights-only"]) == 2
     assert "exclude each other" in capsys.readouterr().err
+    shifted = tmp_path / "shifted.json"
+    assert main([*argv, "--fit-shift", "--out", str(shifted), "--format", "json"]) == 0
+    capsys.readouterr()
+    assert len(load_solver(shifted).shift) == 5
 
 
 def test_a_model_without_gradients_is_refused_and_the_network_is_fitted(setting):
@@ -230,3 +234,34 @@ def test_a_model_without_gradients_is_refused_and_the_network_is_fitted(setting)
     reference = sample(network, x, "edm", "res_4m_pc", output="edm", sigmas=grid)
     fitted = fit_solver(network, x, reference, *ends, iterations=5)
     assert fitted.info["pilot_defect"] < 0.8 * fitted.info["pilot_defect_start"]
+
+
+def test_evaluation_shifts_are_fitted_saved_and_used(setting, fitted, tmp_path):
+    # the model of step n called at lam_n + d_n: a warm start from the fitted solver with the
+    # shifts free lowers the pilot defect further, the shifts survive a save/load round trip and
+    # change what sample() computes (d_n = 0 would give the unshifted solver)
+    s = setting
+    shifted = fit_solver(
+        s["pilot"].denoiser, s["x"], s["reference"], s["sigma_max"], s["sigma_min"], 6,
+        iterations=8, start=fitted, fit_shift=True,
+    )  # fmt: skip
+    assert shifted.info["fit_shift"] and len(shifted.shift) == 6
+    assert shifted.info["pilot_defect"] < fitted.info["pilot_defect"]
+    assert max(abs(d) for d in shifted.shift) > 1e-4
+    assert all(abs(d) <= 1.0 for d in shifted.shift)
+    x = s["held_x"][:4]
+    denoiser = s["pilot"].denoiser
+    again = load_solver(shifted.save(tmp_path / "shifted.json"))
+    assert again.shift == shifted.shift
+    assert torch.equal(again.sample(denoiser, x), shifted.sample(denoiser, x))
+    zero = load_solver(fitted.save(tmp_path / "plain.json"))
+    assert zero.shift is None and "shift" not in json.loads((tmp_path / "plain.json").read_text())
+    assert not torch.allclose(shifted.sample(denoiser, x), fitted.sample(denoiser, x), atol=1e-6)
+    document = json.loads((tmp_path / "shifted.json").read_text())
+    document["shift"] = [2.0] * 6
+    from phiforge.runtime.manifest import content_hash
+
+    document["hash"] = content_hash({k: v for k, v in document.items() if k != "hash"})
+    (tmp_path / "bad.json").write_text(json.dumps(document))
+    with pytest.raises(InputError, match="'shift'"):
+        load_solver(tmp_path / "bad.json")
