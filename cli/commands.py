@@ -328,6 +328,52 @@ def _trees(args: argparse.Namespace) -> None:
         print(f"  {t!s:20s} levels {list(t.levels)}  gamma {t.density}  sigma {t.symmetry}")
 
 
+def _feasibility(args: argparse.Namespace) -> None:
+    from phiforge.derive.feasibility import pointwise_feasibility
+
+    rows = []
+    with Progress(
+        len(args.z), "feasibility (values of z)", quiet=args.quiet, heartbeat=True
+    ) as progress:
+        for z in args.z:
+            result = pointwise_feasibility(
+                args.stages, args.order, z, assumptions=args.assumptions, starts=args.starts,
+                seed=args.seed, bound=args.bound,
+            )  # fmt: skip
+            rows.append(
+                {
+                    "z": z,
+                    "verdict": result.verdict,
+                    "smallest_residual": result.best,
+                    "residuals": sorted(result.residuals),
+                    "local_dimension": result.dimension,
+                    "largest_coefficient": result.size,
+                    "equations": result.equations,
+                    "unknowns": result.unknowns,
+                    "solution": result.solution,
+                }
+            )
+            progress.advance()
+    if args.format == "json":
+        emit_json(
+            {"stages": args.stages, "order": args.order, "assumptions": args.assumptions,
+             "bound": args.bound, "starts": args.starts, "seed": args.seed, "rows": rows}
+        )  # fmt: skip
+        return
+    print(
+        f"{args.stages} stages, scalar stiff order {args.order}, assumptions {args.assumptions}: "
+        f"conditions solved at each z from {args.starts} starts (nodes in [0, 1], coefficients "
+        f"in [-{args.bound:g}, {args.bound:g}])"
+    )
+    for row in rows:
+        print(
+            f"  z = {row['z']:g}: {row['verdict']}, smallest residual "
+            f"{row['smallest_residual']:.2e} ({row['equations']} equations, {row['unknowns']} "
+            f"unknowns, local dimension {row['local_dimension']}, largest coefficient "
+            f"{row['largest_coefficient']:.3g})"
+        )
+
+
 # ---------------------------------------------------------------------------- registration
 
 
@@ -391,6 +437,30 @@ def register_derive_commands(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     sub.add_argument("--format", choices=("markdown", "latex", "json"), default="markdown")
     sub.set_defaults(handler=_show)
+
+    sub = commands.add_parser(
+        "feasibility",
+        help="solve the scalar stiff conditions at fixed z: whether any S-stage method of "
+        "order P can exist (a positive smallest residual says no, for every set of nodes)",
+    )
+    sub.add_argument("--stages", "-s", type=positive_int, required=True)
+    sub.add_argument("--order", "-p", type=positive_int, required=True)
+    sub.add_argument(
+        "--z", type=float, nargs="+", default=[-1.0], help="values of z = -h (default -1)"
+    )
+    sub.add_argument(
+        "--assumptions",
+        default="none",
+        help="none, stage-order-2 or stage-order-3 (the construction's simplifying assumptions)",
+    )
+    sub.add_argument("--starts", type=positive_int, default=20, help="random starts per z")
+    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument(
+        "--bound", type=float, default=100.0, help="largest |a_ij|, |b_i| searched (100)"
+    )
+    sub.add_argument("--format", choices=("text", "json"), default="text")
+    sub.add_argument("--quiet", "-q", action="store_true", help=_QUIET_HELP)
+    sub.set_defaults(handler=_feasibility)
 
     sub = commands.add_parser("trees", help="enumerate the rooted trees with N vertices")
     sub.add_argument("--order", "-n", type=positive_int, required=True)

@@ -31,9 +31,13 @@ import sympy
 from phiforge.derive.conditions import check_order
 from phiforge.derive.errors import InputError, integer_in
 
-__all__ = ["Feasibility", "phi_values", "pointwise_feasibility"]
+__all__ = ["BLOCKED", "SOLVED", "Feasibility", "phi_values", "pointwise_feasibility"]
 
 _SERIES_TERMS = 40
+#: a smallest residual at or below SOLVED is a solution; at or above BLOCKED, none exists in the
+#: coefficient box (solvable systems reach ~1e-16; the blocked ones measured, 2e-8 .. 3e-2)
+SOLVED = 1e-12
+BLOCKED = 1e-9
 
 
 def phi_values(x: float, k_max: int) -> list[float]:
@@ -60,12 +64,21 @@ class Feasibility:
     stages: int
     order: int
     z: float
+    bound: float
     equations: int
     unknowns: int
     best: float
     residuals: list[float] = field(default_factory=list)
     solution: dict[str, float] = field(default_factory=dict)
     singular_values: list[float] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> str:
+        """ "solvable" (a point solution), "blocked" (none with coefficients in the box) or
+        "undecided" (between SOLVED and BLOCKED: more starts, or a larger box)."""
+        if self.best <= SOLVED:
+            return "solvable"
+        return "blocked" if self.best >= BLOCKED else "undecided"
 
     @property
     def size(self) -> float:
@@ -178,7 +191,7 @@ def pointwise_feasibility(
     upper = np.full(len(unknowns), float(bound))
     lower[weights:], upper[weights:] = 0.0, 1.0
     generator = np.random.default_rng(seed)
-    result = Feasibility(s, p, float(z), count, len(unknowns), math.inf)
+    result = Feasibility(s, p, float(z), float(bound), count, len(unknowns), math.inf)
     best_x = None
     for _ in range(starts):
         x0 = np.clip(generator.normal(0.0, 1.0, len(unknowns)), -bound / 2, bound / 2)

@@ -60,3 +60,25 @@ def test_five_stages_stop_short_of_order_five_at_z_zero():
 def test_bad_input_names_the_parameter(kwargs, parameter):
     with pytest.raises(InputError, match=parameter):
         pointwise_feasibility(3, 3, **kwargs)
+
+
+def test_feasibility_command_reports_a_verdict_per_z(capsys):
+    import json
+
+    from phiforge.cli.main import main
+
+    argv = ["feasibility", "--stages", "3", "--starts", "3", "--quiet", "--format", "json"]
+    assert main([*argv, "--order", "4", "--z", "-1", "0"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [row["verdict"] for row in result["rows"]] == ["blocked", "blocked"]
+    assert all(row["smallest_residual"] > 1e-3 for row in result["rows"])
+    assert main([*argv, "--order", "3"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["rows"]
+    assert row["verdict"] == "solvable" and row["local_dimension"] == 2
+    assert set(row["solution"]) == {"b2", "b3", "a3_2", "c2", "c3"}
+    assert main([*argv, "--order", "3", "--assumptions", "stage-order-9"]) == 2
+    assert "'assumptions'" in capsys.readouterr().err
+    assert main([*argv, "--order", "3", "--bound", "-1"]) == 2
+    assert "'bound'" in capsys.readouterr().err
+    assert main(["feasibility", "--stages", "3", "--order", "3", "--quiet"]) == 0
+    assert "z = -1: solvable" in capsys.readouterr().out
