@@ -332,10 +332,12 @@ def _feasibility(args: argparse.Namespace) -> None:
     from phiforge.derive.feasibility import pointwise_feasibility
 
     rows = []
+    groups = [args.z] if args.joint else [[z] for z in args.z]
     with Progress(
-        len(args.z), "feasibility (values of z)", quiet=args.quiet, heartbeat=True
+        len(groups), "feasibility (values of z)", quiet=args.quiet, heartbeat=True
     ) as progress:
-        for z in args.z:
+        for group in groups:
+            z = group if args.joint else group[0]
             result = pointwise_feasibility(
                 args.stages, args.order, z, assumptions=args.assumptions, starts=args.starts,
                 seed=args.seed, bound=args.bound,
@@ -366,8 +368,9 @@ def _feasibility(args: argparse.Namespace) -> None:
         f"in [-{args.bound:g}, {args.bound:g}])"
     )
     for row in rows:
+        where = row["z"] if args.joint else f"{row['z']:g}"
         print(
-            f"  z = {row['z']:g}: {row['verdict']}, smallest residual "
+            f"  z = {where}: {row['verdict']}, smallest residual "
             f"{row['smallest_residual']:.2e} ({row['equations']} equations, {row['unknowns']} "
             f"unknowns, local dimension {row['local_dimension']}, largest coefficient "
             f"{row['largest_coefficient']:.3g})"
@@ -452,6 +455,11 @@ def register_derive_commands(commands: argparse._SubParsersAction) -> None:
         "--assumptions",
         default="none",
         help="none, stage-order-2 or stage-order-3 (the construction's simplifying assumptions)",
+    )
+    sub.add_argument(
+        "--joint",
+        action="store_true",
+        help="solve the conditions at every --z together, the nodes shared (as a method's are)",
     )
     sub.add_argument("--starts", type=positive_int, default=20, help="random starts per z")
     sub.add_argument("--seed", type=int, default=0)

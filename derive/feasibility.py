@@ -63,7 +63,7 @@ class Feasibility:
 
     stages: int
     order: int
-    z: float
+    z: float | tuple[float, ...]
     bound: float
     equations: int
     unknowns: int
@@ -127,19 +127,22 @@ def _system(stages: int, order: int, nodes: list[Any] | None, assumptions: str):
 def pointwise_feasibility(
     stages: int,
     order: int,
-    z: float,
+    z: float | list[float] | tuple[float, ...],
     nodes: list[Any] | None = None,
     assumptions: str = "none",
     starts: int = 20,
     seed: int = 0,
     bound: float = 100.0,
 ) -> Feasibility:
-    """Solve the scalar stiff conditions of orders 2..``order`` at the one value ``z`` for an
+    """Solve the scalar stiff conditions of orders 2..``order`` at the value ``z`` for an
     s-stage method, from ``starts`` random starting points (``seed``): with ``nodes`` None the
     nodes c_2..c_s are unknowns in [0, 1] too, else they are the given numbers; every a_ij(z)
     and b_i(z) is kept in [-``bound``, ``bound``], so a positive smallest residual says that no
     method with coefficients that size exists (a residual that falls only as coefficients grow
-    is a solution at infinity). Returns the smallest residual found (module docstring)."""
+    is a solution at infinity). ``z`` may list several values: the conditions at all of them
+    are solved together, each with its own coefficients and the nodes shared, as a method's
+    nodes are (a method needs the same nodes at every z). Returns the smallest residual found
+    (module docstring)."""
     from scipy.optimize import least_squares
 
     from phiforge.derive.construct import ASSUMPTIONS, _check_stages
@@ -148,8 +151,14 @@ def pointwise_feasibility(
     p = check_order(order, "order")
     starts = integer_in(starts, "'starts'", 1, 10_000)
     seed = integer_in(seed, "'seed'", 0, 2**32 - 1)
-    if isinstance(z, bool) or not isinstance(z, int | float) or not math.isfinite(z):
-        raise InputError(f"parameter 'z' must be a finite real number, got {z!r}")
+    values_z = list(z) if isinstance(z, list | tuple) else [z]
+    if not values_z or any(
+        isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v)
+        for v in values_z
+    ):
+        raise InputError(f"parameter 'z' must be a finite real number or a list of them, got {z!r}")
+    if len(set(values_z)) != len(values_z):
+        raise InputError(f"parameter 'z' lists a value twice: {values_z}")
     if assumptions not in ASSUMPTIONS:
         raise InputError(
             f"parameter 'assumptions' must be one of {ASSUMPTIONS}, got {assumptions!r}"
@@ -158,48 +167,67 @@ def pointwise_feasibility(
         raise InputError(f"parameter 'bound' must be a finite number > 0, got {bound!r}")
     function, jacobian, unknowns, keys, node_symbols, count = _system(s, p, nodes, assumptions)
     weights = len(unknowns) - len(node_symbols)
-    node_slot = {symbol: weights + n for n, symbol in enumerate(node_symbols)}
+    blocks = len(values_z)
+    size = blocks * weights + len(node_symbols)  # every z's weights, then the shared nodes
+    node_slot = {symbol: n for n, symbol in enumerate(node_symbols)}
     k_max = max((k for k, _ in keys), default=1)
 
-    def placeholder_values(x: np.ndarray) -> tuple[list[float], list[float]]:
+    def placeholder_values(node_values: np.ndarray, at: float) -> tuple[list[float], list[float]]:
         """phi_k(c z) of every placeholder and its derivative in c, z phi_k'(c z) =
         z (phi_k(c z) - k phi_(k+1)(c z))."""
         cache: dict[float, list[float]] = {}
         values, slopes = [], []
         for k, scale in keys:
-            c = float(x[node_slot[scale]]) if isinstance(scale, sympy.Symbol) else float(scale)
+            if isinstance(scale, sympy.Symbol):
+                c = float(node_values[node_slot[scale]])
+            else:
+                c = float(scale)
             if c not in cache:
-                cache[c] = phi_values(c * z, k_max + 1)
+                cache[c] = phi_values(c * at, k_max + 1)
             table = cache[c]
             values.append(table[k])
-            slopes.append(z * (table[k] - k * table[k + 1]))
+            slopes.append(at * (table[k] - k * table[k + 1]))
         return values, slopes
 
+    def arguments(x: np.ndarray, block: int) -> list[float]:
+        return [*x[block * weights : (block + 1) * weights], *x[blocks * weights :]]
+
     def residual(x: np.ndarray) -> np.ndarray:
-        return np.array(function(*x, *placeholder_values(x)[0]), dtype=float)
+        parts = []
+        for block, at in enumerate(values_z):
+            values = placeholder_values(x[blocks * weights :], at)[0]
+            parts.append(np.array(function(*arguments(x, block), *values), dtype=float))
+        return np.concatenate(parts)
 
     def residual_jacobian(x: np.ndarray) -> np.ndarray:
-        values, slopes = placeholder_values(x)
-        full = np.array(jacobian(*x, *values), dtype=float).reshape(count, -1)
-        out = full[:, : len(unknowns)].copy()
-        for n, (_, scale) in enumerate(keys):
-            if isinstance(scale, sympy.Symbol):
-                out[:, node_slot[scale]] += full[:, len(unknowns) + n] * slopes[n]
+        out = np.zeros((blocks * count, size))
+        for block, at in enumerate(values_z):
+            values, slopes = placeholder_values(x[blocks * weights :], at)
+            full = np.array(jacobian(*arguments(x, block), *values), dtype=float)
+            full = full.reshape(count, -1)
+            rows = slice(block * count, (block + 1) * count)
+            out[rows, block * weights : (block + 1) * weights] = full[:, :weights]
+            out[rows, blocks * weights :] = full[:, weights : len(unknowns)]
+            for n, (_, scale) in enumerate(keys):
+                if isinstance(scale, sympy.Symbol):
+                    column = blocks * weights + node_slot[scale]
+                    out[rows, column] += full[:, len(unknowns) + n] * slopes[n]
         return out
 
-    lower = np.full(len(unknowns), -float(bound))
-    upper = np.full(len(unknowns), float(bound))
-    lower[weights:], upper[weights:] = 0.0, 1.0
+    lower = np.full(size, -float(bound))
+    upper = np.full(size, float(bound))
+    lower[blocks * weights :], upper[blocks * weights :] = 0.0, 1.0
     generator = np.random.default_rng(seed)
-    result = Feasibility(s, p, float(z), float(bound), count, len(unknowns), math.inf)
+    where = float(values_z[0]) if blocks == 1 else tuple(float(v) for v in values_z)
+    result = Feasibility(s, p, where, float(bound), blocks * count, size, math.inf)
     best_x = None
     for _ in range(starts):
-        x0 = np.clip(generator.normal(0.0, 1.0, len(unknowns)), -bound / 2, bound / 2)
-        x0[weights:] = np.sort(generator.uniform(0.05, 1.0, len(node_symbols)))
+        x0 = np.clip(generator.normal(0.0, 1.0, size), -bound / 2, bound / 2)
+        x0[blocks * weights :] = np.sort(generator.uniform(0.05, 1.0, len(node_symbols)))
         try:
             fit = least_squares(residual, x0, jac=residual_jacobian, bounds=(lower, upper),
                                 xtol=1e-15, ftol=1e-15, gtol=1e-15,
-                                max_nfev=100 * len(unknowns))  # fmt: skip
+                                max_nfev=100 * size)  # fmt: skip
         except (ValueError, OverflowError, ZeroDivisionError):
             continue
         norm = float(np.linalg.norm(fit.fun))
@@ -208,5 +236,10 @@ def pointwise_feasibility(
             result.best, best_x = norm, fit.x
             result.singular_values = [float(v) for v in np.linalg.svd(fit.jac, compute_uv=False)]
     if best_x is not None:
-        result.solution = {str(u): float(v) for u, v in zip(unknowns, best_x, strict=True)}
+        names = []
+        for at in values_z:
+            suffix = "" if blocks == 1 else f"@{at:g}"
+            names += [f"{u}{suffix}" for u in unknowns[:weights]]
+        names += [str(u) for u in node_symbols]
+        result.solution = {name: float(v) for name, v in zip(names, best_x, strict=True)}
     return result

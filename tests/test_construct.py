@@ -259,7 +259,7 @@ def test_seven_stage_scalar_stiff_order_five():
 @pytest.mark.slow
 def test_res_5s_is_rebuilt_by_the_general_construction():
     # the one construction path (elimination over the conditions' equations) on res_5s's nodes
-    # with stage order 3 gives res_5s's coefficients (146 s on 2 cores); the registry
+    # with stage order 3 gives res_5s's coefficients (111 s on 2 cores); the registry
     # keeps its straight-line program, the float64-stable form of the same coefficients
     from phiforge.derive.plan import plan_entries
     from phiforge.derive.registry import load_record, tableau_from_record

@@ -82,3 +82,22 @@ def test_feasibility_command_reports_a_verdict_per_z(capsys):
     assert "'bound'" in capsys.readouterr().err
     assert main(["feasibility", "--stages", "3", "--order", "3", "--quiet"]) == 0
     assert "z = -1: solvable" in capsys.readouterr().out
+    assert main([*argv, "--order", "3", "--z", "0", "-2", "--joint"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["rows"]
+    assert row["z"] == [0.0, -2.0] and row["verdict"] == "solvable"
+
+
+def test_several_z_share_the_nodes():
+    # res_4s-like 5-stage methods exist: solvable at three z together with one node set; the
+    # solution names each z's coefficients and the shared nodes once
+    result = pointwise_feasibility(5, 4, [0.0, -1.0, -4.0], starts=2, seed=0)
+    assert result.best < 1e-12 and result.z == (0.0, -1.0, -4.0)
+    assert result.equations == 21 and result.unknowns == 3 * 10 + 4
+    assert {"b2@0", "b2@-1", "b2@-4", "c5"} <= set(result.solution)
+    assert "c5@-1" not in result.solution
+    # 3 stages stay blocked at order 4 however many z
+    assert pointwise_feasibility(3, 4, [0.0, -1.0], starts=2, seed=0).verdict == "blocked"
+    with pytest.raises(InputError, match="twice"):
+        pointwise_feasibility(3, 3, [-1.0, -1.0])
+    with pytest.raises(InputError, match="'z'"):
+        pointwise_feasibility(3, 3, [])
