@@ -101,3 +101,11 @@ def test_several_z_share_the_nodes():
         pointwise_feasibility(3, 3, [-1.0, -1.0])
     with pytest.raises(InputError, match="'z'"):
         pointwise_feasibility(3, 3, [])
+
+
+@pytest.mark.slow
+def test_five_values_of_z_with_shared_nodes_see_that_no_four_stage_method_exists():
+    # one z at a time the 4-stage order-4 system is solvable; at five z with one node set it
+    # is not, the exact result of bench/four_stages.py --decompose (75 s on 2 cores)
+    result = pointwise_feasibility(4, 4, [0.0, -0.5, -1.0, -2.0, -4.0], starts=10, seed=0)
+    assert result.verdict == "blocked"
