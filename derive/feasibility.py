@@ -74,8 +74,10 @@ class Feasibility:
 
     @property
     def verdict(self) -> str:
-        """ "solvable" (a point solution), "blocked" (none with coefficients in the box) or
-        "undecided" (between SOLVED and BLOCKED: more starts, or a larger box)."""
+        """The verdict: "solvable" (a point solution), "blocked" (no start found one with
+        coefficients in the box) or "undecided" (between SOLVED and BLOCKED: more starts, or a
+        larger box). "blocked" is as firm as the search: firm when independent starts return to
+        the same positive minimum (compare ``residuals``), weaker when they do not."""
         if self.best <= SOLVED:
             return "solvable"
         return "blocked" if self.best >= BLOCKED else "undecided"
