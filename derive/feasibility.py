@@ -13,7 +13,7 @@ so a solved system is evidence, not a construction.
 
 The equations are the construction's own (:func:`phiforge.derive.construct._equations`, the
 conditions' recursion in the expression algebra) with phi_k(c z) as placeholders; they are
-solved by Levenberg-Marquardt-type least squares (scipy's ``least_squares``, trust region, nodes
+solved by least squares (scipy's ``least_squares``, trust-region reflective, nodes
 kept in [0, 1]) from random starts. The smallest residual over the starts is the measurement:
 about 1e-12 or below where the system is solvable, bounded away from 0 where it is not, and the
 Jacobian's singular values at the best point give the dimension of the local solution set.
@@ -30,28 +30,14 @@ import sympy
 
 from phiforge.derive.conditions import check_order
 from phiforge.derive.errors import InputError, integer_in
+from phiforge.derive.stiff_pde import phi_table
 
-__all__ = ["BLOCKED", "SOLVED", "Feasibility", "phi_values", "pointwise_feasibility"]
+__all__ = ["BLOCKED", "SOLVED", "Feasibility", "pointwise_feasibility"]
 
-_SERIES_TERMS = 40
 #: a smallest residual at or below SOLVED is a solution; at or above BLOCKED, none exists in the
 #: coefficient box (solvable systems reach ~1e-16; the blocked ones measured, 2e-8 .. 3e-2)
 SOLVED = 1e-12
 BLOCKED = 1e-9
-
-
-def phi_values(x: float, k_max: int) -> list[float]:
-    """phi_0(x) .. phi_k_max(x) in float64: the power series sum_n x^n / (n + k)! for |x| < 2
-    (40 terms), else the recurrence phi_k = (phi_{k-1} - 1/(k-1)!) / x from e^x."""
-    if abs(x) < 2:
-        return [
-            math.fsum(x**n / math.factorial(n + k) for n in range(_SERIES_TERMS))
-            for k in range(k_max + 1)
-        ]
-    values = [math.exp(x)]
-    for k in range(1, k_max + 1):
-        values.append((values[-1] - 1 / math.factorial(k - 1)) / x)
-    return values
 
 
 @dataclass
@@ -185,7 +171,7 @@ def pointwise_feasibility(
             else:
                 c = float(scale)
             if c not in cache:
-                cache[c] = phi_values(c * at, k_max + 1)
+                cache[c] = [float(v) for v in phi_table(c * at, k_max + 1)]
             table = cache[c]
             values.append(table[k])
             slopes.append(at * (table[k] - k * table[k + 1]))

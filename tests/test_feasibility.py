@@ -5,12 +5,14 @@ import math
 import pytest
 
 from phiforge.derive.errors import InputError
-from phiforge.derive.feasibility import phi_values, pointwise_feasibility
+from phiforge.derive.feasibility import pointwise_feasibility
+from phiforge.derive.stiff_pde import phi_table
 
 
-def test_phi_values_match_the_closed_form_on_both_branches():
+def test_phi_table_matches_the_closed_form_on_both_branches():
+    # the one float64 phi of derive/ (stiff PDE study and feasibility): series and recurrence
     for x in (-7.5, -1.9, -0.3, 0.0, 0.4, 2.5):
-        values = phi_values(x, 5)
+        values = [float(v) for v in phi_table(x, 5)]
         assert values[0] == pytest.approx(math.exp(x), rel=1e-15)
         if x != 0:
             assert values[1] == pytest.approx(math.expm1(x) / x, rel=1e-13)
