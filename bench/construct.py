@@ -2,8 +2,9 @@
 
 Prints one row per derivation with its outcome, so the table doubles as a record of what the
 construction finds. ``--slow`` adds the constructions that take minutes (res_5s through the
-general path, Luan & Ostermann's 8-stage method, Hochbruck & Ostermann's 5-stage method, a
-scalar stiff order 6 attempt). Usage: python bench/construct.py [--slow] [--format markdown|json]
+general path, as expanded quotients and as a straight-line program, Luan & Ostermann's 8-stage
+method, Hochbruck & Ostermann's 5-stage method, a scalar stiff order 6 attempt).
+Usage: python bench/construct.py [--slow] [--format markdown|json]
 """
 
 from __future__ import annotations
@@ -48,6 +49,16 @@ CASES = [
         "scalar 5 stages order 4, stage order 2, c = (1/4, 1/3, 1/2, 1)",
         lambda: construct_singlestep(
             5, 4, [Rational(1, 4), Rational(1, 3), Rational(1, 2), 1], assumptions="stage-order-2"
+        ),
+    ),
+    (
+        "scalar 5 stages order 4, stage order 2, c = (1/4, 1/3, 1/2, 1), as a program",
+        lambda: construct_singlestep(
+            5,
+            4,
+            [Rational(1, 4), Rational(1, 3), Rational(1, 2), 1],
+            assumptions="stage-order-2",
+            form="program",
         ),
     ),
     (
@@ -96,7 +107,15 @@ CASES = [
 LO_NODES = [Rational(1, 2), Rational(1, 2), Rational(1, 4), Rational(1, 2), Rational(1, 5)]
 LO_NODES += [Rational(2, 3), 1]
 
+RES_5S_NODES = [Rational(1, 3), Rational(2, 3), Rational(1, 4), Rational(1, 2), Rational(3, 4), 1]
+
 SLOW_CASES = [
+    (
+        "scalar 7 stages order 5, stage order 3, res_5s's c, as a program (checked on it)",
+        lambda: construct_singlestep(
+            7, 5, RES_5S_NODES, assumptions="stage-order-3", form="program"
+        ),
+    ),
     (
         "scalar 7 stages order 5, stage order 3, res_5s's c = (1/3, 2/3, 1/4, 1/2, 3/4, 1)",
         lambda: construct_singlestep(
@@ -127,6 +146,12 @@ SLOW_CASES = [
 
 
 def _outcome(result) -> str:
+    if result.success and result.report is None and result.program_check is not None:
+        return (
+            f"stiff {result.program_check.stiff_order} (scalar, checked on the program: "
+            f"{len(result.program.definitions)} definitions); free "
+            f"{result.free_parameters or '-'}"
+        )
     if result.success:
         report = result.report
         if report is None:

@@ -106,6 +106,7 @@ def _construct(args: argparse.Namespace) -> Record:
             weak_top=args.weak_top,
             zero=[x for x in args.zero.split(",") if x] if args.zero else (),
             own_scale=args.own_scale,
+            form=args.form_of_coefficients,
         )
     else:
         record = derive_multistep_record(
@@ -235,6 +236,14 @@ def register_registry_commands(commands: argparse._SubParsersAction) -> None:
     )
     single.add_argument(
         "--assumptions", choices=("none", "stage-order-2", "stage-order-3"), default="none"
+    )
+    single.add_argument(
+        "--coefficients",
+        dest="form_of_coefficients",
+        choices=("expanded", "program"),
+        default="expanded",
+        help="expanded: each coefficient one quotient of phi polynomials; program: a "
+        "straight-line program of named values (scalar setting, --nodes; data prediction)",
     )
     multi = families.add_parser("multistep", help="exponential Adams of order K")
     multi.add_argument("--order", "-k", type=positive_int, required=True)

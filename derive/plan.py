@@ -13,6 +13,7 @@ import sympy
 from phiforge.derive.catalogue import catalogue_method
 from phiforge.derive.check import check_tableau
 from phiforge.derive.construct import (
+    FORMS,
     FREE_PARAMETER_RULE,
     choose_nodes,
     construct_embedded,
@@ -56,11 +57,16 @@ def derive_singlestep_record(
     embedded: int | None = None,
     zero: tuple[str, ...] | list[str] = (),
     own_scale: bool = False,
+    form: str = "expanded",
 ) -> Record:
     """Construct a method and return its record (raises if it cannot). In the operator setting
     ``zero`` (coefficients fixed to 0, e.g. ("b2", "a4_3")) and ``own_scale`` (row i only in
     phi_k(c_i z)) structure the ansatz as Luan's and Luan-Ostermann's constructions do
-    (:func:`~phiforge.derive.construct.construct_operator`)."""
+    (:func:`~phiforge.derive.construct.construct_operator`). ``form="program"`` (scalar
+    setting, given nodes) records the straight-line program of the named elimination
+    (:func:`~phiforge.derive.construct.construct_singlestep`): its definitions, the
+    coefficients as their names, the domain z <= 0; the verdicts come from the program composed
+    into exact quotients."""
     check_method_name(name, "name")
     integer_in(stages, "'stages'", 1, 16)
     integer_in(order, "'order'", 1, 16)
@@ -77,6 +83,13 @@ def derive_singlestep_record(
         "setting": setting,
         "assumptions": assumptions,
     }
+    if form not in FORMS:
+        raise InputError(f"parameter 'form' (--coefficients) must be one of {FORMS}, got {form!r}")
+    if form == "program" and (setting != "scalar" or nodes is None or embedded is not None):
+        raise InputError(
+            "parameter 'form' (--coefficients): 'program' constructs the scalar setting on "
+            "given nodes (parameter 'nodes'), without an embedded companion"
+        )
     if setting != "operator" and (zero or own_scale):
         raise InputError(
             "parameters 'zero' and 'own_scale' structure the operator setting's ansatz; the "
@@ -116,8 +129,16 @@ def derive_singlestep_record(
         provenance["principal_error"] = min(error for _, error in table)
     else:
         # verified below by the record's own check (every condition, both settings)
+        program = {"form": "program", "compose": True} if form == "program" else {"form": form}
         result = construct_singlestep(
-            stages, order, nodes, assumptions=assumptions, name=name, verify=False, **metadata
+            stages,
+            order,
+            nodes,
+            assumptions=assumptions,
+            name=name,
+            verify=False,
+            **program,
+            **metadata,
         )
         if result.tableau is None:
             raise InputError(
@@ -126,11 +147,19 @@ def derive_singlestep_record(
             )
         provenance["criterion"] = "nodes given in the plan"
         provenance["principal_error"] = float(principal_error(result.tableau, order))
+        if result.program is not None:
+            provenance["construction"] = (
+                "straight-line program of the elimination with named values "
+                "(phiforge.derive.named_elimination)"
+            )
     provenance["nodes"] = [str(x) for x in result.nodes]
     provenance["free_parameters"] = result.free_parameters
     provenance["free_parameter_rule"] = FREE_PARAMETER_RULE
     record = singlestep_record(
-        result.tableau, provenance, embedded=embedded_companion(result.tableau, embedded)
+        result.tableau,
+        provenance,
+        embedded=embedded_companion(result.tableau, embedded),
+        program=getattr(result, "program", None),
     )
     kind = "weak_stiff" if weak_top else "stiff"
     reached = record.orders[setting][kind]
@@ -298,6 +327,7 @@ def build_record(name: str, entry: dict[str, Any]) -> Record:
             prediction=entry.get("prediction"),
             description=description or "",
             embedded=entry.get("embedded"),
+            form=entry.get("form", "expanded"),
         )
     raise InputError(
         f"registry plan entry {name!r}: say 'published', 'published_multistep', 'stochastic' or "

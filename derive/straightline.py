@@ -96,7 +96,7 @@ class Definition:
 class StraightLineMethod:
     """A tableau whose coefficients are named results of a straight-line program."""
 
-    tableau: ExpRKTableau
+    tableau: ExpRKTableau | None
     definitions: tuple[Definition, ...]
     a_names: dict[tuple[int, int], str]
     b_names: dict[int, str]
@@ -596,3 +596,115 @@ def construct_scalar_order5(
         **metadata,
     )
     return StraightLineMethod(tableau, tuple(definitions), a_names, b_names, domain)
+
+
+def divisors(expr: sympy.Expr) -> set[str]:
+    """The names that ``expr`` divides by."""
+    return {
+        p.base.name
+        for p in expr.atoms(sympy.Pow)
+        if p.exp.is_negative and isinstance(p.base, sympy.Symbol)
+    }
+
+
+def singular_at_zero(definitions: tuple[Definition, ...] | list[Definition]) -> list[str]:
+    """The definitions that divide by a name whose value vanishes at z = 0 (0/0 there: their
+    expression cannot be evaluated near 0 and needs a Taylor series about 0)."""
+    vanishing: dict[str, bool] = {}
+    singular = []
+    for definition in definitions:
+        names = divisors(definition.expr)
+        for n in names - vanishing.keys():
+            vanishing[n] = program_taylor(definitions, n, 0)[0] == 0
+        if any(vanishing[n] for n in names):
+            singular.append(definition.name)
+    return singular
+
+
+_AUTO_DEGREE = 60
+_AUTO_TAIL = Fraction(1, 10**17)
+
+
+def automatic_expansion(
+    definitions: tuple[Definition, ...] | list[Definition], name: str
+) -> Expansion:
+    """An expansion about 0 for a definition that is 0/0 there: the widest disc |z| < r of
+    r = 2, 1, 1/2, 1/4, 1/8 whose exact Taylor polynomial of some degree N <= 60 leaves a tail
+    max(|t_{N-1}| r^(N-1), |t_N| r^N) below 1e-17 of max_k |t_k| r^k, with the smallest such N."""
+    coefficients = program_taylor(definitions, name, _AUTO_DEGREE)
+    for radius in (Fraction(2), Fraction(1), Fraction(1, 2), Fraction(1, 4), Fraction(1, 8)):
+        terms = [abs(t) * radius**k for k, t in enumerate(coefficients)]
+        scale = max(terms)
+        if scale == 0:
+            return Expansion(sympy.Integer(0), sympy.Rational(radius), 1)
+        for degree in range(2, _AUTO_DEGREE + 1):
+            if max(terms[degree - 1], terms[degree]) < _AUTO_TAIL * scale:
+                return Expansion(sympy.Integer(0), sympy.Rational(radius), degree)
+    raise InputError(
+        f"{name}: no Taylor polynomial of degree <= {_AUTO_DEGREE} about 0 reaches 1e-17 even "
+        "on |z| < 1/8; give its expansions in parameter 'series'"
+    )
+
+
+def with_series(
+    definitions: tuple[Definition, ...] | list[Definition],
+    series: dict[str, Any] | None = None,
+) -> tuple[Definition, ...]:
+    """The program with Taylor expansions attached: ``series`` maps definition names to
+    (center, radius, degree) triples (:func:`expansions`); every definition that is 0/0 at
+    z = 0 needs one about 0 first, and gets :func:`automatic_expansion` when ``series`` does
+    not name it."""
+    series = dict(series or {})
+    if not isinstance(series, dict):
+        raise InputError(
+            f"parameter 'series' must map definition names to (center, radius, degree) "
+            f"triples, got {series!r}"
+        )
+    defined = [d.name for d in definitions]
+    unknown = sorted(set(series) - set(defined))
+    if unknown:
+        raise InputError(
+            f"parameter 'series' names {unknown}, which the program does not define (it "
+            f"defines {defined})"
+        )
+    singular = set(singular_at_zero(definitions))
+    result = []
+    for definition in definitions:
+        given = expansions(series[definition.name]) if definition.name in series else ()
+        if definition.name in singular:
+            if not given:
+                given = (automatic_expansion(definitions, definition.name),)
+            elif given[0].center != 0:
+                raise InputError(
+                    f"parameter 'series': {definition.name} is 0/0 at z = 0, so its first "
+                    "expansion must be about 0"
+                )
+        result.append(Definition(definition.name, definition.expr, given))
+    return tuple(result)
+
+
+def pivot_sign_changes(
+    definitions: tuple[Definition, ...] | list[Definition], lowest: float = -20.0
+) -> list[tuple[str, float]]:
+    """(divisor, z) where a name that the program divides by changes sign between neighbouring
+    points of z in [lowest, 0) (steps of 1/8 and 40 log-spaced points in [-0.85, -1e-3]), at 30
+    digits: a pole of the program there (or a removable singularity that float64 cannot
+    evaluate)."""
+    names = sorted(set().union(*(divisors(d.expr) for d in definitions)))
+    if not names:
+        return []
+    grid = sorted(
+        {*(-k / 8 for k in range(1, int(-lowest * 8) + 1)),
+         *(-(10 ** (-3 + 3 * k / 40)) for k in range(40))}
+    )  # fmt: skip
+    changes = []
+    with mpmath.workdps(30):
+        previous: dict[str, Any] = {}
+        for z in grid:
+            values = evaluate_program(definitions, mpmath.mpf(z))
+            for n in names:
+                sign = mpmath.sign(values[n])
+                if n in previous and sign != previous[n][0]:
+                    changes.append((n, float(z)))
+                previous[n] = (sign, z)
+    return changes

@@ -1,0 +1,162 @@
+"""The general construction as a straight-line program (``construct_singlestep(form="program")``):
+elimination with named values, the program's own check, and res_5s rebuilt through it."""
+
+import mpmath
+import pytest
+import sympy
+from sympy import Rational
+
+from phiforge.derive.construct import construct_singlestep
+from phiforge.derive.errors import InputError
+from phiforge.derive.program_check import check_program
+from phiforge.derive.straightline import Definition, evaluate_program
+from phiforge.derive.tableau import Z
+
+NODES = ["1/3", "2/3", "1/2", "1"]
+
+
+@pytest.fixture(scope="module")
+def composed():
+    return construct_singlestep(
+        5, 4, NODES, assumptions="stage-order-2", form="program", compose=True
+    )
+
+
+def _values(program, z):
+    values = evaluate_program(program.definitions, z)
+    a = {key: values[name] for key, name in program.a_names.items()}
+    b = {i: values[name] for i, name in program.b_names.items()}
+    return a, b
+
+
+def test_the_program_satisfies_every_condition_and_its_check_agrees_with_the_exact_one(composed):
+    assert composed.success and composed.free_parameters == {"a4_2": "0"}
+    assert composed.program_check.verdict_row() == "S" * 7
+    assert composed.program_check.stiff_order == 4
+    assert composed.report.stiff_order == 4  # the exact checker on the composed tableau
+
+
+def test_the_program_gives_the_coefficients_of_the_expanded_construction(composed):
+    expanded = construct_singlestep(5, 4, NODES, assumptions="stage-order-2")
+    assert expanded.free_parameters == composed.free_parameters
+    for z in (Rational(-1, 100), Rational(-7, 10), Rational(-3), Rational(-12)):
+        with mpmath.workdps(40):
+            a, b = _values(composed.program, mpmath.mpf(z.p) / z.q)
+        for i in range(1, 6):
+            exact = sympy.N(expanded.tableau.b_entry(i).subs(Z, z), 40)
+            assert abs(b.get(i, 0) - exact) < 1e-30, (i, z)
+            for j in range(1, i):
+                exact = sympy.N(expanded.tableau.a_entry(i, j).subs(Z, z), 40)
+                assert abs(a.get((i, j), 0) - exact) < 1e-30, (i, j, z)
+
+
+def test_the_program_is_checked_without_composing_it():
+    result = construct_singlestep(3, 3, ["1/3", "2/3"], form="program")
+    assert result.success and result.tableau is None and result.report is None
+    assert result.program.tableau is None
+    assert result.program_check.verdict_row() == "SSS"
+
+
+def test_a_wrong_coefficient_fails_the_program_check(composed):
+    program = composed.program
+    target = program.a_names[(5, 3)]
+    wrong = [
+        Definition(d.name, d.expr + Rational(1, 1000) * Z**2, d.series) if d.name == target else d
+        for d in program.definitions
+    ]
+    check = check_program(wrong, composed.nodes, program.a_names, program.b_names, 4)
+    assert check.stiff_order == 3  # a_53 enters first at order 4: [[tau^2]] and [[[tau]]]
+    assert "x" in check.verdict_row()[3:] and check.verdict_row()[:3] == "SSS"
+
+
+def test_a_blocked_request_names_the_same_condition_as_the_expanded_form():
+    nodes = [Rational(1, 3), Rational(2, 3), 1]
+    expanded = construct_singlestep(4, 4, nodes)
+    program = construct_singlestep(4, 4, nodes, form="program")
+    assert not program.success
+    assert program.blocked_by == expanded.blocked_by
+    assert program.blocked_by.startswith("condition 5 [[τ^2]]")
+
+
+def test_bad_input_for_the_program_form():
+    with pytest.raises(InputError, match="'form' must be one of"):
+        construct_singlestep(3, 3, NODES[:2], form="tree")
+    with pytest.raises(InputError, match="'series' and 'compose' apply to form='program'"):
+        construct_singlestep(3, 3, NODES[:2], compose=True)
+    with pytest.raises(InputError, match="'series' and 'compose' apply to form='program'"):
+        construct_singlestep(3, 3, NODES[:2], series={"a3_2": [["0", "1", 10]]})
+    c2 = sympy.Symbol("c2", positive=True)
+    with pytest.raises(InputError, match="'nodes' must be numbers for form='program'"):
+        construct_singlestep(3, 3, [c2, Rational(2, 3)], form="program")
+    with pytest.raises(InputError, match="'series' names"):
+        construct_singlestep(3, 3, NODES[:2], form="program", series={"x9": [["0", "1", 10]]})
+
+
+@pytest.mark.slow
+def test_res_5s_is_rebuilt_as_a_program():
+    # about 30 s on 2 cores (named elimination 7 s, automatic series of a5_2 20 s, the check of
+    # the program 0.2 s); composing the same program into exact quotients takes over 6 minutes
+    from phiforge.derive.plan import plan_entries
+    from phiforge.derive.registry import load_record, program_from_record
+
+    nodes = plan_entries()["res_5s"]["nodes"]
+    built = construct_singlestep(7, 5, nodes, assumptions="stage-order-3", form="program")
+    assert built.success and built.free_parameters == {"a6_3": "0"}
+    assert built.program_check.verdict_row() == "S" * 16
+    series = {d.name: d.series for d in built.program.definitions if d.series}
+    assert list(series) == ["a5_2"] and series["a5_2"][0].center == 0
+    record = load_record("res_5s")
+    reference = program_from_record(record)
+    names = record.coefficients
+    for z in ("-1/100", "-7/3", "-12"):
+        with mpmath.workdps(50):
+            point = mpmath.mpf(Rational(z).p) / Rational(z).q
+            a, b = _values(built.program, point)
+            theirs = evaluate_program(reference, point)
+            for key, name in names["a"].items():
+                i, j = map(int, key.split(","))
+                mine = a.get((i, j), 0)
+                assert abs(mine - (theirs[name] if name != "0" else 0)) < 1e-35, (key, z)
+            for key, name in names["b"].items():
+                mine = b.get(int(key), 0)
+                assert abs(mine - (theirs[name] if name != "0" else 0)) < 1e-35, (key, z)
+
+
+def test_a_program_record_runs_like_the_expanded_record_of_the_same_method(tmp_path):
+    # the whole path: conditions -> named elimination -> record with definitions -> generated
+    # module -> sampler; the same coefficients expanded into quotients sample the same way
+    import torch
+
+    from phiforge.cli.main import main
+    from phiforge.runtime import load_method, sample
+    from phiforge.runtime.denoisers import builtin_denoiser
+
+    folder = tmp_path / "methods"
+    for form in ("program", "expanded"):
+        code = main(["derive", "singlestep", "--stages", "5", "--order", "4", "--nodes",
+                     ",".join(NODES), "--assumptions", "stage-order-2", "--coefficients", form,
+                     "--name", f"m54_{form}", "--registry", str(folder), "--quiet"])  # fmt: skip
+        assert code in (0, None)
+    program = load_method("m54_program", registry=folder)
+    expanded = load_method("m54_expanded", registry=folder)
+    assert program.ORDERS["scalar"]["stiff"] == 4 == expanded.ORDERS["scalar"]["stiff"]
+    assert program.DOMAIN == "z <= 0" and not hasattr(expanded, "DOMAIN")
+    denoiser = builtin_denoiser("gmm")
+    x = torch.randn(8, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    ours = sample(denoiser, x, "vp-linear", program, nfe=20, output="edm")
+    theirs = sample(denoiser, x, "vp-linear", expanded, nfe=20, output="edm")
+    assert torch.allclose(ours, theirs, rtol=0, atol=1e-11)
+
+
+def test_the_program_form_is_refused_where_it_does_not_apply(tmp_path, capsys):
+    from phiforge.cli.main import main
+    from phiforge.derive.plan import derive_singlestep_record
+
+    code = main(["derive", "singlestep", "--setting", "operator", "--stages", "3", "--order",
+                 "3", "--nodes", "1/3,2/3", "--coefficients", "program", "--name", "bad",
+                 "--registry", str(tmp_path / "r"), "--quiet"])  # fmt: skip
+    assert code != 0 and "--coefficients" in capsys.readouterr().err
+    with pytest.raises(InputError, match="'form' \\(--coefficients\\) must be one of"):
+        derive_singlestep_record("bad", 3, 3, nodes=NODES[:2], form="tree")
+    with pytest.raises(InputError, match="without an embedded companion"):
+        derive_singlestep_record("bad", 3, 3, nodes=NODES[:2], form="program", embedded=2)
