@@ -337,7 +337,7 @@ class ModularAlgebra(_Algebra):
             values.append((e - total) % p * pow(pow(x, k, p), -1, p) % p)
         return tuple(values)
 
-    def _key(self, key: Any) -> tuple[tuple[int, ...], ...]:
+    def phi_key(self, key: Any) -> tuple[tuple[int, ...], ...]:
         """phi_k(c z) (k >= 0) or c z (k = -1) at every slot's points."""
         if key not in self._keys:
             c = Fraction(str(Ring.to_sympy(key[1])))
@@ -350,7 +350,7 @@ class ModularAlgebra(_Algebra):
         totals = [[0] * n_points for _ in range(self._slots)]
         for monomial, q in poly:
             weight = self._number(q)
-            values = [self._key(key) for key in monomial]
+            values = [self.phi_key(key) for key in monomial]
             for o in range(self._slots):
                 row = totals[o]
                 for n in range(n_points):

@@ -545,7 +545,7 @@ def _program(
     from phiforge.derive.straightline import compose, pivot_sign_changes, with_series
 
     unknowns = [*unknown_b.values(), *unknown_a.values()]
-    solution = eliminate_named(equations, unknowns, list(placeholders.values()))
+    solution = eliminate_named(equations, unknowns, placeholders)
     if solution.blocked is not None:
         result.blocked_by = solution.blocked
         return

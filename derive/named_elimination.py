@@ -18,10 +18,12 @@ elimination here makes the same choices and keeps each value a *name* instead:
 
 Names are not independent: a coefficient can vanish as a function of z while its expression in
 names does not (res_5s's condition [[[[tau]]]] is quadratic in a_52 in names, affine in value).
-Each coefficient is therefore tested for zero by exact evaluation at random rational values of
-the placeholders, every name evaluated through its definition in QQ (Schwartz-Zippel: a
-non-zero rational function of degree D vanishes at a point drawn from a set S of size N with
-probability at most D/N; here N ~ 4e12 per coordinate, at two points). Treating the phi values
+Each coefficient is therefore tested for zero by evaluation at random points of the
+placeholders in GF(p), p = 2^61 - 1, every name evaluated through its definition
+(Schwartz-Zippel: a non-zero polynomial of degree D vanishes at a random point with probability
+at most D/p; three points). Exact rational points would do the same, but the bit size of a
+nested name's value grows with the product of the degrees along its chain: the 8-stage order-6
+elimination slowed from 1 s to 80 s per unknown that way. Treating the phi values
 as independent transcendentals is what ``_eliminate`` does too, and the result is verified by
 the exact checker afterwards.
 
@@ -32,16 +34,20 @@ that no condition determines are 0 (res_5s: a_63).
 
 from __future__ import annotations
 
-import random
+from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
 
 import sympy
+from sympy import QQ
+from sympy.polys.rings import ring
 
 from phiforge.derive.straightline import Definition, split_phi_linear
 
 __all__ = ["NamedSolution", "eliminate_named", "program_definitions"]
 
-_DRAW = 2 * 10**6  # numerators and denominators of the random points: 1..2e6, either sign
+_PRIME = 2**61 - 1  # the zero test works in GF(p)
 
 
 @dataclass
@@ -58,161 +64,257 @@ class NamedSolution:
 
 
 class _Names:
-    """Definitions and their exact values at random rational points (the zero test)."""
+    """The polynomial ring of the elimination, the definitions, and every generator's values at
+    random points modulo p = 2^61 - 1 (the zero test).
 
-    def __init__(self, placeholders: list[sympy.Symbol], points: int = 2, seed: int = 0) -> None:
-        draw = random.Random(seed)
+    Generators: the unknowns, the phi placeholders, then a pool of names (``_name0``, ...),
+    renamed to their labels at the end; the pool doubles when it runs out (every pending
+    equation is carried into the larger ring)."""
 
-        def rational() -> sympy.Rational:
-            sign = draw.choice((1, -1))
-            return sign * sympy.Rational(draw.randint(1, _DRAW), draw.randint(1, _DRAW))
+    def __init__(
+        self,
+        unknowns: list[sympy.Symbol],
+        placeholders: dict[tuple[int, Any], sympy.Symbol],
+        points: int = 3,
+    ) -> None:
+        from phiforge.derive.algebras import ModularAlgebra
+        from phiforge.derive.phibasis import FRACTIONS
 
-        self.points = [{x: rational() for x in placeholders} for _ in range(points)]
-        self.definitions: list[Definition] = []
-        self.known: dict[sympy.Expr, sympy.Symbol] = {}
+        self.unknowns = list(unknowns)
+        self.placeholders = list(placeholders.values())
+        # phi_k(c z) at random points (z, w = e^{z/d}) of GF(p): the checker's own evaluation
+        keys = [(k, Fraction(str(scale))) for k, scale in placeholders]
+        modular = ModularAlgebra(FRACTIONS, keys, points=points, seed=1)  # not the check's
+        values = [modular.phi_key(key)[0] for key in keys]
+        self.points = [[0] * len(unknowns) + [value[n] for value in values] for n in range(points)]
+        self.labels: list[str] = []
+        self.definitions: list[tuple[str, Any]] = []
+        self.known: dict[Any, Any] = {}
+        self.ring: Any = None
+        self._grow(64)
 
-    def is_zero(self, expr: sympy.Expr) -> bool:
-        if expr.is_Rational:
-            return expr == 0
-        return all(expr.xreplace(point) == 0 for point in self.points)
+    def _grow(self, capacity: int) -> None:
+        pool = [sympy.Symbol(f"_name{k}") for k in range(capacity)]
+        self.ring = ring([*self.unknowns, *self.placeholders, *pool], QQ)[0]
+        self.capacity = capacity
 
-    def define(self, label: str, expr: sympy.Expr) -> sympy.Symbol:
-        symbol = sympy.Symbol(label)
-        for point in self.points:
-            value = expr.xreplace(point)
-            if not value.is_Rational:
-                raise ValueError(f"internal: {label} does not evaluate to a rational: {value}")
-            point[symbol] = value
-        self.definitions.append(Definition(label, expr))
-        return symbol
+    def carry(self, polynomial: Any) -> Any:
+        """``polynomial`` in the current ring (after the pool grew)."""
+        return polynomial if polynomial.ring == self.ring else polynomial.set_ring(self.ring)
 
-    def named(self, label: str, expr: sympy.Expr) -> sympy.Expr:
-        """expr itself (expanded) when it is a rational or one name, else its definition (one
-        per distinct expression: an expression met again, or its negative, reuses the name)."""
-        expr = sympy.expand(expr)
-        if expr.is_Rational or isinstance(expr, sympy.Symbol):
-            return expr
-        if -expr in self.known:
-            return -self.known[-expr]
-        if expr not in self.known:
-            self.known[expr] = self.define(label, expr)
-        return self.known[expr]
+    def unknown_degrees(self, monomial: tuple[int, ...]) -> tuple[int, ...]:
+        return monomial[: len(self.unknowns)]
+
+    def _value(self, polynomial: Any, point: list[int]) -> int:
+        total = 0
+        for monomial, q in polynomial.terms():
+            term = int(q.numerator) % _PRIME * pow(int(q.denominator), -1, _PRIME) % _PRIME
+            for index, degree in enumerate(monomial):
+                if degree:
+                    term = term * pow(point[index], degree, _PRIME) % _PRIME
+            total = (total + term) % _PRIME
+        return total
+
+    def is_zero(self, polynomial: Any) -> bool:
+        if polynomial.is_ground:
+            return not polynomial
+        return all(self._value(polynomial, point) == 0 for point in self.points)
+
+    def named(self, label: str, polynomial: Any) -> Any:
+        """``polynomial`` itself when it is a constant or one generator, else the generator of
+        its definition (one per distinct polynomial: met again, or its negative, it reuses
+        the name)."""
+        if polynomial.is_ground or (
+            len(polynomial) == 1 and polynomial.LC == 1 and sum(polynomial.LM) == 1
+        ):
+            return polynomial
+        if -polynomial in self.known:
+            return -self.known[-polynomial]
+        if polynomial not in self.known:
+            if len(self.labels) == self.capacity:
+                self._grow(2 * self.capacity)
+                polynomial = self.carry(polynomial)
+                self.known = {self.carry(k): self.carry(v) for k, v in self.known.items()}
+            for point in self.points:
+                point.append(self._value(polynomial, point))
+            generator = self.ring.gens[
+                len(self.unknowns) + len(self.placeholders) + len(self.labels)
+            ]
+            self.labels.append(label)
+            self.definitions.append((label, polynomial))
+            self.known[polynomial] = generator
+        return self.known[polynomial]
+
+    def expression(self, value: Any) -> sympy.Expr:
+        """A SymPy expression with the names under their labels."""
+        expr = value.as_expr() if hasattr(value, "as_expr") else sympy.sympify(value)
+        rename = {
+            sympy.Symbol(f"_name{k}"): sympy.Symbol(label) for k, label in enumerate(self.labels)
+        }
+        return expr.xreplace(rename)
 
 
-def _terms(
-    expr: sympy.Expr, unknowns: list[sympy.Symbol], names: _Names
-) -> dict[tuple, sympy.Expr]:
-    """{monomial: coefficient} of an expanded polynomial in the unknowns, coefficients that
-    vanish at the random points dropped; a monomial is ((unknown, degree), ...)."""
-    present = [u for u in unknowns if expr.has(u)]
-    if not present:
-        return {} if names.is_zero(expr) else {(): expr}
-    terms = {}
-    for monomial, coefficient in sympy.Poly(expr, *present).terms():
-        coefficient = sympy.expand(coefficient)
+def _groups(equation: Any, names: _Names) -> dict[tuple[int, ...], Any]:
+    """{degrees in the unknowns: coefficient (a polynomial in placeholders and names)} of an
+    equation, the coefficients that vanish at the random points dropped."""
+    count = len(names.unknowns)
+    collected: dict[tuple[int, ...], dict] = {}
+    for monomial, q in equation.terms():
+        key = monomial[:count]
+        collected.setdefault(key, {})[(0,) * count + monomial[count:]] = q
+    groups = {}
+    for key, terms in collected.items():
+        coefficient = names.ring.from_dict(terms)
         if not names.is_zero(coefficient):
-            key = tuple((present[i], d) for i, d in enumerate(monomial) if d)
-            terms[key] = coefficient
-    return terms
+            groups[key] = coefficient
+    return groups
 
 
-def _expr(terms: dict[tuple, sympy.Expr]) -> sympy.Expr:
-    return sympy.Add(*[c * sympy.Mul(*[u**d for u, d in m]) for m, c in terms.items()])
+def _polynomial(groups: dict[tuple[int, ...], Any], names: _Names) -> Any:
+    total = names.ring.zero
+    count = len(names.unknowns)
+    for key, coefficient in groups.items():
+        total += names.carry(coefficient) * names.ring.from_dict(
+            {key + (0,) * (names.ring.ngens - count): 1}
+        )
+    return total
 
 
-def _unknowns_of(terms: dict[tuple, sympy.Expr]) -> set[sympy.Symbol]:
-    return {u for monomial in terms for u, _ in monomial}
-
-
-def _numerator(expr: sympy.Expr) -> sympy.Expr:
-    """An equation (= 0) times the divisors of its terms, expanded: a polynomial again. Each term
-    is multiplied on its own, so that a divisor cancels in the product before anything is
-    distributed."""
-    expr = sympy.expand(expr)
-    powers: dict[sympy.Expr, int] = {}
-    for power in expr.atoms(sympy.Pow):
-        if power.exp.is_Integer and power.exp < 0:
-            powers[power.base] = max(powers.get(power.base, 0), -int(power.exp))
-    if not powers:
-        return expr
-    factor = sympy.Mul(*[base**k for base, k in powers.items()])
-    return sympy.expand(sympy.Add(*[term * factor for term in sympy.Add.make_args(expr)]))
-
-
-def _without_common_factor(terms: dict[tuple, sympy.Expr]) -> dict[tuple, sympy.Expr]:
+def _without_common_factor(groups: dict[tuple[int, ...], Any]) -> dict[tuple[int, ...], Any]:
     """The coefficients of one equation divided by their polynomial gcd (in the placeholders
     and names): a factor shared by the pivot and the rest (res_5s's condition [[[tau]]] is
     psi_{2,2} times sum_i b_i a_i2) would otherwise stay in every quotient of the program."""
-    coefficients = list(terms.values())
-    if len(coefficients) < 2 or all(c.is_Rational for c in coefficients):
-        return terms
-    common = sympy.gcd_list(coefficients)
-    if common.is_Rational:
-        return terms
-    return {m: sympy.expand(sympy.cancel(c / common)) for m, c in terms.items()}
+    coefficients = list(groups.values())
+    if len(coefficients) < 2 or all(c.is_ground for c in coefficients):
+        return groups
+    common = coefficients[0]
+    for coefficient in coefficients[1:]:
+        common = common.gcd(coefficient)
+        if common.is_ground:
+            return groups
+    return {key: c.exquo(common) for key, c in groups.items()}
+
+
+def _substitute(equation: Any, index: int, numerator: Any, divisor: Any) -> Any:
+    """divisor^k * equation(u = numerator/divisor), k the degree of u (generator ``index``):
+    sum_j e_j numerator^j divisor^(k - j) over the parts e_j u^j of the equation."""
+    parts: dict[int, dict] = {}
+    for monomial, q in equation.terms():
+        j = monomial[index]
+        parts.setdefault(j, {})[(*monomial[:index], 0, *monomial[index + 1 :])] = q
+    k = max(parts)
+    ring_ = equation.ring
+    total = ring_.zero
+    for j, terms in parts.items():
+        power = numerator**j if j else ring_.one
+        total += ring_.from_dict(terms) * power * (divisor ** (k - j) if k > j else ring_.one)
+    return total
 
 
 def eliminate_named(
     equations: list[tuple[str, sympy.Expr]],
     unknowns: list[sympy.Symbol],
-    placeholders: list[sympy.Symbol],
+    placeholders: dict[tuple[int, Any], sympy.Symbol],
+    progress: Callable[[str], object] | None = None,
 ) -> NamedSolution:
     """Solve ``equations`` (label, polynomial in ``unknowns`` over QQ[placeholders]) by
-    elimination with named values (module docstring)."""
-    names = _Names(placeholders)
+    elimination with named values (module docstring); ``placeholders`` maps (k, c) to the
+    symbol standing for phi_k(c z); ``progress`` gets a line per unknown solved or fixed."""
+    names = _Names(unknowns, placeholders)
+    count = len(unknowns)
     pending = []
     for label, expr in equations:
-        terms = _terms(sympy.expand(expr), unknowns, names)
-        if terms:
-            pending.append((label, terms))
-    solved: list[tuple[sympy.Symbol, sympy.Expr]] = []
+        groups = _groups(names.ring(sympy.expand(expr)), names)
+        if groups:
+            pending.append((label, groups))
+
+    def present(groups: dict) -> set[int]:
+        return {i for key in groups for i in range(count) if key[i]}
+
+    def unit(i: int) -> tuple[int, ...]:
+        return tuple(int(k == i) for k in range(count))
+
+    solved: list[tuple[sympy.Symbol, Any]] = []
     fixed: list[sympy.Symbol] = []
     while pending:
-        for label, terms in pending:
-            if not _unknowns_of(terms):
-                return NamedSolution(names.definitions, solved, fixed, label)
-        present = [_unknowns_of(terms) for _, terms in pending]
-        ranked = sorted(range(len(pending)), key=lambda n: (len(present[n]), n))
+        for label, groups in pending:
+            if not present(groups):
+                return _solution(names, solved, fixed, label)
+        holds = [present(groups) for _, groups in pending]
+        ranked = sorted(range(len(pending)), key=lambda n: (len(holds[n]), n))
         choice = None
         for n in ranked:
-            terms = pending[n][1]
-            for u in reversed(unknowns):
-                if u not in present[n]:
+            groups = pending[n][1]
+            for i in reversed(range(count)):
+                if i not in holds[n]:
                     continue
-                with_u = [m for m in terms if any(v == u for v, _ in m)]
-                if with_u == [((u, 1),)]:  # linear, coefficient free of unknowns
-                    choice = (n, u)
+                with_u = [key for key in groups if key[i]]
+                if with_u == [unit(i)]:  # linear, coefficient free of unknowns
+                    choice = (n, i)
                     break
             if choice is not None:
                 break
         if choice is None:
-            u = next(v for v in reversed(unknowns) if v in present[ranked[0]])
-            fixed.append(u)
-            value: sympy.Expr = sympy.Integer(0)
+            i = next(v for v in reversed(range(count)) if v in holds[ranked[0]])
+            fixed.append(unknowns[i])
+            numerator, divisor = names.ring.zero, names.ring.one
         else:
-            n, u = choice
-            terms = _without_common_factor(pending[n][1])
+            n, i = choice
+            groups = _without_common_factor(pending[n][1])
             step = len(solved) + 1
-            pivot = names.named(f"d{step}", terms[((u, 1),)])
-            value = sympy.Integer(0)
-            for number, (monomial, coefficient) in enumerate(terms.items()):
-                if monomial == ((u, 1),):
+            pivot = names.named(f"d{step}", groups[unit(i)])
+            numerator = names.ring.zero
+            parts = []
+            for number, (key, coefficient) in enumerate(groups.items()):
+                if key == unit(i):
                     continue
-                label = f"s{step}_{number}"
-                if pivot.is_Rational:
-                    part = names.named(label, -coefficient / pivot)
-                else:  # a quotient stays an expression: it cancels against its divisor
-                    part = -names.named(f"n{step}_{number}", coefficient) / pivot
-                value += part * sympy.Mul(*[v**d for v, d in monomial])
-            solved.append((u, value))
+                monomial = names.ring.from_dict({key + (0,) * (names.ring.ngens - count): 1})
+                if pivot.is_ground:
+                    part = names.named(
+                        f"s{step}_{number}", -names.carry(coefficient) * (1 / pivot.LC)
+                    )
+                    parts.append((part, None, monomial))
+                else:  # a quotient stays n/d: it cancels against its divisor
+                    part = names.named(f"n{step}_{number}", names.carry(coefficient))
+                    parts.append((-part, names.carry(pivot), monomial))
+                numerator = names.carry(numerator) + names.carry(parts[-1][0]) * names.carry(
+                    monomial
+                )
+            divisor = names.ring.one if pivot.is_ground else names.carry(pivot)
+            solved.append((unknowns[i], parts))
+        if progress is not None:
+            size = max((len(_polynomial(g, names)) for _, g in pending), default=0)
+            progress(
+                f"{'fixed' if choice is None else 'solved'} {unknowns[i]}: {len(pending)} "
+                f"equations pending (largest {size} terms), {len(names.labels)} names"
+            )
         updated = []
-        for label, terms in pending:
-            if u in _unknowns_of(terms):
-                terms = _terms(_numerator(_expr(terms).xreplace({u: value})), unknowns, names)
-            if terms:
-                updated.append((label, terms))
+        for label, groups in pending:
+            if i in present(groups):
+                equation = _polynomial(groups, names)
+                groups = _groups(
+                    _substitute(equation, i, names.carry(numerator), names.carry(divisor)), names
+                )
+            if groups:
+                updated.append((label, groups))
         pending = updated
-    return NamedSolution(names.definitions, solved, fixed, None)
+    return _solution(names, solved, fixed, None)
+
+
+def _solution(
+    names: _Names, solved: list, fixed: list[sympy.Symbol], blocked: str | None
+) -> NamedSolution:
+    """The solution with SymPy expressions: definitions and each solved unknown's value
+    sum_m (part_m / divisor) m over monomials m of the unknowns solved after it."""
+    definitions = [Definition(label, names.expression(p)) for label, p in names.definitions]
+    values = []
+    for u, parts in solved:
+        value = sympy.Integer(0)
+        for part, divisor, monomial in parts:
+            term = names.expression(part) * names.expression(monomial)
+            value += term / names.expression(divisor) if divisor is not None else term
+        values.append((u, value))
+    return NamedSolution(definitions, values, fixed, blocked)
 
 
 def program_definitions(
