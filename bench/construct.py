@@ -3,7 +3,7 @@
 Prints one row per derivation with its outcome, so the table doubles as a record of what the
 construction finds. ``--slow`` adds the constructions that take minutes (res_5s through the
 general path, as expanded quotients and as a straight-line program, Luan & Ostermann's 8-stage
-method, Hochbruck & Ostermann's 5-stage method, a scalar stiff order 6 attempt).
+method, Hochbruck & Ostermann's 5-stage method, scalar stiff order 6 with 9 stages).
 Usage: python bench/construct.py [--slow] [--format markdown|json]
 """
 
@@ -34,6 +34,8 @@ from phiforge.derive.multistep import (
 )
 
 c2, c3 = sympy.symbols("c2 c3", positive=True)
+
+ORDER6_NODES = [Rational(1, 3), Rational(2, 3), *[Rational(k, 5) for k in range(1, 5)], 1]
 
 CASES = [
     ("scalar 2 stages order 2, c2 free (RES-2S family)", lambda: construct_singlestep(2, 2, [c2])),
@@ -74,6 +76,13 @@ CASES = [
     (
         "scalar 6 stages order 4, no assumptions, c = (1/5, 2/5, 3/5, 4/5, 1)",
         lambda: construct_singlestep(6, 4, [Rational(k, 5) for k in range(1, 6)]),
+    ),
+    (
+        "scalar 8 stages order 6, stage order 3, c = (1/3, 2/3, 1/5, 2/5, 3/5, 4/5, 1), as a "
+        "program",
+        lambda: construct_singlestep(
+            8, 6, ORDER6_NODES, assumptions="stage-order-3", form="program"
+        ),
     ),
     (
         "operator 3 stages weak order 3, c = (1/3, 2/3) (HO expRK3s3)",
@@ -124,6 +133,13 @@ SLOW_CASES = [
             [Rational(1, 3), Rational(2, 3), Rational(1, 4), Rational(1, 2), Rational(3, 4), 1],
             assumptions="stage-order-3",
             verify=False,
+        ),
+    ),
+    (
+        "scalar 9 stages order 6, stage order 3, c = (1/3, 2/3, 1/5, 2/5, 3/5, 4/5, 1, 1/2), "
+        "as a program",
+        lambda: construct_singlestep(
+            9, 6, [*ORDER6_NODES, Rational(1, 2)], assumptions="stage-order-3", form="program"
         ),
     ),
     (

@@ -548,13 +548,26 @@ def _program(
     solution = eliminate_named(equations, unknowns, placeholders)
     if solution.blocked is not None:
         result.blocked_by = solution.blocked
+        if solution.fixed:
+            result.blocked_by += (
+                f" after fixing {', '.join(f'{u} = 0' for u in solution.fixed)} where no "
+                "condition was linear in an unknown with a coefficient free of the others (a "
+                "choice: not a proof that no method exists; form='expanded' continues such "
+                "systems over numerators)"
+            )
         return
     back = {symbol: phi(k, scale * Z) for (k, scale), symbol in placeholders.items()}
     definitions, a_names, b_names, free = program_definitions(
         solution, result.nodes, unknown_a, unknown_b, back
     )
     result.free_parameters = {str(u): "0" for u in [*free, *solution.fixed]}
-    program = with_series(definitions, options["series"])
+    try:
+        program = with_series(definitions, options["series"])
+    except InputError as error:
+        if "singular at z = 0" not in str(error):
+            raise
+        result.blocked_by = f"the program has a pole at z = 0 ({error})"
+        return
     changes = pivot_sign_changes(program)
     if changes:
         pivot, z = changes[0]

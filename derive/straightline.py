@@ -34,6 +34,12 @@ docs/registry-and-codegen.md); its phi-linear ones are emitted in psi_j form for
 The pivots b_6, b_7 and d_52 must not vanish where the method is used; for the registered nodes
 they are positive on z < 0 (data prediction, z = -h) and b_7 vanishes near z = +3.2, so such a
 method is recorded with the domain z <= 0 and refused in noise-prediction form.
+
+The program machinery here (definitions, :func:`compose`, Taylor series, :func:`with_series`,
+:func:`pivot_sign_changes`) serves any construction: ``construct_singlestep(...,
+form="program")`` (:mod:`phiforge.derive.named_elimination`) emits every scalar construction as
+such a program, and on res_5s's nodes returns res_5s's coefficients (docs/registry-and-codegen.md);
+:func:`construct_scalar_order5` stays as the registered res_5s's recipe (its record byte for byte).
 """
 
 from __future__ import annotations

@@ -78,6 +78,26 @@ def test_a_blocked_request_names_the_same_condition_as_the_expanded_form():
     assert program.blocked_by.startswith("condition 5 [[τ^2]]")
 
 
+def test_a_block_after_a_free_choice_is_not_claimed_as_a_proof():
+    # no condition is linear with a coefficient free of the other unknowns: the elimination
+    # fixes unknowns to 0 and says so (the expanded form finds b2 = 1, a3_2 = a4_2 = 0 here)
+    result = construct_singlestep(5, 4, ["1/4", "1/2", "3/4", "1"], form="program")
+    assert not result.success
+    assert result.blocked_by.startswith("condition 5 [[τ^2]] (order 4) after fixing a5_4 = 0")
+    assert "not a proof" in result.blocked_by
+
+
+def test_eight_stages_with_stage_order_three_cannot_reach_scalar_order_six():
+    # every step of the elimination is a forced linear solve (no unknown fixed), every pivot and
+    # the final residual tested with the true phi_k(c z) at random points of GF(2^61 - 1): the
+    # residual of condition 20 is not identically 0, so no such method exists on these nodes
+    # (about 13 s; the expanded form did not finish in 30 minutes)
+    nodes = ["1/3", "2/3", "1/5", "2/5", "3/5", "4/5", "1"]
+    result = construct_singlestep(8, 6, nodes, assumptions="stage-order-3", form="program")
+    assert not result.success
+    assert result.blocked_by == "condition 20 [[[[τ]]τ]] (order 6)"
+
+
 def test_bad_input_for_the_program_form():
     with pytest.raises(InputError, match="'form' must be one of"):
         construct_singlestep(3, 3, NODES[:2], form="tree")
