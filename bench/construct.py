@@ -162,21 +162,20 @@ SLOW_CASES = [
 
 
 def _outcome(result) -> str:
-    if result.success and result.report is None and result.program_check is not None:
-        return (
-            f"stiff {result.program_check.stiff_order} (scalar, checked on the program: "
-            f"{len(result.program.definitions)} definitions); free "
-            f"{result.free_parameters or '-'}"
-        )
     if result.success:
         report = result.report
         if report is None:
             if result.tableau is not None and not result.tableau.free_symbols:
                 return f"solved, not checked; free {result.free_parameters or '-'}"
             return "family (symbolic nodes)"
+        program = (
+            f"; a program of {len(result.program.definitions)} definitions, checked on it"
+            if result.program is not None
+            else ""
+        )
         return (
             f"stiff {report.stiff_order}, weak {report.weak_stiff_order} "
-            f"({report.setting}); free {result.free_parameters or '-'}"
+            f"({report.setting}); free {result.free_parameters or '-'}{program}"
         )
     return f"blocked by {result.blocked_by}"
 

@@ -310,8 +310,7 @@ class ModularAlgebra(_Algebra):
         fixes the common scale denominator d."""
         keys = [(q, c) for q in range(1, max_order + 2) for c in {*sparse.c, 1} if c != 0]
         for function in (*sparse.a.values(), *sparse.b.values()):
-            for monomial, _ in (*function.numerator, *function.denominator):
-                keys.extend(monomial)
+            keys.extend(function.phi_keys())
         return cls(sparse.ring, keys, multivariate=multivariate, slots=max_order + 1)
 
     def _number(self, value: Any) -> int:
@@ -369,18 +368,24 @@ class ModularAlgebra(_Algebra):
     def const(self, value: Any) -> dict:
         return self._constant(self._number(value), 0)
 
+    def quotient_values(self, function: CoefficientFunction) -> tuple[tuple[int, ...], ...]:
+        """N/D at every slot's points (a vanishing D is inconclusive here)."""
+        p = self.PRIME
+        numerator = self._poly(function.numerator)
+        denominator = self._poly(function.denominator)
+        if any(v == 0 for row in denominator for v in row):
+            raise InconclusiveError("a denominator vanishes at a sample point")
+        return tuple(
+            tuple(n * pow(d, -1, p) % p for n, d in zip(nums, dens, strict=True))
+            for nums, dens in zip(numerator, denominator, strict=True)
+        )
+
     def lift(self, function: CoefficientFunction) -> dict:
+        """A coefficient function's values at the points: a quotient evaluates its
+        polynomials (:meth:`quotient_values`), a program runs itself
+        (:class:`~phiforge.derive.program_check.ProgramFunction`)."""
         if id(function) not in self._lifted:
-            p = self.PRIME
-            numerator = self._poly(function.numerator)
-            denominator = self._poly(function.denominator)
-            if any(v == 0 for row in denominator for v in row):
-                raise InconclusiveError("a denominator vanishes at a sample point")
-            values = tuple(
-                tuple(n * pow(d, -1, p) % p for n, d in zip(nums, dens, strict=True))
-                for nums, dens in zip(numerator, denominator, strict=True)
-            )
-            self._lifted[id(function)] = (function, values)
+            self._lifted[id(function)] = (function, function.modular_values(self))
         return {"k": 1, "v": self._lifted[id(function)][1]}
 
     def add_scaled(self, target: dict, element: dict, weight: Any) -> None:

@@ -35,7 +35,7 @@ from phiforge.derive.conditions import check_order, check_setting
 from phiforge.derive.errors import InputError
 from phiforge.derive.phi import phi
 from phiforge.derive.phibasis import FRACTIONS, coefficient_function, divide_out_z
-from phiforge.derive.program_check import ProgramCheck
+from phiforge.derive.program_check import ProgramTableau
 from phiforge.derive.straightline import StraightLineMethod
 from phiforge.derive.tableau import ExpRKTableau, SparseTableau, Z
 from phiforge.derive.trees import RootedTree, trees_up_to
@@ -55,16 +55,15 @@ class Construction:
     setting: str
     nodes: tuple[sympy.Expr, ...]
     assumptions: str
-    tableau: ExpRKTableau | None = None
+    tableau: ExpRKTableau | ProgramTableau | None = None
     report: CheckReport | None = None
     free_parameters: dict[str, str] = field(default_factory=dict)
     blocked_by: str | None = None
     program: StraightLineMethod | None = None
-    program_check: ProgramCheck | None = None
 
     @property
     def success(self) -> bool:
-        return (self.tableau or self.program) is not None and self.blocked_by is None
+        return self.tableau is not None and self.blocked_by is None
 
 
 def _placeholder(k: int, scale: sympy.Expr, cache: dict) -> sympy.Expr:
@@ -444,11 +443,11 @@ def construct_singlestep(
     a straight-line program (``result.program``) that evaluates without the cancellation of
     the expanded quotients; ``series`` gives its definitions Taylor expansions
     (:func:`~phiforge.derive.straightline.with_series`), and the program is refused when a
-    pivot changes sign on z in [-20, 0) (its domain is z <= 0: data prediction). ``verify``
-    checks the program itself (``result.program_check``: every condition by evaluation in
-    GF(2^61 - 1) at random points, :mod:`phiforge.derive.program_check`); ``compose=True``
-    also composes it into a tableau of exact quotients (``result.tableau``, checked by the
-    exact checker: seconds for 5 stages, over 6 minutes for 7 stages of order 5)."""
+    pivot changes sign on z in [-20, 0) (its domain is z <= 0: data prediction).
+    ``result.tableau`` is then the program itself (:class:`ProgramTableau`, checked by the one
+    checker without composing it, :mod:`phiforge.derive.program_check`); ``compose=True``
+    composes it into a tableau of exact quotients instead (seconds for 5 stages, over 6 minutes
+    for 7 stages of order 5)."""
     s = _check_stages(stages, 1)
     p = check_order(order, "order")
     check_setting(setting)
@@ -513,7 +512,7 @@ def construct_singlestep(
     return result
 
 
-def _verify(result: Construction, tableau: ExpRKTableau) -> None:
+def _verify(result: Construction, tableau: ExpRKTableau | ProgramTableau) -> None:
     """The exact checker on the solution: a failing condition becomes ``blocked_by``."""
     try:
         result.report = check_tableau(tableau, result.order, result.setting)
@@ -538,10 +537,9 @@ def _program(
     metadata: dict[str, Any],
 ) -> None:
     """The construction as a straight-line program (``form="program"``): sets ``result``'s
-    program, its check and free parameters (and, with ``compose``, its tableau and the exact
-    checker's report), or ``blocked_by``."""
+    tableau (the program as a :class:`ProgramTableau`, or with ``compose`` its exact
+    quotients), program, report and free parameters, or ``blocked_by``."""
     from phiforge.derive.named_elimination import eliminate_named, program_definitions
-    from phiforge.derive.program_check import check_program
     from phiforge.derive.straightline import compose, pivot_sign_changes, with_series
 
     unknowns = [*unknown_b.values(), *unknown_a.values()]
@@ -577,30 +575,32 @@ def _program(
         return
     a_used = {key: n for key, n in a_names.items() if n != "0"}
     b_used = {i: n for i, n in b_names.items() if n != "0"}
-    tableau = None
+    name = options["name"] or f"erk{result.stages}s{result.order}_program"
+    tableau: ExpRKTableau | ProgramTableau = ProgramTableau(
+        name,
+        result.nodes,
+        program,
+        a_used,
+        b_used,
+        description=metadata.get("description") or "",
+        prediction=metadata.get("prediction"),
+    )
+    if options["verify"]:
+        _verify(result, tableau)
+        if result.blocked_by is not None:
+            return
     if options["compose"]:
         values = compose(program)
         tableau = ExpRKTableau.from_coefficients(
-            options["name"] or f"erk{result.stages}s{result.order}_program",
+            name,
             result.nodes,
             {key: values[n] for key, n in a_used.items() if key[1] != 1},
             {i: values[n] for i, n in b_used.items()},
             parameters={"free": result.free_parameters, "assumptions": result.assumptions},
             **metadata,
         )
-        result.tableau = tableau
+    result.tableau = tableau
     result.program = StraightLineMethod(tableau, program, a_used, b_used, "z <= 0")
-    if options["verify"]:
-        result.program_check = check_program(program, result.nodes, a_used, b_used, result.order)
-        if result.program_check.stiff_order < result.order:
-            failing = next(c for c, strong in result.program_check.results if not strong)
-            result.blocked_by = (
-                f"condition {failing.number} {failing.tree} (order {failing.order}) fails for "
-                "the program found"
-            )
-            return
-        if tableau is not None:
-            _verify(result, tableau)
 
 
 def _coefficient(expr: sympy.Expr) -> sympy.Expr:

@@ -18,18 +18,21 @@ elimination here makes the same choices and keeps each value a *name* instead:
 
 Names are not independent: a coefficient can vanish as a function of z while its expression in
 names does not (res_5s's condition [[[[tau]]]] is quadratic in a_52 in names, affine in value).
-Each coefficient is therefore tested for zero by evaluation at random points of the
-placeholders in GF(p), p = 2^61 - 1, every name evaluated through its definition
-(Schwartz-Zippel: a non-zero polynomial of degree D vanishes at a random point with probability
-at most D/p; three points). Exact rational points would do the same, but the bit size of a
-nested name's value grows with the product of the degrees along its chain: the 8-stage order-6
-elimination slowed from 1 s to 80 s per unknown that way. Treating the phi values
-as independent transcendentals is what ``_eliminate`` does too, and the result is verified by
-the exact checker afterwards.
+Each coefficient is therefore tested for zero by evaluating it, through the names' definitions,
+with the true values phi_k(c z) at random points (z, w = e^{z/d}) of GF(p), p = 2^61 - 1 (the
+checker's :class:`~phiforge.derive.algebras.ModularAlgebra`, another seed): zero as a function
+of z, with failure probability at most (D/p)^3 for a numerator of degree D (Schwartz-Zippel).
+So every pivot is non-zero as a function and a blocking residual is non-zero as a function:
+when no unknown had to be fixed, a block proves that the equations have no solution.
+
+The equations are sparse polynomials over QQ (:mod:`sympy.polys.rings`) in the unknowns, the
+placeholders and a pool of name generators: the same pass over SymPy expressions spent its time
+in ``expand`` (80 s per unknown late in the 8-stage order-6 run, which now takes 13 s in all).
 
 When no equation is linear in an unknown with a coefficient free of unknowns, an unknown of the
-first pending equation is fixed to 0 (reported), as ``_eliminate`` does in the end; unknowns
-that no condition determines are 0 (res_5s: a_63).
+first pending equation is fixed to 0 (reported: a block after that is a consequence of the
+choice, not a proof; ``_eliminate`` continues over numerators there instead); unknowns that no
+condition determines are 0 (res_5s: a_63).
 """
 
 from __future__ import annotations

@@ -351,6 +351,14 @@ class CoefficientFunction:
     def at_zero(self) -> Any:
         return self.taylor(0)[0]
 
+    def phi_keys(self) -> list[Key]:
+        """The phi_k(c z) keys of its numerator and denominator."""
+        return [key for monomial, _ in (*self.numerator, *self.denominator) for key in monomial]
+
+    def modular_values(self, algebra: Any) -> Any:
+        """Its values at a :class:`~phiforge.derive.algebras.ModularAlgebra`'s points."""
+        return algebra.quotient_values(self)
+
     @staticmethod
     def poly_exp_poly(poly) -> ExpPoly:
         total: ExpPoly = {}

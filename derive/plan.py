@@ -65,8 +65,8 @@ def derive_singlestep_record(
     (:func:`~phiforge.derive.construct.construct_operator`). ``form="program"`` (scalar
     setting, given nodes) records the straight-line program of the named elimination
     (:func:`~phiforge.derive.construct.construct_singlestep`): its definitions, the
-    coefficients as their names, the domain z <= 0; the verdicts come from the program composed
-    into exact quotients."""
+    coefficients as their names, the domain z <= 0; the verdicts of both settings come from the
+    checker run on the program (:class:`~phiforge.derive.program_check.ProgramTableau`)."""
     check_method_name(name, "name")
     integer_in(stages, "'stages'", 1, 16)
     integer_in(order, "'order'", 1, 16)
@@ -129,17 +129,10 @@ def derive_singlestep_record(
         provenance["principal_error"] = min(error for _, error in table)
     else:
         # verified below by the record's own check (every condition, both settings)
-        program = {"form": "program", "compose": True} if form == "program" else {"form": form}
         result = construct_singlestep(
-            stages,
-            order,
-            nodes,
-            assumptions=assumptions,
-            name=name,
-            verify=False,
-            **program,
+            stages, order, nodes, assumptions=assumptions, name=name, verify=False, form=form,
             **metadata,
-        )
+        )  # fmt: skip
         if result.tableau is None:
             raise InputError(
                 f"{name}: no {stages}-stage method of order {order} for nodes "
@@ -159,7 +152,7 @@ def derive_singlestep_record(
         result.tableau,
         provenance,
         embedded=embedded_companion(result.tableau, embedded),
-        program=getattr(result, "program", None),
+        program=getattr(result, "program", None),  # node_grid and operator results have none
     )
     kind = "weak_stiff" if weak_top else "stiff"
     reached = record.orders[setting][kind]

@@ -1,157 +1,167 @@
-"""The stiff order conditions checked on a straight-line program, without composing it.
+"""A method given by a straight-line program, checked without composing it.
 
 A program (:class:`~phiforge.derive.straightline.Definition` list) from the named elimination
 (:mod:`phiforge.derive.named_elimination`) has nested quotients; composed into one quotient of
 expanded phi polynomials per coefficient (:func:`~phiforge.derive.straightline.compose`), the
-7-stage order-5 case takes over 6 minutes before the checker starts. The checker itself does not
-need that form: for numeric nodes it decides every condition by evaluation at random points
-modulo p = 2^61 - 1 (:class:`~phiforge.derive.algebras.ModularAlgebra`: z and w = e^{z/d} are
+7-stage order-5 case takes over 6 minutes before the checker starts. The checker does not need
+that form. For numeric nodes it decides every condition by evaluation at random points modulo
+p = 2^61 - 1 (:class:`~phiforge.derive.algebras.ModularAlgebra`: z and w = e^{z/d} are
 algebraically independent, every phi_k(c z) is a rational function of (z, w), and a non-zero
 rational function of degree D vanishes at a random point with probability at most D/p,
-Schwartz-Zippel). Here the coefficients at those points come from running the program in
-GF(p): every definition is a sum of products of phi values, z, rationals and earlier names
-(divided by earlier names), so its value at a point is a few field operations. The conditions
-are the checker's own (:class:`~phiforge.derive.conditions.ConditionEvaluator`, the one
-elementary-weight recursion), so this is the strong verdict of
-:func:`~phiforge.derive.check.check_tableau` with the same failure bound (below 1e-60 at 4
-points), for the scalar setting.
+Schwartz-Zippel), and the non-stiff orders and weak verdicts from Taylor coefficients about 0
+(:class:`~phiforge.derive.algebras.SeriesAlgebra`). A :class:`ProgramFunction` gives both from
+the program: its values at the algebra's points by running the program in GF(p) (a few field
+operations per definition), its Taylor coefficients by truncated power-series arithmetic through
+the program (:func:`~phiforge.derive.straightline.program_series`). :class:`ProgramTableau`
+holds such functions where a tableau holds quotients, so that
+:func:`~phiforge.derive.check.check_tableau` (the one checker, the conditions' one recursion)
+and the registry read a program as they read a tableau.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import cached_property
 from typing import Any
 
 import sympy
 
-from phiforge.derive.algebras import InconclusiveError, ModularAlgebra
-from phiforge.derive.conditions import Condition, ConditionEvaluator, stiff_conditions
 from phiforge.derive.errors import InputError
 from phiforge.derive.phi import phi
 from phiforge.derive.phibasis import FRACTIONS
-from phiforge.derive.straightline import Definition
-from phiforge.derive.tableau import Z
+from phiforge.derive.straightline import Definition, program_series, series_of
+from phiforge.derive.tableau import ExpRKTableau, SparseTableau, Z
 
-__all__ = ["ProgramCheck", "check_program"]
-
-
-@dataclass(frozen=True)
-class _Name:
-    """A coefficient of the program, by the name of its definition."""
-
-    name: str
+__all__ = ["ProgramFunction", "ProgramTableau"]
 
 
-@dataclass
-class _ProgramMethod:
-    """What :class:`ConditionEvaluator` reads of a method: nodes, a_ij (j >= 2), b_i."""
+class _Run:
+    """One program's values at an algebra's points and its Taylor coefficients, cached."""
 
-    c: tuple[Fraction, ...]
-    a: dict[tuple[int, int], _Name]
-    b: dict[int, _Name]
+    def __init__(self, definitions: tuple[Definition, ...]) -> None:
+        self.definitions = definitions
+        self._modular: dict[int, tuple[Any, dict[str, list[int]]]] = {}
+        self._series: tuple[int, dict[str, list[Fraction]]] | None = None
 
-    def node(self, i: int) -> Fraction:
-        return self.c[i - 1]
+    def series(self, degree: int) -> dict[str, list[Fraction]]:
+        if self._series is None or self._series[0] < degree:
+            self._series = (degree, program_series(self.definitions, degree))
+        return self._series[1]
 
+    def modular(self, algebra: Any) -> dict[str, list[int]]:
+        """Every definition at every (slot, point) of ``algebra``, flattened slot by slot."""
+        if id(algebra) not in self._modular:
+            points = [pt for slot in algebra._points for pt in slot]
+            p = algebra.PRIME
+            values: dict[str, list[int]] = {}
+            leaves: dict[sympy.Expr, list[int]] = {}
 
-class _ProgramAlgebra(ModularAlgebra):
-    """:class:`ModularAlgebra` whose coefficients are the values of a program at its points."""
+            def leaf(expr: sympy.Expr) -> list[int]:
+                if expr not in leaves:
+                    key = (-1, Fraction(1)) if expr == Z else (int(expr.args[0]), _scale(expr))
+                    leaves[expr] = [v for slot in algebra.phi_key(key) for v in slot]
+                return leaves[expr]
 
-    def __init__(self, definitions: list[Definition], nodes: tuple[Fraction, ...], order: int):
-        atoms = set().union(*(d.expr.atoms(phi) for d in definitions))
-        keys = [(q, c) for q in range(1, order + 2) for c in {*nodes, Fraction(1)} if c != 0]
-        keys += [(int(atom.args[0]), _scale(atom)) for atom in atoms]
-        super().__init__(FRACTIONS, keys)
-        self._values = self._run(definitions)
+            def evaluate(expr: sympy.Expr) -> list[int]:
+                if expr.is_Rational:
+                    q = int(expr.p) % p * pow(int(expr.q), -1, p) % p
+                    return [q] * len(points)
+                if expr == Z or isinstance(expr, phi):
+                    return leaf(expr)
+                if isinstance(expr, sympy.Symbol):
+                    if expr.name not in values:
+                        raise InputError(
+                            f"program definition uses {expr.name} before it is defined"
+                        )
+                    return values[expr.name]
+                if expr.is_Add:
+                    total = [0] * len(points)
+                    for term in expr.args:
+                        total = [(x + y) % p for x, y in zip(total, evaluate(term), strict=True)]
+                    return total
+                if expr.is_Mul:
+                    total = [1] * len(points)
+                    for factor in expr.args:
+                        total = [x * y % p for x, y in zip(total, evaluate(factor), strict=True)]
+                    return total
+                if expr.is_Pow and expr.exp.is_Integer:
+                    base = evaluate(expr.base)
+                    if expr.exp < 0 and 0 in base:
+                        raise InputError(
+                            f"the program divides by {expr.base}, which vanishes at a sample "
+                            "point of the check; compose the program to check it"
+                        )
+                    return [pow(x, int(expr.exp), p) for x in base]
+                raise InputError(f"program term {expr} is not a polynomial in z, phi and names")
 
-    def _run(self, definitions: list[Definition]) -> dict[str, tuple[int, ...]]:
-        points = self._points[0]
-        values: dict[str, tuple[int, ...]] = {}
-        for definition in definitions:
-            values[definition.name] = tuple(
-                self._evaluate(definition.expr, n, values) for n in range(len(points))
-            )
-        return values
-
-    def _evaluate(self, expr: sympy.Expr, n: int, values: dict[str, tuple[int, ...]]) -> int:
-        p = self.PRIME
-        if expr.is_Rational:
-            return self._number(expr)
-        if expr == Z:
-            return self._points[0][n][0]
-        if isinstance(expr, phi):
-            return self._phi_values(int(expr.args[0]), _scale(expr), [self._points[0][n]])[0]
-        if isinstance(expr, sympy.Symbol):
-            if expr.name not in values:
-                raise InputError(f"program definition uses {expr.name} before it is defined")
-            return values[expr.name][n]
-        if expr.is_Add:
-            return sum(self._evaluate(term, n, values) for term in expr.args) % p
-        if expr.is_Mul:
-            total = 1
-            for factor in expr.args:
-                total = total * self._evaluate(factor, n, values) % p
-            return total
-        if expr.is_Pow and expr.exp.is_Integer:
-            base = self._evaluate(expr.base, n, values)
-            if expr.exp < 0 and base == 0:
-                raise InconclusiveError(f"{expr.base} vanishes at a sample point")
-            return pow(base, int(expr.exp), p)
-        raise InputError(f"program term {expr} is not a polynomial in z, phi values and names")
-
-    def lift(self, function: Any) -> dict:
-        if isinstance(function, _Name):
-            return {"k": 1, "v": (self._values[function.name],)}
-        return super().lift(function)
+            for definition in self.definitions:
+                values[definition.name] = evaluate(definition.expr)
+            self._modular[id(algebra)] = (algebra, values)
+        return self._modular[id(algebra)][1]
 
 
 def _scale(atom: phi) -> Fraction:
     """c of phi_k(c z)."""
-    return Fraction(str(sympy.nsimplify(atom.args[1] / Z)))
+    scale = sympy.nsimplify(atom.args[1] / Z)
+    return Fraction(int(scale.p), int(scale.q))
+
+
+@dataclass(frozen=True, eq=False)
+class ProgramFunction:
+    """The coefficient function named ``name`` in a program: what the algebras read of a
+    :class:`~phiforge.derive.phibasis.CoefficientFunction` (not phi-linear; Taylor
+    coefficients; value at 0; values modulo p at an algebra's points)."""
+
+    run: _Run = field(repr=False)
+    name: str
+    combination = None
+    is_linear = False
+
+    def taylor(self, degree: int) -> list[Fraction]:
+        return list(series_of(self.run.series(degree), self.name, degree)[: degree + 1])
+
+    def at_zero(self) -> Fraction:
+        return self.taylor(0)[0]
+
+    def phi_keys(self) -> list[tuple[int, Fraction]]:
+        atoms = set().union(*(d.expr.atoms(phi) for d in self.run.definitions))
+        return [(int(atom.args[0]), _scale(atom)) for atom in atoms]
+
+    def modular_values(self, algebra: Any) -> tuple[tuple[int, ...], ...]:
+        flat = self.run.modular(algebra)[self.name]
+        width = len(algebra._points[0])
+        return tuple(tuple(flat[o * width : (o + 1) * width]) for o in range(len(algebra._points)))
 
 
 @dataclass
-class ProgramCheck:
-    """Per condition (generator order) whether it holds identically in z (strong)."""
+class ProgramTableau:
+    """A single-step method whose coefficients are definitions of a program, read by the
+    checker and the registry as an :class:`~phiforge.derive.tableau.ExpRKTableau` is (name,
+    nodes, ``sparse``, ``at_zero``); ``a_names``/``b_names`` map a_ij (j >= 1), b_i to
+    definition names (absent: 0)."""
 
-    results: list[tuple[Condition, bool]]
+    name: str
+    c: tuple[sympy.Expr, ...]
+    definitions: tuple[Definition, ...]
+    a_names: dict[tuple[int, int], str]
+    b_names: dict[int, str]
+    description: str = ""
+    prediction: str | None = None
+    free_symbols: frozenset = frozenset()
 
     @property
-    def stiff_order(self) -> int:
-        """The largest p with every condition of order <= p strong (at least 1)."""
-        failing = [c.order for c, strong in self.results if not strong]
-        top = max((c.order for c, _ in self.results), default=1)
-        return min(failing) - 1 if failing else top
+    def stages(self) -> int:
+        return len(self.c)
 
-    def verdict_row(self) -> str:
-        """S (strong) or x per condition, as :meth:`CheckReport.verdict_row` writes them."""
-        return "".join("S" if strong else "x" for _, strong in self.results)
+    @cached_property
+    def sparse(self) -> SparseTableau:
+        run = _Run(tuple(self.definitions))
+        return SparseTableau(
+            ring=FRACTIONS,
+            c=tuple(FRACTIONS.coerce(x) for x in self.c),
+            a={k: ProgramFunction(run, n) for k, n in self.a_names.items() if k[1] != 1},  # type: ignore[misc]
+            b={i: ProgramFunction(run, n) for i, n in self.b_names.items() if i != 1},  # type: ignore[misc]
+        )
 
-
-def check_program(
-    definitions: list[Definition] | tuple[Definition, ...],
-    nodes: tuple[Any, ...],
-    a_names: dict[tuple[int, int], str],
-    b_names: dict[int, str],
-    max_order: int,
-) -> ProgramCheck:
-    """The scalar-setting stiff conditions of orders 2..max_order on the program (module
-    docstring). ``a_names``/``b_names`` map a_ij, b_i to definition names ("0": zero); the row
-    sums a_i1, b_1 are the program's own (every condition assumes them)."""
-    c = tuple(Fraction(str(x)) for x in nodes)
-    definitions = list(definitions)
-    method = _ProgramMethod(
-        c,
-        {k: _Name(n) for k, n in a_names.items() if n != "0" and k[1] != 1},
-        {i: _Name(n) for i, n in b_names.items() if n != "0"},
-    )
-    try:
-        evaluator = ConditionEvaluator(method, _ProgramAlgebra(definitions, c, max_order))  # type: ignore[arg-type]
-        results = [
-            (condition, evaluator.algebra.is_zero(evaluator.condition(condition.tree)))
-            for condition in stiff_conditions(max_order, "scalar")
-        ]
-    except InconclusiveError as error:
-        raise InputError(f"the program cannot be checked at its sample points ({error})") from None
-    return ProgramCheck(results)
+    at_zero = ExpRKTableau.at_zero

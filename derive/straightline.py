@@ -67,6 +67,7 @@ __all__ = [
     "construct_scalar_order5",
     "evaluate_program",
     "expansions",
+    "program_series",
     "program_taylor",
     "split_phi_linear",
     "taylor_about",
@@ -330,7 +331,18 @@ def program_taylor(
     (a removable singularity), which costs v coefficients of the degree carried. Cheaper by far
     than expanding the composed quotient: the cost grows with the program, not with its
     expansion."""
+    if name not in {d.name for d in definitions}:
+        raise InputError(f"{name}: no such definition in the program")
+    return series_of(program_series(definitions, degree, upto=name), name, degree)
+
+
+def program_series(
+    definitions: tuple[Definition, ...] | list[Definition], degree: int, upto: str | None = None
+) -> dict[str, list[Fraction]]:
+    """The Taylor coefficients of every definition (up to and including ``upto``) in one pass:
+    t_0..t_degree, fewer where a division leaves fewer known (:func:`series_of` says so)."""
     carried = degree + _EXTRA_DEGREE
+    name = upto or "the program"
     series: dict[str, tuple[list[Fraction], int]] = {}
 
     def constant(q: Fraction) -> tuple[list[Fraction], int]:
@@ -383,17 +395,27 @@ def program_taylor(
             return result if expr.exp > 0 else quotient(constant(Fraction(1)), result)
         raise InputError(f"{name}: cannot expand the program term {expr} in a Taylor series")
 
+    result: dict[str, list[Fraction]] = {}
     for definition in definitions:
-        series[definition.name] = evaluate(definition.expr)
-        if definition.name == name:
-            coefficients, known = series[name]
-            if known < degree:
-                raise InputError(
-                    f"{name}: its divisions vanish at 0 to order > {_EXTRA_DEGREE}; the series "
-                    f"is known to degree {known} only"
-                )
-            return coefficients[: degree + 1]
-    raise InputError(f"{name}: no such definition in the program")
+        name = definition.name
+        series[name] = evaluate(definition.expr)
+        coefficients, known = series[name]
+        result[name] = coefficients[: min(degree, known) + 1]
+        if name == upto:
+            break
+    return result
+
+
+def series_of(series: dict[str, list[Fraction]], name: str, degree: int) -> list[Fraction]:
+    """t_0..t_degree of ``name`` from :func:`program_series`, or the error that says why the
+    program does not determine them."""
+    coefficients = series[name]
+    if len(coefficients) <= degree:
+        raise InputError(
+            f"{name}: its divisions vanish at 0 to order > {_EXTRA_DEGREE}; the series is known "
+            f"to degree {len(coefficients) - 1} only"
+        )
+    return coefficients
 
 
 def split_phi_linear(
