@@ -107,6 +107,7 @@ def _construct(args: argparse.Namespace) -> Record:
             zero=[x for x in args.zero.split(",") if x] if args.zero else (),
             own_scale=args.own_scale,
             form=args.form_of_coefficients,
+            fix=_fix(args.fix),
         )
     else:
         record = derive_multistep_record(
@@ -117,6 +118,16 @@ def _construct(args: argparse.Namespace) -> Record:
             corrector=args.corrector,
         )
     return record
+
+
+def _fix(text: str | None) -> dict[str, str] | None:
+    """--fix a4_2=1/2,b3=0 as {"a4_2": "1/2", "b3": "0"}."""
+    if not text:
+        return None
+    pairs = [item.split("=") for item in text.split(",") if item]
+    if any(len(pair) != 2 or not pair[0] for pair in pairs):
+        raise InputError(f"parameter '--fix' must read NAME=VALUE,..., e.g. a4_2=1/2; got {text!r}")
+    return {name.strip(): value.strip() for name, value in pairs}
 
 
 def _report_derived(args: argparse.Namespace, record: Record, path: Path) -> None:
@@ -236,6 +247,12 @@ def register_registry_commands(commands: argparse._SubParsersAction) -> None:
     )
     single.add_argument(
         "--assumptions", choices=("none", "stage-order-2", "stage-order-3"), default="none"
+    )
+    single.add_argument(
+        "--fix",
+        metavar="NAME=VALUE,...",
+        help="scalar setting: give coefficients values of your choice instead of the "
+        "construction's 0 for free ones, e.g. a4_2=1/2,b3=0",
     )
     single.add_argument(
         "--coefficients",

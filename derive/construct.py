@@ -431,11 +431,15 @@ def construct_singlestep(
     form: str = "expanded",
     series: dict[str, Any] | None = None,
     compose: bool = False,
+    fix: dict[str, Any] | None = None,
     **metadata: Any,
 ) -> Construction:
     """Solve the stiff conditions of orders 2..order for an s-stage method with the given nodes
     (``nodes`` lists c_2..c_s, or c_1..c_s starting with 0); ``verify`` checks the solution
     against every condition (the construction already satisfies them by elimination).
+    ``fix`` gives coefficients b_i (i >= 2), a_ij (2 <= j < i) rational values of the user's
+    choice (``{"a4_2": "1/2"}``), as equations beside the conditions: a free coefficient takes
+    that value instead of 0, and a determined one that cannot is reported as blocking.
 
     ``form="expanded"``: each coefficient one exact expression in phi values (elimination in
     the field of phi values). ``form="program"``: the same conditions solved by elimination
@@ -473,6 +477,7 @@ def construct_singlestep(
     placeholders: dict = {}
     equations = _equations(s, p, c, unknown_b, unknown_a, placeholders, assumptions)
     unknowns = [*unknown_b.values(), *unknown_a.values()]
+    equations = _fixed_values(fix, unknowns) + equations
     result = Construction(s, p, setting, c, assumptions)
     if form == "program":
         if any(not x.is_Rational for x in c):
@@ -510,6 +515,32 @@ def construct_singlestep(
     if verify and not tableau.free_symbols:
         _verify(result, tableau)
     return result
+
+
+def _fixed_values(
+    fix: dict[str, Any] | None, unknowns: list[sympy.Symbol]
+) -> list[tuple[str, sympy.Expr]]:
+    """The equations u - value = 0 of parameter ``fix``."""
+    if fix is None:
+        return []
+    if not isinstance(fix, dict):
+        raise InputError(f"parameter 'fix' must map coefficient names to numbers, got {fix!r}")
+    known = {str(u): u for u in unknowns}
+    equations = []
+    for key, value in fix.items():
+        if str(key) not in known:
+            raise InputError(
+                f"parameter 'fix': {key!r} is not a coefficient of the construction; it solves "
+                f"for {', '.join(known)} (b_1 and a_i1 follow from the row sums)"
+            )
+        try:
+            number = sympy.Rational(str(value))
+        except (TypeError, ValueError, SyntaxError, sympy.SympifyError):
+            number = None
+        if number is None or not number.is_Rational:
+            raise InputError(f"parameter 'fix': {key} must be a rational number, got {value!r}")
+        equations.append((f"fixed {key} = {number}", known[str(key)] - number))
+    return equations
 
 
 def _verify(result: Construction, tableau: ExpRKTableau | ProgramTableau) -> None:

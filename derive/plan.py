@@ -58,6 +58,7 @@ def derive_singlestep_record(
     zero: tuple[str, ...] | list[str] = (),
     own_scale: bool = False,
     form: str = "expanded",
+    fix: dict[str, Any] | None = None,
 ) -> Record:
     """Construct a method and return its record (raises if it cannot). In the operator setting
     ``zero`` (coefficients fixed to 0, e.g. ("b2", "a4_3")) and ``own_scale`` (row i only in
@@ -66,7 +67,8 @@ def derive_singlestep_record(
     setting, given nodes) records the straight-line program of the named elimination
     (:func:`~phiforge.derive.construct.construct_singlestep`): its definitions, the
     coefficients as their names, the domain z <= 0; the verdicts of both settings come from the
-    checker run on the program (:class:`~phiforge.derive.program_check.ProgramTableau`)."""
+    checker run on the program (:class:`~phiforge.derive.program_check.ProgramTableau`).
+    ``fix`` sets coefficients to values of the user's choice (scalar setting, given nodes)."""
     check_method_name(name, "name")
     integer_in(stages, "'stages'", 1, 16)
     integer_in(order, "'order'", 1, 16)
@@ -85,6 +87,11 @@ def derive_singlestep_record(
     }
     if form not in FORMS:
         raise InputError(f"parameter 'form' (--coefficients) must be one of {FORMS}, got {form!r}")
+    if fix and (setting != "scalar" or nodes is None):
+        raise InputError(
+            "parameter 'fix' (--fix) applies to the scalar construction on given nodes "
+            "(parameter 'nodes')"
+        )
     if form == "program" and (setting != "scalar" or nodes is None or embedded is not None):
         raise InputError(
             "parameter 'form' (--coefficients): 'program' constructs the scalar setting on "
@@ -131,8 +138,10 @@ def derive_singlestep_record(
         # verified below by the record's own check (every condition, both settings)
         result = construct_singlestep(
             stages, order, nodes, assumptions=assumptions, name=name, verify=False, form=form,
-            **metadata,
+            fix=fix, **metadata,
         )  # fmt: skip
+        if fix:
+            provenance["fixed"] = {str(k): str(sympy.Rational(str(v))) for k, v in fix.items()}
         if result.tableau is None:
             raise InputError(
                 f"{name}: no {stages}-stage method of order {order} for nodes "
@@ -321,6 +330,7 @@ def build_record(name: str, entry: dict[str, Any]) -> Record:
             description=description or "",
             embedded=entry.get("embedded"),
             form=entry.get("form", "expanded"),
+            fix=entry.get("fix"),
         )
     raise InputError(
         f"registry plan entry {name!r}: say 'published', 'published_multistep', 'stochastic' or "

@@ -638,15 +638,12 @@ def divisors(expr: sympy.Expr) -> set[str]:
 def singular_at_zero(definitions: tuple[Definition, ...] | list[Definition]) -> list[str]:
     """The definitions that divide by a name whose value vanishes at z = 0 (0/0 there: their
     expression cannot be evaluated near 0 and needs a Taylor series about 0)."""
-    vanishing: dict[str, bool] = {}
-    singular = []
-    for definition in definitions:
-        names = divisors(definition.expr)
-        for n in names - vanishing.keys():
-            vanishing[n] = program_taylor(definitions, n, 0)[0] == 0
-        if any(vanishing[n] for n in names):
-            singular.append(definition.name)
-    return singular
+    names = set().union(*(divisors(d.expr) for d in definitions))
+    if not names:
+        return []
+    values = program_series(definitions, 0)
+    vanishing = {n for n in names if series_of(values, n, 0)[0] == 0}
+    return [d.name for d in definitions if divisors(d.expr) & vanishing]
 
 
 _AUTO_DEGREE = 60
@@ -654,12 +651,17 @@ _AUTO_TAIL = Fraction(1, 10**17)
 
 
 def automatic_expansion(
-    definitions: tuple[Definition, ...] | list[Definition], name: str
+    definitions: tuple[Definition, ...] | list[Definition],
+    name: str,
+    series: dict[str, list[Fraction]] | None = None,
 ) -> Expansion:
     """An expansion about 0 for a definition that is 0/0 there: the widest disc |z| < r of
     r = 2, 1, 1/2, 1/4, 1/8 whose exact Taylor polynomial of some degree N <= 60 leaves a tail
-    max(|t_{N-1}| r^(N-1), |t_N| r^N) below 1e-17 of max_k |t_k| r^k, with the smallest such N."""
-    coefficients = program_taylor(definitions, name, _AUTO_DEGREE)
+    max(|t_{N-1}| r^(N-1), |t_N| r^N) below 1e-17 of max_k |t_k| r^k, with the smallest such N
+    (``series``: the program's :func:`program_series` to degree 60, when at hand)."""
+    if series is None:
+        series = program_series(definitions, _AUTO_DEGREE, upto=name)
+    coefficients = series_of(series, name, _AUTO_DEGREE)
     for radius in (Fraction(2), Fraction(1), Fraction(1, 2), Fraction(1, 4), Fraction(1, 8)):
         terms = [abs(t) * radius**k for k, t in enumerate(coefficients)]
         scale = max(terms)
@@ -696,12 +698,16 @@ def with_series(
             f"defines {defined})"
         )
     singular = set(singular_at_zero(definitions))
+    deep = None  # the series to degree 60 up to the last singular definition, computed once
     result = []
     for definition in definitions:
         given = expansions(series[definition.name]) if definition.name in series else ()
         if definition.name in singular:
             if not given:
-                given = (automatic_expansion(definitions, definition.name),)
+                if deep is None:
+                    last = [d.name for d in definitions if d.name in singular][-1]
+                    deep = program_series(definitions, _AUTO_DEGREE, upto=last)
+                given = (automatic_expansion(definitions, definition.name, deep),)
             elif given[0].center != 0:
                 raise InputError(
                     f"parameter 'series': {definition.name} is 0/0 at z = 0, so its first "

@@ -197,3 +197,41 @@ def test_the_program_form_is_refused_where_it_does_not_apply(tmp_path, capsys):
         derive_singlestep_record("bad", 3, 3, nodes=NODES[:2], form="tree")
     with pytest.raises(InputError, match="without an embedded companion"):
         derive_singlestep_record("bad", 3, 3, nodes=NODES[:2], form="program", embedded=2)
+
+
+@pytest.mark.parametrize("form", ["expanded", "program"])
+def test_fixed_values_replace_the_constructions_zeros(form):
+    result = construct_singlestep(
+        5, 4, NODES, assumptions="stage-order-2", form=form, fix={"a4_2": "1/2"}
+    )
+    assert result.success and result.free_parameters == {}
+    assert result.report.stiff_order == 4
+    if form == "expanded":
+        assert result.tableau.a_entry(4, 2) == Rational(1, 2)
+    else:
+        values = evaluate_program(result.program.definitions, mpmath.mpf(-3))
+        assert values[result.program.a_names[(4, 2)]] == Rational(1, 2)
+    # a value the conditions cannot take is reported as what blocks
+    clash = construct_singlestep(5, 4, NODES, assumptions="stage-order-2", form=form,
+                                 fix={"b2": "1"})  # fmt: skip
+    assert not clash.success and "b_2 = 0" in clash.blocked_by
+
+
+def test_fixed_values_are_checked(tmp_path, capsys):
+    from phiforge.cli.main import main
+    from phiforge.derive.registry import load_record
+
+    for fix, message in (({"x1": 1}, "not a coefficient"), ({"a4_2": "pi"}, "rational number"),
+                         (["a4_2"], "must map coefficient names")):  # fmt: skip
+        with pytest.raises(InputError, match=f"parameter 'fix'.*{message}"):
+            construct_singlestep(5, 4, NODES, assumptions="stage-order-2", fix=fix)
+    folder = str(tmp_path / "r")
+    argv = ["derive", "singlestep", "--stages", "5", "--order", "4", "--nodes", ",".join(NODES),
+            "--assumptions", "stage-order-2", "--name", "fixed", "--registry", folder,
+            "--quiet"]  # fmt: skip
+    assert main([*argv, "--fix", "a4_2"]) != 0
+    assert "--fix" in capsys.readouterr().err
+    assert main([*argv, "--fix", "a4_2=1/2"]) in (0, None)
+    record = load_record("fixed", tmp_path / "r")
+    assert record.provenance["fixed"] == {"a4_2": "1/2"}
+    assert record.coefficients["a"]["4,2"] == "1/2"
