@@ -59,6 +59,7 @@ def derive_singlestep_record(
     own_scale: bool = False,
     form: str = "expanded",
     fix: dict[str, Any] | None = None,
+    series: dict[str, Any] | None = None,
 ) -> Record:
     """Construct a method and return its record (raises if it cannot). In the operator setting
     ``zero`` (coefficients fixed to 0, e.g. ("b2", "a4_3")) and ``own_scale`` (row i only in
@@ -68,7 +69,9 @@ def derive_singlestep_record(
     (:func:`~phiforge.derive.construct.construct_singlestep`): its definitions, the
     coefficients as their names, the domain z <= 0; the verdicts of both settings come from the
     checker run on the program (:class:`~phiforge.derive.program_check.ProgramTableau`).
-    ``fix`` sets coefficients to values of the user's choice (scalar setting, given nodes)."""
+    ``fix`` sets coefficients to values of the user's choice (scalar setting, given nodes);
+    ``series`` gives a program's definitions Taylor expansions ({name: [[center, radius,
+    degree], ...]}, :func:`~phiforge.derive.straightline.with_series`)."""
     check_method_name(name, "name")
     integer_in(stages, "'stages'", 1, 16)
     integer_in(order, "'order'", 1, 16)
@@ -138,7 +141,7 @@ def derive_singlestep_record(
         # verified below by the record's own check (every condition, both settings)
         result = construct_singlestep(
             stages, order, nodes, assumptions=assumptions, name=name, verify=False, form=form,
-            fix=fix, **metadata,
+            fix=fix, series=series, **metadata,
         )  # fmt: skip
         if fix:
             provenance["fixed"] = {str(k): str(sympy.Rational(str(v))) for k, v in fix.items()}
@@ -331,6 +334,7 @@ def build_record(name: str, entry: dict[str, Any]) -> Record:
             embedded=entry.get("embedded"),
             form=entry.get("form", "expanded"),
             fix=entry.get("fix"),
+            series=entry.get("series"),
         )
     raise InputError(
         f"registry plan entry {name!r}: say 'published', 'published_multistep', 'stochastic' or "

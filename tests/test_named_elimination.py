@@ -235,3 +235,17 @@ def test_fixed_values_are_checked(tmp_path, capsys):
     record = load_record("fixed", tmp_path / "r")
     assert record.provenance["fixed"] == {"a4_2": "1/2"}
     assert record.coefficients["a"]["4,2"] == "1/2"
+
+
+def test_a_program_record_keeps_the_expansions_it_is_given():
+    from phiforge.derive.plan import derive_singlestep_record
+
+    series = {"b3": [["0", "1/2", 30], ["-4", "3", 40]]}
+    record = derive_singlestep_record(
+        "expanded_b3", 5, 4, nodes=NODES, assumptions="stage-order-2", form="program",
+        series=series,
+    )  # fmt: skip
+    entry = next(d for d in record["definitions"] if d["name"] == "b3")
+    assert entry["series"] == [["0", "1/2", 30], ["-4", "3", 40]]
+    with pytest.raises(InputError, match="'series' and 'compose' apply to form='program'"):
+        derive_singlestep_record("bad", 5, 4, nodes=NODES, series=series)
