@@ -51,6 +51,7 @@ from phiforge.derive.straightline import Definition, split_phi_linear
 __all__ = ["NamedSolution", "eliminate_named", "program_definitions"]
 
 _PRIME = 2**61 - 1  # the zero test works in GF(p)
+_POOL = 64  # name generators of the first ring (doubled when they run out)
 
 
 @dataclass
@@ -94,7 +95,7 @@ class _Names:
         self.definitions: list[tuple[str, Any]] = []
         self.known: dict[Any, Any] = {}
         self.ring: Any = None
-        self._grow(64)
+        self._grow(_POOL)
 
     def _grow(self, capacity: int) -> None:
         pool = [sympy.Symbol(f"_name{k}") for k in range(capacity)]
@@ -104,9 +105,6 @@ class _Names:
     def carry(self, polynomial: Any) -> Any:
         """``polynomial`` in the current ring (after the pool grew)."""
         return polynomial if polynomial.ring == self.ring else polynomial.set_ring(self.ring)
-
-    def unknown_degrees(self, monomial: tuple[int, ...]) -> tuple[int, ...]:
-        return monomial[: len(self.unknowns)]
 
     def _value(self, polynomial: Any, point: list[int]) -> int:
         total = 0
@@ -127,6 +125,7 @@ class _Names:
         """``polynomial`` itself when it is a constant or one generator, else the generator of
         its definition (one per distinct polynomial: met again, or its negative, it reuses
         the name)."""
+        polynomial = self.carry(polynomial)
         if polynomial.is_ground or (
             len(polynomial) == 1 and polynomial.LC == 1 and sum(polynomial.LM) == 1
         ):

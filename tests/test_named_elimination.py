@@ -249,3 +249,13 @@ def test_a_program_record_keeps_the_expansions_it_is_given():
     assert entry["series"] == [["0", "1/2", 30], ["-4", "3", 40]]
     with pytest.raises(InputError, match="'series' and 'compose' apply to form='program'"):
         derive_singlestep_record("bad", 5, 4, nodes=NODES, series=series)
+
+
+def test_the_pool_of_names_grows_without_changing_the_result(monkeypatch, composed):
+    # the elimination names 9 to 16 values here: a pool of 2 grows to 4, 8 and 16 on the way
+    from phiforge.derive import named_elimination
+
+    monkeypatch.setattr(named_elimination, "_POOL", 2)
+    grown = construct_singlestep(5, 4, NODES, assumptions="stage-order-2", form="program")
+    assert grown.report.verdict_row() == "S" * 7
+    assert grown.program.definitions == composed.program.definitions
