@@ -571,7 +571,12 @@ def _program(
     tableau (the program as a :class:`ProgramTableau`, or with ``compose`` its exact
     quotients), program, report and free parameters, or ``blocked_by``."""
     from phiforge.derive.named_elimination import eliminate_named, program_definitions
-    from phiforge.derive.straightline import compose, pivot_sign_changes, with_series
+    from phiforge.derive.straightline import (
+        SingularAtZeroError,
+        compose,
+        pivot_sign_changes,
+        with_series,
+    )
 
     unknowns = [*unknown_b.values(), *unknown_a.values()]
     solution = eliminate_named(equations, unknowns, placeholders)
@@ -599,9 +604,7 @@ def _program(
         return
     try:
         program = with_series(definitions, options["series"])
-    except InputError as error:
-        if "singular at z = 0" not in str(error):
-            raise
+    except SingularAtZeroError as error:
         result.blocked_by = f"the program has a pole at z = 0 ({error})"
         return
     a_used = {key: n for key, n in a_names.items() if n != "0"}

@@ -164,7 +164,7 @@ def derive_singlestep_record(
         result.tableau,
         provenance,
         embedded=embedded_companion(result.tableau, embedded),
-        program=getattr(result, "program", None),  # node_grid and operator results have none
+        program=result.program,
     )
     kind = "weak_stiff" if weak_top else "stiff"
     reached = record.orders[setting][kind]

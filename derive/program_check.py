@@ -30,7 +30,7 @@ import sympy
 from phiforge.derive.errors import InputError
 from phiforge.derive.phi import phi
 from phiforge.derive.phibasis import FRACTIONS
-from phiforge.derive.straightline import Definition, program_series, series_of
+from phiforge.derive.straightline import Definition, phi_key, program_series, series_of
 from phiforge.derive.tableau import ExpRKTableau, SparseTableau, Z
 
 __all__ = ["ProgramFunction", "ProgramTableau"]
@@ -59,7 +59,7 @@ class _Run:
 
             def leaf(expr: sympy.Expr) -> list[int]:
                 if expr not in leaves:
-                    key = (-1, Fraction(1)) if expr == Z else (int(expr.args[0]), _scale(expr))
+                    key = (-1, Fraction(1)) if expr == Z else phi_key(expr)
                     leaves[expr] = [v for slot in algebra.phi_key(key) for v in slot]
                 return leaves[expr]
 
@@ -101,12 +101,6 @@ class _Run:
         return self._modular[id(algebra)][1]
 
 
-def _scale(atom: phi) -> Fraction:
-    """c of phi_k(c z)."""
-    scale = sympy.nsimplify(atom.args[1] / Z)
-    return Fraction(int(scale.p), int(scale.q))
-
-
 @dataclass(frozen=True, eq=False)
 class ProgramFunction:
     """The coefficient function named ``name`` in a program: what the algebras read of a
@@ -126,7 +120,7 @@ class ProgramFunction:
 
     def phi_keys(self) -> list[tuple[int, Fraction]]:
         atoms = set().union(*(d.expr.atoms(phi) for d in self.run.definitions))
-        return [(int(atom.args[0]), _scale(atom)) for atom in atoms]
+        return [phi_key(atom) for atom in atoms]
 
     def modular_values(self, algebra: Any) -> tuple[tuple[int, ...], ...]:
         flat = self.run.modular(algebra)[self.name]

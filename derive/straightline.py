@@ -62,16 +62,29 @@ from phiforge.derive.tableau import ExpRKTableau, Z
 __all__ = [
     "Definition",
     "Expansion",
+    "SingularAtZeroError",
     "StraightLineMethod",
     "compose",
     "construct_scalar_order5",
     "evaluate_program",
     "expansions",
+    "phi_key",
     "program_series",
     "program_taylor",
     "split_phi_linear",
     "taylor_about",
 ]
+
+
+class SingularAtZeroError(InputError):
+    """A division in a program by a series that vanishes at z = 0 faster than its numerator:
+    a pole there, not a removable singularity."""
+
+
+def phi_key(atom: phi) -> tuple[int, Fraction]:
+    """(k, c) of a program's phi_k(c z), c rational."""
+    scale = sympy.nsimplify(atom.args[1] / Z)
+    return int(atom.args[0]), Fraction(int(scale.p), int(scale.q))
 
 
 @dataclass(frozen=True)
@@ -357,7 +370,7 @@ def program_series(
         (a, ka), (b, kb) = x, y
         v = next((m for m, q in enumerate(b[: kb + 1]) if q != 0), None)
         if v is None or any(q != 0 for q in a[:v]):
-            raise InputError(f"{name}: a division in the program is singular at z = 0")
+            raise SingularAtZeroError(f"{name}: a division in the program is singular at z = 0")
         a, b, known = a[v:], b[v:], min(ka, kb) - v
         result: list[Fraction] = []
         for m in range(known + 1):
@@ -372,8 +385,7 @@ def program_series(
         if isinstance(expr, sympy.Symbol):
             return series[expr.name]
         if isinstance(expr, phi):
-            k, scale = int(expr.args[0]), sympy.nsimplify(expr.args[1] / Z)
-            c = Fraction(int(scale.p), int(scale.q))
+            k, c = phi_key(expr)
             return [c**m / factorial(m + k) for m in range(carried + 1)], carried
         if expr.is_Add:
             terms = [evaluate(t) for t in expr.args]
