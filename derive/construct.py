@@ -36,7 +36,12 @@ from phiforge.derive.errors import InputError
 from phiforge.derive.phi import phi
 from phiforge.derive.phibasis import FRACTIONS, coefficient_function, divide_out_z
 from phiforge.derive.program_check import ProgramTableau
-from phiforge.derive.straightline import StraightLineMethod
+from phiforge.derive.straightline import (
+    Definition,
+    Singularity,
+    StraightLineMethod,
+    program_singularities,
+)
 from phiforge.derive.tableau import ExpRKTableau, SparseTableau, Z
 from phiforge.derive.trees import RootedTree, trees_up_to
 
@@ -447,7 +452,9 @@ def construct_singlestep(
     a straight-line program (``result.program``) that evaluates without the cancellation of
     the expanded quotients; ``series`` gives its definitions Taylor expansions
     (:func:`~phiforge.derive.straightline.with_series`), and the program is refused when a
-    pivot changes sign on z in [-20, 0) (its domain is z <= 0: data prediction).
+    pivot vanishes on z in [-20, 0) (its domain is z <= 0: data prediction); the refusal says
+    whether a coefficient has a pole there (no method with these choices) or the singularity is
+    removable (:func:`~phiforge.derive.straightline.program_singularities`).
     ``result.tableau`` is then the program itself (:class:`ProgramTableau`, checked by the one
     checker without composing it, :mod:`phiforge.derive.program_check`); ``compose=True``
     composes it into a tableau of exact quotients instead (seconds for 5 stages, over 6 minutes
@@ -502,6 +509,13 @@ def construct_singlestep(
 
     a = {key: coefficient(u) for key, u in unknown_a.items()}
     b = {i: coefficient(u) for i, u in unknown_b.items()}
+    found = _singularities_of_quotients(
+        {**{f"a{i}_{j}": v for (i, j), v in a.items()}, **{f"b{i}": v for i, v in b.items()}}
+    )
+    if found:
+        result.free_parameters = free
+        result.blocked_by = _singularity_message(found[0])
+        return result
     tableau = ExpRKTableau.from_coefficients(
         name or f"erk{s}s{p}_scalar",
         c,
@@ -574,7 +588,7 @@ def _program(
     from phiforge.derive.straightline import (
         SingularAtZeroError,
         compose,
-        pivot_sign_changes,
+        removable_expansions,
         with_series,
     )
 
@@ -595,15 +609,23 @@ def _program(
         solution, result.nodes, unknown_a, unknown_b, back
     )
     result.free_parameters = {str(u): "0" for u in [*free, *solution.fixed]}
-    changes = pivot_sign_changes(definitions)  # before the Taylor series: minutes for 10 stages
-    if changes:
-        pivot, z = changes[0]
-        result.blocked_by = (
-            f"the program divides by {pivot}, which changes sign near z = {z:g} (a pole on z <= 0)"
-        )
+    # before the Taylor series (minutes for 10 stages); a pole of a coefficient first
+    found = sorted(
+        program_singularities(definitions, [*a_names.values(), *b_names.values()]),
+        key=lambda s: (s.pole is None, -s.z),
+    )
+    if found and found[0].pole is not None:
+        result.blocked_by = _singularity_message(found[0])
+        return
+    extra: dict = {}
+    try:
+        for singularity in found:  # removable: a Taylor series carries the program over it
+            extra.update(removable_expansions(definitions, singularity))
+    except InputError as error:
+        result.blocked_by = f"{_singularity_message(found[0])}: {error}"
         return
     try:
-        program = with_series(definitions, options["series"])
+        program = with_series(definitions, options["series"], extra)
     except SingularAtZeroError as error:
         result.blocked_by = f"the program has a pole at z = 0 ({error})"
         return
@@ -635,6 +657,43 @@ def _program(
         )
     result.tableau = tableau
     result.program = StraightLineMethod(tableau, program, a_used, b_used, "z <= 0")
+
+
+def _singularities_of_quotients(coefficients: dict[str, sympy.Expr]) -> list[Singularity]:
+    """The poles on z in [-20, 0) of exact quotients N/D (the expanded form's coefficients),
+    nearest to 0 first: each quotient becomes the two-line program D; N / D, read by
+    :func:`~phiforge.derive.straightline.program_singularities` (zeros of D where N vanishes too
+    are removable and are not reported)."""
+    definitions, names = [], []
+    for label, expr in coefficients.items():
+        numerator, denominator = sympy.fraction(expr)
+        if not denominator.has(Z) or expr.free_symbols - {Z}:
+            continue  # constant, or symbolic nodes: not decided here
+        divisor = sympy.Symbol(f"den_{label}")
+        definitions += [
+            Definition(divisor.name, denominator),
+            Definition(label, numerator / divisor),
+        ]
+        names.append(label)
+    if not names:
+        return []
+    poles = [s for s in program_singularities(definitions, names) if s.pole is not None]
+    return sorted(poles, key=lambda s: -s.z)
+
+
+def _singularity_message(found: Singularity) -> str:
+    """The construction's refusal of a zero of a divisor on z < 0: a pole of a coefficient (no
+    method with these choices), or a removable singularity of the program."""
+    if found.pole is not None:
+        return (
+            f"coefficient {found.pole} has a pole at z = {found.z:.6g} (the divisor "
+            f"{found.divisor} vanishes there): no method on z <= 0 with these nodes and these "
+            "values of the free coefficients"
+        )
+    return (
+        f"the program divides by {found.divisor}, which vanishes at z = {found.z:.6g} where "
+        "every coefficient stays finite: a removable singularity of this elimination order"
+    )
 
 
 def _coefficient(expr: sympy.Expr) -> sympy.Expr:

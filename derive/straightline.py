@@ -63,6 +63,7 @@ __all__ = [
     "Definition",
     "Expansion",
     "SingularAtZeroError",
+    "Singularity",
     "StraightLineMethod",
     "compose",
     "construct_scalar_order5",
@@ -70,7 +71,9 @@ __all__ = [
     "expansions",
     "phi_key",
     "program_series",
+    "program_singularities",
     "program_taylor",
+    "removable_expansions",
     "split_phi_linear",
     "taylor_about",
 ]
@@ -688,14 +691,64 @@ def automatic_expansion(
     )
 
 
+_REMOVABLE_DISCS = ((Fraction(1, 2), 30), (Fraction(1, 2), 45), (Fraction(1, 4), 30),
+                    (Fraction(1, 4), 45), (Fraction(1, 8), 40))  # fmt: skip
+
+
+def removable_expansions(
+    definitions: tuple[Definition, ...] | list[Definition], found: Singularity
+) -> dict[str, Expansion]:
+    """Expansions that carry a program over a removable singularity at found.z < 0 (a zero of
+    the divisor found.divisor where every coefficient stays finite): each definition that
+    divides by it must be 0/0 there (finite at z0 +- 1e-12 as at z0 +- 1e-6, tested at 100
+    digits), and gets its Taylor polynomial about c = z0 rounded to 1/64 on the first disc of
+    _REMOVABLE_DISCS (radius, degree) whose Cauchy-integral coefficients
+    (:func:`taylor_about`) leave a tail below 1e-17. A divider with a pole there (cancelled
+    only later in the program) is refused: a series of it would be wrong near z0."""
+    dividers = [d.name for d in definitions if found.divisor in divisors(d.expr)]
+    center = sympy.Rational(round(found.z * 64), 64)
+    result = {}
+    with mpmath.workdps(100):
+        z0 = mpmath.mpf(found.z)
+        values = {
+            eps: [evaluate_program(definitions, z0 + sign * eps) for sign in (-1, 1)]
+            for eps in (mpmath.mpf(10) ** -6, mpmath.mpf(10) ** -12)
+        }
+    (far, near) = values.values()
+    for name in dividers:
+        big = max(abs(v[name]) for v in near)
+        if big > 1000 * (max(abs(v[name]) for v in far) + 1):
+            raise InputError(
+                f"{name} divides by {found.divisor} and has a pole at z = {found.z:.6g}, which "
+                "only later definitions cancel: no series of it can carry the program there"
+            )
+        for radius, degree in _REMOVABLE_DISCS:
+            expansion = Expansion(center, sympy.Rational(radius), degree)
+            try:
+                taylor_about(definitions, name, expansion)
+            except InputError:
+                continue
+            result[name] = expansion
+            break
+        else:
+            raise InputError(
+                f"{name}: no Taylor polynomial about {center} (radius <= 1/2, degree <= 45) "
+                "reaches 1e-17 across its removable singularity"
+            )
+    return result
+
+
 def with_series(
     definitions: tuple[Definition, ...] | list[Definition],
     series: dict[str, Any] | None = None,
+    extra: dict[str, Expansion] | None = None,
 ) -> tuple[Definition, ...]:
     """The program with Taylor expansions attached: ``series`` maps definition names to
     (center, radius, degree) triples (:func:`expansions`); every definition that is 0/0 at
     z = 0 needs one about 0 first, and gets :func:`automatic_expansion` when ``series`` does
-    not name it."""
+    not name it; ``extra`` (:func:`removable_expansions`) adds one more expansion per name
+    after those."""
+    extra = extra or {}
     series = dict(series or {})
     if not isinstance(series, dict):
         raise InputError(
@@ -725,17 +778,19 @@ def with_series(
                     f"parameter 'series': {definition.name} is 0/0 at z = 0, so its first "
                     "expansion must be about 0"
                 )
+        if definition.name in extra:
+            given = (*given, extra[definition.name])
         result.append(Definition(definition.name, definition.expr, given))
     return tuple(result)
 
 
 def pivot_sign_changes(
     definitions: tuple[Definition, ...] | list[Definition], lowest: float = -20.0
-) -> list[tuple[str, float]]:
-    """(divisor, z) where a name that the program divides by changes sign between neighbouring
-    points of z in [lowest, 0) (steps of 1/8 and 40 log-spaced points in [-0.85, -1e-3]), at 30
-    digits: a pole of the program there (or a removable singularity that float64 cannot
-    evaluate)."""
+) -> list[tuple[str, float, float]]:
+    """(divisor, z_left, z_right) where a name that the program divides by changes sign between
+    neighbouring points of z in [lowest, 0) (steps of 1/8 and 40 log-spaced points in
+    [-0.85, -1e-3]), at 30 digits: a zero of a divisor there, which is a pole of the method or a
+    removable singularity of the program (:func:`program_singularities` tells which)."""
     names = sorted(set().union(*(divisors(d.expr) for d in definitions)))
     if not names:
         return []
@@ -751,6 +806,62 @@ def pivot_sign_changes(
             for n in names:
                 sign = mpmath.sign(values[n])
                 if n in previous and sign != previous[n][0]:
-                    changes.append((n, float(z)))
+                    changes.append((n, float(previous[n][1]), float(z)))
                 previous[n] = (sign, z)
     return changes
+
+
+@dataclass(frozen=True)
+class Singularity:
+    """Where the divisor ``divisor`` of a program vanishes on z < 0: at ``z`` (to about 1e-18).
+    ``pole`` names a coefficient that is unbounded there (a pole of the method itself, whatever
+    program computes it), None when every coefficient stays finite (a removable singularity of
+    this program: its float64 evaluation loses digits near ``z``)."""
+
+    divisor: str
+    z: float
+    pole: str | None
+
+
+def program_singularities(
+    definitions: tuple[Definition, ...] | list[Definition],
+    coefficients: list[str] | tuple[str, ...],
+    lowest: float = -20.0,
+    digits: int = 100,
+) -> list[Singularity]:
+    """The zeros of the program's divisors on [lowest, 0) (:func:`pivot_sign_changes`; one per
+    1/8 bracket, the first divisor that changes sign there), each located by bisection (60
+    halvings of its bracket) and classified by the coefficients' growth: with f = max
+    |coefficient| at z0 +- 1e-6 and at z0 +- 1e-12, a pole of order m >= 1 gives a ratio of
+    about 1e6 m, a removable singularity about 1 (``pole`` when the ratio is over 1e3).
+    ``digits``: the working precision, above the digits that the program's cancellation near z0
+    costs (about 12 per power of the divisor)."""
+    found = []
+    coefficients = [c for c in coefficients if c != "0"]
+    with mpmath.workdps(digits):
+        for divisor, left, right in pivot_sign_changes(definitions, lowest):
+            if any(left <= s.z <= right for s in found):
+                continue  # another divisor of the same chain of pivots vanishes here
+            a, b = mpmath.mpf(left), mpmath.mpf(right)
+            side = mpmath.sign(evaluate_program(definitions, a, divisor)[divisor])
+            for _ in range(60):
+                middle = (a + b) / 2
+                if mpmath.sign(evaluate_program(definitions, middle, divisor)[divisor]) == side:
+                    a = middle
+                else:
+                    b = middle
+            z0 = (a + b) / 2
+            growth = {}
+            for eps in (mpmath.mpf(10) ** -6, mpmath.mpf(10) ** -12):
+                for point in (z0 - eps, z0 + eps):
+                    values = evaluate_program(definitions, point)
+                    for c in coefficients:
+                        growth.setdefault(eps, {})[c] = max(
+                            growth.get(eps, {}).get(c, 0), abs(values[c])
+                        )
+            near, far = growth[mpmath.mpf(10) ** -12], growth[mpmath.mpf(10) ** -6]
+            pole = max(coefficients, key=lambda c: near[c] / (far[c] + 1), default=None)
+            if pole is not None and near[pole] <= 1000 * (far[pole] + 1):
+                pole = None
+            found.append(Singularity(divisor, float(z0), pole))
+    return found

@@ -10,7 +10,7 @@ from phiforge.derive.check import check_tableau
 from phiforge.derive.construct import construct_singlestep
 from phiforge.derive.errors import InputError
 from phiforge.derive.program_check import ProgramTableau
-from phiforge.derive.straightline import Definition, evaluate_program
+from phiforge.derive.straightline import Definition, Expansion, evaluate_program
 from phiforge.derive.tableau import Z
 
 NODES = ["1/3", "2/3", "1/2", "1"]
@@ -259,3 +259,60 @@ def test_the_pool_of_names_grows_without_changing_the_result(monkeypatch, compos
     grown = construct_singlestep(5, 4, NODES, assumptions="stage-order-2", form="program")
     assert grown.report.verdict_row() == "S" * 7
     assert grown.program.definitions == composed.program.definitions
+
+
+UNIFORM = ["1/4", "1/2", "3/4", "1"]
+
+
+@pytest.mark.parametrize("form", ["expanded", "program"])
+def test_a_pole_of_a_coefficient_on_the_negative_axis_is_refused(form):
+    # b2 = 1/2 (a3_2 = a4_2 = 0) satisfies every condition, but a5_2 = N/D with D(z0) = 0 and
+    # N(z0) != 0 at z0 = -0.8376: no method for z <= 0; both forms locate the same pole (the
+    # expanded form through its quotient, the program through its pivot)
+    fix = {"b2": "1/2", "a3_2": "0", "a4_2": "0"}
+    result = construct_singlestep(5, 4, UNIFORM, form=form, fix=fix)
+    assert not result.success
+    assert result.blocked_by.startswith("coefficient a5_2 has a pole at z = -0.837604 ")
+
+
+def test_a_pole_at_zero_blocks_the_program():
+    # b2 = 0 leaves a pole at z = 0 (the expanded form avoids b2 = 0 for that reason)
+    fix = {"b2": "0", "a3_2": "0", "a4_2": "0"}
+    result = construct_singlestep(5, 4, UNIFORM, form="program", fix=fix, verify=False)
+    assert not result.success
+    assert result.blocked_by.startswith("the program has a pole at z = 0 (a4_3: a division")
+
+
+def test_a_removable_singularity_of_the_program_is_carried_by_a_series(tmp_path):
+    # b2 = 1: the method of the expanded form (b2 = 1 is its own choice), but this elimination
+    # order divides by d9, which vanishes at z0 = -1.52825 where a5_3 is 0/0; a Taylor series
+    # about -49/32 carries the program over it, and the generated module agrees with the
+    # expanded module's quotients on [-20, 0) and at z0 itself
+    from phiforge.cli.main import main
+    from phiforge.derive.straightline import program_singularities
+    from phiforge.runtime import load_method
+
+    fix = {"b2": "1", "a3_2": "0", "a4_2": "0"}
+    result = construct_singlestep(5, 4, UNIFORM, form="program", fix=fix)
+    assert result.success and result.report.stiff_order == 4
+    plain = [Definition(d.name, d.expr) for d in result.program.definitions]
+    coefficients = [*result.program.a_names.values(), *result.program.b_names.values()]
+    (found,) = program_singularities(plain, coefficients)
+    assert found.pole is None and found.z == pytest.approx(-1.52825, abs=1e-5)
+    carried = {d.name: d.series for d in result.program.definitions if d.series}
+    assert carried == {"a5_3": (Expansion(Rational(-49, 32), Rational(1, 2), 30),)}
+    folder = tmp_path / "r"
+    for form in ("program", "expanded"):
+        argv = ["derive", "singlestep", "--stages", "5", "--order", "4", "--nodes",
+                ",".join(UNIFORM), "--coefficients", form, "--fix", "b2=1,a3_2=0,a4_2=0",
+                "--name", f"m_{form}", "--registry", str(folder), "--quiet"]  # fmt: skip
+        assert main(argv) in (0, None)
+    program, expanded = (load_method(f"m_{f}", registry=folder) for f in ("program", "expanded"))
+    worst = 0.0
+    for z in [-k / 16 for k in range(1, 321)] + [found.z, found.z + 1e-9, -1.53, -1.52]:
+        (a1, b1), (a2, b2) = program.coefficients(z), expanded.coefficients(z)
+        pairs = [*zip(b1, b2, strict=True)]
+        for r1, r2 in zip(a1, a2, strict=True):
+            pairs += zip(r1, r2, strict=True)
+        worst = max(worst, *(abs(x - y) for x, y in pairs))
+    assert worst < 1e-10
