@@ -203,6 +203,18 @@ def _psi_form(form: sympy.Expr) -> sympy.Expr:
     return as_psi(form, Z)
 
 
+def _name_free_form(expr: sympy.Expr, domain: str | None) -> sympy.Expr:
+    """A definition free of names, emitted without cancellation: phi-linear ones as
+    :func:`_cancellation_free` (in psi_j(c z) on z <= 0, :func:`_psi_form`); products of phi
+    values (the named elimination meets them from order 6 on) as z^v g
+    (:func:`_cancellation_free_polynomial`), each phi_k(c z) then from phi_all_float."""
+    function: CoefficientFunction = coefficient_function(expr, Z, SYMBOLIC, "coefficient")
+    if not function.is_linear:
+        return _cancellation_free_polynomial(expr)
+    form = _cancellation_free(expr)
+    return _psi_form(form) if domain == "z <= 0" else form
+
+
 def _exact_lines(pairs: list[tuple[str, sympy.Expr]]) -> list[str]:
     lines = []
     for label, expr in pairs:
@@ -309,9 +321,7 @@ def _program_lines(
         expr = definition.expr
         exact.append((definition.name, expr))
         names = {str(x) for x in expr.free_symbols} - {"z"}
-        form = expr if names else _cancellation_free(expr)
-        if not names and record.domain == "z <= 0":
-            form = _psi_form(form)
+        form = expr if names else _name_free_form(expr, record.domain)
         emitted.append(form)
         if not definition.series:
             lines.extend(_assign(definition.name, form))

@@ -316,3 +316,18 @@ def test_a_removable_singularity_of_the_program_is_carried_by_a_series(tmp_path)
             pairs += zip(r1, r2, strict=True)
         worst = max(worst, *(abs(x - y) for x, y in pairs))
     assert worst < 1e-10
+
+
+def test_a_product_of_phi_values_is_emitted_without_the_psi_rewrite():
+    # from order 6 on the named elimination meets definitions free of names that multiply phi
+    # values (10 stages: -84 phi_2(z) phi_3(z/3) + ...): the module evaluates each phi_k(c z)
+    # itself instead of refusing the definition (as_psi takes phi-linear forms only)
+    from phiforge.derive.codegen import _name_free_form
+    from phiforge.derive.phi import phi
+
+    expr = -84 * phi(2, Z) * phi(3, Z / 3) + 14 * phi(1, Z) * phi(2, Z / 3) - Rational(7, 3)
+    form = _name_free_form(expr, "z <= 0")
+    for z in (Rational(-1, 1000), Rational(-5, 2), Rational(-17)):
+        assert sympy.N((form - expr).subs(Z, z), 30) == pytest.approx(0, abs=1e-25)
+    linear = _name_free_form(phi(2, Z) - phi(3, Z), "z <= 0")
+    assert "psi" in str(linear) and "phi" not in str(linear)
