@@ -700,12 +700,13 @@ def removable_expansions(
 ) -> dict[str, Expansion]:
     """Expansions that carry a program over a removable singularity at found.z < 0 (a zero of
     the divisor found.divisor where every coefficient stays finite): each definition that
-    divides by it must be 0/0 there (finite at z0 +- 1e-12 as at z0 +- 1e-6, tested at 100
-    digits), and gets its Taylor polynomial about c = z0 rounded to 1/64 on the first disc of
-    _REMOVABLE_DISCS (radius, degree) whose Cauchy-integral coefficients
-    (:func:`taylor_about`) leave a tail below 1e-17. A divider with a pole there (cancelled
-    only later in the program) is refused: a series of it would be wrong near z0."""
-    dividers = [d.name for d in definitions if found.divisor in divisors(d.expr)]
+    divides by a divisor vanishing there (found.divisor and the pivots chained to it, which can
+    vanish to higher order without a sign change) must be 0/0 there (finite at z0 +- 1e-12 as
+    at z0 +- 1e-6, tested at 100 digits), and gets its Taylor polynomial about c = z0 rounded
+    to 1/64 on the first disc of _REMOVABLE_DISCS (radius, degree) whose Cauchy-integral
+    coefficients (:func:`taylor_about`) leave a tail below 1e-17.
+    A divider with a pole there (cancelled only later in the program) is refused: a series
+    of it would be wrong near z0."""
     center = sympy.Rational(round(found.z * 64), 64)
     result = {}
     with mpmath.workdps(100):
@@ -715,6 +716,14 @@ def removable_expansions(
             for eps in (mpmath.mpf(10) ** -6, mpmath.mpf(10) ** -12)
         }
     (far, near) = values.values()
+    # every divisor that vanishes at z0, with or without a sign change (chained pivots vanish
+    # there to higher orders: |value| shrinks by 1e6 per order from z0 +- 1e-6 to z0 +- 1e-12)
+    vanishing = {
+        n
+        for n in set().union(*(divisors(d.expr) for d in definitions))
+        if max(abs(v[n]) for v in near) < mpmath.mpf(10) ** -3 * max(abs(v[n]) for v in far)
+    }
+    dividers = [d.name for d in definitions if divisors(d.expr) & vanishing]
     for name in dividers:
         big = max(abs(v[name]) for v in near)
         if big > 1000 * (max(abs(v[name]) for v in far) + 1):
