@@ -451,10 +451,12 @@ def construct_singlestep(
     with named values (:mod:`phiforge.derive.named_elimination`), the coefficients the names of
     a straight-line program (``result.program``) that evaluates without the cancellation of
     the expanded quotients; ``series`` gives its definitions Taylor expansions
-    (:func:`~phiforge.derive.straightline.with_series`), and the program is refused when a
-    pivot vanishes on z in [-20, 0) (its domain is z <= 0: data prediction); the refusal says
-    whether a coefficient has a pole there (no method with these choices) or the singularity is
-    removable (:func:`~phiforge.derive.straightline.program_singularities`).
+    (:func:`~phiforge.derive.straightline.with_series`). A pivot that vanishes on z in
+    [-20, 0) (the domain is z <= 0: data prediction) refuses the program where a coefficient has
+    a pole there (no method with these choices), and is carried by a Taylor series about the
+    zero where it is removable (:func:`~phiforge.derive.straightline.program_singularities`,
+    :func:`~phiforge.derive.straightline.removable_expansions`). Both forms refuse a coefficient
+    with a pole on [-20, 0).
     ``result.tableau`` is then the program itself (:class:`ProgramTableau`, checked by the one
     checker without composing it, :mod:`phiforge.derive.program_check`); ``compose=True``
     composes it into a tableau of exact quotients instead (seconds for 5 stages, over 6 minutes
@@ -617,10 +619,11 @@ def _program(
     if found and found[0].pole is not None:
         result.blocked_by = _singularity_message(found[0])
         return
-    extra: dict = {}
+    extra: dict[str, tuple] = {}
     try:
         for singularity in found:  # removable: a Taylor series carries the program over it
-            extra.update(removable_expansions(definitions, singularity))
+            for n, expansion in removable_expansions(definitions, singularity).items():
+                extra[n] = (*extra.get(n, ()), expansion)
     except InputError as error:
         result.blocked_by = f"{_singularity_message(found[0])}: {error}"
         return

@@ -30,8 +30,14 @@ import sympy
 from phiforge.derive.errors import InputError
 from phiforge.derive.phi import phi
 from phiforge.derive.phibasis import FRACTIONS
-from phiforge.derive.straightline import Definition, phi_key, program_series, series_of
-from phiforge.derive.tableau import ExpRKTableau, SparseTableau, Z
+from phiforge.derive.straightline import (
+    Definition,
+    fold_program,
+    phi_key,
+    program_series,
+    series_of,
+)
+from phiforge.derive.tableau import ExpRKTableau, SparseTableau
 
 __all__ = ["ProgramFunction", "ProgramTableau"]
 
@@ -52,53 +58,47 @@ class _Run:
     def modular(self, algebra: Any) -> dict[str, list[int]]:
         """Every definition at every (slot, point) of ``algebra``, flattened slot by slot."""
         if id(algebra) not in self._modular:
-            points = [pt for slot in algebra._points for pt in slot]
-            p = algebra.PRIME
-            values: dict[str, list[int]] = {}
-            leaves: dict[sympy.Expr, list[int]] = {}
-
-            def leaf(expr: sympy.Expr) -> list[int]:
-                if expr not in leaves:
-                    key = (-1, Fraction(1)) if expr == Z else phi_key(expr)
-                    leaves[expr] = [v for slot in algebra.phi_key(key) for v in slot]
-                return leaves[expr]
-
-            def evaluate(expr: sympy.Expr) -> list[int]:
-                if expr.is_Rational:
-                    q = int(expr.p) % p * pow(int(expr.q), -1, p) % p
-                    return [q] * len(points)
-                if expr == Z or isinstance(expr, phi):
-                    return leaf(expr)
-                if isinstance(expr, sympy.Symbol):
-                    if expr.name not in values:
-                        raise InputError(
-                            f"program definition uses {expr.name} before it is defined"
-                        )
-                    return values[expr.name]
-                if expr.is_Add:
-                    total = [0] * len(points)
-                    for term in expr.args:
-                        total = [(x + y) % p for x, y in zip(total, evaluate(term), strict=True)]
-                    return total
-                if expr.is_Mul:
-                    total = [1] * len(points)
-                    for factor in expr.args:
-                        total = [x * y % p for x, y in zip(total, evaluate(factor), strict=True)]
-                    return total
-                if expr.is_Pow and expr.exp.is_Integer:
-                    base = evaluate(expr.base)
-                    if expr.exp < 0 and 0 in base:
-                        raise InputError(
-                            f"the program divides by {expr.base}, which vanishes at a sample "
-                            "point of the check; compose the program to check it"
-                        )
-                    return [pow(x, int(expr.exp), p) for x in base]
-                raise InputError(f"program term {expr} is not a polynomial in z, phi and names")
-
-            for definition in self.definitions:
-                values[definition.name] = evaluate(definition.expr)
+            values = fold_program(self.definitions, _Modular(algebra))
             self._modular[id(algebra)] = (algebra, values)
         return self._modular[id(algebra)][1]
+
+
+class _Modular:
+    """GF(p) values at every (slot, point) of a ModularAlgebra, for
+    :func:`~phiforge.derive.straightline.fold_program`."""
+
+    def __init__(self, algebra: Any) -> None:
+        self.algebra = algebra
+        self.p = algebra.PRIME
+        self.width = sum(len(slot) for slot in algebra._points)
+        self.leaves: dict[tuple[int, Fraction], list[int]] = {}
+
+    def rational(self, q: Fraction) -> list[int]:
+        return [q.numerator % self.p * pow(q.denominator, -1, self.p) % self.p] * self.width
+
+    def leaf(self, key: tuple[int, Fraction]) -> list[int]:
+        if key not in self.leaves:
+            self.leaves[key] = [v for slot in self.algebra.phi_key(key) for v in slot]
+        return self.leaves[key]
+
+    def add(self, terms: list[list[int]]) -> list[int]:
+        return [sum(column) % self.p for column in zip(*terms, strict=True)]
+
+    def _product(self, factors: list[list[int]]) -> list[int]:
+        total = [1] * self.width
+        for factor in factors:
+            total = [x * y % self.p for x, y in zip(total, factor, strict=True)]
+        return total
+
+    def mul(self, numerators: list, denominators: list, where: str) -> list[int]:
+        numerator, denominator = self._product(numerators), self._product(denominators)
+        if 0 in denominator:
+            raise InputError(
+                f"{where}: the program divides by a value that vanishes at a sample point of the "
+                "check; compose the program to check it"
+            )
+        pairs = zip(numerator, denominator, strict=True)
+        return [n * pow(d, -1, self.p) % self.p for n, d in pairs]
 
 
 @dataclass(frozen=True, eq=False)

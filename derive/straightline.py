@@ -69,6 +69,7 @@ __all__ = [
     "construct_scalar_order5",
     "evaluate_program",
     "expansions",
+    "fold_program",
     "phi_key",
     "program_series",
     "program_singularities",
@@ -352,73 +353,102 @@ def program_taylor(
     return series_of(program_series(definitions, degree, upto=name), name, degree)
 
 
-def program_series(
-    definitions: tuple[Definition, ...] | list[Definition], degree: int, upto: str | None = None
-) -> dict[str, list[Fraction]]:
-    """The Taylor coefficients of every definition (up to and including ``upto``) in one pass:
-    t_0..t_degree, fewer where a division leaves fewer known (:func:`series_of` says so)."""
-    carried = degree + _EXTRA_DEGREE
-    name = upto or "the program"
-    series: dict[str, tuple[list[Fraction], int]] = {}
+def fold_program(
+    definitions: tuple[Definition, ...] | list[Definition],
+    arithmetic: Any,
+    upto: str | None = None,
+) -> dict[str, Any]:
+    """Every definition (up to and including ``upto``) evaluated in one arithmetic: the one
+    reading of a program's grammar (rationals, z, phi_k(c z), earlier names, sums, products of
+    integer powers), shared by the Taylor series (:func:`program_series`) and the values modulo p
+    (:mod:`phiforge.derive.program_check`). ``arithmetic`` gives ``rational(q)``, ``leaf(key)``
+    (key (k, c) of phi_k(c z), or (-1, 1) for z), ``add(terms)`` and
+    ``mul(numerators, denominators, where)`` (the factors of a product, those of negative integer
+    power among the denominators, repeated by their power; ``where``: the definition's name)."""
+    values: dict[str, Any] = {}
 
-    def constant(q: Fraction) -> tuple[list[Fraction], int]:
-        return [Fraction(q)] + [Fraction(0)] * carried, carried
+    def evaluate(expr: sympy.Expr, where: str) -> Any:
+        if expr.is_Rational:
+            return arithmetic.rational(Fraction(int(expr.p), int(expr.q)))
+        if expr == Z:
+            return arithmetic.leaf((-1, Fraction(1)))
+        if isinstance(expr, phi):
+            return arithmetic.leaf(phi_key(expr))
+        if isinstance(expr, sympy.Symbol):
+            if expr.name not in values:
+                raise InputError(f"{where}: uses {expr.name} before it is defined")
+            return values[expr.name]
+        if expr.is_Add:
+            return arithmetic.add([evaluate(term, where) for term in expr.args])
+        if expr.is_Mul or (expr.is_Pow and expr.exp.is_Integer):
+            numerators, denominators = [], []
+            for factor in sympy.Mul.make_args(expr):
+                if factor.is_Pow and factor.exp.is_Integer:
+                    target = numerators if factor.exp > 0 else denominators
+                    target.extend([evaluate(factor.base, where)] * abs(int(factor.exp)))
+                else:
+                    numerators.append(evaluate(factor, where))
+            return arithmetic.mul(numerators, denominators, where)
+        raise InputError(
+            f"{where}: the program term {expr} is not a polynomial in z, phi and earlier names "
+            "divided by earlier names"
+        )
 
-    def product(x, y):
-        (a, ka), (b, kb) = x, y
-        known = min(ka, kb)
-        return [sum(a[i] * b[m - i] for i in range(m + 1)) for m in range(known + 1)], known
+    for definition in definitions:
+        values[definition.name] = evaluate(definition.expr, definition.name)
+        if definition.name == upto:
+            break
+    return values
 
-    def quotient(x, y):
-        (a, ka), (b, kb) = x, y
+
+@dataclass(frozen=True)
+class _TruncatedSeries:
+    """Truncated power series about z = 0 as (t_0..t_known, known), for :func:`fold_program`:
+    ``carried`` coefficients to start with, fewer after a division by a series of valuation v
+    (the numerator's first v coefficients must vanish with it: else a pole at 0)."""
+
+    carried: int
+
+    def rational(self, q: Fraction) -> tuple[list[Fraction], int]:
+        return [q] + [Fraction(0)] * self.carried, self.carried
+
+    def leaf(self, key: tuple[int, Fraction]) -> tuple[list[Fraction], int]:
+        k, c = key
+        if k == -1:
+            return [Fraction(0), Fraction(1)] + [Fraction(0)] * (self.carried - 1), self.carried
+        return [c**m / factorial(m + k) for m in range(self.carried + 1)], self.carried
+
+    def add(self, terms: list) -> tuple[list[Fraction], int]:
+        known = min(k for _, k in terms)
+        return [sum(t[m] for t, _ in terms) for m in range(known + 1)], known
+
+    def _product(self, factors: list) -> tuple[list[Fraction], int]:
+        result = self.rational(Fraction(1))
+        for b, kb in factors:
+            a, ka = result
+            known = min(ka, kb)
+            result = [sum(a[i] * b[m - i] for i in range(m + 1)) for m in range(known + 1)], known
+        return result
+
+    def mul(self, numerators: list, denominators: list, where: str) -> tuple[list[Fraction], int]:
+        (a, ka), (b, kb) = self._product(numerators), self._product(denominators)
         v = next((m for m, q in enumerate(b[: kb + 1]) if q != 0), None)
         if v is None or any(q != 0 for q in a[:v]):
-            raise SingularAtZeroError(f"{name}: a division in the program is singular at z = 0")
+            raise SingularAtZeroError(f"{where}: a division in the program is singular at z = 0")
         a, b, known = a[v:], b[v:], min(ka, kb) - v
         result: list[Fraction] = []
         for m in range(known + 1):
             result.append((a[m] - sum(result[i] * b[m - i] for i in range(m))) / b[0])
         return result, known
 
-    def evaluate(expr: sympy.Expr):
-        if expr == Z:
-            return [Fraction(0), Fraction(1)] + [Fraction(0)] * (carried - 1), carried
-        if expr.is_Rational:
-            return constant(Fraction(int(expr.p), int(expr.q)))
-        if isinstance(expr, sympy.Symbol):
-            return series[expr.name]
-        if isinstance(expr, phi):
-            k, c = phi_key(expr)
-            return [c**m / factorial(m + k) for m in range(carried + 1)], carried
-        if expr.is_Add:
-            terms = [evaluate(t) for t in expr.args]
-            known = min(k for _, k in terms)
-            return [sum(t[m] for t, _ in terms) for m in range(known + 1)], known
-        if expr.is_Mul:
-            numerator, denominator = constant(Fraction(1)), constant(Fraction(1))
-            for factor in expr.args:
-                if factor.is_Pow and factor.exp.is_Integer and factor.exp < 0:
-                    for _ in range(-int(factor.exp)):
-                        denominator = product(denominator, evaluate(factor.base))
-                else:
-                    numerator = product(numerator, evaluate(factor))
-            return quotient(numerator, denominator)
-        if expr.is_Pow and expr.exp.is_Integer:
-            base, result = evaluate(expr.base), constant(Fraction(1))
-            for _ in range(abs(int(expr.exp))):
-                result = product(result, base)
-            return result if expr.exp > 0 else quotient(constant(Fraction(1)), result)
-        raise InputError(f"{name}: cannot expand the program term {expr} in a Taylor series")
 
-    result: dict[str, list[Fraction]] = {}
-    for definition in definitions:
-        name = definition.name
-        series[name] = evaluate(definition.expr)
-        coefficients, known = series[name]
-        result[name] = coefficients[: min(degree, known) + 1]
-        if name == upto:
-            break
-    return result
+def program_series(
+    definitions: tuple[Definition, ...] | list[Definition], degree: int, upto: str | None = None
+) -> dict[str, list[Fraction]]:
+    """The Taylor coefficients of every definition (up to and including ``upto``) in one pass:
+    t_0..t_degree, fewer where a division leaves fewer known (:func:`series_of` says so)."""
+    folded = fold_program(definitions, _TruncatedSeries(degree + _EXTRA_DEGREE), upto)
+    return {name: t[: min(degree, known) + 1] for name, (t, known) in folded.items()}
 
 
 def series_of(series: dict[str, list[Fraction]], name: str, degree: int) -> list[Fraction]:
@@ -710,26 +740,21 @@ def removable_expansions(
     center = sympy.Rational(round(found.z * 64), 64)
     result = {}
     with mpmath.workdps(100):
-        z0 = mpmath.mpf(found.z)
-        values = {
-            eps: [evaluate_program(definitions, z0 + sign * eps) for sign in (-1, 1)]
-            for eps in (mpmath.mpf(10) ** -6, mpmath.mpf(10) ** -12)
-        }
-    (far, near) = values.values()
+        far, near = _magnitudes_near(definitions, mpmath.mpf(found.z))
     # every divisor that vanishes at z0, with or without a sign change (chained pivots vanish
     # there to higher orders: |value| shrinks by 1e6 per order from z0 +- 1e-6 to z0 +- 1e-12)
     vanishing = {
         n
         for n in set().union(*(divisors(d.expr) for d in definitions))
-        if max(abs(v[n]) for v in near) < mpmath.mpf(10) ** -3 * max(abs(v[n]) for v in far)
+        if near[n] < mpmath.mpf(10) ** -3 * far[n]
     }
     dividers = [d.name for d in definitions if divisors(d.expr) & vanishing]
     for name in dividers:
-        big = max(abs(v[name]) for v in near)
-        if big > 1000 * (max(abs(v[name]) for v in far) + 1):
+        if _unbounded(far[name], near[name]):
             raise InputError(
-                f"{name} divides by {found.divisor} and has a pole at z = {found.z:.6g}, which "
-                "only later definitions cancel: no series of it can carry the program there"
+                f"{name} divides by a divisor that vanishes at z = {found.z:.6g} and has a pole "
+                "there, which only later definitions cancel: no series of it can carry the "
+                "program there"
             )
         for radius, degree in _REMOVABLE_DISCS:
             expansion = Expansion(center, sympy.Rational(radius), degree)
@@ -750,13 +775,13 @@ def removable_expansions(
 def with_series(
     definitions: tuple[Definition, ...] | list[Definition],
     series: dict[str, Any] | None = None,
-    extra: dict[str, Expansion] | None = None,
+    extra: dict[str, tuple[Expansion, ...]] | None = None,
 ) -> tuple[Definition, ...]:
     """The program with Taylor expansions attached: ``series`` maps definition names to
     (center, radius, degree) triples (:func:`expansions`); every definition that is 0/0 at
     z = 0 needs one about 0 first, and gets :func:`automatic_expansion` when ``series`` does
-    not name it; ``extra`` (:func:`removable_expansions`) adds one more expansion per name
-    after those."""
+    not name it; ``extra`` (:func:`removable_expansions`, one per removable zero) adds its
+    expansions after those."""
     extra = extra or {}
     series = dict(series or {})
     if not isinstance(series, dict):
@@ -787,8 +812,7 @@ def with_series(
                     f"parameter 'series': {definition.name} is 0/0 at z = 0, so its first "
                     "expansion must be about 0"
                 )
-        if definition.name in extra:
-            given = (*given, extra[definition.name])
+        given = (*given, *extra.get(definition.name, ()))
         result.append(Definition(definition.name, definition.expr, given))
     return tuple(result)
 
@@ -838,39 +862,61 @@ def program_singularities(
     lowest: float = -20.0,
     digits: int = 100,
 ) -> list[Singularity]:
-    """The zeros of the program's divisors on [lowest, 0) (:func:`pivot_sign_changes`; one per
-    1/8 bracket, the first divisor that changes sign there), each located by bisection (60
-    halvings of its bracket) and classified by the coefficients' growth: with f = max
-    |coefficient| at z0 +- 1e-6 and at z0 +- 1e-12, a pole of order m >= 1 gives a ratio of
-    about 1e6 m, a removable singularity about 1 (``pole`` when the ratio is over 1e3).
+    """The zeros of the program's divisors on [lowest, 0) (:func:`pivot_sign_changes`; a divisor
+    that changes sign at a zero already found, a pivot chained to it, adds none), each located
+    by bisection (60 halvings of its 1/8 bracket) and classified by the coefficients' growth:
+    with f = max |coefficient| at z0 +- 1e-6 and at z0 +- 1e-12, a pole of order m >= 1 gives a
+    ratio of about 1e6 m, a removable singularity about 1 (``pole`` when the ratio is over 1e3,
+    :func:`_unbounded`).
     ``digits``: the working precision, above the digits that the program's cancellation near z0
     costs (about 12 per power of the divisor)."""
     found = []
     coefficients = [c for c in coefficients if c != "0"]
     with mpmath.workdps(digits):
         for divisor, left, right in pivot_sign_changes(definitions, lowest):
-            if any(left <= s.z <= right for s in found):
-                continue  # another divisor of the same chain of pivots vanishes here
+
+            def sign(z: Any, divisor: str = divisor) -> Any:
+                return mpmath.sign(evaluate_program(definitions, z, divisor)[divisor])
+
+            margin = mpmath.mpf(10) ** -15  # above the bisection's 1e-19 and float64's 4e-16
+            if any(
+                left <= s.z <= right and sign(s.z - margin) != sign(s.z + margin) for s in found
+            ):
+                continue  # a pivot chained to one found: the same zero
             a, b = mpmath.mpf(left), mpmath.mpf(right)
-            side = mpmath.sign(evaluate_program(definitions, a, divisor)[divisor])
+            side = sign(a)
             for _ in range(60):
                 middle = (a + b) / 2
-                if mpmath.sign(evaluate_program(definitions, middle, divisor)[divisor]) == side:
+                if sign(middle) == side:
                     a = middle
                 else:
                     b = middle
             z0 = (a + b) / 2
-            growth = {}
-            for eps in (mpmath.mpf(10) ** -6, mpmath.mpf(10) ** -12):
-                for point in (z0 - eps, z0 + eps):
-                    values = evaluate_program(definitions, point)
-                    for c in coefficients:
-                        growth.setdefault(eps, {})[c] = max(
-                            growth.get(eps, {}).get(c, 0), abs(values[c])
-                        )
-            near, far = growth[mpmath.mpf(10) ** -12], growth[mpmath.mpf(10) ** -6]
+            if any(abs(s.z - z0) < margin for s in found):
+                continue  # the same zero, where the sign test above could not tell
+            far, near = _magnitudes_near(definitions, z0)
             pole = max(coefficients, key=lambda c: near[c] / (far[c] + 1), default=None)
-            if pole is not None and near[pole] <= 1000 * (far[pole] + 1):
+            if pole is not None and not _unbounded(far[pole], near[pole]):
                 pole = None
             found.append(Singularity(divisor, float(z0), pole))
     return found
+
+
+def _magnitudes_near(
+    definitions: tuple[Definition, ...] | list[Definition], z0: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """max |value| of every definition over z0 +- 1e-6 (far) and over z0 +- 1e-12 (near), at
+    the current precision."""
+    far: dict[str, Any] = {}
+    near: dict[str, Any] = {}
+    for eps, target in ((mpmath.mpf(10) ** -6, far), (mpmath.mpf(10) ** -12, near)):
+        for point in (z0 - eps, z0 + eps):
+            for name, value in evaluate_program(definitions, point).items():
+                target[name] = max(target.get(name, 0), abs(value))
+    return far, near
+
+
+def _unbounded(far: Any, near: Any) -> bool:
+    """A pole at z0: the value grows by over 1e3 from z0 +- 1e-6 to z0 +- 1e-12 (about 1e6 m for
+    a pole of order m; about 1 where it stays finite)."""
+    return near > 1000 * (far + 1)

@@ -329,5 +329,13 @@ def test_a_product_of_phi_values_is_emitted_without_the_psi_rewrite():
     form = _name_free_form(expr, "z <= 0")
     for z in (Rational(-1, 1000), Rational(-5, 2), Rational(-17)):
         assert sympy.N((form - expr).subs(Z, z), 30) == pytest.approx(0, abs=1e-25)
+    # 12 phi_2(z) phi_3(z/3) - 1 = O(z): emitted as z * g, g finite at 0 (no 0/0 near z = 0)
+    vanishing = 12 * phi(2, Z) * phi(3, Z / 3) - 1
+    form = _name_free_form(vanishing, "z <= 0")
+    assert isinstance(form, sympy.Mul) and form.args[0] == Z
+    inner = sympy.Mul(*form.args[1:])
+    assert sympy.N(inner.subs(Z, Rational(-1, 10**30)), 30) == pytest.approx(5 / 12, rel=1e-12)
+    for z in (Rational(-1, 1000), Rational(-17)):
+        assert sympy.N((form - vanishing).subs(Z, z), 30) == pytest.approx(0, abs=1e-25)
     linear = _name_free_form(phi(2, Z) - phi(3, Z), "z <= 0")
     assert "psi" in str(linear) and "phi" not in str(linear)
