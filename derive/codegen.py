@@ -49,10 +49,10 @@ from phiforge.derive.registry import (
     program_from_record,
     tableau_from_record,
 )
-from phiforge.derive.straightline import Definition, Expansion, program_taylor, taylor_about
+from phiforge.derive.straightline import Definition, Expansion, taylor_constants
 from phiforge.derive.tableau import Z
 
-__all__ = ["default_generated_dir", "generate", "render_module"]
+__all__ = ["default_generated_dir", "generate", "name_free_form", "render_module"]
 
 LINE = 100
 
@@ -203,7 +203,7 @@ def _psi_form(form: sympy.Expr) -> sympy.Expr:
     return as_psi(form, Z)
 
 
-def _name_free_form(expr: sympy.Expr, domain: str | None) -> sympy.Expr:
+def name_free_form(expr: sympy.Expr, domain: str | None) -> sympy.Expr:
     """A definition free of names, emitted without cancellation: phi-linear ones as
     :func:`_cancellation_free` (in psi_j(c z) on z <= 0, :func:`_psi_form`); products of phi
     values (the named elimination meets them from order 6 on) as z^v g
@@ -298,12 +298,9 @@ def _series_constant(
     expansion: Expansion,
 ) -> list[str]:
     """A definition's Taylor coefficients about the expansion's center, highest degree first,
-    as float64: exact rationals about 0 (:func:`program_taylor`), else from
-    :func:`taylor_about` (50 digits)."""
-    if expansion.center == 0:
-        series = [float(q) for q in program_taylor(definitions, definition.name, expansion.degree)]
-    else:
-        series = taylor_about(definitions, definition.name, expansion)
+    as float64 (:func:`~phiforge.derive.straightline.taylor_constants`: the program's power
+    series about the center at 120 digits)."""
+    series = taylor_constants(definitions, definition.name, expansion)
     lines = [f"{name} = (  # about z = {expansion.center}, degree {expansion.degree}"]
     lines.extend(f"    {q!r}," for q in reversed(series))
     return [*lines, ")"]
@@ -321,7 +318,7 @@ def _program_lines(
         expr = definition.expr
         exact.append((definition.name, expr))
         names = {str(x) for x in expr.free_symbols} - {"z"}
-        form = expr if names else _name_free_form(expr, record.domain)
+        form = expr if names else name_free_form(expr, record.domain)
         emitted.append(form)
         if not definition.series:
             lines.extend(_assign(definition.name, form))

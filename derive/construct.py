@@ -53,7 +53,11 @@ FORMS = ("expanded", "program")
 
 @dataclass
 class Construction:
-    """The outcome of a construction: a verified tableau, or the condition that blocks."""
+    """The outcome of a construction: a verified tableau, or the condition that blocks.
+
+    ``float64_residuals`` (program form): the points of z in [-20, 0) where a definition still
+    loses more than 1e-13 in float64 after the Taylor discs of
+    :func:`~phiforge.derive.float_accuracy.accuracy_expansions` (empty when none)."""
 
     stages: int
     order: int
@@ -65,6 +69,7 @@ class Construction:
     free_parameters: dict[str, str] = field(default_factory=dict)
     blocked_by: str | None = None
     program: StraightLineMethod | None = None
+    float64_residuals: list[Any] = field(default_factory=list)
 
     @property
     def success(self) -> bool:
@@ -586,8 +591,10 @@ def _program(
     """The construction as a straight-line program (``form="program"``): sets ``result``'s
     tableau (the program as a :class:`ProgramTableau`, or with ``compose`` its exact
     quotients), program, report and free parameters, or ``blocked_by``."""
+    from phiforge.derive.float_accuracy import accuracy_expansions
     from phiforge.derive.named_elimination import eliminate_named, program_definitions
     from phiforge.derive.straightline import (
+        Definition,
         SingularAtZeroError,
         compose,
         removable_expansions,
@@ -632,8 +639,15 @@ def _program(
     except SingularAtZeroError as error:
         result.blocked_by = f"the program has a pole at z = 0 ({error})"
         return
+    # discs where the float64 formulas cancel, wherever their values are used
     a_used = {key: n for key, n in a_names.items() if n != "0"}
     b_used = {i: n for i, n in b_names.items() if n != "0"}
+    cover, result.float64_residuals = accuracy_expansions(
+        program, [*a_used.values(), *b_used.values()]
+    )
+    program = tuple(
+        Definition(d.name, d.expr, (*d.series, *cover.get(d.name, ()))) for d in program
+    )
     name = options["name"] or f"erk{result.stages}s{result.order}_program"
     tableau: ExpRKTableau | ProgramTableau = ProgramTableau(
         name,

@@ -24,12 +24,13 @@ sequence of small linear solves whose every pivot is a named, well-conditioned f
 
 n_52 and d_52 vanish at z = 0 to orders 3 and 2 (in the classical limit a_52 does not enter
 R4), so a_52 has a removable singularity there; and for 2 < |z| < 20 the quotient loses up to
-3 digits in float64. The record therefore gives a_52 Taylor expansions (:class:`Expansion`):
-about 0 with exact rational coefficients (:func:`program_taylor`), elsewhere from the program at
-50 digits (:func:`taylor_about`). Every other definition is a short polynomial in phi values
-and earlier definitions, which is what keeps float64 evaluation accurate (the same coefficients
-expanded into quotients of phi polynomials cancel catastrophically: spec-dpmsolver-res.md §7 and
-docs/registry-and-codegen.md); its phi-linear ones are emitted in psi_j form for z <= 0.
+3 digits in float64. The record therefore gives a_52 Taylor expansions (:class:`Expansion`),
+computed from the program's power series about their centers at 120 digits in ball arithmetic
+(:func:`taylor_about`; exact rationals about 0: :func:`program_taylor`). Every other
+definition is a short polynomial in phi values and earlier definitions, which is what keeps
+float64 evaluation accurate (the same coefficients expanded into quotients of phi polynomials
+cancel catastrophically: spec-dpmsolver-res.md §7 and docs/registry-and-codegen.md); its
+phi-linear ones are emitted in psi_j form for z <= 0.
 
 The pivots b_6, b_7 and d_52 must not vanish where the method is used; for the registered nodes
 they are positive on z < 0 (data prediction, z = -h) and b_7 vanishes near z = +3.2, so such a
@@ -50,6 +51,7 @@ from fractions import Fraction
 from math import factorial
 from typing import Any
 
+import flint
 import mpmath
 import sympy
 from sympy import QQ
@@ -77,6 +79,7 @@ __all__ = [
     "removable_expansions",
     "split_phi_linear",
     "taylor_about",
+    "taylor_constants",
 ]
 
 
@@ -96,7 +99,7 @@ class Expansion:
     """Where a definition is taken from its Taylor polynomial of degree ``degree`` about
     ``center``: |z - center| < ``radius``. About 0 the coefficients are exact rationals (a
     removable singularity there is divided out); about another center they are computed from
-    the program at high precision (Cauchy's integral on a circle, see :func:`taylor_about`)."""
+    the program's power series about the center at 120 digits (:func:`taylor_about`)."""
 
     center: sympy.Rational
     radius: sympy.Rational
@@ -275,7 +278,15 @@ def expansions(series: Any) -> tuple[Expansion, ...]:
 
 
 def _mp_phi(k: Any, x: Any) -> Any:
-    return mpmath.hyp1f1(1, int(k) + 1, x) / mpmath.factorial(int(k))
+    """phi_k(x) = 1F1(1; k + 1; x) / k! at the current precision (a program names the same
+    phi_k(c z) in many definitions: the values are remembered per precision)."""
+    return _mp_phi_at(int(k), x, mpmath.mp.prec)
+
+
+@functools.lru_cache(maxsize=4096)
+def _mp_phi_at(k: int, x: Any, prec: int) -> Any:
+    with mpmath.workprec(prec):
+        return mpmath.hyp1f1(1, k + 1, x) / mpmath.factorial(k)
 
 
 def evaluate_program(
@@ -299,41 +310,54 @@ def _lambdified(expr: sympy.Expr, names: tuple[sympy.Symbol, ...]) -> Any:
 
 
 def taylor_about(
-    definitions: tuple[Definition, ...] | list[Definition],
-    name: str,
-    expansion: Expansion,
-    digits: int = 50,
-    points: int = 128,
+    definitions: tuple[Definition, ...] | list[Definition], name: str, expansion: Expansion
 ) -> list[float]:
-    """Taylor coefficients t_0..t_N (N = expansion.degree) of definition ``name`` about a
-    center != 0, from Cauchy's integral t_m = (1/2 pi i) oint f(w) (w - c)^{-m-1} dw on the
-    circle of the expansion's radius (trapezoidal rule at ``points`` points: its error is the
-    aliasing t_{m+points} r^points, geometrically small while the circle stays inside the disc of
-    convergence), evaluated at ``digits`` digits. Refused when the computed tail
-    |t_N| r^N is not below 1e-17 of |t_0| (the degree is too low, or the disc too large)."""
-    center, radius = expansion.center, expansion.radius
-    with mpmath.workdps(digits):
-        c, r = mpmath.mpf(center.p) / center.q, mpmath.mpf(radius.p) / radius.q
-        samples = [
-            evaluate_program(definitions, c + r * mpmath.expjpi(2 * mpmath.mpf(k) / points), name)[
-                name
-            ]
-            for k in range(points)
-        ]
-        coefficients = []
-        for m in range(expansion.degree + 1):
-            total = mpmath.fsum(
-                samples[k] * mpmath.expjpi(-2 * mpmath.mpf(k * m) / points) for k in range(points)
-            )
-            coefficients.append(mpmath.re(total) / points / r**m)
-        tail = abs(coefficients[-1]) * r**expansion.degree
-        if not tail < mpmath.mpf("1e-17") * abs(coefficients[0]):
+    """Taylor coefficients t_0..t_N (N = expansion.degree) of definition ``name`` about the
+    expansion's center, as float64, from the program's truncated power series about that
+    center at 120 digits (:func:`program_series`, one pass for every definition, remembered
+    per program and center). Refused when the tail max(|t_(N-1)| r^(N-1), |t_N| r^N) is not
+    below 1e-17 of max_k |t_k| r^k (the degree is too low, or the disc too large: the
+    coefficients of a disc beyond the nearest singularity do not decay)."""
+    series = series_of(
+        _series_about(_program_key(definitions), Fraction(expansion.center)), name, expansion.degree
+    )[: expansion.degree + 1]
+    with mpmath.workdps(_SERIES_DIGITS):
+        r = mpmath.mpf(expansion.radius.p) / expansion.radius.q
+        terms = [abs(t) * r**k for k, t in enumerate(series)]
+        tail = max(terms[-2:])
+        if not tail < mpmath.mpf("1e-17") * max(terms):
             raise InputError(
-                f"{name}: the expansion about {center} of degree {expansion.degree} leaves a tail "
-                f"{mpmath.nstr(tail, 3)} on |z - {center}| < {radius}; raise the degree or shrink "
-                "the radius"
+                f"{name}: the expansion about {expansion.center} of degree {expansion.degree} "
+                f"leaves a tail {mpmath.nstr(tail, 3)} of {mpmath.nstr(max(terms), 3)} on "
+                f"|z - {expansion.center}| < {expansion.radius}; raise the degree or shrink the "
+                "radius"
             )
-        return [float(q) for q in coefficients]
+        return [float(q) for q in series]  # a ball holding 0 came back as 0 exactly
+
+
+def _program_key(
+    definitions: tuple[Definition, ...] | list[Definition],
+) -> tuple[tuple[str, sympy.Expr], ...]:
+    """A program's content without its expansions (the key of the cache below)."""
+    return tuple((d.name, d.expr) for d in definitions)
+
+
+_SERIES_DIGITS = 120  # precision of the float64 Taylor constants (see _TruncatedSeries)
+
+
+@functools.lru_cache(maxsize=64)
+def _series_about(program: tuple[tuple[str, sympy.Expr], ...], center: Fraction) -> dict[str, list]:
+    """Every definition's Taylor coefficients about ``center`` to degree 60, at 120 digits."""
+    definitions = [Definition(name, expr) for name, expr in program]
+    return program_series(definitions, _AUTO_DEGREE, digits=_SERIES_DIGITS, center=center)
+
+
+def taylor_constants(
+    definitions: tuple[Definition, ...] | list[Definition], name: str, expansion: Expansion
+) -> list[float]:
+    """The float64 Taylor coefficients t_0..t_N of definition ``name`` about the expansion's
+    center (:func:`taylor_about`)."""
+    return taylor_about(definitions, name, expansion)
 
 
 _EXTRA_DEGREE = 8  # series are carried this far beyond the degree asked for, for divisions
@@ -403,52 +427,160 @@ def fold_program(
 
 @dataclass(frozen=True)
 class _TruncatedSeries:
-    """Truncated power series about z = 0 as (t_0..t_known, known), for :func:`fold_program`:
-    ``carried`` coefficients to start with, fewer after a division by a series of valuation v
-    (the numerator's first v coefficients must vanish with it: else a pole at 0)."""
+    """Truncated power series about ``center`` as (t_0..t_known, known), for
+    :func:`fold_program`: ``carried`` coefficients to start with, fewer after a division by a
+    series of valuation v (the numerator's first v coefficients must vanish with it: else a pole
+    at the center).
+
+    ``digits`` None: exact rationals (what the order conditions need; about 0 only). Else
+    FLINT's Arb balls at that precision (python-flint ``arb``, products and quotients as
+    ``arb_series``): float64 Taylor constants need no exact rationals, whose digits run to
+    thousands in a 10-stage program (minutes per series), and a ball says rigorously which
+    coefficients are zero: those whose ball holds 0 (a removable singularity's exact zeros come
+    out of the cancellation as balls of radius ~10^-digits about 0). A ball that holds 0 but is
+    not that narrow means the precision ran out, and is refused."""
 
     carried: int
+    digits: int | None = None
+    center: Fraction = Fraction(0)
 
-    def rational(self, q: Fraction) -> tuple[list[Fraction], int]:
-        return [q] + [Fraction(0)] * self.carried, self.carried
+    def _number(self, q: Fraction) -> Any:
+        return q if self.digits is None else flint.arb(q.numerator) / q.denominator
 
-    def leaf(self, key: tuple[int, Fraction]) -> tuple[list[Fraction], int]:
+    def _is_zero(self, q: Any) -> bool:
+        if self.digits is None:
+            return q == 0
+        zero = bool(q.contains(0))
+        if zero and q.rad() > flint.arb(10) ** (-(self.digits // 2)):
+            raise InputError(
+                f"a Taylor coefficient is indistinguishable from 0 at {self.digits} digits "
+                f"(ball {q.str(5)}): the program cancels beyond that precision"
+            )
+        return zero
+
+    def rational(self, q: Fraction) -> tuple[list, int]:
+        zero = self._number(Fraction(0))
+        return [self._number(q)] + [zero] * self.carried, self.carried
+
+    def leaf(self, key: tuple[int, Fraction]) -> tuple[list, int]:
         k, c = key
         if k == -1:
-            return [Fraction(0), Fraction(1)] + [Fraction(0)] * (self.carried - 1), self.carried
-        return [c**m / factorial(m + k) for m in range(self.carried + 1)], self.carried
+            first = (self.center, Fraction(1))
+            z = [self._number(first[m] if m < 2 else Fraction(0)) for m in range(self.carried + 1)]
+            return z, self.carried
+        if c * self.center != 0:
+            return list(_phi_series(k, c, self.center, self.carried, self.digits)), self.carried
+        terms = [self._number(c**m / factorial(m + k)) for m in range(self.carried + 1)]
+        return terms, self.carried
 
-    def add(self, terms: list) -> tuple[list[Fraction], int]:
+    def add(self, terms: list) -> tuple[list, int]:
         known = min(k for _, k in terms)
         return [sum(t[m] for t, _ in terms) for m in range(known + 1)], known
 
-    def _product(self, factors: list) -> tuple[list[Fraction], int]:
-        result = self.rational(Fraction(1))
-        for b, kb in factors:
+    def _convolve(self, a: list, b: list, known: int) -> list:
+        if self.digits is None:
+            return [sum(a[i] * b[m - i] for i in range(m + 1)) for m in range(known + 1)]
+        return _coefficients(
+            flint.arb_series(a[: known + 1]) * flint.arb_series(b[: known + 1]), known
+        )
+
+    def _product(self, factors: list) -> tuple[list, int]:
+        if not factors:
+            return self.rational(Fraction(1))
+        result = factors[0]
+        for b, kb in factors[1:]:
             a, ka = result
             known = min(ka, kb)
-            result = [sum(a[i] * b[m - i] for i in range(m + 1)) for m in range(known + 1)], known
+            if not any(b[1 : known + 1]):  # a constant factor (a rational of the program)
+                result = [q * b[0] for q in a[: known + 1]], known
+            elif not any(a[1 : known + 1]):
+                result = [a[0] * q for q in b[: known + 1]], known
+            else:
+                result = self._convolve(a, b, known), known
         return result
 
-    def mul(self, numerators: list, denominators: list, where: str) -> tuple[list[Fraction], int]:
+    def mul(self, numerators: list, denominators: list, where: str) -> tuple[list, int]:
         (a, ka), (b, kb) = self._product(numerators), self._product(denominators)
-        v = next((m for m, q in enumerate(b[: kb + 1]) if q != 0), None)
-        if v is None or any(q != 0 for q in a[:v]):
-            raise SingularAtZeroError(f"{where}: a division in the program is singular at z = 0")
+        v = next((m for m in range(kb + 1) if not self._is_zero(b[m])), None)
+        if v is None or not all(self._is_zero(q) for q in a[: min(v, ka + 1)]):
+            raise SingularAtZeroError(
+                f"{where}: a division in the program is singular at z = {self.center}"
+            )
         a, b, known = a[v:], b[v:], min(ka, kb) - v
-        result: list[Fraction] = []
+        if self.digits is not None:
+            quotient = flint.arb_series(a[: known + 1]) / flint.arb_series(b[: known + 1])
+            return _coefficients(quotient, known), known
+        result: list = []
         for m in range(known + 1):
             result.append((a[m] - sum(result[i] * b[m - i] for i in range(m))) / b[0])
         return result, known
 
 
+def _coefficients(series: Any, known: int) -> list:
+    """t_0..t_known of an ``arb_series`` (which drops trailing zeros)."""
+    coefficients = list(series.coeffs())[: known + 1]
+    return coefficients + [flint.arb(0)] * (known + 1 - len(coefficients))
+
+
+@functools.lru_cache(maxsize=1024)
+def _phi_series(k: int, c: Fraction, center: Fraction, carried: int, digits: int) -> tuple:
+    """Taylor coefficients in w of phi_k(c (center + w)) as Arb balls, c center != 0: e^x
+    about x0 = c center has e^x0 c^m / m!, and phi_j(x) = (phi_(j-1)(x) - 1/(j-1)!) / x
+    (spec phi-functions: phi_(j-1) = x phi_j + 1/(j-1)!) divides by the linear series
+    x0 + c w, term by term. Called within :func:`program_series`'s precision."""
+    x0 = flint.arb(c.numerator * center.numerator) / (c.denominator * center.denominator)
+    scale = flint.arb(c.numerator) / c.denominator
+    power, series = x0.exp(), []
+    for m in range(carried + 1):
+        series.append(power)
+        power = power * scale / (m + 1)
+    for j in range(1, k + 1):
+        shifted = [series[0] - flint.arb(1) / factorial(j - 1), *series[1:]]
+        quotient: list = []
+        for m in range(carried + 1):
+            previous = quotient[m - 1] if m else 0
+            quotient.append((shifted[m] - scale * previous) / x0)
+        series = quotient
+    return tuple(series)
+
+
+def _to_mpmath(ball: Any) -> Any:
+    """A ball's midpoint as an mpmath number (0 exactly when the ball holds 0)."""
+    if ball.contains(0):
+        return mpmath.mpf(0)
+    mantissa, exponent = ball.mid().man_exp()
+    return mpmath.mpf((int(mantissa), int(exponent)))
+
+
 def program_series(
-    definitions: tuple[Definition, ...] | list[Definition], degree: int, upto: str | None = None
-) -> dict[str, list[Fraction]]:
-    """The Taylor coefficients of every definition (up to and including ``upto``) in one pass:
-    t_0..t_degree, fewer where a division leaves fewer known (:func:`series_of` says so)."""
-    folded = fold_program(definitions, _TruncatedSeries(degree + _EXTRA_DEGREE), upto)
-    return {name: t[: min(degree, known) + 1] for name, (t, known) in folded.items()}
+    definitions: tuple[Definition, ...] | list[Definition],
+    degree: int,
+    upto: str | None = None,
+    digits: int | None = None,
+    center: Fraction = Fraction(0),
+) -> dict[str, list]:
+    """The Taylor coefficients about ``center`` of every definition (up to and including
+    ``upto``) in one pass: t_0..t_degree, fewer where a division leaves fewer known
+    (:func:`series_of` says so); exact rationals (about 0 only), or at ``digits`` digits in
+    Arb's ball arithmetic, returned as mpmath numbers (:class:`_TruncatedSeries`)."""
+    if center != 0 and digits is None:
+        raise InputError("program_series: a series about a center != 0 needs 'digits'")
+    if digits is None:
+        folded = fold_program(definitions, _TruncatedSeries(degree + _EXTRA_DEGREE), upto)
+        return {name: t[: min(degree, known) + 1] for name, (t, known) in folded.items()}
+    carried = degree + _EXTRA_DEGREE
+    saved = flint.ctx.prec, flint.ctx.cap
+    try:
+        flint.ctx.prec, flint.ctx.cap = int(digits * 3.33) + 16, carried + 1
+        arithmetic = _TruncatedSeries(carried, digits, Fraction(center))
+        folded = fold_program(definitions, arithmetic, upto)
+    finally:
+        flint.ctx.prec, flint.ctx.cap = saved
+    with mpmath.workdps(digits):
+        return {
+            name: [_to_mpmath(q) for q in t[: min(degree, known) + 1]]
+            for name, (t, known) in folded.items()
+        }
 
 
 def series_of(series: dict[str, list[Fraction]], name: str, degree: int) -> list[Fraction]:
@@ -703,9 +835,10 @@ def automatic_expansion(
     """An expansion about 0 for a definition that is 0/0 there: the widest disc |z| < r of
     r = 2, 1, 1/2, 1/4, 1/8 whose exact Taylor polynomial of some degree N <= 60 leaves a tail
     max(|t_{N-1}| r^(N-1), |t_N| r^N) below 1e-17 of max_k |t_k| r^k, with the smallest such N
-    (``series``: the program's :func:`program_series` to degree 60, when at hand)."""
+    (``series``: the program's series to degree 60, when at hand; else they are computed at 120
+    digits)."""
     if series is None:
-        series = program_series(definitions, _AUTO_DEGREE, upto=name)
+        series = _series_about(_program_key(definitions), Fraction(0))
     coefficients = series_of(series, name, _AUTO_DEGREE)
     for radius in (Fraction(2), Fraction(1), Fraction(1, 2), Fraction(1, 4), Fraction(1, 8)):
         terms = [abs(t) * radius**k for k, t in enumerate(coefficients)]
@@ -733,8 +866,8 @@ def removable_expansions(
     divides by a divisor vanishing there (found.divisor and the pivots chained to it, which can
     vanish to higher order without a sign change) must be 0/0 there (finite at z0 +- 1e-12 as
     at z0 +- 1e-6, tested at 100 digits), and gets its Taylor polynomial about c = z0 rounded
-    to 1/64 on the first disc of _REMOVABLE_DISCS (radius, degree) whose Cauchy-integral
-    coefficients (:func:`taylor_about`) leave a tail below 1e-17.
+    to 1/64 on the first disc of _REMOVABLE_DISCS (radius, degree) whose coefficients
+    (:func:`taylor_about`) leave a tail below 1e-17.
     A divider with a pole there (cancelled only later in the program) is refused: a series
     of it would be wrong near z0."""
     center = sympy.Rational(round(found.z * 64), 64)
@@ -797,15 +930,14 @@ def with_series(
             f"defines {defined})"
         )
     singular = set(singular_at_zero(definitions))
-    deep = None  # the series to degree 60 up to the last singular definition, computed once
+    deep = None  # every definition's series to degree 60 (120 digits), computed once
     result = []
     for definition in definitions:
         given = expansions(series[definition.name]) if definition.name in series else ()
         if definition.name in singular:
             if not given:
                 if deep is None:
-                    last = [d.name for d in definitions if d.name in singular][-1]
-                    deep = program_series(definitions, _AUTO_DEGREE, upto=last)
+                    deep = _series_about(_program_key(definitions), Fraction(0))
                 given = (automatic_expansion(definitions, definition.name, deep),)
             elif given[0].center != 0:
                 raise InputError(
