@@ -3,7 +3,7 @@
 Prints one row per derivation with its outcome, so the table doubles as a record of what the
 construction finds. ``--slow`` adds the constructions that take minutes (res_5s through the
 general path, as expanded quotients and as a straight-line program, Luan & Ostermann's 8-stage
-method, Hochbruck & Ostermann's 5-stage method, scalar stiff order 6 with 9 stages).
+method, Hochbruck & Ostermann's 5-stage method, scalar stiff order 6 with 9 and 10 stages).
 Usage: python bench/construct.py [--slow] [--format markdown|json]
 """
 
@@ -140,6 +140,17 @@ SLOW_CASES = [
         "as a program",
         lambda: construct_singlestep(
             9, 6, [*ORDER6_NODES, Rational(1, 2)], assumptions="stage-order-3", form="program"
+        ),
+    ),
+    (
+        "scalar 10 stages order 6, stage order 3, res_6s's c = (1/3, 2/3, 1/7, ..., 6/7, 1), as a "
+        "program (singularities, series, float64 cover, checked on it)",
+        lambda: construct_singlestep(
+            10,
+            6,
+            [Rational(1, 3), Rational(2, 3), *[Rational(k, 7) for k in range(1, 7)], 1],
+            assumptions="stage-order-3",
+            form="program",
         ),
     ),
     (

@@ -20,7 +20,12 @@ from phiforge.derive.conditions import (
     stiff_conditions,
 )
 from phiforge.derive.errors import InputError
-from phiforge.derive.registry import load_record, tableau_from_record
+from phiforge.derive.program_check import ProgramTableau
+from phiforge.derive.registry import (
+    checked_method_from_record,
+    load_record,
+    tableau_from_record,
+)
 from phiforge.derive.registry_folders import REGISTRY_ENV, registered_names, user_folders
 from phiforge.derive.tableau import ExpRKTableau, format_expression
 from phiforge.derive.trees import trees
@@ -157,9 +162,12 @@ def _orders(report: CheckReport) -> str:
     )
 
 
-def method_tableau(name: str, parameters: dict[str, Any], registry: Any) -> ExpRKTableau:
+def method_tableau(
+    name: str, parameters: dict[str, Any], registry: Any, checker: bool = False
+) -> ExpRKTableau | ProgramTableau:
     """A catalogue method (its free parameters fixed by ``parameters``), else the tableau of a
-    single-step record of the package's or the user's registry."""
+    single-step record of the package's or the user's registry (``checker``: a straight-line
+    record as the checker reads it, its program uncomposed)."""
     if name in catalogue_names():
         return catalogue_method(name, **parameters)
     registered = registered_names(registry)
@@ -177,7 +185,7 @@ def method_tableau(name: str, parameters: dict[str, Any], registry: Any) -> ExpR
         )
     if parameters:
         raise InputError(f"parameter '--param': registry method {name!r} has no free parameters")
-    return tableau_from_record(record)
+    return checked_method_from_record(record) if checker else tableau_from_record(record)
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -186,7 +194,7 @@ def _check(args: argparse.Namespace) -> None:
     if parameters and len(names) != 1:
         raise InputError("parameter '--param' needs exactly one method NAME")
     settings = list(SETTINGS) if args.setting == "both" else [args.setting]
-    methods = [method_tableau(n, parameters, args.registry) for n in names]
+    methods = [method_tableau(n, parameters, args.registry, checker=True) for n in names]
     count = len(stiff_conditions(args.order, "scalar")) * len(methods) * len(settings)
     with Progress(count, "check", quiet=args.quiet) as progress:
         reports = [

@@ -143,6 +143,7 @@ class ProgramTableau:
     description: str = ""
     prediction: str | None = None
     free_symbols: frozenset = frozenset()
+    source: str = ""
 
     @property
     def stages(self) -> int:

@@ -20,6 +20,7 @@ from phiforge.derive.check import check_tableau
 from phiforge.derive.errors import InputError
 from phiforge.derive.multistep import MultistepMethod, check_multistep, step_ratios
 from phiforge.derive.phi import phi
+from phiforge.derive.program_check import ProgramTableau
 from phiforge.derive.records import (
     FORMAT_VERSION,
     MultistepRecord,
@@ -45,6 +46,7 @@ from phiforge.derive.tableau import ExpRKTableau, Z
 
 __all__ = [
     "FORMAT_VERSION",
+    "checked_method_from_record",
     "composed_definitions",
     "content_hash",
     "corrector_from_record",
@@ -292,6 +294,31 @@ def tableau_from_record(record: Mapping[str, Any]) -> ExpRKTableau:
         description=record.description,
         prediction=record.prediction,
         source=str(record.provenance.get("citation", "")),
+    )
+
+
+def checked_method_from_record(record: Mapping[str, Any]) -> ExpRKTableau | ProgramTableau:
+    """A single-step record as the checker reads it: a straight-line record's program run as it
+    stands (:class:`~phiforge.derive.program_check.ProgramTableau`: composing res_6s's 143
+    definitions into quotients would take hours), any other record's tableau."""
+    record = typed_record(record)
+    if not isinstance(record, SingleStepRecord):
+        raise InputError(f"{record.name}: not a single-step record")
+    if not record.definitions:
+        return tableau_from_record(record)
+    coefficients = record.coefficients
+    return ProgramTableau(
+        record.name,
+        tuple(_parse(x, {}) for x in record.nodes),
+        program_from_record(record),
+        {
+            tuple(int(x) for x in key.split(",")): text  # type: ignore[misc]
+            for key, text in coefficients["a"].items()
+            if text != "0"
+        },
+        {int(i): text for i, text in coefficients["b"].items() if text != "0"},
+        description=record.description,
+        prediction=record.prediction,
     )
 
 

@@ -107,7 +107,9 @@ STEPS = (8, 16, 32, 64, 128, 256, 512)
 def fitted_order(name, mu, s, x0, amplitude):
     """(q, misfit): the order q (grid 0.5..8, step 0.01) for which the signed errors are best
     explained by e(h) = C h^q + D h^(q+1), by least squares on e/h^q over the finest five N of
-    STEPS whose errors lie above the round-off (30 sqrt(N) eps |solution|) and below 1e-3.
+    STEPS whose errors lie above the round-off (30 sqrt(N) eps |solution|) and below 1e-3, at
+    least four of them (three are fitted exactly by any q: res_6s's errors fall below the
+    round-off after N = 32 on some problems, and its three coarsest fit q = 6.44 there).
     The misfit is the RMS residual over |C|: small when the errors are in the asymptotic regime.
 
     A slope between two N is not robust (measured on 840 random problems: the error crosses zero
@@ -121,6 +123,8 @@ def fitted_order(name, mu, s, x0, amplitude):
         for i, n in enumerate(STEPS)
         if 30 * math.sqrt(n) * 2.2e-16 * scale < abs(errors[i]) < 1e-3 * scale
     ][-5:]
+    if len(usable) < 4:  # q, C and D fit any three errors exactly: no evidence of a regime
+        return math.nan, math.inf
     h = np.array([1.0 / STEPS[i] for i in usable])
     basis = np.stack([np.ones_like(h), h], axis=1)
     best = (math.inf, 0.0)
@@ -140,9 +144,14 @@ def fitted_order(name, mu, s, x0, amplitude):
 # 40 / 40 / 36 / 24 of 40, worst |q - claimed| 0.00 / 0.01 / 0.06 / 0.07; the 3 / 10 fits of
 # res_3m_pc / res_4m_pc off by more than 0.15 have misfit >= 0.012 / 0.023.
 MISFIT = 1e-2
+# res_6s: between 1e-3 and the round-off its errors span only N = 8..64 on these problems (four
+# points at most, N = 8 pre-asymptotic): fits give q = 6.15 .. 6.44 with misfit < 1e-2 (6.44 on
+# mu = 0.5, s = 0.3, x0 = 7 from its three coarsest errors before the four-point rule). Its
+# order is checked by test_observed_order_of_res_6s (slopes 5.98, 6.17) and the one-step test.
+FIT_METHODS = [name for name in ode_methods() if name != "res_6s"]
 
 
-@pytest.mark.parametrize("name", ode_methods())
+@pytest.mark.parametrize("name", FIT_METHODS)
 @settings(
     max_examples=3,
     deadline=None,
@@ -170,7 +179,7 @@ def test_observed_order_equals_claimed_order(name, mu, s, offset, amplitude):
 FIXED_PROBLEMS = ((0.5, 0.3, 7.0, 0.0), (0.5, 0.6, 5.5, 0.2))
 
 
-@pytest.mark.parametrize("name", ode_methods())
+@pytest.mark.parametrize("name", FIT_METHODS)
 def test_the_order_fit_is_in_its_asymptotic_regime_on_a_fixed_problem(name):
     # the property test above must not be vacuous: on one of these problems every method's fit
     # applies, and gives its claimed order
@@ -198,6 +207,26 @@ def test_observed_order_of_res_5s():
     slopes = [math.log2(errors[i] / errors[i + 1]) for i in range(2)]
     assert all(abs(slope - 5) <= 0.2 for slope in slopes), slopes
     assert abs(slopes[-1] - 5) <= 0.15
+
+
+def test_one_step_of_res_6s_is_exact_for_quintic_drifts_only():
+    # degree < 6 is integrated exactly (2.8e-15 for this quintic, where res_5s errs by 4.7e-6),
+    # degree 6 is not (6.2e-4)
+    def quintic(lam):
+        return 0.3 + 0.2 * lam - 0.4 * lam**2 + 0.1 * lam**3 - 0.05 * lam**4 + 0.02 * lam**5
+
+    assert _one_step("res_6s", quintic) < 1e-13
+    assert _one_step("res_6s", lambda lam: lam**6) > 1e-5
+    assert _one_step("res_5s", quintic) > 1e-7
+
+
+def test_observed_order_of_res_6s():
+    # errors 1.7e-5, 2.4e-7, 3.7e-9, 5.2e-11, 7.1e-13 for N = 4, 8, 16, 32, 64 (slopes 6.20,
+    # 5.98, 6.17, 6.19)
+    method = load_method("res_6s")
+    errors = [abs(_gaussian_error(method, 0.5, 0.5, 5.0, 0.3, n)) for n in (8, 16, 32)]
+    slopes = [math.log2(errors[i] / errors[i + 1]) for i in range(2)]
+    assert all(abs(slope - 6) <= 0.25 for slope in slopes), slopes
 
 
 def test_unknown_method_is_rejected():
