@@ -58,7 +58,9 @@ def _check_order(method, schedule, means, stds, start):
     for steps in (128, 256):
         y = sample(gauss, x, schedule, method, steps=steps, output="edm", warmup="order-preserving")
         errors.append(float((y - exact).abs().max()))
-    assume(errors[1] > 1e-12)  # e.g. data N(0, I) started at 0: solved exactly
+    # above round-off by 100x (256 steps round to ~1e-13; at 1e-12 res_5s read 5.32 from
+    # 4.9e-11, 1.2e-12 on EDM); below it, e.g. data N(0, I) started at 0 is solved exactly
+    assume(errors[1] > 1e-11)
     observed = math.log2(errors[0] / errors[1])
     claimed = load_method(method).CONVERGENCE_ORDER
     assert observed >= claimed - 0.15, (method, schedule.name, errors)
