@@ -15,12 +15,14 @@ This module finds those losses and covers them, for any program:
   the generated code runs it (each definition from the float64 values of its inputs, from its
   Taylor polynomial where one of its discs holds z; the definitions free of names in the code
   generator's cancellation-free forms, psi_j(c z) correctly rounded), relative
-  to max(|value|, 1e-6 max over the grid), at real z on a grid of [lowest, 0);
+  to max(|value|, 1e-6 max over the grid), at real z on a grid of [lowest, 0) (steps of 1/8
+  and log-spaced points down to -1e-8);
 - :func:`accuracy_expansions`: the definitions are taken in program order; one whose error
   exceeds 1e-13 at a point where its value is used (it is a coefficient of the method, or a
   definition using it takes its formula there) gets Taylor discs, greedily from the bad point
-  nearest 0 outward: the widest radius of 8, 6, 4, 3, 2, 3/2, 1, 1/2 whose disc (center on a
-  grid of r/4, the bad point near its right edge) has coefficients with a tail below 1e-17
+  nearest 0 outward: the widest radius of 8, 6, 4, 3, 2, 3/2, 1, 1/2 whose disc (about 0 when
+  the bad point is within r/4 of it, else centered on a grid of r/4 with the bad point near its
+  right edge) has coefficients with a tail below 1e-17
   (the program's power series about that center in ball arithmetic,
   :func:`~phiforge.derive.straightline.taylor_about`) and a float64 Horner
   value within the tolerance at every grid point it covers. A series is computed from exact
