@@ -49,7 +49,7 @@ from phiforge.derive.registry import (
     program_from_record,
     tableau_from_record,
 )
-from phiforge.derive.straightline import Definition, Expansion, taylor_constants
+from phiforge.derive.straightline import Definition, Expansion, taylor_about
 from phiforge.derive.tableau import Z
 
 __all__ = ["default_generated_dir", "generate", "name_free_form", "render_module"]
@@ -298,9 +298,9 @@ def _series_constant(
     expansion: Expansion,
 ) -> list[str]:
     """A definition's Taylor coefficients about the expansion's center, highest degree first,
-    as float64 (:func:`~phiforge.derive.straightline.taylor_constants`: the program's power
+    as float64 (:func:`~phiforge.derive.straightline.taylor_about`: the program's power
     series about the center at 120 digits)."""
-    series = taylor_constants(definitions, definition.name, expansion)
+    series = taylor_about(definitions, definition.name, expansion)
     lines = [f"{name} = (  # about z = {expansion.center}, degree {expansion.degree}"]
     lines.extend(f"    {q!r}," for q in reversed(series))
     return [*lines, ")"]

@@ -49,7 +49,6 @@ from phiforge.derive.straightline import (
     Expansion,
     evaluate_program,
     taylor_about,
-    taylor_constants,
 )
 from phiforge.derive.tableau import Z
 
@@ -154,7 +153,7 @@ class _Study:
     def series_value(self, name: str, expansion: Expansion, z: float) -> float:
         key = (name, expansion)
         if key not in self._constants:
-            self._constants[key] = taylor_constants(self.definitions, name, expansion)
+            self._constants[key] = taylor_about(self.definitions, name, expansion)
         return _horner(self._constants[key], z - float(expansion.center))
 
     def run(self, program: dict[str, Definition], index: int) -> dict[str, float]:

@@ -79,7 +79,6 @@ __all__ = [
     "removable_expansions",
     "split_phi_linear",
     "taylor_about",
-    "taylor_constants",
 ]
 
 
@@ -350,14 +349,6 @@ def _series_about(program: tuple[tuple[str, sympy.Expr], ...], center: Fraction)
     """Every definition's Taylor coefficients about ``center`` to degree 60, at 120 digits."""
     definitions = [Definition(name, expr) for name, expr in program]
     return program_series(definitions, _AUTO_DEGREE, digits=_SERIES_DIGITS, center=center)
-
-
-def taylor_constants(
-    definitions: tuple[Definition, ...] | list[Definition], name: str, expansion: Expansion
-) -> list[float]:
-    """The float64 Taylor coefficients t_0..t_N of definition ``name`` about the expansion's
-    center (:func:`taylor_about`)."""
-    return taylor_about(definitions, name, expansion)
 
 
 _EXTRA_DEGREE = 8  # series are carried this far beyond the degree asked for, for divisions

@@ -15,7 +15,7 @@ from phiforge.derive.straightline import (
     construct_scalar_order5,
     program_series,
     program_taylor,
-    taylor_constants,
+    taylor_about,
     with_series,
 )
 from phiforge.derive.tableau import Z
@@ -80,7 +80,7 @@ def test_numeric_series_about_zero_equal_the_exact_ones():
                 assert abs(mpmath.mpf(q.numerator) / q.denominator - x) <= mpmath.mpf(10) ** -60
     # the generated constants: exact zeros stay 0.0, the others round like the exact rationals
     series = program_taylor(method.definitions, "a52", 40)
-    constants = taylor_constants(
+    constants = taylor_about(
         method.definitions, "a52", Expansion(sympy.Integer(0), sympy.Integer(1), 40)
     )
     assert constants == [float(q) for q in series]
