@@ -128,7 +128,8 @@ def _names_used(definition: Definition) -> set[str]:
 
 
 class _Study:
-    """A program's exact values on the grid (40 digits), and its float64 runs."""
+    """A program's exact values on the grid (40 digits, more below |z| = 1: :func:`_digits`),
+    and its float64 runs."""
 
     def __init__(self, definitions: tuple[Definition, ...], lowest: float) -> None:
         self.definitions = definitions
