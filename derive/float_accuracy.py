@@ -48,6 +48,7 @@ from phiforge.derive.straightline import (
     Definition,
     Expansion,
     evaluate_program,
+    mp_phi,
     taylor_about,
 )
 from phiforge.derive.tableau import Z
@@ -84,8 +85,10 @@ def _digits(z: float) -> int:
 
 @functools.lru_cache(maxsize=8192)
 def _float_phi(k: Any, x: float) -> float:
+    """phi_k(x), correctly rounded (:func:`~phiforge.derive.straightline.mp_phi` at 30
+    digits)."""
     with mpmath.workdps(30):
-        return float(mpmath.hyp1f1(1, int(k) + 1, x) / mpmath.factorial(int(k)))
+        return float(mp_phi(k, mpmath.mpf(x)))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -97,8 +100,8 @@ def _float_function(expr: sympy.Expr, names: tuple[sympy.Symbol, ...]) -> Any:
 def _float_psi(j: Any, x: float) -> float:
     """psi_j(x) = j! e^x phi_(j+1)(-x), correctly rounded."""
     with mpmath.workdps(30):
-        phi_value = mpmath.hyp1f1(1, int(j) + 2, -x) / mpmath.factorial(int(j) + 1)
-        return float(mpmath.factorial(int(j)) * mpmath.exp(x) * phi_value)
+        x = mpmath.mpf(x)
+        return float(mpmath.factorial(int(j)) * mpmath.exp(x) * mp_phi(int(j) + 1, -x))
 
 
 @functools.lru_cache(maxsize=1024)

@@ -72,6 +72,7 @@ __all__ = [
     "evaluate_program",
     "expansions",
     "fold_program",
+    "mp_phi",
     "phi_key",
     "program_series",
     "program_singularities",
@@ -276,7 +277,7 @@ def expansions(series: Any) -> tuple[Expansion, ...]:
     return tuple(result)
 
 
-def _mp_phi(k: Any, x: Any) -> Any:
+def mp_phi(k: Any, x: Any) -> Any:
     """phi_k(x) = 1F1(1; k + 1; x) / k! at the current precision (a program names the same
     phi_k(c z) in many definitions: the values are remembered per precision)."""
     return _mp_phi_at(int(k), x, mpmath.mp.prec)
@@ -305,7 +306,7 @@ def evaluate_program(
 
 @functools.lru_cache(maxsize=512)
 def _lambdified(expr: sympy.Expr, names: tuple[sympy.Symbol, ...]) -> Any:
-    return sympy.lambdify([Z, *names], expr, modules=[{"phi": _mp_phi}, "mpmath"])
+    return sympy.lambdify([Z, *names], expr, modules=[{"phi": mp_phi}, "mpmath"])
 
 
 def taylor_about(
