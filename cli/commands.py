@@ -24,7 +24,6 @@ from phiforge.derive.program_check import ProgramTableau
 from phiforge.derive.registry import (
     checked_method_from_record,
     load_record,
-    tableau_from_record,
 )
 from phiforge.derive.registry_folders import REGISTRY_ENV, registered_names, user_folders
 from phiforge.derive.tableau import ExpRKTableau, format_expression
@@ -163,11 +162,13 @@ def _orders(report: CheckReport) -> str:
 
 
 def method_tableau(
-    name: str, parameters: dict[str, Any], registry: Any, checker: bool = False
+    name: str, parameters: dict[str, Any], registry: Any
 ) -> ExpRKTableau | ProgramTableau:
-    """A catalogue method (its free parameters fixed by ``parameters``), else the tableau of a
-    single-step record of the package's or the user's registry (``checker``: a straight-line
-    record as the checker reads it, its program uncomposed)."""
+    """A catalogue method (its free parameters fixed by ``parameters``), else a single-step
+    record of the package's or the user's registry: its tableau, or a straight-line record's
+    program uncomposed (:func:`~phiforge.derive.registry.checked_method_from_record`: composing
+    res_6s's 143 definitions would take hours; the checker, ``show`` and the operator-setting
+    study read the program as it stands)."""
     if name in catalogue_names():
         return catalogue_method(name, **parameters)
     registered = registered_names(registry)
@@ -185,7 +186,7 @@ def method_tableau(
         )
     if parameters:
         raise InputError(f"parameter '--param': registry method {name!r} has no free parameters")
-    return checked_method_from_record(record) if checker else tableau_from_record(record)
+    return checked_method_from_record(record)
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -194,7 +195,7 @@ def _check(args: argparse.Namespace) -> None:
     if parameters and len(names) != 1:
         raise InputError("parameter '--param' needs exactly one method NAME")
     settings = list(SETTINGS) if args.setting == "both" else [args.setting]
-    methods = [method_tableau(n, parameters, args.registry, checker=True) for n in names]
+    methods = [method_tableau(n, parameters, args.registry) for n in names]
     count = len(stiff_conditions(args.order, "scalar")) * len(methods) * len(settings)
     with Progress(count, "check", quiet=args.quiet) as progress:
         reports = [
@@ -307,6 +308,7 @@ def _show(args: argparse.Namespace) -> None:
                     for j in range(1, i)
                 },
                 "b": {str(i): str(method.b_entry(i)) for i in range(1, method.stages + 1)},
+                "definitions": {d.name: str(d.expr) for d in method.definitions},
             }
         )
     elif args.format == "latex":

@@ -15,11 +15,16 @@ __all__ = ["explore_margins", "local_orders", "observed_order"]
 
 
 def observed_order(
-    steps: Sequence[int], errors: Sequence[float], floor: float = 0.0, fit_points: int = 3
+    steps: Sequence[int],
+    errors: Sequence[float],
+    floor: float = 0.0,
+    fit_points: int = 3,
+    least: float = 1e-13,
 ) -> float | None:
     """Least-squares slope of -log(error) against log(steps) over the finest ``fit_points``
-    errors above max(100 floor, 1e-13); None without two distinct step counts there."""
-    usable = [(n, e) for n, e in zip(steps, errors, strict=True) if e > max(100 * floor, 1e-13)]
+    errors above max(100 floor, least) (``least``: where round-off starts to show, 1e-13 in
+    float64); None without two distinct step counts there."""
+    usable = [(n, e) for n, e in zip(steps, errors, strict=True) if e > max(100 * floor, least)]
     usable = usable[-fit_points:]
     if len({n for n, _ in usable}) < 2:  # no slope from one step count, repeated or not
         return None

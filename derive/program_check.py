@@ -25,6 +25,7 @@ from fractions import Fraction
 from functools import cached_property
 from typing import Any
 
+import numpy as np
 import sympy
 
 from phiforge.derive.errors import InputError
@@ -35,11 +36,12 @@ from phiforge.derive.straightline import (
     fold_program,
     phi_key,
     program_series,
+    program_values,
     series_of,
 )
-from phiforge.derive.tableau import ExpRKTableau, SparseTableau
+from phiforge.derive.tableau import ExpRKTableau, SparseTableau, format_expression
 
-__all__ = ["ProgramFunction", "ProgramTableau"]
+__all__ = ["ProgramFunction", "ProgramTableau", "as_program"]
 
 
 class _Run:
@@ -160,3 +162,77 @@ class ProgramTableau:
         )
 
     at_zero = ExpRKTableau.at_zero
+
+    def a_entry(self, i: int, j: int) -> sympy.Expr:
+        """a_ij as the name of the definition that computes it (0 when absent)."""
+        name = self.a_names.get((i, j))
+        return sympy.Symbol(name) if name else sympy.Integer(0)
+
+    def b_entry(self, i: int) -> sympy.Expr:
+        name = self.b_names.get(i)
+        return sympy.Symbol(name) if name else sympy.Integer(0)
+
+    def to_markdown(self) -> str:
+        """The tableau of definition names (:meth:`ExpRKTableau.to_markdown`), then the
+        definitions in program order."""
+        lines = [f"- {d.name} = {format_expression(d.expr)}" for d in self.definitions]
+        table = ExpRKTableau.to_markdown(self)  # type: ignore[arg-type]
+        return f"{table}\n\nwhere, in program order:\n\n" + "\n".join(lines)
+
+    def to_latex(self) -> str:
+        """The Butcher array of definition names, then the definitions as an ``aligned``
+        block."""
+        rows = [
+            f"{sympy.latex(sympy.Symbol(d.name))} &= {sympy.latex(d.expr)}"
+            for d in self.definitions
+        ]
+        array = ExpRKTableau.to_latex(self)  # type: ignore[arg-type]
+        return f"{array}\n\\begin{{aligned}}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
+
+    def coefficient_arrays(
+        self, z: np.ndarray
+    ) -> tuple[dict[tuple[int, int], np.ndarray], dict[int, np.ndarray]]:
+        """The non-zero a_ij and b_i at every real z of ``z``, in z's floating dtype (the
+        operator setting's a_ij(hL) in L's eigenbasis, at z = h lambda_k): the program run in
+        ball arithmetic at each distinct z (:func:`~phiforge.derive.straightline.program_values`,
+        correct to 1e-20 relative, so neither float64 cancellation nor a Taylor disc enters)."""
+        z = np.asarray(z)
+        distinct, where = np.unique(z.ravel(), return_inverse=True)
+        names = sorted({*self.a_names.values(), *self.b_names.values()})
+        points = [np.format_float_scientific(x, unique=True) for x in distinct]
+        values = program_values(self.definitions, names, points, z.dtype.type)
+        arrays = {
+            name: np.asarray(values[name], dtype=z.dtype)[where].reshape(z.shape) for name in names
+        }
+        a = {key: arrays[name] for key, name in self.a_names.items()}
+        b = {i: arrays[name] for i, name in self.b_names.items()}
+        return a, b
+
+
+def as_program(method: ExpRKTableau | ProgramTableau) -> ProgramTableau:
+    """``method`` as a program: a tableau's non-zero entries become one definition each (a_i_j,
+    b_i), a program stays as it is. What runs a method numerically from its exact coefficients
+    (:meth:`ProgramTableau.coefficient_arrays`) reads both kinds the same way."""
+    if isinstance(method, ProgramTableau):
+        return method
+    s = method.stages
+    a_names = {
+        (i, j): f"a{i}_{j}"
+        for i in range(2, s + 1)
+        for j in range(1, i)
+        if method.a_entry(i, j) != 0
+    }
+    b_names = {i: f"b{i}" for i in range(1, s + 1) if method.b_entry(i) != 0}
+    definitions = [Definition(name, method.a_entry(*key)) for key, name in a_names.items()]
+    definitions += [Definition(name, method.b_entry(i)) for i, name in b_names.items()]
+    return ProgramTableau(
+        method.name,
+        tuple(method.c),
+        tuple(definitions),
+        a_names,
+        b_names,
+        description=method.description,
+        prediction=method.prediction,
+        free_symbols=method.free_symbols,
+        source=method.source,
+    )

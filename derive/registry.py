@@ -319,6 +319,7 @@ def checked_method_from_record(record: Mapping[str, Any]) -> ExpRKTableau | Prog
         {int(i): text for i, text in coefficients["b"].items() if text != "0"},
         description=record.description,
         prediction=record.prediction,
+        source=str(record.provenance.get("citation", "")),
     )
 
 

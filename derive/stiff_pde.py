@@ -17,10 +17,12 @@ quadratic is exact, so no spatial error enters the measured one):
 - ``heat-nonstiff``: ``heat-ho`` with diffusion eps = 1e-4 on 20 points (h ||L|| < 1 for
   h <= 1): every method shows its classical order.
 
-A step of an exponential Runge-Kutta tableau is taken in L's eigenbasis, where every
-coefficient a_ij(hL), b_i(hL) is the scalar expression evaluated at h lambda_k (phi functions by
-their Taylor series for |z| < 1 and the recurrence phi_{k+1} = (phi_k - 1/k!)/z otherwise,
-both stable on z <= 0); no matrix exponential is formed. Errors are discrete L2 norms
+A step of an exponential Runge-Kutta method is taken in L's eigenbasis, where every
+coefficient a_ij(hL), b_i(hL) is the scalar function evaluated at h lambda_k
+(``coefficient_arrays``: a tableau's expressions in float64 with phi functions by their Taylor
+series for |z| < 1 and the recurrence phi_{k+1} = (phi_k - 1/k!)/z otherwise, both stable on
+z <= 0, :mod:`phiforge.derive.phi_float`; a straight-line program, res_6s's 143 definitions, in
+ball arithmetic at each z); no matrix exponential is formed. Errors are discrete L2 norms
 sqrt(dx sum (u_i - u(x_i, T))^2) at T = 1.
 """
 
@@ -30,13 +32,18 @@ import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
 
 import numpy as np
-import sympy
+import scipy.fft
 
 from phiforge.derive.convergence import explore_margins, local_orders, observed_order
 from phiforge.derive.errors import InputError
-from phiforge.derive.tableau import ExpRKTableau, Z
+from phiforge.derive.program_check import ProgramTableau, as_program
+from phiforge.derive.tableau import ExpRKTableau
+
+Method = ExpRKTableau | ProgramTableau
 
 __all__ = [
     "PROBLEMS",
@@ -51,111 +58,92 @@ __all__ = [
 ]
 
 
-_SERIES_TERMS = 48  # as runtime.phi: |z| < k <= 16 leaves a tail below 1e-17 phi_k(z)
-_INVERSE_FACTORIALS = [1.0 / math.factorial(n) for n in range(_SERIES_TERMS + 17)]
+DTYPE = np.longdouble  # extended precision: 64-bit mantissa on x86-64 (float64 where it is not)
+_PI = DTYPE("3.14159265358979323846264338327950288")
+#: errors below this are round-off, not truncation (the fit's floor): 1e-13 in float64, scaled
+#: by the precision the study runs in (4.9e-17 in x86-64's extended precision)
+ROUND_OFF = 1e-13 * float(np.finfo(DTYPE).eps / np.finfo(np.float64).eps)
 
 
-def phi_table(z: np.ndarray | float, k_max: int) -> list[np.ndarray]:
-    """[phi_0(z), ..., phi_k_max(z)] for real z (arrays or numbers) in float64: the power series
-    sum_m z^m / (m + k)! where |z| < k, else the recurrence phi_k = (phi_{k-1} - 1/(k-1)!) / z
-    from phi_1 = expm1(z) / z (runtime.phi's algorithm, in numpy; measured 3.3e-16 relative or
-    better against mpmath for k <= 8 on -5 <= z <= 1)."""
-    z = np.asarray(z, dtype=np.float64)
-    magnitude = np.abs(z)
-    large = magnitude >= 1.0
-    divisor = np.where(large, z, 1.0)
-    with np.errstate(over="ignore"):  # z > 709 (an unstable method's scaled step): inf
-        values = [np.exp(z)]
-        recurrence = np.where(large, np.expm1(z) / divisor, 0.0)
-    for k in range(1, k_max + 1):
-        total = np.full_like(z, _INVERSE_FACTORIALS[_SERIES_TERMS - 1 + k])
-        for m in range(_SERIES_TERMS - 2, -1, -1):
-            total = total * z + _INVERSE_FACTORIALS[m + k]
-        values.append(np.where(magnitude < k, total, recurrence))
-        with np.errstate(invalid="ignore"):  # inf - const where e^z overflowed
-            recurrence = np.where(large, (recurrence - _INVERSE_FACTORIALS[k]) / divisor, 0.0)
-    return values
-
-
-def phi_numpy(k: int, z: np.ndarray) -> np.ndarray:
-    """phi_k(z) for real z (arrays): :func:`phi_table`'s entry k."""
-    return phi_table(z, k)[k]
-
-
-def _numeric(expr: sympy.Expr) -> Callable[[np.ndarray], np.ndarray]:
-    """A vectorised numpy function of z for a coefficient expression in phi(k, c z)."""
-    function = sympy.lambdify(Z, expr, modules=[{"phi": phi_numpy}, "numpy"])
-
-    def evaluate(z: np.ndarray) -> np.ndarray:
-        return np.broadcast_to(np.asarray(function(z), dtype=np.float64), z.shape)
-
-    return evaluate
+def _exact_number(value: Any) -> Any:
+    """A node or parameter (a rational, a SymPy number, a float) in :data:`DTYPE` without a
+    float64 rounding on the way (c = 1/7 is not a float64)."""
+    q = Fraction(str(value)) if not isinstance(value, float) else Fraction(value)
+    return DTYPE(q.numerator) / DTYPE(q.denominator)
 
 
 @dataclass(frozen=True)
 class StiffProblem:
-    """u' = L u + g(t, u) on [0, 1] with L = V diag(lam) V^T and the exact solution ``exact``."""
+    """u' = L u + g(t, u) on [0, 1] with L = V diag(lam) V^T, V the orthonormal sine vectors
+    (applied as the orthonormal discrete sine transform of type I, which is its own inverse),
+    and the exact solution ``exact``; every array in :data:`DTYPE`."""
 
     name: str
     x: np.ndarray
     lam: np.ndarray
-    vectors: np.ndarray
-    g: Callable[[float, np.ndarray], np.ndarray]
-    exact: Callable[[float], np.ndarray]
+    g: Callable[[Any, np.ndarray], np.ndarray]
+    exact: Callable[[Any], np.ndarray]
 
     @property
     def norm(self) -> float:
         """||L|| (the largest |eigenvalue|)."""
         return float(np.abs(self.lam).max())
 
+    @staticmethod
+    def transform(u: np.ndarray) -> np.ndarray:
+        """u in L's eigenbasis, and back (V = V^T = V^-1)."""
+        return scipy.fft.dst(u, type=1, norm="ortho")
+
     def error(self, u: np.ndarray, t: float) -> float:
+        """The discrete L2 error sqrt(dx sum (u_i - u(x_i, t))^2); inf beyond float64's range
+        (a method that blew up)."""
         dx = self.x[1] - self.x[0]
         with np.errstate(over="ignore", invalid="ignore"):
             value = float(np.sqrt(dx * np.sum((u - self.exact(t)) ** 2)))
         return value if math.isfinite(value) else math.inf
 
 
-def _laplacian(n: int, eps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    dx = 1.0 / (n + 1)
-    x = np.linspace(dx, 1.0 - dx, n)
-    k = np.arange(1, n + 1)
-    lam = -4.0 * eps / dx**2 * np.sin(k * np.pi * dx / 2) ** 2
-    vectors = np.sqrt(2 * dx) * np.sin(np.outer(x, k) * np.pi)  # orthonormal eigenvectors
-    return x, lam, vectors
+def _laplacian(n: int, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    dx = DTYPE(1) / (n + 1)
+    x = np.arange(1, n + 1, dtype=DTYPE) * dx
+    k = np.arange(1, n + 1, dtype=DTYPE)
+    lam = -4 * _exact_number(eps) / dx**2 * np.sin(k * _PI * dx / 2) ** 2
+    return x, lam
 
 
 def _heat_ho(n: int, eps: float, name: str) -> StiffProblem:
-    x, lam, vectors = _laplacian(n, eps)
+    x, lam = _laplacian(n, eps)
     shape = x * (1 - x)
+    eps_ = _exact_number(eps)
 
-    def exact(t: float) -> np.ndarray:
-        return shape * math.exp(t)
+    def exact(t: Any) -> np.ndarray:
+        return shape * np.exp(DTYPE(t))
 
-    def g(t: float, u: np.ndarray) -> np.ndarray:
+    def g(t: Any, u: np.ndarray) -> np.ndarray:
         w = exact(t)  # u_t - eps u_xx - 1/(1 + w^2), with u_xx = -2 e^t exactly on the grid
-        source = w + 2 * eps * math.exp(t) - 1.0 / (1.0 + w * w)
-        return 1.0 / (1.0 + u * u) + source
+        source = w + 2 * eps_ * np.exp(DTYPE(t)) - 1 / (1 + w * w)
+        return 1 / (1 + u * u) + source
 
-    return StiffProblem(name, x, lam, vectors, g, exact)
+    return StiffProblem(name, x, lam, g, exact)
 
 
 def _heat_compatible(n: int, eps: float = 1.0) -> StiffProblem:
     """u = x^2 (1 - x)^2 e^t is no quadratic, so the source holds the grid's own second
     difference of it: the semi-discrete system is solved exactly. g(t, u(t)) = u_t - L u
     vanishes on the boundary to second order."""
-    x, lam, vectors = _laplacian(n, eps)
+    x, lam = _laplacian(n, eps)
     shape = x**2 * (1 - x) ** 2
-    laplace_shape = vectors @ (lam * (vectors.T @ shape))
+    laplace_shape = StiffProblem.transform(lam * StiffProblem.transform(shape))
 
-    def exact(t: float) -> np.ndarray:
-        return shape * math.exp(t)
+    def exact(t: Any) -> np.ndarray:
+        return shape * np.exp(DTYPE(t))
 
-    def g(t: float, u: np.ndarray) -> np.ndarray:
+    def g(t: Any, u: np.ndarray) -> np.ndarray:
         w = exact(t)
-        source = w - laplace_shape * math.exp(t) - w * w
+        source = w - laplace_shape * np.exp(DTYPE(t)) - w * w
         return u * u + source
 
-    return StiffProblem("heat-compatible", x, lam, vectors, g, exact)
+    return StiffProblem("heat-compatible", x, lam, g, exact)
 
 
 def heat_problem(kind: str = "ho", n: int = 200, eps: float = 1.0) -> StiffProblem:
@@ -218,44 +206,34 @@ def stiff_problem(name: str) -> StiffProblem:
     return PROBLEMS[name]()
 
 
-def solve(method: ExpRKTableau, problem: StiffProblem, steps: int, t_end: float = 1.0):
-    """The end state of ``steps`` constant steps of ``method`` from the exact u(0)."""
+def solve(method: Method, problem: StiffProblem, steps: int, t_end: float = 1.0) -> np.ndarray:
+    """The end state of ``steps`` constant steps of ``method`` from the exact u(0), in
+    :data:`DTYPE`: every coefficient at z = h lambda_k from the exact one
+    (:meth:`~phiforge.derive.program_check.ProgramTableau.coefficient_arrays`)."""
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise InputError(f"parameter 'steps' must be an integer >= 1, got {steps!r}")
-    s, h = method.stages, t_end / steps
+    program = as_program(method)
+    h = _exact_number(t_end) / steps
     z = h * problem.lam
-    exp_c = [np.exp(float(c) * z) for c in method.c]
-    a = {
-        (i, j): _numeric(method.a_entry(i, j))(z)
-        for i in range(2, s + 1)
-        for j in range(1, i)
-        if method.a_entry(i, j) != 0
-    }
-    b = {i: _numeric(method.b_entry(i))(z) for i in range(1, s + 1) if method.b_entry(i) != 0}
-    V = problem.vectors
-    u = problem.exact(0.0)
-    w = V.T @ u
+    nodes = [_exact_number(c) for c in program.c]
+    a, b = program.coefficient_arrays(z)
+    w = problem.transform(problem.exact(0.0))
     with np.errstate(over="ignore", invalid="ignore"):  # an unstable method: inf, reported
-        return V @ _steps(w, problem, method, a, b, exp_c, z, h, steps)
-
-
-def _steps(w, problem, method, a, b, exp_c, z, h, steps) -> np.ndarray:
-    s, V = method.stages, problem.vectors
-    for n in range(steps):
-        t = n * h
-        forces = []  # the stages' g in the eigenbasis
-        for i in range(1, s + 1):
-            stage = exp_c[i - 1] * w + h * sum(
-                (a[(i, j)] * forces[j - 1] for j in range(1, i) if (i, j) in a),
-                np.zeros_like(w),
-            )
-            forces.append(V.T @ problem.g(t + float(method.c[i - 1]) * h, V @ stage))
-        w = np.exp(z) * w + h * sum((b[i] * forces[i - 1] for i in b), np.zeros_like(w))
-    return w
+        for n in range(steps):
+            t = n * h
+            forces = []  # the stages' g in the eigenbasis
+            for i, c in enumerate(nodes, start=1):
+                stage = np.exp(c * z) * w
+                for j in range(1, i):
+                    if (i, j) in a:
+                        stage = stage + h * a[(i, j)] * forces[j - 1]
+                forces.append(problem.transform(problem.g(t + c * h, problem.transform(stage))))
+            w = np.exp(z) * w + h * sum((b[i] * forces[i - 1] for i in b), np.zeros_like(w))
+        return problem.transform(w)
 
 
 def observed_orders(
-    method: ExpRKTableau, problem: StiffProblem, steps: Sequence[int] = (16, 32, 64, 128, 256)
+    method: Method, problem: StiffProblem, steps: Sequence[int] = (16, 32, 64, 128, 256)
 ) -> dict:
     """Errors at T = 1 over the step sweep, the local orders between consecutive step counts
     and the least-squares order over the finest three."""
@@ -266,12 +244,12 @@ def observed_orders(
         "steps": list(steps),
         "errors": errors,
         "local_orders": local_orders(steps, errors),
-        "observed_order": observed_order(steps, errors),
+        "observed_order": observed_order(steps, errors, least=ROUND_OFF),
     }
 
 
 def study(
-    method: ExpRKTableau,
+    method: Method,
     problem: StiffProblem,
     orders: dict[str, int],
     steps: Sequence[int] = (16, 32, 64, 128, 256),
@@ -302,7 +280,7 @@ def study(
 
 
 def explore(
-    method: ExpRKTableau,
+    method: Method,
     orders: dict[str, int],
     examples: int,
     seed: int = 0,

@@ -46,6 +46,8 @@ such a program, and on res_5s's nodes returns res_5s's coefficients (docs/regist
 from __future__ import annotations
 
 import functools
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from math import factorial
@@ -77,6 +79,7 @@ __all__ = [
     "program_series",
     "program_singularities",
     "program_taylor",
+    "program_values",
     "removable_expansions",
     "split_phi_linear",
     "taylor_about",
@@ -375,12 +378,14 @@ def fold_program(
     upto: str | None = None,
 ) -> dict[str, Any]:
     """Every definition (up to and including ``upto``) evaluated in one arithmetic: the one
-    reading of a program's grammar (rationals, z, phi_k(c z), earlier names, sums, products of
-    integer powers), shared by the Taylor series (:func:`program_series`) and the values modulo p
-    (:mod:`phiforge.derive.program_check`). ``arithmetic`` gives ``rational(q)``, ``leaf(key)``
-    (key (k, c) of phi_k(c z), or (-1, 1) for z), ``add(terms)`` and
-    ``mul(numerators, denominators, where)`` (the factors of a product, those of negative integer
-    power among the denominators, repeated by their power; ``where``: the definition's name)."""
+    reading of a program's grammar (rationals, z, phi_k(c z), e^(c z) = phi_0(c z), earlier
+    names, sums, products of integer powers), shared by the Taylor series
+    (:func:`program_series`), the values modulo p (:mod:`phiforge.derive.program_check`) and
+    the values in ball arithmetic (:func:`program_values`). ``arithmetic`` gives
+    ``rational(q)``, ``leaf(key)`` (key (k, c) of phi_k(c z), or (-1, 1) for z), ``add(terms)``
+    and ``mul(numerators, denominators, where)`` (the factors of a product, those of negative
+    integer power among the denominators, repeated by their power; ``where``: the definition's
+    name)."""
     values: dict[str, Any] = {}
 
     def evaluate(expr: sympy.Expr, where: str) -> Any:
@@ -390,6 +395,9 @@ def fold_program(
             return arithmetic.leaf((-1, Fraction(1)))
         if isinstance(expr, phi):
             return arithmetic.leaf(phi_key(expr))
+        if isinstance(expr, sympy.exp) and (expr.args[0] / Z).is_Rational:
+            scale = expr.args[0] / Z  # e^(c z) = phi_0(c z)
+            return arithmetic.leaf((0, Fraction(int(scale.p), int(scale.q))))
         if isinstance(expr, sympy.Symbol):
             if expr.name not in values:
                 raise InputError(f"{where}: uses {expr.name} before it is defined")
@@ -573,6 +581,96 @@ def program_series(
             name: [_to_mpmath(q) for q in t[: min(degree, known) + 1]]
             for name, (t, known) in folded.items()
         }
+
+
+class _Balls:
+    """Arb balls of every definition at a list of real points, for :func:`fold_program` (one
+    ball per point in each value). A division by a ball that holds 0 gives an unbounded ball,
+    which :func:`program_values` reads as too little precision, or as a zero of the divisor."""
+
+    def __init__(self, points: list[Any]) -> None:
+        self.points = points
+        self.leaves: dict[tuple[int, Fraction], list[Any]] = {}
+
+    def rational(self, q: Fraction) -> list[Any]:
+        return [flint.arb(q.numerator) / q.denominator] * len(self.points)
+
+    def leaf(self, key: tuple[int, Fraction]) -> list[Any]:
+        k, c = key
+        if key not in self.leaves:
+            scale = flint.arb(c.numerator) / c.denominator
+            if k == -1:
+                self.leaves[key] = list(self.points)
+            else:
+                self.leaves[key] = [
+                    (scale * x).hypgeom_1f1(1, k + 1) / factorial(k) for x in self.points
+                ]  # phi_k(x) = 1F1(1; k + 1; x) / k!
+        return self.leaves[key]
+
+    def add(self, terms: list[list[Any]]) -> list[Any]:
+        return [sum(column[1:], column[0]) for column in zip(*terms, strict=True)]
+
+    def mul(self, numerators: list, denominators: list, where: str) -> list[Any]:
+        result = []
+        for index in range(len(self.points)):
+            value = flint.arb(1)
+            for factor in numerators:
+                value *= factor[index]
+            for factor in denominators:
+                value /= factor[index]
+            result.append(value)
+        return result
+
+
+_VALUE_BITS = (128, 256, 512, 1024, 2048, 4096)
+
+
+def program_values(
+    definitions: tuple[Definition, ...] | list[Definition],
+    names: list[str] | tuple[str, ...],
+    points: list[float] | list[str],
+    convert: Callable[[str], Any] = float,
+) -> dict[str, list[Any]]:
+    """The definitions ``names`` at real ``points`` (numbers, or decimal strings read exactly
+    enough for any precision), each correct to 1e-20 relative, rigorously: the program runs in
+    Arb's ball arithmetic at 128 bits, and again at twice the bits for the points where a
+    value's ball is wider than 1e-20 of its midpoint, up to 4096 bits. Each value is the
+    ball's midpoint to 25 digits read by ``convert`` (``float``; ``numpy.longdouble`` for
+    extended precision). A point where the balls stay wide is a zero of a divisor (a pole of the
+    method, or a removable singularity of this program that no precision resolves at the point
+    itself), refused with its z."""
+    values: dict[str, list[Any]] = {name: [math.nan] * len(points) for name in names}
+    pending = list(range(len(points)))
+    saved = flint.ctx.prec
+    try:
+        for bits in _VALUE_BITS:
+            flint.ctx.prec = bits
+            balls = fold_program(definitions, _Balls([flint.arb(points[i]) for i in pending]))
+            wide = []
+            for position, index in enumerate(pending):
+                column = [balls[name][position] for name in names]
+                if all(_determined(ball) for ball in column):
+                    for name, ball in zip(names, column, strict=True):
+                        values[name][index] = convert(ball.mid().str(25, radius=False))
+                else:
+                    wide.append(index)
+            pending = wide
+            if not pending:
+                return values
+    finally:
+        flint.ctx.prec = saved
+    raise InputError(
+        f"the program's value at z = {points[pending[0]]!r} is not determined at "
+        f"{_VALUE_BITS[-1]} bits: a divisor vanishes there (a pole, or a removable singularity "
+        "of the program at that very point)"
+    )
+
+
+def _determined(ball: Any) -> bool:
+    """A ball narrower than 1e-20 of its midpoint (or than 1e-300: zero in float64)."""
+    return bool(ball.is_finite()) and (
+        ball.rad() <= abs(ball.mid()) * flint.arb(10) ** -20 or ball.rad() < flint.arb(10) ** -300
+    )
 
 
 def series_of(series: dict[str, list[Fraction]], name: str, degree: int) -> list[Fraction]:

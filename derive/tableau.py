@@ -162,6 +162,12 @@ class ExpRKTableau:
     def b_entry(self, i: int) -> sympy.Expr:
         return self.b[i - 1]
 
+    @property
+    def definitions(self) -> tuple:
+        """A tableau's entries are their own expressions: no program definitions (a straight-line
+        method's are :attr:`~phiforge.derive.program_check.ProgramTableau.definitions`)."""
+        return ()
+
     @cached_property
     def free_symbols(self) -> frozenset[sympy.Symbol]:
         """Free parameters (symbolic nodes or coefficients) other than z."""
@@ -258,7 +264,8 @@ class ExpRKTableau:
             cells = [format_expression(self.c[i - 1])]
             cells += [format_expression(self.a_entry(i, j)) if j < i else "" for j in range(1, s)]
             lines.append("| " + " | ".join(cells) + " |")
-        lines.append("| **b** | " + " | ".join(format_expression(x) for x in self.b) + " |")
+        weights = (format_expression(self.b_entry(i)) for i in range(1, s + 1))
+        lines.append("| **b** | " + " | ".join(weights) + " |")
         if s == 1:
             lines[1] = "|---|---|"
             lines[0] = "| c | |"
@@ -274,7 +281,7 @@ class ExpRKTableau:
             cells += [sympy.latex(self.a_entry(i, j)) if j < i else "" for j in range(1, s + 1)]
             rows.append(" & ".join(cells) + r" \\")
         rows.append(r"\hline")
-        rows.append(" & " + " & ".join(sympy.latex(x) for x in self.b))
+        rows.append(" & " + " & ".join(sympy.latex(self.b_entry(i)) for i in range(1, s + 1)))
         return "\\begin{array}{" + columns + "}\n" + "\n".join(rows) + "\n\\end{array}"
 
 

@@ -83,7 +83,16 @@ def test_check_both_settings_text(capsys):
 
 def test_show_and_catalogue_and_trees(capsys):
     _, out, _ = run(capsys, "show", "krogstad", "--format", "json")
-    assert json.loads(out)["a"]["4,3"] == "2*phi(2, z)"
+    assert json.loads(out)["a"]["4,3"] == "2*phi(2, z)" and json.loads(out)["definitions"] == {}
+    # a straight-line record is shown as its program: the tableau names its definitions
+    _, out, _ = run(capsys, "show", "res_6s", "--format", "json")
+    shown = json.loads(out)
+    assert shown["a"]["10,9"] == "a10_9" and shown["b"]["2"] == "0"
+    assert len(shown["definitions"]) == 143 and "phi(2, 2*z/3)" in shown["definitions"]["a3_2"]
+    _, out, _ = run(capsys, "show", "res_6s")
+    assert "| 1 | a10_1 |" in out and "where, in program order:" in out
+    _, out, _ = run(capsys, "show", "res_6s", "--format", "latex")
+    assert "\\begin{aligned}" in out and "a_{10 1} &=" in out
     _, out, _ = run(capsys, "catalogue", "--format", "json")
     assert any(r["name"] == "exprk5s8_lo" and r["stages"] == 8 for r in json.loads(out))
     families = {r["name"]: (r["family"], r.get("steps", r.get("stages"))) for r in json.loads(out)}
