@@ -49,7 +49,7 @@ from phiforge.derive.registry import (
     program_from_record,
     tableau_from_record,
 )
-from phiforge.derive.straightline import Definition, Expansion, taylor_about
+from phiforge.derive.straightline import COVERED_LOWEST, Definition, Expansion, taylor_about
 from phiforge.derive.tableau import Z
 
 __all__ = ["default_generated_dir", "generate", "name_free_form", "render_module"]
@@ -117,6 +117,25 @@ def _code(expr: sympy.Expr) -> str:
     return _CodePrinter({"order": "none"}).doprint(expr)
 
 
+class _PreciseCodePrinter(StrPrinter):
+    """Python code in the arithmetic of z (mpmath numbers): phi(k, c*z) calls, rationals as
+    mpf(p)/q (never a float division of two integers)."""
+
+    def _print_phi(self, expr: phi) -> str:
+        k, argument = expr.args
+        return f"phi({k}, {self._print(argument)})"
+
+    def _print_Rational(self, expr: sympy.Rational) -> str:
+        return f"mpf({expr.p})/{expr.q}"
+
+    def _print_Symbol(self, expr: sympy.Symbol) -> str:
+        return str(expr)
+
+
+def _precise_code(expr: sympy.Expr) -> str:
+    return _PreciseCodePrinter({"order": "none"}).doprint(expr)
+
+
 def _cancellation_free(expr: sympy.Expr) -> sympy.Expr:
     """z^v sum q c^v phi_{k+v}(c z) for a phi-linear expr with Taylor valuation v."""
     function: CoefficientFunction = coefficient_function(expr, Z, SYMBOLIC, "coefficient")
@@ -139,8 +158,8 @@ def _cancellation_free_polynomial(expr: sympy.Expr) -> sympy.Expr:
     return expr if v == 0 else sympy.Mul(Z**v, inner, evaluate=False)
 
 
-def _assign(name: str, expr: sympy.Expr) -> list[str]:
-    text = _code(expr)
+def _assign(name: str, expr: sympy.Expr, code: Any = _code) -> list[str]:
+    text = code(expr)
     line = f"{name} = {text}"
     if len(line) + 4 <= LINE:
         return [line]
@@ -159,7 +178,7 @@ def _assign(name: str, expr: sympy.Expr) -> list[str]:
         ]
     lines = [f"{name} = ("]
     for index, term in enumerate(terms):
-        rendered = _code(term)
+        rendered = code(term)
         if index and rendered.startswith("-"):
             text = f"- {rendered[1:]}"
         else:
@@ -422,6 +441,8 @@ def _tableau_module_context(
         "a_rows": a_rows,
         "b_row": ", ".join(b_names) + ("," if s == 1 else ""),
         "embedded": embedded,
+        "precise_lines": [],  # a straight-line record's exact program (its context sets them)
+        "float64_down_to": None,
         "phi_imports": ", ".join(
             name
             for name, function in (("phi_all_float", phi), ("psi_all_float", psi))
@@ -453,9 +474,10 @@ def _straightline_context(record: SingleStepRecord) -> dict[str, Any]:
     b_names = [record.coefficients["b"][str(i)] for i in range(1, s + 1)]
     exact.extend((f"b[{i}]", sympy.Symbol(n)) for i, n in enumerate(b_names, start=1) if n != "0")
     b_names = ["0.0" if n == "0" else n for n in b_names]
+    precise = [line for d in definitions for line in _assign(d.name, d.expr, _precise_code)]
     return _tableau_module_context(
         record, record.nodes, exact, emitted, lines, a_rows, b_names, constants
-    )
+    ) | {"precise_lines": precise, "float64_down_to": repr(float(COVERED_LOWEST))}
 
 
 def _embedded_context(record: SingleStepRecord, s: int) -> dict[str, Any] | None:

@@ -45,6 +45,7 @@ import sympy
 
 from phiforge.derive.errors import InputError
 from phiforge.derive.straightline import (
+    COVERED_LOWEST,
     Definition,
     Expansion,
     evaluate_program,
@@ -212,7 +213,7 @@ class _Study:
 def float64_errors(
     definitions: tuple[Definition, ...] | list[Definition],
     outputs: list[str] | tuple[str, ...],
-    lowest: float = -20.0,
+    lowest: float = COVERED_LOWEST,
 ) -> dict[str, tuple[float, float]]:
     """For each definition whose value is used somewhere on the grid of [lowest, 0): (worst
     float64 error of the whole-program run where it is used, the z where it occurs)."""
@@ -269,7 +270,7 @@ def _expansion(
 def accuracy_expansions(
     definitions: tuple[Definition, ...] | list[Definition],
     outputs: list[str] | tuple[str, ...],
-    lowest: float = -20.0,
+    lowest: float = COVERED_LOWEST,
 ) -> tuple[dict[str, tuple[Expansion, ...]], list[Residual]]:
     """Expansions (per definition, to append after its own) that bring the float64 error of
     every value of the program below 1e-13 wherever it is used on [lowest, 0)

@@ -64,6 +64,7 @@ from phiforge.derive.phi import phi
 from phiforge.derive.tableau import ExpRKTableau, Z
 
 __all__ = [
+    "COVERED_LOWEST",
     "Definition",
     "Expansion",
     "SingularAtZeroError",
@@ -354,6 +355,12 @@ def _series_about(program: tuple[tuple[str, sympy.Expr], ...], center: Fraction)
     definitions = [Definition(name, expr) for name, expr in program]
     return program_series(definitions, _AUTO_DEGREE, digits=_SERIES_DIGITS, center=center)
 
+
+#: a program's divisors are scanned for zeros (:func:`program_singularities`) and its float64
+#: evaluation covered (:mod:`phiforge.derive.float_accuracy`) on [COVERED_LOWEST, 0); below,
+#: a generated module evaluates the program's exact definitions in mpmath
+#: (``phiforge.runtime.precise``)
+COVERED_LOWEST = -20.0
 
 _EXTRA_DEGREE = 8  # series are carried this far beyond the degree asked for, for divisions
 
@@ -1040,7 +1047,7 @@ def with_series(
 
 
 def pivot_sign_changes(
-    definitions: tuple[Definition, ...] | list[Definition], lowest: float = -20.0
+    definitions: tuple[Definition, ...] | list[Definition], lowest: float = COVERED_LOWEST
 ) -> list[tuple[str, float, float]]:
     """(divisor, z_left, z_right) where a name that the program divides by changes sign between
     neighbouring points of z in [lowest, 0) (steps of 1/8 and 40 log-spaced points in
@@ -1081,7 +1088,7 @@ class Singularity:
 def program_singularities(
     definitions: tuple[Definition, ...] | list[Definition],
     coefficients: list[str] | tuple[str, ...],
-    lowest: float = -20.0,
+    lowest: float = COVERED_LOWEST,
     digits: int = 100,
 ) -> list[Singularity]:
     """The zeros of the program's divisors on [lowest, 0) (:func:`pivot_sign_changes`; a divisor

@@ -22,6 +22,7 @@ One step of y' = L y + N(y, lam) from lam to lam + h, with z = L h:
 import math
 
 from phiforge.runtime.phi import phi_all_float, psi_all_float
+from phiforge.runtime.precise import precise_coefficients
 from phiforge.runtime.program import Call, StepProgram, combination, stage, value
 
 NAME = "res_5s"
@@ -50,6 +51,9 @@ ORDERS = {
 CONVERGENCE_ORDER = 5
 RECORD_HASH = "sha256:3d85204a920bc10b8513d7ed608c19eb1c3b7c35dde14e41f3ab34f5a7b5f310"
 DOMAIN = "z <= 0"  # the pivots of the coefficient program vanish outside it
+# the float64 program below is measured (and its cancellations covered by series) on
+# [FLOAT64_DOWN_TO, 0]; below it, coefficients come from the exact definitions in mpmath
+FLOAT64_DOWN_TO = -20.0
 
 # Taylor coefficients (highest degree first) of the definitions that a series replaces where
 # its disc holds z: about z = 0 the exact rationals of the record, about other centers computed
@@ -303,6 +307,8 @@ def coefficients(z: float) -> tuple[tuple[tuple[float, ...], ...], tuple[float, 
     """
     if not z <= 0:
         raise ValueError(f"{NAME}: coefficients are defined for {DOMAIN} only, got z = {z}")
+    if z < FLOAT64_DOWN_TO:
+        return precise_coefficients(_exact_program, z)
     p1_4 = phi_all_float(z / 4, 4)
     q1 = psi_all_float(z, 4)
     q1_4 = psi_all_float(z / 4, 2)
@@ -385,6 +391,94 @@ def coefficients(z: float) -> tuple[tuple[tuple[float, ...], ...], tuple[float, 
     f15 = z*(-11*q1[2]/3 - 8*q1[4]/3 + 16*q1[3]/3 + q1[1])
     f16 = -3*q1_2[2]/4 - q1_2[1]/24 + q1_2[0]/8 + 2*q1_2[3]/3
     e71 = f15 + b5*f16/b7 - b6*f12/b7 - b4*p1_4[4]/(4*b7) + 2*a42*b4/(3*b7) + 29*a43*b4/(9*b7)
+    s71 = b5/(18*b7)
+    a71 = e71 + a52*s71
+    e72 = 2*a42*b4/b7
+    s72 = b5/b7
+    a72 = e72 + a52*s72
+    a73 = e73 + a52*s73
+    a74 = e74 + a52*s74
+    a75 = e75 + a52*s75
+    a76 = e76
+    return (
+        (),
+        (a21,),
+        (a31, a32,),
+        (a41, a42, a43,),
+        (a51, a52, a53, a54,),
+        (a61, a62, 0.0, a64, a65,),
+        (a71, a72, a73, a74, a75, a76,),
+    ), (b1, 0.0, 0.0, b4, b5, b6, b7)
+
+
+def _exact_program(z, mpf, phi):
+    """The coefficients from the program's exact definitions, no series and no psi forms, in
+    the arithmetic of z: mpmath numbers from phiforge.runtime.precise.precise_coefficients,
+    which raises the precision until two runs agree (used below FLOAT64_DOWN_TO, where the
+    float64 program cancels: phi_k(c z) ~ sum_j -(c z)^(j-k)/j! for large -z, whose leading
+    terms the combinations remove)."""
+    b1 = -160*phi(4, z) + 256*phi(5, z) - 25*phi(2, z)/3 + 140*phi(3, z)/3 + phi(1, z)
+    b4 = -1024*phi(5, z) + 16*phi(2, z) + 576*phi(4, z) - 416*phi(3, z)/3
+    b5 = -768*phi(4, z) - 12*phi(2, z) + 152*phi(3, z) + 1536*phi(5, z)
+    b6 = -1024*phi(5, z) + 448*phi(4, z) - 224*phi(3, z)/3 + 16*phi(2, z)/3
+    b7 = -phi(2, z) - 96*phi(4, z) + 256*phi(5, z) + 44*phi(3, z)/3
+    a32 = 4*phi(2, 2*z/3)/3
+    a42 = -9*phi(3, z/4)/32 + 3*phi(2, z/4)/8
+    a43 = -3*phi(2, z/4)/32 + 9*phi(3, z/4)/64
+    a21 = phi(1, z/3)/3
+    a31 = -4*phi(2, 2*z/3)/3 + 2*phi(1, 2*z/3)/3
+    a41 = -9*phi(2, z/4)/32 + phi(1, z/4)/4 + 9*phi(3, z/4)/64
+    f1 = -9*phi(2, z/2)/40 + 9*phi(3, z/2)/10
+    f2 = -12*phi(3, z/2)/5 + 8*phi(2, z/2)/5
+    f3 = -27*phi(3, 3*z/4)/2 + 9*phi(2, 3*z/4)/2
+    e64 = f3 + 8*a42*b4/(3*b6)
+    s64 = 16*b5/(9*b6)
+    f4 = -9*phi(2, 3*z/4)/8 + 27*phi(3, 3*z/4)/4
+    e65 = f4 + 2*a42*b4/(3*b6)
+    s65 = 4*b5/(9*b6)
+    e73 = -a43*b4/b7 - b5*f1/b7
+    s73 = b5/(10*b7)
+    f5 = -80*phi(3, z) + 12*phi(2, z) + 192*phi(4, z)
+    f6 = 12*phi(4, z/2) - 38*phi(3, z/2)/5 + 7*phi(2, z/2)/5
+    f7 = -81*phi(3, 3*z/4)/4 + 9*phi(2, 3*z/4)/4 + 243*phi(4, 3*z/4)/4
+    e74 = f5 + b5*f6/b7 + b6*f7/b7 - 88*a43*b4/(9*b7) - 28*a42*b4/(9*b7) + 3*b4*phi(4, z/4)/(4*b7)
+    s74 = -32*b5/(45*b7)
+    f8 = -192*phi(4, z) - 6*phi(2, z) + 64*phi(3, z)
+    f9 = -12*phi(4, z/2) + 8*phi(3, z/2) - 3*phi(2, z/2)/2
+    e75 = f8 + b5*f9/b7 - b6*f7/b7 - 3*b4*phi(4, z/4)/(4*b7) + 8*a42*b4/(9*b7) + 92*a43*b4/(9*b7)
+    s75 = -4*b5/(9*b7)
+    f10 = -16*phi(3, z) + 64*phi(4, z) + 4*phi(2, z)/3
+    f11 = -2*phi(3, z/2) + 4*phi(4, z/2) + phi(2, z/2)/3
+    f12 = -27*phi(3, 3*z/4)/4 + 3*phi(2, 3*z/4)/4 + 81*phi(4, 3*z/4)/4
+    e76 = f10 + b5*f11/b7 + b6*f12/b7 - 8*a43*b4/(3*b7) - 4*a42*b4/(9*b7) + b4*phi(4, z/4)/(4*b7)
+    e62 = -3*a42*b4/b6
+    s62 = -2*b5/b6
+    n52 = a32*a43*b4 + a32*b5*f1 + a32*b7*e73 + a42*b5*f2 + a42*b6*e64 + a42*b7*e74 + b7*e62*e76
+    d52 = (
+        b6*e65
+        + b7*e75
+        - 16*a42*b5/15
+        - a32*b5/10
+        + a32*b7*s73
+        + a42*b6*s64
+        + a42*b7*s74
+        + b7*e76*s62
+    )
+    a52 = -n52/d52
+    f13 = phi(1, z/2)/2 - 11*phi(2, z/2)/8 + 3*phi(3, z/2)/2
+    a51 = f13 + a52/6
+    a53 = f1 - a52/10
+    a54 = f2 - 16*a52/15
+    f14 = -27*phi(2, 3*z/4)/8 + 3*phi(1, 3*z/4)/4 + 27*phi(3, 3*z/4)/4
+    e61 = f14 - a42*b4/(3*b6)
+    s61 = -2*b5/(9*b6)
+    a61 = e61 + a52*s61
+    a62 = e62 + a52*s62
+    a64 = e64 + a52*s64
+    a65 = e65 + a52*s65
+    f15 = -64*phi(4, z) + 32*phi(3, z) - 22*phi(2, z)/3 + phi(1, z)
+    f16 = -4*phi(4, z/2) - 11*phi(2, z/2)/24 + 5*phi(3, z/2)/2
+    e71 = f15 + b5*f16/b7 - b6*f12/b7 - b4*phi(4, z/4)/(4*b7) + 2*a42*b4/(3*b7) + 29*a43*b4/(9*b7)
     s71 = b5/(18*b7)
     a71 = e71 + a52*s71
     e72 = 2*a42*b4/b7

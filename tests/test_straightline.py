@@ -5,6 +5,7 @@ import importlib
 from fractions import Fraction
 
 import mpmath
+import numpy as np
 import pytest
 import sympy
 
@@ -193,6 +194,40 @@ def test_generated_coefficients_of_res_6s_match_the_exact_program():
     normwise, _, large = _errors_against_the_program("res_6s")
     assert normwise < 5e-13
     assert large < 1e-12
+
+
+@pytest.mark.parametrize("name", ["res_5s", "res_6s"])
+def test_coefficients_below_the_float64_domain_come_from_the_exact_program(name):
+    """Below FLOAT64_DOWN_TO (-20) the module runs its exact definitions in mpmath
+    (runtime.precise). Before: res_6s's float64 program was 6e-11 off at z = -32.6, 5e-8 at
+    -85, 7 (relative) at -1857, and divided by 0 beyond; res_5s 6e-4 at -1e6. Now every entry
+    is within 1e-15 of the program in ball arithmetic, out to -1e9."""
+    from phiforge.derive.program_check import as_program
+    from phiforge.derive.registry import checked_method_from_record
+
+    module = importlib.import_module(f"phiforge.generated.{name}")
+    assert module.FLOAT64_DOWN_TO == -20.0
+    zs = [-20.5, -32.6, -85.0, -1857.0, -2e4, -1e6, -1e9]
+    exact_a, exact_b = as_program(checked_method_from_record(load_record(name))).coefficient_arrays(
+        np.array(zs)
+    )
+    for k, z in enumerate(zs):
+        a, b = module.coefficients(z)
+        largest = max(abs(v[k]) for v in (*exact_a.values(), *exact_b.values()))
+        for (i, j), v in exact_a.items():
+            assert abs(a[i - 1][j - 1] - v[k]) <= 1e-15 * max(abs(v[k]), 1e-3 * largest), (z, i, j)
+        for i, v in exact_b.items():
+            assert abs(b[i - 1] - v[k]) <= 1e-15 * max(abs(v[k]), 1e-3 * largest), (z, i)
+
+
+def test_precise_coefficients_refuse_a_program_that_never_settles():
+    from phiforge.runtime.precise import precise_coefficients
+
+    def dividing_by_zero(z, mpf, phi):
+        return ((0.0,), (phi(1, z) / (z - z), 0.0)), (phi(1, z),)
+
+    with pytest.raises(InputError, match="parameter 'z'"):
+        precise_coefficients(dividing_by_zero, -30.0)
 
 
 def test_coefficients_outside_the_domain_are_refused():
