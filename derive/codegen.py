@@ -441,6 +441,7 @@ def _tableau_module_context(
         "a_rows": a_rows,
         "b_row": ", ".join(b_names) + ("," if s == 1 else ""),
         "embedded": embedded,
+        "exact_header": "Exact expressions (phi(k, x) is phi_k(x)):",
         "precise_lines": [],  # a straight-line record's exact program (its context sets them)
         "float64_down_to": None,
         "phi_imports": ", ".join(
@@ -475,9 +476,14 @@ def _straightline_context(record: SingleStepRecord) -> dict[str, Any]:
     exact.extend((f"b[{i}]", sympy.Symbol(n)) for i, n in enumerate(b_names, start=1) if n != "0")
     b_names = ["0.0" if n == "0" else n for n in b_names]
     precise = [line for d in definitions for line in _assign(d.name, d.expr, _precise_code)]
+    named = [(key, value) for key, value in exact if key.startswith(("a[", "b["))]
     return _tableau_module_context(
-        record, record.nodes, exact, emitted, lines, a_rows, b_names, constants
-    ) | {"precise_lines": precise, "float64_down_to": repr(float(COVERED_LOWEST))}
+        record, record.nodes, named, emitted, lines, a_rows, b_names, constants
+    ) | {
+        "precise_lines": precise,
+        "float64_down_to": repr(float(COVERED_LOWEST)),
+        "exact_header": "Exact expressions: the definitions of _exact_program (below), named here:",
+    }
 
 
 def _embedded_context(record: SingleStepRecord, s: int) -> dict[str, Any] | None:

@@ -56,7 +56,7 @@ class Construction:
     """The outcome of a construction: a verified tableau, or the condition that blocks.
 
     ``float64_residuals`` (program form): the points of z in [-20, 0) where a definition still
-    loses more than 1e-13 in float64 after the Taylor discs of
+    loses more than 3e-14 in float64 after the Taylor discs of
     :func:`~phiforge.derive.float_accuracy.accuracy_expansions` (empty when none)."""
 
     stages: int

@@ -31,7 +31,6 @@ from phiforge.derive.multistep import (
 from phiforge.derive.records import Record
 from phiforge.derive.registry import multistep_record, save_record, singlestep_record
 from phiforge.derive.registry_folders import check_method_name
-from phiforge.derive.straightline import construct_scalar_order5
 from phiforge.derive.tableau import ExpRKTableau
 
 __all__ = ["build_record", "build_registry", "plan_entries"]
@@ -319,8 +318,6 @@ def build_record(name: str, entry: dict[str, Any]) -> Record:
             warmup=_warmup(name, entry, entry["order"]),
             noise=entry.get("noise"),
         )
-    if entry.get("derive") == "scalar-order5":
-        return scalar_order5_record(name, entry)
     if entry.get("derive") == "singlestep":
         return derive_singlestep_record(
             name,
@@ -338,41 +335,8 @@ def build_record(name: str, entry: dict[str, Any]) -> Record:
         )
     raise InputError(
         f"registry plan entry {name!r}: say 'published', 'published_multistep', 'stochastic' or "
-        "'derive' (singlestep, multistep or scalar-order5)"
+        "'derive' (singlestep or multistep)"
     )
-
-
-def scalar_order5_record(name: str, entry: dict[str, Any]) -> Record:
-    """The record of the 7-stage straight-line method of scalar stiff order 5
-    (:func:`phiforge.derive.straightline.construct_scalar_order5`) on the plan's nodes."""
-    program = construct_scalar_order5(
-        entry["nodes"],
-        name=name,
-        series=entry.get("series", [["0", "1", 40]]),
-        domain=entry.get("domain", "z <= 0"),
-        prediction=entry.get("prediction"),
-        description=entry.get("description", ""),
-    )
-    provenance = {
-        "kind": "derived",
-        "family": "singlestep",
-        "stages": 7,
-        "order": 5,
-        "setting": "scalar",
-        "construction": "straight-line program (phiforge.derive.straightline): stage order 3 "
-        "for stages 4..7, b2 = b3 = 0, quadrature weights, then R1..R5 by small linear solves",
-        "criterion": entry.get("criterion", "nodes given in the plan"),
-        "nodes": [str(x) for x in program.tableau.c],
-        "free_parameters": {"a6_3": "0"},
-        "principal_error": float(principal_error(program.tableau, 5)),
-    }
-    record = singlestep_record(program.tableau, provenance, program=program)
-    if record.orders["scalar"]["stiff"] < 5:
-        raise InputError(
-            f"{name}: the straight-line construction reaches scalar stiff order "
-            f"{record.orders['scalar']['stiff']} < 5 for nodes {entry['nodes']}"
-        )
-    return record
 
 
 def checked_nodes(values: Any, parameter: str) -> list[sympy.Rational]:

@@ -1,46 +1,34 @@
-"""A 7-stage exponential Runge-Kutta method of scalar stiff order 5, as a straight-line program.
+"""Straight-line programs: a method's coefficients as a sequence of named definitions.
 
 In the scalar setting (diffusion ODEs: L is a number, so every coefficient commutes with the
-Jacobian) the stiff conditions of order 5 are identities in z, and products of coefficients at
-one z may cancel. The construction below solves them under simplifying assumptions, as a short
-sequence of small linear solves whose every pivot is a named, well-conditioned function of z:
+Jacobian) the stiff conditions are identities in z, and products of coefficients at one z may
+cancel. The named elimination (:mod:`phiforge.derive.named_elimination`) solves them as a
+sequence of small steps whose every pivot is a named function of z; the result is a program of
+:class:`Definition` s, each a short polynomial in phi_k(c z), z and earlier names, divided by
+earlier names. Expanded into one quotient of phi polynomials per coefficient
+(:func:`compose`), the same coefficients cancel catastrophically in float64
+(spec-dpmsolver-res.md §7, docs/registry-and-codegen.md) and take minutes to form; as a program
+they are evaluated definition by definition.
 
-- stage order 3 for stages 4..7 (psi_{2,i} = psi_{3,i} = 0), stage order 2 for stage 3,
-  b_2 = b_3 = 0 (Hochbruck & Ostermann, SINUM 43 (2005) §5, the C(q)-type assumptions); then
-  the 16 conditions of order <= 5 (spec order-conditions.md §4) reduce to the quadrature
-  conditions psi_1..psi_5 = 0, which fix b_1, b_4..b_7 as phi-linear combinations, and
+This module reads such programs in every arithmetic the project needs, through one fold over
+their grammar (:func:`fold_program`): exact Taylor series about 0 (the checker's and the
+removable singularities', :func:`program_taylor`), Taylor series about any center in Arb's
+ball arithmetic (the float64 constants of a generated module's discs, :func:`taylor_about`),
+values in ball arithmetic at any real points (the operator setting's studies,
+:func:`program_values`) and, in :mod:`phiforge.derive.program_check`, values modulo a prime.
+It finds where a program's divisors vanish on [COVERED_LOWEST, 0) (:func:`pivot_sign_changes`,
+:func:`program_singularities`: a pole of the method is refused, a removable singularity of the
+program gets a Taylor disc, :func:`removable_expansions`), and gives definitions that are 0/0 at
+z = 0 their series about 0 (:func:`with_series`). The float64 cover that adds discs where the
+program cancels is :mod:`phiforge.derive.float_accuracy`.
 
-      R1: sum_i b_i a_i2 = 0,          R2: sum_i b_i c_i a_i2 = 0,     R3: sum_i b_i a_i3 = 0,
-      R4: sum_i b_i sum_j a_ij a_j2 = 0,                               R5: sum_i b_i psi_{4,i} = 0
-
-  in the six unknowns a_52, a_62, a_63, a_72, a_73, a_74 (the rest of rows 5..7 follows from the
-  stage-order identities). a_63 = 0 is the free choice; with a_52 = 0 instead, or a_62 = 0, or
-  a_72 = 0, the remaining system is singular and inconsistent for every node set tried.
-- R1, R2 give a_62, a_72 affine in a_52 (pivots b_6, b_7); R3, R5 give a_73, a_74 (pivot b_7);
-  R4 is then affine in a_52 (its quadratic term cancels identically). Every entry of rows 5..7
-  is affine in a_52, a_ij = e_ij + s_ij a_52; the parts are named, their phi-linear pieces are
-  named again (:func:`split_phi_linear`), and R4 = n_52 + d_52 a_52 is written as short sums of
-  products of those names: a_52 = -n_52/d_52.
-
-n_52 and d_52 vanish at z = 0 to orders 3 and 2 (in the classical limit a_52 does not enter
-R4), so a_52 has a removable singularity there; and for 2 < |z| < 20 the quotient loses up to
-3 digits in float64. The record therefore gives a_52 Taylor expansions (:class:`Expansion`),
-computed from the program's power series about their centers at 120 digits in ball arithmetic
-(:func:`taylor_about`; exact rationals about 0: :func:`program_taylor`). Every other
-definition is a short polynomial in phi values and earlier definitions, which is what keeps
-float64 evaluation accurate (the same coefficients expanded into quotients of phi polynomials
-cancel catastrophically: spec-dpmsolver-res.md §7 and docs/registry-and-codegen.md); its
-phi-linear ones are emitted in psi_j form for z <= 0.
-
-The pivots b_6, b_7 and d_52 must not vanish where the method is used; for the registered nodes
-they are positive on z < 0 (data prediction, z = -h) and b_7 vanishes near z = +3.2, so such a
-method is recorded with the domain z <= 0 and refused in noise-prediction form.
-
-The program machinery here (definitions, :func:`compose`, Taylor series, :func:`with_series`,
-:func:`pivot_sign_changes`) serves any construction: ``construct_singlestep(...,
-form="program")`` (:mod:`phiforge.derive.named_elimination`) emits every scalar construction as
-such a program, and on res_5s's nodes returns res_5s's coefficients (docs/registry-and-codegen.md);
-:func:`construct_scalar_order5` stays as the registered res_5s's recipe (its record byte for byte).
+res_5s (7 stages, scalar stiff order 5) and res_6s (10 stages, order 6) are such programs,
+built by the general construction (``construct_singlestep(..., form="program")``). res_5s was
+first built by a one-method recipe here (stage order 3 for stages 4..7, b_2 = b_3 = 0, the
+quadrature conditions, then R1..R5 by small linear solves, a_52 = -n_52/d_52 with hand-placed
+series); the general construction gives the same coefficients (test
+``test_the_general_construction_gives_the_hand_built_method``) with a float64 evaluation 2.2x
+(norm-wise) and 6.4x (entry-wise) more accurate, so the recipe was removed.
 """
 
 from __future__ import annotations
@@ -71,7 +59,6 @@ __all__ = [
     "Singularity",
     "StraightLineMethod",
     "compose",
-    "construct_scalar_order5",
     "evaluate_program",
     "expansions",
     "fold_program",
@@ -227,27 +214,6 @@ def compose(definitions: tuple[Definition, ...] | list[Definition]) -> dict[str,
                 numerator.as_expr(), sympy.Pow(denominator.as_expr(), -1), evaluate=False
             )
     return exact
-
-
-def _check_nodes(nodes: list[Any]) -> tuple[sympy.Rational, ...]:
-    if len(nodes) != 7:
-        raise InputError(
-            f"parameter 'nodes' must hold the 7 nodes c_1..c_7 (c_1 = 0), got {len(nodes)}"
-        )
-    c = tuple(sympy.nsimplify(x) for x in nodes)
-    for i, x in enumerate(c, start=1):
-        if not (x.is_Rational and 0 <= x <= 1):
-            raise InputError(f"parameter 'nodes': c_{i} = {x} must be a rational in [0, 1]")
-    if c[0] != 0:
-        raise InputError(f"parameter 'nodes': c_1 must be 0, got {c[0]}")
-    for group, label in (((1, 2), "c_2, c_3"), ((0, 3, 4, 5, 6), "c_1, c_4, ..., c_7")):
-        values = [c[i] for i in group]
-        if len(set(values)) != len(values) or (group == (1, 2) and 0 in values):
-            raise InputError(
-                f"parameter 'nodes': {label} must be distinct (and c_2, c_3 non-zero); got "
-                f"{[str(v) for v in values]}"
-            )
-    return c
 
 
 def expansions(series: Any) -> tuple[Expansion, ...]:
@@ -716,188 +682,6 @@ def split_phi_linear(
                 value = groups[value]
         result.append(monomial * value)
     return sympy.Add(*result)
-
-
-def _solve_linear(equations: list[sympy.Expr], unknowns: list[sympy.Symbol]) -> dict:
-    matrix, rhs = sympy.linear_eq_to_matrix([sympy.expand(e) for e in equations], unknowns)
-    if sympy.expand(matrix.det()) == 0:
-        raise InputError(
-            f"the linear system for {[str(u) for u in unknowns]} is singular for these nodes"
-        )
-    solution = matrix.LUsolve(rhs)
-    return {u: sympy.cancel(v) for u, v in zip(unknowns, solution, strict=True)}
-
-
-def construct_scalar_order5(
-    nodes: list[Any],
-    name: str = "scalar_order5",
-    series: Any = (("0", "1", 40),),
-    domain: str = "z <= 0",
-    **metadata: Any,
-) -> StraightLineMethod:
-    """The 7-stage scalar stiff-order-5 method on ``nodes`` (see the module docstring);
-    ``series``: (center, radius, degree) triples for a_52 (:func:`expansions`), the first
-    about 0."""
-    c = _check_nodes(nodes)
-    series_a52 = expansions(series)
-    if series_a52[0].center != 0:
-        raise InputError("parameter 'series': the first expansion must be about 0 (a_52 is 0/0)")
-
-    def P(k: int, x: sympy.Expr) -> sympy.Expr:
-        return phi(k, x * Z)
-
-    S = sympy.Symbol
-    definitions: list[Definition] = []
-
-    def define(label: str, expr: sympy.Expr) -> sympy.Symbol:
-        definitions.append(Definition(label, sympy.sympify(expr)))
-        return S(label)
-
-    # Quadrature: sum_i b_i c_i^(q-1)/(q-1)! = phi_q(z), q = 1..5, on stages 1, 4, 5, 6, 7.
-    weighted = (1, 4, 5, 6, 7)
-    unknown_b = [S(f"b{i}") for i in weighted]
-    quadrature = [
-        sympy.Add(*[u * c[i - 1] ** (q - 1) for u, i in zip(unknown_b, weighted, strict=True)])
-        / factorial(q - 1)
-        - P(q, 1)
-        for q in range(1, 6)
-    ]
-    b_solution = _solve_linear(quadrature, unknown_b)
-    b = {
-        i: define(f"b{i}", sympy.expand(b_solution[u]))
-        for u, i in zip(unknown_b, weighted, strict=True)
-    }
-
-    def stage_order(i: int, known: dict[int, sympy.Expr], solve_for: tuple[int, int]) -> tuple:
-        """a_ij, a_ik of row i from psi_{2,i} = psi_{3,i} = 0 given the other entries."""
-        x, y = sympy.symbols("x y")
-        j, k = solve_for
-        rows = [
-            x * c[j - 1] ** (q - 1)
-            + y * c[k - 1] ** (q - 1)
-            + sympy.Add(*[v * c[m - 1] ** (q - 1) for m, v in known.items()])
-            - factorial(q - 1) * c[i - 1] ** q * P(q, c[i - 1])
-            for q in (2, 3)
-        ]
-        solution = _solve_linear(rows, [x, y])
-        return sympy.expand(solution[x]), sympy.expand(solution[y])
-
-    a: dict[tuple[int, int], sympy.Expr] = {}
-    raw = {(3, 2): c[2] ** 2 * P(2, c[2]) / c[1]}
-    raw[(4, 2)], raw[(4, 3)] = stage_order(4, {}, (2, 3))
-    for key, value in raw.items():
-        a[key] = define(f"a{key[0]}{key[1]}", value)
-    for i in (2, 3, 4):
-        first_column = c[i - 1] * P(1, c[i - 1]) - sympy.Add(*[raw[(i, j)] for j in range(2, i)])
-        a[(i, 1)] = define(f"a{i}1", sympy.expand(first_column))
-    u = {n: S(n) for n in ("a52", "a62", "a72", "a73", "a74")}
-    rows: dict[tuple[int, int], sympy.Expr] = {(5, 2): u["a52"], (6, 2): u["a62"], (6, 3): 0}
-    rows[(5, 3)], rows[(5, 4)] = stage_order(5, {2: u["a52"]}, (3, 4))
-    rows[(6, 4)], rows[(6, 5)] = stage_order(6, {2: u["a62"]}, (4, 5))
-    rows[(7, 2)], rows[(7, 3)], rows[(7, 4)] = u["a72"], u["a73"], u["a74"]
-    rows[(7, 5)], rows[(7, 6)] = stage_order(7, {2: u["a72"], 3: u["a73"], 4: u["a74"]}, (5, 6))
-    entry = {**a, **rows}
-
-    def A(i: int, j: int) -> sympy.Expr:
-        return entry.get((i, j), sympy.Integer(0))
-
-    rows_b = range(4, 8)
-    r1 = sympy.Add(*[b[i] * A(i, 2) for i in rows_b])
-    r2 = sympy.Add(*[b[i] * c[i - 1] * A(i, 2) for i in rows_b])
-    r3 = sympy.Add(*[b[i] * A(i, 3) for i in rows_b])
-    r4 = sympy.Add(*[b[i] * A(i, j) * A(j, 2) for i in rows_b for j in range(3, i)])
-    r5 = sympy.Add(
-        *[
-            b[i]
-            * (
-                c[i - 1] ** 4 * P(4, c[i - 1])
-                - sympy.Add(*[A(i, j) * c[j - 1] ** 3 for j in range(2, i)]) / 6
-            )
-            for i in rows_b
-        ]
-    )
-    first = _solve_linear([r1, r2], [u["a62"], u["a72"]])
-    r3, r4, r5 = (sympy.expand(r.xreplace(first)) for r in (r3, r4, r5))
-    second = _solve_linear([r3, r5], [u["a73"], u["a74"]])
-    solved = {k: sympy.expand(v.xreplace(second)) for k, v in {**first, **second}.items()}
-    quadratic = sympy.expand(sympy.numer(sympy.together(r4.xreplace(second))))
-    if sympy.Poly(quadratic, u["a52"]).degree() != 1:
-        raise InputError("internal: condition R4 is not affine in a_52 for these nodes")
-
-    # Every entry of rows 5..7 is affine in a_52: a_ij = e_ij + s_ij a_52. The parts are named,
-    # and their phi-linear pieces are named again, so that no sum mixes terms of different size
-    # more than the conditions themselves do (see split_phi_linear).
-    affine: dict[tuple[int, int], tuple[sympy.Expr, sympy.Expr]] = {}
-    for i in (5, 6, 7):
-        for j in range(2, i):
-            value = sympy.expand(sympy.sympify(entry.get((i, j), 0)).xreplace(solved))
-            affine[(i, j)] = (value.subs(u["a52"], 0), value.coeff(u["a52"]))
-        rest = sympy.Add(*[affine[(i, j)][0] for j in range(2, i)])
-        slope = sympy.Add(*[affine[(i, j)][1] for j in range(2, i)])
-        affine[(i, 1)] = (sympy.expand(c[i - 1] * P(1, c[i - 1]) - rest), sympy.expand(-slope))
-    groups: dict[sympy.Expr, sympy.Symbol] = {}
-
-    def named(label: str, expr: sympy.Expr) -> sympy.Expr:
-        """expr itself when it is a rational or one name, else a definition of it."""
-        expr = split_phi_linear(expr, groups, define)
-        if expr.is_Rational or isinstance(expr, sympy.Symbol):
-            return expr
-        return define(label, expr)
-
-    part: dict[tuple[int, int], tuple[sympy.Expr, sympy.Expr]] = {
-        (3, 2): (a[(3, 2)], sympy.Integer(0)),
-        (4, 2): (a[(4, 2)], sympy.Integer(0)),
-        (4, 3): (a[(4, 3)], sympy.Integer(0)),
-        (5, 2): (sympy.Integer(0), sympy.Integer(1)),
-    }
-
-    def E(i: int, j: int) -> tuple[sympy.Expr, sympy.Expr]:
-        if (i, j) not in part:
-            e, slope = affine.get((i, j), (sympy.Integer(0), sympy.Integer(0)))
-            part[(i, j)] = (named(f"e{i}{j}", e), named(f"s{i}{j}", slope))
-        return part[(i, j)]
-
-    # R4 = sum_i b_i sum_j a_ij a_j2 = n52 + d52 a_52 (+ a quadratic term that vanishes).
-    n_terms, d_terms = [], []
-    for i in rows_b:
-        for j in range(3, i):
-            (e_ij, s_ij), (e_j2, s_j2) = E(i, j), E(j, 2)
-            n_terms.append(b[i] * e_ij * e_j2)
-            d_terms.append(b[i] * (e_ij * s_j2 + s_ij * e_j2))
-    n52 = define("n52", sympy.Add(*n_terms))
-    d52 = define("d52", sympy.Add(*d_terms))
-    definitions.append(Definition("a52", -n52 / d52, series_a52))
-    names = {(5, 2): "a52"}
-    for key in sorted(affine):
-        if key == (5, 2) or key == (6, 3):
-            continue
-        e, slope = E(*key)
-        label = f"a{key[0]}{key[1]}"
-        define(label, e + slope * S("a52"))
-        names[key] = label
-    a_names = {key: f"a{key[0]}{key[1]}" for key in a} | names
-    b_names = {i: f"b{i}" for i in weighted}
-    # The program's own first column must satisfy the row-sum identity; checked exactly, with
-    # b_i and a_52 as independent symbols (a stronger statement, and cheap; the tableau itself
-    # takes a_i1 from the identity: testing quotients there needs gcds).
-    kept = {*b.values(), S("a52")}
-    inline = {S(d.name): d.expr for d in definitions if S(d.name) not in kept}
-    for i in range(2, 8):
-        residual = sympy.Add(*[S(a_names[(i, j)]) for j in range(1, i) if (i, j) in a_names])
-        while residual.free_symbols & inline.keys():
-            residual = residual.xreplace(inline)
-        if sympy.expand(residual - c[i - 1] * P(1, c[i - 1])) != 0:
-            raise InputError(f"internal: the program's row {i} violates the row-sum identity")
-    values = compose(definitions)
-    symbols = {S(k): v for k, v in values.items()}
-    tableau = ExpRKTableau.from_coefficients(
-        name,
-        list(c),
-        {key: symbols[S(label)] for key, label in a_names.items() if key[1] != 1},
-        {i: symbols[S(label)] for i, label in b_names.items()},
-        **metadata,
-    )
-    return StraightLineMethod(tableau, tuple(definitions), a_names, b_names, domain)
 
 
 def divisors(expr: sympy.Expr) -> set[str]:

@@ -150,6 +150,10 @@ def test_bad_input():
         construct_singlestep(2, 0, [Rational(1, 2)])
     with pytest.raises(InputError, match="positive"):
         construct_singlestep(2, 2, [-1])
+    with pytest.raises(InputError, match="c_2 = 2 must be a positive number <= 1"):
+        construct_singlestep(2, 2, [2])
+    with pytest.raises(InputError, match="'nodes' must be distinct"):
+        construct_singlestep(3, 3, [Rational(1, 3), Rational(1, 3)], form="program")
     with pytest.raises(InputError, match="'setting'"):
         construct_singlestep(2, 2, [Rational(1, 2)], setting="operator")
 

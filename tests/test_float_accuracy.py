@@ -9,10 +9,10 @@ import sympy
 
 from phiforge.derive.float_accuracy import TOLERANCE, accuracy_expansions, float64_errors
 from phiforge.derive.phi import phi
+from phiforge.derive.registry import load_record, program_from_record
 from phiforge.derive.straightline import (
     Definition,
     Expansion,
-    construct_scalar_order5,
     program_series,
     program_taylor,
     taylor_about,
@@ -71,17 +71,15 @@ def test_a_point_next_to_a_pole_is_a_residual():
 
 
 def test_numeric_series_about_zero_equal_the_exact_ones():
-    method = construct_scalar_order5(["0", "1/3", "2/3", "1/4", "1/2", "3/4", "1"])
-    exact = program_series(method.definitions, 20)
-    numeric = program_series(method.definitions, 20, digits=120)
+    definitions = program_from_record(load_record("res_5s"))
+    exact = program_series(definitions, 20)
+    numeric = program_series(definitions, 20, digits=120)
     with mpmath.workdps(120):
-        for name in ("a52", "d52", "n52", "a76"):
+        for name in ("a5_2", "d20", "n20_1", "a7_6"):
             for q, x in zip(exact[name], numeric[name], strict=True):
                 assert abs(mpmath.mpf(q.numerator) / q.denominator - x) <= mpmath.mpf(10) ** -60
     # the generated constants: exact zeros stay 0.0, the others round like the exact rationals
-    series = program_taylor(method.definitions, "a52", 40)
-    constants = taylor_about(
-        method.definitions, "a52", Expansion(sympy.Integer(0), sympy.Integer(1), 40)
-    )
+    series = program_taylor(definitions, "a5_2", 40)
+    constants = taylor_about(definitions, "a5_2", Expansion(sympy.Integer(0), sympy.Integer(1), 40))
     assert constants == [float(q) for q in series]
     assert constants[0] == 0.0 and math.copysign(1, constants[0]) == 1  # a_52(0) = 0

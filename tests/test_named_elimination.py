@@ -1,5 +1,7 @@
 """The general construction as a straight-line program (``construct_singlestep(form="program")``):
-elimination with named values, the program's own check, and res_5s rebuilt through it."""
+elimination with named values, the program's own check (res_5s is registered through it: its
+record is rebuilt byte for byte by tests/test_registry_codegen.py, and it equals the hand-built
+method it replaced, tests/test_straightline.py)."""
 
 import mpmath
 import pytest
@@ -127,38 +129,6 @@ def test_bad_input_for_the_program_form():
 
 
 @pytest.mark.slow
-def test_res_5s_is_rebuilt_as_a_program():
-    # about 45 s on 2 cores (named elimination 1 s, a5_2's series about 0 20 s, the checker on
-    # the program in both settings to order 6 and the principal error 15 s); composing the same
-    # program into exact quotients takes over 6 minutes
-    from phiforge.derive.plan import derive_singlestep_record, plan_entries
-    from phiforge.derive.registry import load_record, program_from_record
-
-    nodes = plan_entries()["res_5s"]["nodes"][1:]
-    built = derive_singlestep_record(
-        "res_5s_general", 7, 5, nodes=nodes, assumptions="stage-order-3", form="program"
-    )
-    record = load_record("res_5s")
-    # the checker on the program finds every verdict of the registered record, both settings
-    assert built.orders == record.orders
-    assert built["conditions"] == record["conditions"]
-    assert built.provenance["principal_error"] == record.provenance["principal_error"]
-    assert built.provenance["free_parameters"] == {"a6_3": "0"}
-    series = {e["name"]: e["series"] for e in built["definitions"] if "series" in e}
-    assert list(series) == ["a5_2"] and series["a5_2"][0][0] == "0"
-    mine, theirs = program_from_record(built), program_from_record(record)
-    for z in ("-1/100", "-7/3", "-12"):
-        with mpmath.workdps(50):
-            point = mpmath.mpf(Rational(z).p) / Rational(z).q
-            ours, reference = evaluate_program(mine, point), evaluate_program(theirs, point)
-            for part in ("a", "b"):
-                for key, name in record.coefficients[part].items():
-                    other = built.coefficients[part][key]
-                    value = ours[other] if other != "0" else 0
-                    expected = reference[name] if name != "0" else 0
-                    assert abs(value - expected) < 1e-35, (part, key, z)
-
-
 def test_a_program_record_runs_like_the_expanded_record_of_the_same_method(tmp_path):
     # the whole path: conditions -> named elimination -> record with definitions -> generated
     # module -> sampler; the same coefficients expanded into quotients sample the same way
