@@ -30,7 +30,7 @@ import sympy
 
 from phiforge.derive.conditions import check_order
 from phiforge.derive.errors import InputError, integer_in
-from phiforge.derive.phi_float import phi_table
+from phiforge.derive.phi_values import phi_table
 
 __all__ = ["BLOCKED", "SOLVED", "Feasibility", "pointwise_feasibility"]
 

@@ -44,12 +44,12 @@ import mpmath
 import sympy
 
 from phiforge.derive.errors import InputError
+from phiforge.derive.phi_values import mp_phi
 from phiforge.derive.straightline import (
     COVERED_LOWEST,
     Definition,
     Expansion,
     evaluate_program,
-    mp_phi,
     taylor_about,
 )
 from phiforge.derive.tableau import Z
@@ -90,7 +90,7 @@ def _digits(z: float) -> int:
 
 @functools.lru_cache(maxsize=8192)
 def _float_phi(k: Any, x: float) -> float:
-    """phi_k(x), correctly rounded (:func:`~phiforge.derive.straightline.mp_phi` at 30
+    """phi_k(x), correctly rounded (:func:`~phiforge.derive.phi_values.mp_phi` at 30
     digits)."""
     with mpmath.workdps(30):
         return float(mp_phi(k, mpmath.mpf(x)))

@@ -19,11 +19,11 @@ quadratic is exact, so no spatial error enters the measured one):
 
 A step of an exponential Runge-Kutta method is taken in L's eigenbasis, where every
 coefficient a_ij(hL), b_i(hL) is the scalar function evaluated at h lambda_k
-(``coefficient_arrays``: a tableau's expressions in float64 with phi functions by their Taylor
-series for |z| < 1 and the recurrence phi_{k+1} = (phi_k - 1/k!)/z otherwise, both stable on
-z <= 0, :mod:`phiforge.derive.phi_float`; a straight-line program, res_6s's 143 definitions, in
-ball arithmetic at each z); no matrix exponential is formed. Errors are discrete L2 norms
-sqrt(dx sum (u_i - u(x_i, T))^2) at T = 1.
+(:meth:`~phiforge.derive.program_check.ProgramTableau.coefficient_arrays`: a tableau as a program
+of one definition per entry, :func:`~phiforge.derive.program_check.as_program`, a straight-line
+record as its own program, res_6s's 143 definitions uncomposed; every value in ball arithmetic to
+1e-20 relative, read into :data:`DTYPE`); no matrix exponential is formed. Errors are discrete
+L2 norms sqrt(dx sum (u_i - u(x_i, T))^2) at T = 1.
 """
 
 from __future__ import annotations

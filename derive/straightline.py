@@ -49,6 +49,7 @@ from sympy.polys.rings import ring
 
 from phiforge.derive.errors import InputError
 from phiforge.derive.phi import phi
+from phiforge.derive.phi_values import mp_phi
 from phiforge.derive.tableau import ExpRKTableau, Z
 
 __all__ = [
@@ -62,7 +63,6 @@ __all__ = [
     "evaluate_program",
     "expansions",
     "fold_program",
-    "mp_phi",
     "phi_key",
     "program_series",
     "program_singularities",
@@ -245,18 +245,6 @@ def expansions(series: Any) -> tuple[Expansion, ...]:
     if not result:
         raise InputError("parameter 'series' must hold at least one (center, radius, degree)")
     return tuple(result)
-
-
-def mp_phi(k: Any, x: Any) -> Any:
-    """phi_k(x) = 1F1(1; k + 1; x) / k! at the current precision (a program names the same
-    phi_k(c z) in many definitions: the values are remembered per precision)."""
-    return _mp_phi_at(int(k), x, mpmath.mp.prec)
-
-
-@functools.lru_cache(maxsize=4096)
-def _mp_phi_at(k: int, x: Any, prec: int) -> Any:
-    with mpmath.workprec(prec):
-        return mpmath.hyp1f1(1, k + 1, x) / mpmath.factorial(k)
 
 
 def evaluate_program(

@@ -14,12 +14,12 @@ One call costs milliseconds: such steps (h = -z > 20 in log-SNR) are rare in sam
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
 import mpmath
 
+from phiforge.derive.phi_values import mp_phi
 from phiforge.runtime.errors import InputError
 
 __all__ = ["precise_coefficients"]
@@ -28,18 +28,6 @@ _DIGITS = (40, 80, 160, 320, 640, 1280)
 _AGREEMENT = mpmath.mpf("1e-18")
 
 Coefficients = tuple[tuple[tuple[float, ...], ...], tuple[float, ...]]
-
-
-@functools.lru_cache(maxsize=1024)
-def _phi_at(k: int, x: Any, prec: int) -> Any:
-    with mpmath.workprec(prec):
-        return mpmath.hyp1f1(1, k + 1, x) / mpmath.factorial(k)
-
-
-def _phi(k: int, x: Any) -> Any:
-    """phi_k(x) = 1F1(1; k + 1; x) / k! at the current precision (remembered: a program names
-    the same phi_k(c z) in many definitions)."""
-    return _phi_at(int(k), x, mpmath.mp.prec)
 
 
 def _entries(a: Any, b: Any) -> list[Any]:
@@ -53,7 +41,7 @@ def precise_coefficients(program: Callable[..., Any], z: float) -> Coefficients:
     for digits in _DIGITS:
         with mpmath.workdps(digits):
             try:
-                a, b = program(mpmath.mpf(z), mpmath.mpf, _phi)
+                a, b = program(mpmath.mpf(z), mpmath.mpf, mp_phi)
             except ZeroDivisionError:
                 previous = None
                 continue

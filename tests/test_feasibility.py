@@ -6,7 +6,7 @@ import pytest
 
 from phiforge.derive.errors import InputError
 from phiforge.derive.feasibility import pointwise_feasibility
-from phiforge.derive.phi_float import phi_table
+from phiforge.derive.phi_values import phi_table
 
 
 def test_phi_table_matches_the_closed_form_on_both_branches():

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from phiforge.cli.main import main
 from phiforge.derive.catalogue import catalogue_method
 from phiforge.derive.errors import InputError
-from phiforge.derive.phi_float import phi_numpy
+from phiforge.derive.phi_values import phi_numpy
 from phiforge.derive.program_check import as_program
 from phiforge.derive.registry import checked_method_from_record, load_registered
 from phiforge.derive.stiff_pde import (

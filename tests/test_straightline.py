@@ -259,17 +259,3 @@ def test_divisor_signs_are_decided_in_ball_arithmetic():
     program = [Definition("d", Z + sympy.Rational(3, 16)), Definition("q", 1 / sympy.Symbol("d"))]
     ((name, left, right),) = pivot_sign_changes(program)
     assert name == "d" and left < -3 / 16 < right and right - left < 0.04
-
-
-@pytest.mark.slow
-def test_the_expanded_seven_stage_order_five_construction_is_scanned_for_poles():
-    """The expanded quotients of res_5s's construction (sums of 3846 products, 45 000
-    operations) are scanned for poles on [-20, 0) in one ball-arithmetic pass per grid; walked
-    point by point in mpmath they took 4 s per point, and compiled by lambdify they exceeded
-    Python's recursion limit (the construction crashed). About 160 s on 2 cores."""
-    from phiforge.derive.construct import construct_singlestep
-
-    nodes = [sympy.Rational(x) for x in NODES[1:]]
-    result = construct_singlestep(7, 5, nodes, assumptions="stage-order-3", verify=False)
-    assert result.blocked_by is None and result.tableau is not None
-    assert result.free_parameters == {"a6_3": "0"}

@@ -1,16 +1,23 @@
-"""phi_k(z) in float64 over numpy arrays.
+"""phi_k values outside SymPy: float64 over numpy arrays, and any precision in mpmath.
 
-The one float64 phi of ``derive/`` (pointwise feasibility): the algorithm of ``runtime.phi``
-(which works on torch tensors) written in numpy, since ``derive/`` does not import torch.
+:func:`phi_table` is the one float64 phi of ``derive/`` (pointwise feasibility): the algorithm of
+``runtime.phi`` (which works on torch tensors) written in numpy, since ``derive/`` does not
+import torch. :func:`mp_phi` is the one arbitrary-precision phi of the project's programs (their
+exact values in ``derive.straightline`` and ``derive.float_accuracy``, and a generated module's
+exact program beyond its float64 range, ``runtime.precise``); this module imports neither SymPy
+nor torch, so the runtime reads it cheaply.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from typing import Any
 
+import mpmath
 import numpy as np
 
-__all__ = ["phi_numpy", "phi_table"]
+__all__ = ["mp_phi", "phi_numpy", "phi_table"]
 
 _SERIES_TERMS = 48  # as runtime.phi: |z| < k <= 16 leaves a tail below 1e-17 phi_k(z)
 _INVERSE_FACTORIALS = [1.0 / math.factorial(n) for n in range(_SERIES_TERMS + 17)]
@@ -41,3 +48,15 @@ def phi_table(z: np.ndarray | float, k_max: int) -> list[np.ndarray]:
 def phi_numpy(k: int, z: np.ndarray) -> np.ndarray:
     """phi_k(z) for real z (arrays): :func:`phi_table`'s entry k."""
     return phi_table(z, k)[k]
+
+
+def mp_phi(k: Any, x: Any) -> Any:
+    """phi_k(x) = 1F1(1; k + 1; x) / k! at mpmath's current precision (a program names the
+    same phi_k(c z) in many definitions: the values are remembered per precision)."""
+    return _mp_phi_at(int(k), x, mpmath.mp.prec)
+
+
+@functools.lru_cache(maxsize=4096)
+def _mp_phi_at(k: int, x: Any, prec: int) -> Any:
+    with mpmath.workprec(prec):
+        return mpmath.hyp1f1(1, k + 1, x) / mpmath.factorial(k)
