@@ -184,21 +184,29 @@ def _outcome(result) -> str:
             if result.program is not None
             else ""
         )
+        tried = getattr(result, "refused", [])
+        refused = f"; refused first: {'; '.join(tried)}" if tried else ""
         return (
             f"stiff {report.stiff_order}, weak {report.weak_stiff_order} "
-            f"({report.setting}); free {result.free_parameters or '-'}{program}"
+            f"({report.setting}); free {result.free_parameters or '-'}{program}{refused}"
         )
     return f"blocked by {result.blocked_by}"
 
 
-def measure(slow: bool = False) -> list[dict]:
+def measure(slow: bool = False, only: str | None = None) -> list[dict]:
+    """The table's rows; with ``only``, the constructions whose label contains it and nothing
+    else."""
     rows = []
-    for label, function in CASES + (SLOW_CASES if slow else []):
+    for label, function in CASES + (SLOW_CASES if slow or only else []):
+        if only is not None and only not in label:
+            continue
         start = time.perf_counter()
         result = function()
         rows.append(
             {"case": label, "seconds": time.perf_counter() - start, "outcome": _outcome(result)}
         )
+    if only is not None:
+        return rows
     start = time.perf_counter()
     best, table = choose_nodes(
         3, 3, ["1/6", "1/5", "1/4", "1/3", "2/5", "1/2", "3/5", "2/3", "3/4", "4/5", "5/6", "1"]
@@ -248,8 +256,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--format", choices=("markdown", "json"), default="markdown")
     parser.add_argument("--slow", action="store_true", help="add the constructions of minutes")
+    parser.add_argument(
+        "--only", metavar="TEXT", help="only the constructions whose label contains TEXT"
+    )
     args = parser.parse_args()
-    rows = measure(args.slow)
+    rows = measure(args.slow, args.only)
     if args.format == "json":
         print(json.dumps(rows, indent=2))
         return

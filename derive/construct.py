@@ -37,6 +37,7 @@ from phiforge.derive.phi import phi
 from phiforge.derive.phibasis import FRACTIONS, coefficient_function, divide_out_z
 from phiforge.derive.program_check import ProgramTableau
 from phiforge.derive.straightline import (
+    COVERED_LOWEST,
     Definition,
     Singularity,
     StraightLineMethod,
@@ -57,7 +58,9 @@ class Construction:
 
     ``float64_residuals`` (program form): the points of z in [-20, 0) where a definition still
     loses more than 3e-14 in float64 after the Taylor discs of
-    :func:`~phiforge.derive.float_accuracy.accuracy_expansions` (empty when none)."""
+    :func:`~phiforge.derive.float_accuracy.accuracy_expansions` (empty when none).
+    ``refused`` (expanded form): the assignments of the free coefficients tried before
+    ``free_parameters`` and why each was refused (a pole on z < 0)."""
 
     stages: int
     order: int
@@ -70,6 +73,7 @@ class Construction:
     blocked_by: str | None = None
     program: StraightLineMethod | None = None
     float64_residuals: list[Any] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
 
     @property
     def success(self) -> bool:
@@ -430,6 +434,51 @@ def _fix_free(
     return solution, chosen
 
 
+#: how many assignments of the free coefficients the expanded construction evaluates in full
+#: when the sparsest one gives a coefficient a pole on z < 0 (:func:`_avoiding_poles`)
+FREE_ASSIGNMENTS_TRIED = 8
+
+
+def _avoiding_poles(
+    solution: dict,
+    free: list[sympy.Symbol],
+    back: dict,
+    current: dict[str, str],
+    pole: str,
+    tried: list[dict[str, str]],
+) -> tuple[dict | None, dict[str, str]]:
+    """The next assignment of the free unknowns to evaluate when ``current`` gives the
+    coefficient ``pole`` a pole on z < 0: ``current`` with one unknown that ``pole``'s solved
+    value depends on changed to another of FREE_PARAMETER_VALUES (unknowns in elimination
+    order, values in that order), the first whose ``pole`` coefficient alone has no pole on
+    [-1e15, 0) and at z = 0 and whose whole assignment keeps every denominator non-zero. (The
+    6-stage order-4 construction without assumptions: b_2 = ... = 0 gives a5_4 a pole at
+    z = -2.0596 that no value of the a_ij removes; b_2 = 1 moves it to a6_4 at z = -5.971;
+    b_2 = -1 gives a method.) (None, {}) when no such neighbour exists."""
+    target = solution[sympy.Symbol(pole)]
+    for u in free:
+        if u not in target.free_symbols:
+            continue
+        for value in FREE_PARAMETER_VALUES:
+            values = current | {str(u): str(value)}
+            if values in tried or values == current:
+                continue
+            numbers = {w: sympy.sympify(values[str(w)]) for w in free}
+            alone = sympy.cancel(target.xreplace(numbers))
+            if sympy.fraction(alone)[1] == 0 or _pole_at_zero(alone, back):
+                continue
+            if _singularities_of_quotients({pole: _coefficient(alone.xreplace(back))}):
+                continue
+            fixed = {k: sympy.cancel(v.xreplace(numbers)) for k, v in solution.items()}
+            if any(
+                sympy.fraction(v)[1] == 0 or v.has(sympy.nan, sympy.zoo) or _pole_at_zero(v, back)
+                for v in fixed.values()
+            ):
+                continue
+            return fixed | numbers, values
+    return None, {}
+
+
 def construct_singlestep(
     stages: int,
     order: int,
@@ -457,11 +506,13 @@ def construct_singlestep(
     a straight-line program (``result.program``) that evaluates without the cancellation of
     the expanded quotients; ``series`` gives its definitions Taylor expansions
     (:func:`~phiforge.derive.straightline.with_series`). A pivot that vanishes on z in
-    [-20, 0) (the domain is z <= 0: data prediction) refuses the program where a coefficient has
-    a pole there (no method with these choices), and is carried by a Taylor series about the
-    zero where it is removable (:func:`~phiforge.derive.straightline.program_singularities`,
+    [-1e15, 0) (the domain is z <= 0: data prediction) refuses the program where a coefficient
+    has a pole there (no method with these choices), and is carried by a Taylor series about
+    the zero where it is removable on [-20, 0) (below, the generated module evaluates the exact
+    program; :func:`~phiforge.derive.straightline.program_singularities`,
     :func:`~phiforge.derive.straightline.removable_expansions`). Both forms refuse a coefficient
-    with a pole on [-20, 0).
+    with a pole on [-1e15, 0); the expanded form first tries other values of the free
+    coefficients (:func:`_avoiding_poles`, up to FREE_ASSIGNMENTS_TRIED assignments).
     ``result.tableau`` is then the program itself (:class:`ProgramTableau`, checked by the one
     checker without composing it, :mod:`phiforge.derive.program_check`); ``compose=True``
     composes it into a tableau of exact quotients instead (seconds for 5 stages, over 6 minutes
@@ -507,22 +558,31 @@ def construct_singlestep(
         return result
     back = {symbol: phi(k, scale * Z) for (k, scale), symbol in placeholders.items()}
     free_unknowns = [u for u in unknowns if u not in solution]
-    solution, free = _fix_free(solution, free_unknowns, back)
-    for u in chosen:
-        free[str(u)] = "0"
-
-    def coefficient(u: sympy.Symbol) -> sympy.Expr:
-        return _coefficient(solution[u].xreplace(back))
-
-    a = {key: coefficient(u) for key, u in unknown_a.items()}
-    b = {i: coefficient(u) for i, u in unknown_b.items()}
-    found = _singularities_of_quotients(
-        {**{f"a{i}_{j}": v for (i, j), v in a.items()}, **{f"b{i}": v for i, v in b.items()}}
-    )
-    if found:
-        result.free_parameters = free
-        result.blocked_by = _singularity_message(found[0])
+    fixed, free = _fix_free(solution, free_unknowns, back)
+    refused: list[tuple[dict[str, str], Singularity]] = []
+    while True:
+        a = {key: _coefficient(fixed[u].xreplace(back)) for key, u in unknown_a.items()}
+        b = {i: _coefficient(fixed[u].xreplace(back)) for i, u in unknown_b.items()}
+        found = _singularities_of_quotients(
+            {**{f"a{i}_{j}": v for (i, j), v in a.items()}, **{f"b{i}": v for i, v in b.items()}}
+        )
+        if not found:
+            break
+        refused.append((free | {str(u): "0" for u in chosen}, found[0]))
+        tried = [values for values, _ in refused]
+        fixed, free = _avoiding_poles(solution, free_unknowns, back, free, found[0].pole, tried)
+        if fixed is None or len(refused) == FREE_ASSIGNMENTS_TRIED:
+            result.free_parameters = refused[0][0]
+            result.blocked_by = _singularity_message(refused[0][1])
+            if len(refused) > 1:
+                result.blocked_by += f" ({len(refused)} assignments of the free coefficients tried)"
+            break
+    result.refused = [
+        f"{values}: {pole.pole} has a pole at z = {pole.z:.6g}" for values, pole in refused
+    ]
+    if result.blocked_by is not None:
         return result
+    free = free | {str(u): "0" for u in chosen}
     tableau = ExpRKTableau.from_coefficients(
         name or f"erk{s}s{p}_scalar",
         c,
@@ -629,6 +689,8 @@ def _program(
     extra: dict[str, tuple] = {}
     try:
         for singularity in found:  # removable: a Taylor series carries the program over it
+            if singularity.z < COVERED_LOWEST:
+                continue  # below, the generated module evaluates the exact program
             for n, expansion in removable_expansions(definitions, singularity).items():
                 extra[n] = (*extra.get(n, ()), expansion)
     except InputError as error:
@@ -677,7 +739,7 @@ def _program(
 
 
 def _singularities_of_quotients(coefficients: dict[str, sympy.Expr]) -> list[Singularity]:
-    """The poles on z in [-20, 0) of exact quotients N/D (the expanded form's coefficients),
+    """The poles on z in [FAR_LOWEST, 0) = [-1e15, 0) of exact quotients N/D (the expanded form's coefficients),
     nearest to 0 first: each quotient becomes the two-line program D; N / D, read by
     :func:`~phiforge.derive.straightline.program_singularities` (zeros of D where N vanishes too
     are removable and are not reported)."""

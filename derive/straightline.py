@@ -16,9 +16,10 @@ removable singularities', :func:`program_taylor`), Taylor series about any cente
 ball arithmetic (the float64 constants of a generated module's discs, :func:`taylor_about`),
 values in ball arithmetic at any real points (the operator setting's studies,
 :func:`program_values`) and, in :mod:`phiforge.derive.program_check`, values modulo a prime.
-It finds where a program's divisors vanish on [COVERED_LOWEST, 0) (:func:`pivot_sign_changes`,
-:func:`program_singularities`: a pole of the method is refused, a removable singularity of the
-program gets a Taylor disc, :func:`removable_expansions`), and gives definitions that are 0/0 at
+It finds where a program's divisors vanish on [FAR_LOWEST, 0) (:func:`pivot_sign_changes`,
+:func:`program_singularities`: a pole of the method is refused; a removable singularity of the
+program on [COVERED_LOWEST, 0) gets a Taylor disc, :func:`removable_expansions`; below, the
+generated module's exact evaluation carries it), and gives definitions that are 0/0 at
 z = 0 their series about 0 (:func:`with_series`). The float64 cover that adds discs where the
 program cancels is :mod:`phiforge.derive.float_accuracy`.
 
@@ -54,6 +55,7 @@ from phiforge.derive.tableau import ExpRKTableau, Z
 
 __all__ = [
     "COVERED_LOWEST",
+    "FAR_LOWEST",
     "Definition",
     "Expansion",
     "SingularAtZeroError",
@@ -315,6 +317,10 @@ def _series_about(program: tuple[tuple[str, sympy.Expr], ...], center: Fraction)
 #: a generated module evaluates the program's exact definitions in mpmath
 #: (``phiforge.runtime.precise``)
 COVERED_LOWEST = -20.0
+#: the divisors are scanned for zeros on [FAR_LOWEST, COVERED_LOWEST) too, on a log grid of 8
+#: points per decade (res_6s: 113 points, 1.3 s): a pole there would make the generated
+#: module's exact values large without an error (z = h lambda reaches -1e5 h on a stiff PDE)
+FAR_LOWEST = -1e15
 
 _EXTRA_DEGREE = 8  # series are carried this far beyond the degree asked for, for divisions
 
@@ -818,19 +824,24 @@ def with_series(
 
 
 def pivot_sign_changes(
-    definitions: tuple[Definition, ...] | list[Definition], lowest: float = COVERED_LOWEST
+    definitions: tuple[Definition, ...] | list[Definition],
+    lowest: float = COVERED_LOWEST,
+    far: float | None = None,
 ) -> list[tuple[str, float, float]]:
     """(divisor, z_left, z_right) where a name that the program divides by changes sign between
     neighbouring points of z in [lowest, 0) (steps of 1/8 and 40 log-spaced points in
-    [-0.85, -1e-3]), the signs decided in ball arithmetic (:func:`_signs`): a zero of a divisor
+    [-0.85, -1e-3]) and, given ``far`` < ``lowest``, of 8 log-spaced points per decade in
+    [far, lowest), the signs decided in ball arithmetic (:func:`_signs`): a zero of a divisor
     there, which is a pole of the method or a removable singularity of the program
     (:func:`program_singularities` tells which). Ordered by the right end, then by name."""
     names = sorted(set().union(*(divisors(d.expr) for d in definitions)))
     if not names:
         return []
+    decades = 0 if far is None else math.ceil(8 * math.log10(far / lowest))
     grid = sorted(
         {*(-k / 8 for k in range(1, int(-lowest * 8) + 1)),
-         *(-(10 ** (-3 + 3 * k / 40)) for k in range(40))}
+         *(-(10 ** (-3 + 3 * k / 40)) for k in range(40)),
+         *(lowest * 10 ** (k / 8) for k in range(1, decades + 1))}
     )  # fmt: skip
     signs = _signs(definitions, names, [Fraction(z) for z in grid])
     return [
@@ -894,8 +905,9 @@ def program_singularities(
     coefficients: list[str] | tuple[str, ...],
     lowest: float = COVERED_LOWEST,
     digits: int = 100,
+    far: float | None = FAR_LOWEST,
 ) -> list[Singularity]:
-    """The zeros of the program's divisors on [lowest, 0) (:func:`pivot_sign_changes`; a divisor
+    """The zeros of the program's divisors on [far, 0) (:func:`pivot_sign_changes`; a divisor
     that changes sign at a zero already found, a pivot chained to it, adds none), each located
     by bisection (60 halvings of its 1/8 bracket, the signs in ball arithmetic: :func:`_signs`)
     and classified by the coefficients' growth:
@@ -906,16 +918,17 @@ def program_singularities(
     costs (about 12 per power of the divisor)."""
     found: list[Singularity] = []
     coefficients = [c for c in coefficients if c != "0"]
-    margin = Fraction(1, 10**15)  # above the bisection's 1e-19 and float64's 4e-16
-    for divisor, left, right in pivot_sign_changes(definitions, lowest):
+    margin = Fraction(1, 10**15)  # above the bisection's 1e-19 and float64's 4e-16, relative
+    for divisor, left, right in pivot_sign_changes(definitions, lowest, far):
 
         def sign(points: list[Fraction], divisor: str = divisor) -> list[int]:
             return _signs(definitions, [divisor], points, divisor)[divisor]
 
-        if any(
-            left <= s.z <= right and len(set(sign([s.exact - margin, s.exact + margin]))) > 1
-            for s in found
-        ):
+        def changes_at(z0: Fraction, sign: Callable = sign) -> bool:
+            width = _scale(z0) * margin
+            return len(set(sign([z0 - width, z0 + width]))) > 1
+
+        if any(left <= s.z <= right and changes_at(s.exact) for s in found):
             continue  # a pivot chained to one found: the same zero
         a, b = Fraction(left), Fraction(right)
         (side,) = sign([a])
@@ -931,7 +944,7 @@ def program_singularities(
                     high = middle
             a, b = a + low * step, a + high * step
         z0 = (a + b) / 2
-        if any(abs(s.exact - z0) < margin for s in found):
+        if any(abs(s.exact - z0) < _scale(z0) * margin for s in found):
             continue  # the same zero, where the sign test above could not tell
         far, near = _magnitudes_near(definitions, z0, digits)
         pole = max(coefficients, key=lambda c: near[c] / (far[c] + 1), default=None)
@@ -944,15 +957,17 @@ def program_singularities(
 def _magnitudes_near(
     definitions: tuple[Definition, ...] | list[Definition], z0: Fraction, digits: int
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """max |value| of every definition over z0 +- 1e-6 (far) and over z0 +- 1e-12 (near), in
-    ball arithmetic at ``digits`` digits (inf where a ball is unbounded), as mpmath numbers."""
+    """max |value| of every definition over z0 +- 1e-6 (far) and over z0 +- 1e-12 (near), times
+    :func:`_scale` (z0), in ball arithmetic at ``digits`` digits (inf where a ball is unbounded), as
+    mpmath numbers."""
     far: dict[str, Any] = {}
     near: dict[str, Any] = {}
     saved = flint.ctx.prec
     try:
         flint.ctx.prec = int(digits * 3.33) + 16
         center = flint.arb(z0.numerator) / z0.denominator
-        eps = [flint.arb(10) ** -6, flint.arb(10) ** -12]
+        scale = int(_scale(z0))  # a power of two, or 1
+        eps = [flint.arb(10) ** -6 * scale, flint.arb(10) ** -12 * scale]
         points = [center - eps[0], center + eps[0], center - eps[1], center + eps[1]]
         balls = fold_program(definitions, _Balls(points))
     finally:
@@ -963,6 +978,14 @@ def _magnitudes_near(
             far[name] = max(magnitudes[:2])
             near[name] = max(magnitudes[2:])
     return far, near
+
+
+def _scale(z0: Fraction) -> Fraction:
+    """The scale of a zero's neighbourhood: 1 on [COVERED_LOWEST, 0), |z0| rounded up to a power
+    of two below (where the coefficients vary on the scale of |z|)."""
+    if z0 >= COVERED_LOWEST:
+        return Fraction(1)
+    return Fraction(2 ** math.ceil(math.log2(abs(z0))))
 
 
 def _unbounded(far: Any, near: Any) -> bool:

@@ -22,7 +22,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from phiforge.derive.convergence import local_orders, observed_order
+from phiforge.derive.convergence import (
+    EXTENSION_FLOOR,
+    extend_while_rising,
+    local_orders,
+    observed_order,
+    still_rising,
+)
 from phiforge.runtime.denoisers import GaussianDenoiser, builtin_denoiser
 from phiforge.runtime.driver import sample
 from phiforge.runtime.errors import InputError
@@ -341,7 +347,8 @@ def explore(
     }
 
 
-_EXTENSION_FLOOR = 1000  # a sweep is extended only while its error is this far above the floor
+#: a study agrees when its observed order reaches the claimed one within this
+AGREE = 0.15
 
 
 @dataclass
@@ -365,7 +372,7 @@ class MethodStudy:
         """The observed order reaches the claimed one (within 0.15)."""
         if self.observed_order is None:
             return None
-        return self.observed_order >= self.claimed_order - 0.15
+        return self.observed_order >= self.claimed_order - AGREE
 
     @property
     def local_orders(self) -> list[float]:
@@ -374,12 +381,8 @@ class MethodStudy:
 
     @property
     def rising(self) -> bool:
-        """Still in the pre-asymptotic range: the last local order exceeds the one before it by
-        more than 0.03 (the fit is dragged down by coarser points). Slow rises are real: on
-        time-uniform VP grids (last lambda step ~ 500/N) dpm_solver_3's local orders go 2.40,
-        2.49, 2.60, ... 2.98 from N = 32 to 4096."""
-        local = self.local_orders
-        return len(local) >= 2 and local[-1] > local[-2] + 0.03
+        """Still in the pre-asymptotic range (:func:`~phiforge.derive.convergence.still_rising`)."""
+        return still_rising(self.steps, self.errors)
 
     @property
     def verdict(self) -> str:
@@ -393,7 +396,7 @@ class MethodStudy:
         if self.rising:
             bound = (
                 f"; the reference's accuracy ({self.floor:.1e}) bounds a finer sweep"
-                if self.errors[-1] <= _EXTENSION_FLOOR * self.floor
+                if self.errors[-1] <= EXTENSION_FLOOR * self.floor
                 else "; a finer sweep settles it"
             )
             return (
@@ -452,17 +455,21 @@ def study_method(
         floor=problem.reference_accuracy,
         kind=method_kind(module),
     )
-    while (
-        extend_to is not None
-        and study.agrees is False
-        and study.rising
-        and 2 * steps[-1] <= extend_to
-        and errors[-1] > _EXTENSION_FLOOR * max(problem.reference_accuracy, 1e-13)
-    ):
-        steps.append(2 * steps[-1])
-        x, used = problem.run(method, steps=steps[-1], warmup=warmup)
-        errors.append(defect(x, problem.reference))
-        nfes.append(used)
-        study.extended = True
+    if extend_to is not None:
+
+        def error_at(n: int) -> float:
+            x, used = problem.run(method, steps=n, warmup=warmup)
+            nfes.append(used)
+            return defect(x, problem.reference)
+
+        study.extended = extend_while_rising(
+            steps,
+            errors,
+            error_at,
+            lambda observed: observed is None or observed >= study.claimed_order - AGREE,
+            extend_to,
+            problem.reference_accuracy,
+            fit_points,
+        )
         study.observed_order = observed_order(steps, errors, problem.reference_accuracy, fit_points)
     return study

@@ -259,3 +259,23 @@ def test_divisor_signs_are_decided_in_ball_arithmetic():
     program = [Definition("d", Z + sympy.Rational(3, 16)), Definition("q", 1 / sympy.Symbol("d"))]
     ((name, left, right),) = pivot_sign_changes(program)
     assert name == "d" and left < -3 / 16 < right and right - left < 0.04
+
+
+def test_divisor_zeros_far_below_the_covered_range_are_found_and_classified():
+    """The scan covers [-1e15, -20) on a log grid too: phi_1(z) - 1e-6 vanishes at
+    z = -1e6 (1 - e^(-1e6)) (phi_1(z) = (e^z - 1)/z), a pole of 1/d and a removable zero of n/d
+    with n = d."""
+    from phiforge.derive.straightline import pivot_sign_changes, program_singularities
+
+    d = Definition("d", phi(1, Z) - sympy.Rational(1, 10**6))
+    pole = [d, Definition("q", 1 / sympy.Symbol("d"))]
+    n = Definition("n", phi(1, Z) - sympy.Rational(1, 10**6))
+    removable = [d, n, Definition("q", sympy.Symbol("n") / sympy.Symbol("d"))]
+    assert pivot_sign_changes(pole) == []  # [-20, 0) only, as before
+    ((name, left, right),) = pivot_sign_changes(pole, far=-1e15)
+    assert name == "d" and left < -1e6 < right and right / left > 0.7
+    (found,) = program_singularities(pole, ["q"])
+    assert found.pole == "q" and found.z == pytest.approx(-1e6, rel=1e-15)
+    (found,) = program_singularities(removable, ["q"])
+    assert found.pole is None and found.z == pytest.approx(-1e6, rel=1e-15)
+    assert program_singularities(pole, ["q"], far=None) == []
