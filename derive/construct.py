@@ -691,7 +691,7 @@ def _program(
         for singularity in found:  # removable: a Taylor series carries the program over it
             if singularity.z < COVERED_LOWEST:
                 continue  # below, the generated module evaluates the exact program
-            for n, expansion in removable_expansions(definitions, singularity).items():
+            for n, expansion in removable_expansions(definitions, singularity, extra).items():
                 extra[n] = (*extra.get(n, ()), expansion)
     except InputError as error:
         result.blocked_by = f"{_singularity_message(found[0])}: {error}"
@@ -739,10 +739,10 @@ def _program(
 
 
 def _singularities_of_quotients(coefficients: dict[str, sympy.Expr]) -> list[Singularity]:
-    """The poles on z in [FAR_LOWEST, 0) = [-1e15, 0) of exact quotients N/D (the expanded form's coefficients),
-    nearest to 0 first: each quotient becomes the two-line program D; N / D, read by
-    :func:`~phiforge.derive.straightline.program_singularities` (zeros of D where N vanishes too
-    are removable and are not reported)."""
+    """The poles on z in [FAR_LOWEST, 0) = [-1e15, 0) of exact quotients N/D (the expanded
+    form's coefficients), nearest to 0 first: each quotient becomes the two-line program
+    D; N / D, read by :func:`~phiforge.derive.straightline.program_singularities` (zeros of D
+    where N vanishes too are removable and are not reported)."""
     definitions, names = [], []
     for label, expr in coefficients.items():
         numerator, denominator = sympy.fraction(expr)

@@ -17,6 +17,7 @@ ball arithmetic (the float64 constants of a generated module's discs, :func:`tay
 values in ball arithmetic at any real points (the operator setting's studies,
 :func:`program_values`) and, in :mod:`phiforge.derive.program_check`, values modulo a prime.
 It finds where a program's divisors vanish on [FAR_LOWEST, 0) (:func:`pivot_sign_changes`,
+:func:`pivot_double_zeros` for zeros without a sign change at the grid's points,
 :func:`program_singularities`: a pole of the method is refused; a removable singularity of the
 program on [COVERED_LOWEST, 0) gets a Taylor disc, :func:`removable_expansions`; below, the
 generated module's exact evaluation carries it), and gives definitions that are 0/0 at
@@ -589,6 +590,46 @@ class _Balls:
         return result
 
 
+class _Jets(_Balls):
+    """Arb balls of every definition and of its derivative d/dz at a list of real points (dual
+    numbers, one (value, derivative) pair per point), for the scan's local minima of |divisor|
+    (:func:`pivot_double_zeros`): d/dz phi_k(c z) = c (phi_k(c z) - k phi_(k+1)(c z)), the
+    product and quotient rules."""
+
+    def rational(self, q: Fraction) -> list[Any]:
+        return [(flint.arb(q.numerator) / q.denominator, flint.arb(0))] * len(self.points)
+
+    def leaf(self, key: tuple[int, Fraction]) -> list[Any]:
+        k, c = key
+        if k == -1:
+            return [(x, flint.arb(1)) for x in self.points]
+        values, following = super().leaf(key), super().leaf((k + 1, c))
+        scale = flint.arb(c.numerator) / c.denominator
+        return [(v, scale * (v - k * w)) for v, w in zip(values, following, strict=True)]
+
+    def add(self, terms: list[list[Any]]) -> list[Any]:
+        return [
+            (
+                sum((t[0] for t in column[1:]), column[0][0]),
+                sum((t[1] for t in column[1:]), column[0][1]),
+            )
+            for column in zip(*terms, strict=True)
+        ]
+
+    def mul(self, numerators: list, denominators: list, where: str) -> list[Any]:
+        result = []
+        for index in range(len(self.points)):
+            value, derivative = flint.arb(1), flint.arb(0)
+            for factor in numerators:
+                u, du = factor[index]
+                value, derivative = value * u, derivative * u + value * du
+            for factor in denominators:
+                u, du = factor[index]
+                value, derivative = value / u, (derivative * u - value * du) / (u * u)
+            result.append((value, derivative))
+        return result
+
+
 _VALUE_BITS = (128, 256, 512, 1024, 2048, 4096)
 
 
@@ -734,7 +775,9 @@ _REMOVABLE_DISCS = ((Fraction(1, 2), 30), (Fraction(1, 2), 45), (Fraction(1, 4),
 
 
 def removable_expansions(
-    definitions: tuple[Definition, ...] | list[Definition], found: Singularity
+    definitions: tuple[Definition, ...] | list[Definition],
+    found: Singularity,
+    carried: dict[str, tuple[Expansion, ...]] | None = None,
 ) -> dict[str, Expansion]:
     """Expansions that carry a program over a removable singularity at found.z < 0 (a zero of
     the divisor found.divisor where every coefficient stays finite): each definition that
@@ -744,7 +787,10 @@ def removable_expansions(
     to 1/64 on the first disc of _REMOVABLE_DISCS (radius, degree) whose coefficients
     (:func:`taylor_about`) leave a tail below 1e-17.
     A divider with a pole there (cancelled only later in the program) is refused: a series
-    of it would be wrong near z0."""
+    of it would be wrong near z0. A divider that ``carried`` (the expansions placed for the
+    zeros found before) already takes from a disc holding z0 needs no other: its Taylor
+    polynomial there is that of a function analytic across z0 (res_6s: d31's zero at
+    z = -2.2256 lies in the disc about -139/64 of radius 1/2 placed for d26's at -2.1704)."""
     center = sympy.Rational(round(found.z * 64), 64)
     result = {}
     far, near = _magnitudes_near(definitions, Fraction(found.z), 100)
@@ -763,6 +809,12 @@ def removable_expansions(
                 "there, which only later definitions cancel: no series of it can carry the "
                 "program there"
             )
+        z0 = found.exact if found.exact is not None else Fraction(found.z)
+        if any(
+            abs(z0 - Fraction(str(e.center))) < Fraction(str(e.radius))
+            for e in (carried or {}).get(name, ())
+        ):
+            continue
         for radius, degree in _REMOVABLE_DISCS:
             expansion = Expansion(center, sympy.Rational(radius), degree)
             try:
@@ -837,13 +889,8 @@ def pivot_sign_changes(
     names = sorted(set().union(*(divisors(d.expr) for d in definitions)))
     if not names:
         return []
-    decades = 0 if far is None else math.ceil(8 * math.log10(far / lowest))
-    grid = sorted(
-        {*(-k / 8 for k in range(1, int(-lowest * 8) + 1)),
-         *(-(10 ** (-3 + 3 * k / 40)) for k in range(40)),
-         *(lowest * 10 ** (k / 8) for k in range(1, decades + 1))}
-    )  # fmt: skip
-    signs = _signs(definitions, names, [Fraction(z) for z in grid])
+    grid = _scan_grid(lowest, far)
+    signs = _signs(definitions, names, [Fraction(z) for z in grid], _last(definitions, names))
     return [
         (n, grid[index - 1], grid[index])
         for index in range(1, len(grid))
@@ -852,17 +899,113 @@ def pivot_sign_changes(
     ]
 
 
+def _scan_grid(lowest: float, far: float | None) -> list[float]:
+    """The points of :func:`pivot_sign_changes`, increasing."""
+    decades = 0 if far is None else math.ceil(8 * math.log10(far / lowest))
+    return sorted(
+        {*(-k / 8 for k in range(1, int(-lowest * 8) + 1)),
+         *(-(10 ** (-3 + 3 * k / 40)) for k in range(40)),
+         *(lowest * 10 ** (k / 8) for k in range(1, decades + 1))}
+    )  # fmt: skip
+
+
+def pivot_double_zeros(
+    definitions: tuple[Definition, ...] | list[Definition],
+    lowest: float = COVERED_LOWEST,
+    far: float | None = None,
+) -> list[tuple[str, Fraction, Fraction, Fraction, int]]:
+    """Zeros of a divisor that :func:`pivot_sign_changes` cannot see, where its sign is the
+    same at both ends of a cell of the grid but |divisor| has a minimum inside (the derivative
+    d/dz, :class:`_Jets`, has the divisor's opposite sign at the left end and its sign at the
+    right end): the minimum z* is located by bisecting the derivative's sign (as
+    :func:`program_singularities` bisects a value), and the divisor's sign there returned as
+    (divisor, left, z*, right, sign at z* times its sign at the ends): -1, two zeros in the
+    cell (one on each side of z*); 0, a zero of even multiplicity at z* (no ball at 4096 bits
+    excludes 0 there), as a removable program has where a pivot is chained to a divisor that
+    changes sign (res_6s: d29, d30, d31 at z = -2.1704, d26's zero); 1, no zero. Not seen: zeros
+    in a cell whose derivative has the same sign at both ends (two extrema inside)."""
+    names = sorted(set().union(*(divisors(d.expr) for d in definitions)))
+    if not names:
+        return []
+    grid = [Fraction(z) for z in _scan_grid(lowest, far)]
+    values = _signs(definitions, names, grid, _last(definitions, names))
+    slopes = _signs(definitions, names, grid, _last(definitions, names), derivative=True)
+    found = []
+    for n in names:
+        value, slope = values[n], slopes[n]
+        for index in range(1, len(grid)):
+            side = value[index]
+            if not (side != 0 and value[index - 1] == side and slope[index - 1] == -side):
+                continue
+            if slope[index] != side:
+                continue
+            low, high = _bisect(
+                lambda points, n=n: _signs(definitions, [n], points, n, derivative=True)[n],
+                grid[index - 1],
+                grid[index],
+                -side,
+            )
+            minimum = (low + high) / 2
+            (at,) = _signs(definitions, [n], [minimum], n)[n]
+            if at == side:  # a zero of even multiplicity, or a minimum above 0?
+                (bottom, left, right), *_ = program_values(
+                    definitions[: _position(definitions, n) + 1],
+                    [n],
+                    [str(minimum), str(grid[index - 1]), str(grid[index])],
+                    mpmath.mpf,
+                ).values()
+                at = side if abs(bottom) > _EVEN_ZERO * min(abs(left), abs(right)) else 0
+            found.append((n, grid[index - 1], minimum, grid[index], at * side))
+    return found
+
+
+#: |divisor| at its located minimum below this fraction of its values at the cell's ends reads
+#: as a zero of even multiplicity: the minimum is located to 1e-19 of the cell, so such a zero
+#: leaves about 1e-38 of it there, and a minimum above 0 leaves no such gap
+_EVEN_ZERO = 1e-24
+
+
+def _position(definitions: tuple[Definition, ...] | list[Definition], name: str) -> int:
+    return next(i for i, d in enumerate(definitions) if d.name == name)
+
+
+def _last(definitions: tuple[Definition, ...] | list[Definition], names: list[str]) -> str:
+    """The last of ``names`` in program order: a scan of them evaluates no further."""
+    return definitions[max(_position(definitions, n) for n in names)].name
+
+
+def _bisect(
+    sign: Callable[[list[Fraction]], list[int]], a: Fraction, b: Fraction, side: int
+) -> tuple[Fraction, Fraction]:
+    """[a, b] narrowed to 2^-60 of its width around where ``sign`` leaves ``side`` (its value
+    at a): 15 passes of 16-section, four halvings each, the dyadic points 60 halvings visit."""
+    for _ in range(15):
+        step = (b - a) / 16
+        values = sign([a + k * step for k in range(1, 16)])
+        low, high = 0, 16
+        for _ in range(4):
+            middle = (low + high) // 2
+            if values[middle - 1] == side:
+                low = middle
+            else:
+                high = middle
+        a, b = a + low * step, a + high * step
+    return a, b
+
+
 def _signs(
     definitions: tuple[Definition, ...] | list[Definition],
     names: list[str],
     points: list[Fraction],
     upto: str | None = None,
+    derivative: bool = False,
 ) -> dict[str, list[int]]:
     """The signs (-1, 0, 1) of the definitions ``names`` at every point, all points in one pass
     through the program (:class:`_Balls`; an expanded 7-stage quotient of 45 000 operations
     costs 4 s per point walked in mpmath, 0.03 s per point in one pass), each decided by a ball
     that excludes 0 at 128 bits, or at twice the bits up to 4096 for the points where one does
-    not; 0 where none does (a zero of the value, or of a divisor before it, at the point)."""
+    not; 0 where none does (a zero of the value, or of a divisor before it, at the point).
+    With ``derivative``, the signs of their derivatives d/dz (:class:`_Jets`)."""
     signs = {name: [0] * len(points) for name in names}
     pending = list(range(len(points)))
     saved = flint.ctx.prec
@@ -870,10 +1013,13 @@ def _signs(
         for bits in _VALUE_BITS:
             flint.ctx.prec = bits
             arguments = [flint.arb(points[i].numerator) / points[i].denominator for i in pending]
-            balls = fold_program(definitions, _Balls(arguments), upto)
+            arithmetic = _Jets(arguments) if derivative else _Balls(arguments)
+            balls = fold_program(definitions, arithmetic, upto)
             undecided = []
             for position, index in enumerate(pending):
                 column = [balls[name][position] for name in names]
+                if derivative:
+                    column = [pair[1] for pair in column]
                 if all(b.is_finite() and not b.contains(0) for b in column):
                     for name, ball in zip(names, column, strict=True):
                         signs[name][index] = 1 if ball > 0 else -1
@@ -909,16 +1055,27 @@ def program_singularities(
 ) -> list[Singularity]:
     """The zeros of the program's divisors on [far, 0) (:func:`pivot_sign_changes`; a divisor
     that changes sign at a zero already found, a pivot chained to it, adds none), each located
-    by bisection (60 halvings of its 1/8 bracket, the signs in ball arithmetic: :func:`_signs`)
-    and classified by the coefficients' growth:
-    with f = max |coefficient| at z0 +- 1e-6 and at z0 +- 1e-12, a pole of order m >= 1 gives a
-    ratio of about 1e6 m, a removable singularity about 1 (``pole`` when the ratio is over 1e3,
-    :func:`_unbounded`).
+    by bisection (60 halvings of its grid cell, the signs in ball arithmetic: :func:`_signs`),
+    then the zeros without a sign change at the grid's points (:func:`pivot_double_zeros`: a
+    zero of even multiplicity, or two zeros in one cell), each classified by the coefficients'
+    growth: with f = max |coefficient| at z0 +- 1e-6 and at z0 +- 1e-12 (times |z0| below
+    COVERED_LOWEST, :func:`_scale`), a pole of order m >= 1 gives a ratio of about 1e6 m, a
+    removable singularity about 1 (``pole`` when the ratio is over 1e3, :func:`_unbounded`).
     ``digits``: the working precision, above the digits that the program's cancellation near z0
     costs (about 12 per power of the divisor)."""
     found: list[Singularity] = []
     coefficients = [c for c in coefficients if c != "0"]
     margin = Fraction(1, 10**15)  # above the bisection's 1e-19 and float64's 4e-16, relative
+
+    def classify(divisor: str, z0: Fraction) -> None:
+        if any(abs(s.exact - z0) < _scale(z0) * margin for s in found):
+            return  # the same zero, where the sign test above could not tell
+        wide, close = _magnitudes_near(definitions, z0, digits)
+        pole = max(coefficients, key=lambda c: close[c] / (wide[c] + 1), default=None)
+        if pole is not None and not _unbounded(wide[pole], close[pole]):
+            pole = None
+        found.append(Singularity(divisor, float(z0), pole, z0))
+
     for divisor, left, right in pivot_sign_changes(definitions, lowest, far):
 
         def sign(points: list[Fraction], divisor: str = divisor) -> list[int]:
@@ -932,25 +1089,18 @@ def program_singularities(
             continue  # a pivot chained to one found: the same zero
         a, b = Fraction(left), Fraction(right)
         (side,) = sign([a])
-        for _ in range(15):  # 60 halvings, four per pass: the 15 dyadic points they may visit
-            step = (b - a) / 16
-            values = sign([a + k * step for k in range(1, 16)])
-            low, high = 0, 16
-            for _ in range(4):
-                middle = (low + high) // 2
-                if values[middle - 1] == side:
-                    low = middle
-                else:
-                    high = middle
-            a, b = a + low * step, a + high * step
-        z0 = (a + b) / 2
-        if any(abs(s.exact - z0) < _scale(z0) * margin for s in found):
-            continue  # the same zero, where the sign test above could not tell
-        far, near = _magnitudes_near(definitions, z0, digits)
-        pole = max(coefficients, key=lambda c: near[c] / (far[c] + 1), default=None)
-        if pole is not None and not _unbounded(far[pole], near[pole]):
-            pole = None
-        found.append(Singularity(divisor, float(z0), pole, z0))
+        a, b = _bisect(sign, a, b, side)
+        classify(divisor, (a + b) / 2)
+    for divisor, left, minimum, right, kind in pivot_double_zeros(definitions, lowest, far):
+        if kind == 0:  # a zero of even multiplicity at the minimum of |divisor|
+            classify(divisor, minimum)
+            continue
+        for a, b in ((left, minimum), (minimum, right)) if kind < 0 else ():
+            (side,) = _signs(definitions, [divisor], [a], divisor)[divisor]
+            a, b = _bisect(
+                lambda points, d=divisor: _signs(definitions, [d], points, d)[d], a, b, side
+            )
+            classify(divisor, (a + b) / 2)
     return found
 
 

@@ -279,3 +279,63 @@ def test_divisor_zeros_far_below_the_covered_range_are_found_and_classified():
     (found,) = program_singularities(removable, ["q"])
     assert found.pole is None and found.z == pytest.approx(-1e6, rel=1e-15)
     assert program_singularities(pole, ["q"], far=None) == []
+
+
+def test_zeros_without_a_sign_change_at_the_grid_points_are_found():
+    """pivot_double_zeros: where |divisor| has a minimum inside a grid cell (its derivative,
+    in dual numbers, changes sign), a double zero (phi_1(z) - 1/2)^2 at z = -1.5936 and two
+    zeros in the cell (-1.125, -1) of (z + 1.01)(z + 1.04) are found, which no sign change at
+    the grid's points shows, and classified: a pole of 1/d, removable in n/d."""
+    from phiforge.derive.straightline import (
+        pivot_double_zeros,
+        pivot_sign_changes,
+        program_singularities,
+    )
+
+    half = sympy.Rational(1, 2)
+    square = Definition("d", (phi(1, Z) - half) ** 2)
+    pole = [square, Definition("q", 1 / sympy.Symbol("d"))]
+    removable = [square, Definition("n", phi(1, Z) - half),
+                 Definition("q", sympy.Symbol("n") ** 2 / sympy.Symbol("d"))]  # fmt: skip
+    assert pivot_sign_changes(pole) == []
+    ((name, left, minimum, right, kind),) = pivot_double_zeros(pole)
+    assert (name, kind) == ("d", 0) and left < minimum < right
+    assert float(minimum) == pytest.approx(-1.5936242600400, abs=1e-12)
+    (found,) = program_singularities(pole, ["q"])
+    assert found.pole == "q" and found.z == pytest.approx(-1.59362426004004, abs=1e-13)
+    (found,) = program_singularities(removable, ["q"])
+    assert found.pole is None and found.z == pytest.approx(-1.59362426004004, abs=1e-13)
+    pair = Definition("d", (Z + sympy.Rational(101, 100)) * (Z + sympy.Rational(104, 100)))
+    program = [pair, Definition("q", 1 / sympy.Symbol("d"))]
+    assert pivot_sign_changes(program) == []
+    ((name, left, minimum, right, kind),) = pivot_double_zeros(program)
+    assert kind == -1 and (left, right) == (-1.125, -1.0)
+    assert float(minimum) == pytest.approx(-1.025, abs=1e-15)
+    found = program_singularities(program, ["q"])
+    assert sorted(s.z for s in found) == pytest.approx([-1.04, -1.01], abs=1e-15)
+    assert all(s.pole == "q" for s in found)
+    # a minimum above 0 is no zero: (phi_1(z) - 1/2)^2 + 1/10^6
+    lifted = [Definition("d", (phi(1, Z) - half) ** 2 + sympy.Rational(1, 10**6)),
+              Definition("q", 1 / sympy.Symbol("d"))]  # fmt: skip
+    assert [kind for *_, kind in pivot_double_zeros(lifted)] == [1]
+    assert program_singularities(lifted, ["q"]) == []
+
+
+def test_a_removable_zero_inside_a_disc_already_placed_needs_no_other():
+    """Two removable zeros 0.11 apart (phi_1(z) = 1/2 at z = -1.5936, phi_1(z) = 12/25 at
+    z = -1.7044): the disc placed for the first holds the second, so the divider q = n/d
+    gets no second disc (res_6s: d31's zero at -2.2256 in the disc of d26's at -2.1704)."""
+    from phiforge.derive.straightline import program_singularities, removable_expansions
+
+    first = phi(1, Z) - sympy.Rational(1, 2)
+    second = phi(1, Z) - sympy.Rational(12, 25)
+    program = [Definition("d", first * second), Definition("n", sympy.expand(first * second)),
+               Definition("q", sympy.Symbol("n") / sympy.Symbol("d"))]  # fmt: skip
+    found = sorted(program_singularities(program, ["q"]), key=lambda s: -s.z)
+    assert [s.pole for s in found] == [None, None]
+    assert [round(s.z, 4) for s in found] == [-1.5936, -1.7044]
+    placed = removable_expansions(program, found[0])
+    (disc,) = placed.values()
+    assert set(placed) == {"q"} and abs(found[1].z - float(disc.center)) < disc.radius
+    assert removable_expansions(program, found[1], {"q": (disc,)}) == {}
+    assert set(removable_expansions(program, found[1])) == {"q"}  # without it, its own disc
