@@ -920,10 +920,12 @@ def pivot_double_zeros(
     right end): the minimum z* is located by bisecting the derivative's sign (as
     :func:`program_singularities` bisects a value), and the divisor's sign there returned as
     (divisor, left, z*, right, sign at z* times its sign at the ends): -1, two zeros in the
-    cell (one on each side of z*); 0, a zero of even multiplicity at z* (no ball at 4096 bits
-    excludes 0 there), as a removable program has where a pivot is chained to a divisor that
-    changes sign (res_6s: d29, d30, d31 at z = -2.1704, d26's zero); 1, no zero. Not seen: zeros
-    in a cell whose derivative has the same sign at both ends (two extrema inside)."""
+    cell (one on each side of z*); 0, a zero of even multiplicity at z* (the divisor is 0 there,
+    or below :data:`_EVEN_ZERO` of its values at the cell's ends), as a removable program has
+    where a pivot is chained to a divisor that changes sign (res_6s: d29 and d30 at
+    z = -2.1704, d26's zero); 1, no zero. (A zero of even multiplicity at a point of the grid
+    is a sign 0 there, which :func:`pivot_sign_changes` reports.) Not seen: zeros in a cell
+    whose derivative has the same sign at both ends (two extrema inside)."""
     names = sorted(set().union(*(divisors(d.expr) for d in definitions)))
     if not names:
         return []
