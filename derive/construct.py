@@ -559,6 +559,7 @@ def construct_singlestep(
     back = {symbol: phi(k, scale * Z) for (k, scale), symbol in placeholders.items()}
     free_unknowns = [u for u in unknowns if u not in solution]
     fixed, free = _fix_free(solution, free_unknowns, back)
+    zeros = {str(u): "0" for u in chosen}  # fixed by the elimination itself
     refused: list[tuple[dict[str, str], Singularity]] = []
     while True:
         a = {key: _coefficient(fixed[u].xreplace(back)) for key, u in unknown_a.items()}
@@ -568,21 +569,21 @@ def construct_singlestep(
         )
         if not found:
             break
-        refused.append((free | {str(u): "0" for u in chosen}, found[0]))
+        refused.append((free, found[0]))
         tried = [values for values, _ in refused]
         fixed, free = _avoiding_poles(solution, free_unknowns, back, free, found[0].pole, tried)
         if fixed is None or len(refused) == FREE_ASSIGNMENTS_TRIED:
-            result.free_parameters = refused[0][0]
+            result.free_parameters = refused[0][0] | zeros
             result.blocked_by = _singularity_message(refused[0][1])
             if len(refused) > 1:
                 result.blocked_by += f" ({len(refused)} assignments of the free coefficients tried)"
             break
     result.refused = [
-        f"{values}: {pole.pole} has a pole at z = {pole.z:.6g}" for values, pole in refused
+        f"{values | zeros}: {pole.pole} has a pole at z = {pole.z:.6g}" for values, pole in refused
     ]
     if result.blocked_by is not None:
         return result
-    free = free | {str(u): "0" for u in chosen}
+    free = free | zeros
     tableau = ExpRKTableau.from_coefficients(
         name or f"erk{s}s{p}_scalar",
         c,
