@@ -399,6 +399,11 @@ def _pole_at_zero(value: sympy.Expr, back: dict) -> bool:
     return False
 
 
+def _finite(value: sympy.Expr) -> bool:
+    """A solved value whose denominator does not vanish identically (no 0/0, no 1/0)."""
+    return sympy.fraction(sympy.together(value))[1] != 0 and not value.has(sympy.nan, sympy.zoo)
+
+
 def _fix_free(
     solution: dict, free: list[sympy.Symbol], back: dict | None = None
 ) -> tuple[dict, dict[str, str]]:
@@ -413,10 +418,7 @@ def _fix_free(
         admissible = []
         for value in FREE_PARAMETER_VALUES:
             trial = {k: v.xreplace({u: sympy.sympify(value)}) for k, v in solution.items()}
-            if not all(
-                sympy.fraction(sympy.together(v))[1] != 0 and not v.has(sympy.nan, sympy.zoo)
-                for v in trial.values()
-            ):
+            if not all(_finite(v) for v in trial.values()):
                 continue
             admissible.append((value, trial))
             poles = back is not None and any(
@@ -470,10 +472,7 @@ def _avoiding_poles(
             if _singularities_of_quotients({pole: _coefficient(alone.xreplace(back))}):
                 continue
             fixed = {k: sympy.cancel(v.xreplace(numbers)) for k, v in solution.items()}
-            if any(
-                sympy.fraction(v)[1] == 0 or v.has(sympy.nan, sympy.zoo) or _pole_at_zero(v, back)
-                for v in fixed.values()
-            ):
+            if not all(_finite(v) and not _pole_at_zero(v, back) for v in fixed.values()):
                 continue
             return fixed | numbers, values
     return None, {}

@@ -247,9 +247,9 @@ def observed_orders(
 ) -> dict:
     """Errors at T = 1 over the step sweep, the local orders between consecutive step counts
     and the least-squares order over the finest three. With ``reaches`` (the claim) and
-    ``extend_to``, a sweep whose fit misses while its local orders still rise is doubled up to
-    N = ``extend_to`` (:func:`~phiforge.derive.convergence.extend_while_rising`); ``extended``
-    says so. Here every miss is extended, whatever its local orders do (a solve costs
+    ``extend_to``, a sweep whose fit misses is doubled up to N = ``extend_to``
+    (:func:`~phiforge.derive.convergence.extend_while_rising`); ``extended`` says so. Every
+    miss is extended, whatever its local orders do (a solve costs
     milliseconds, and coarse local orders do not tell a plateau from the asymptotic order):
     res_6s on heat-ho n = 60 reads 3.59, 3.61 at N = 8, 16, 32 and 4.11, 4.40, 4.78 beyond; with
     eps = 3 it reads 2.45, 3.62, 3.55, 3.87, 4.11 and reaches 3.99 at N = 64, 128, 256, its
@@ -301,8 +301,8 @@ def study(
     (operator setting: stiff, weak_stiff, classical; :func:`_reaches`). On a stiff problem the
     observed order may exceed the stiff order up to the classical one when the data are
     smoother than the bound assumes, and an observed order below the classical one is order
-    reduction. With ``extend_to``, a sweep still pre-asymptotic is doubled up to that N; a miss
-    whose local orders still rise at the finest N says so."""
+    reduction. With ``extend_to``, a sweep that misses is doubled up to that N; a miss whose
+    local orders still rise at the finest N says so."""
     reaches = _reaches(problem, orders)
     result = observed_orders(method, problem, steps, reaches, extend_to)
     observed = result["observed_order"]
@@ -329,7 +329,7 @@ def study(
     return result | {"name": method.name, **orders, "agrees": agrees, "verdict": verdict}
 
 
-#: the finest sweep of a drawn heat problem whose local orders still rise (``explore``)
+#: the finest sweep of a drawn heat problem whose fit misses the stiff order (``explore``)
 EXPLORE_EXTEND_TO = 512
 
 
@@ -342,8 +342,8 @@ def explore(
 ) -> dict:
     """Property-test ``method`` on ``examples`` random stiff heat problems (kind, grid n in
     60..400, diffusion eps in 0.3..3, coarsest step count 8, 16 or 32 of a doubling sweep of 3
-    points, extended like ``verify``'s up to N = :data:`EXPLORE_EXTEND_TO` while its fit misses
-    and its local orders still rise), drawn by hypothesis from ``seed``
+    points, extended like ``verify``'s up to N = :data:`EXPLORE_EXTEND_TO` while its fit
+    misses), drawn by hypothesis from ``seed``
     (:func:`~phiforge.derive.convergence.explore_margins`): observed minus stiff order per
     problem, how many misses were still pre-asymptotic at the finest sweep (``still_rising``),
     and, when a problem shows an order below the stiff order - 0.2, the smallest such problem
