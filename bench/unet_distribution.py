@@ -11,7 +11,27 @@ to n held-out patches. Floors, measured in the same run: other held-out sets of 
 finite-sample floor), and n training patches (the gap between the training and the held-out
 pictures, which no model of the training data closes).
 
-Usage: python bench/unet_distribution.py [--samples 128] [--budgets 10 20] [--format ...]
+A third distance isolates the sampler from the model: the Frechet distance to the moments of
+``--model-reference`` samples of the model itself (a fine ODE solve, res_3m_pc on
+``TEACHER_STEPS`` log-SNR steps, of starting points of their own seed), with its floor the same
+fine solve of the benchmark's own starting points.
+
+``--fit P`` adds solvers fitted to the U-Net (runtime.fitted) at the budgets ``--fit-budgets``,
+on starting points the benchmark never uses (seed 1000 + seed) and judged in its rows:
+
+- ``fitted ODE solver``: weights and grid fitted on the defect against the fine solve of
+  ``--ode-pilot`` pilots (the pathwise objective of bench/fitted_solver.py);
+- ``fitted SDE solver`` (eta = 1, SEEDS' exact noise per step): drift weights and grid fitted on
+  the Frechet distance, in the block colours, between its P pilot outputs (noise drawn once)
+  and the fine ODE solve of the same pilots; it starts from the Karras grid (rho 7), as the
+  other rows step.
+
+Both end at sigma = SIGMA_MIN (the other rows step on to 0).
+
+Usage: python bench/unet_distribution.py [--samples 128] [--budgets 10 20] [--fit 128]
+       [--ode-pilot 32] [--fit-budgets 10] [--iterations 30] [--model-reference 512]
+       [--format ...]
+       python bench/unet_distribution.py --render result.json
 """
 
 from __future__ import annotations
@@ -31,26 +51,52 @@ from distribution_vs_nfe import OURS, SIGMA_MAX, SIGMA_MIN, _steps_for, peer_run
 
 from phiforge.runtime.denoisers import builtin_denoiser
 from phiforge.runtime.driver import sample
+from phiforge.runtime.fitted import fit_solver
 from phiforge.runtime.images import image_patches
 from phiforge.runtime.methods import load_method
 from phiforge.runtime.peers import kdiffusion_sampling
 from phiforge.runtime.restart import karras_sigmas, restart_from
-from phiforge.runtime.verification import covariance_root, frechet_tensor
+from phiforge.runtime.verification import (
+    covariance_root,
+    frechet_features,
+    frechet_tensor,
+    moments_root,
+)
 
 REFERENCE_PATCHES = 4096
+TEACHER, TEACHER_STEPS = "res_3m_pc", 64
+FITTED = ("fitted ODE solver", "fitted SDE solver")
 
 
-def features(patches: torch.Tensor) -> torch.Tensor:
-    """The 48 block colours: mean over 8 x 8 blocks of each channel."""
-    images = patches.reshape(-1, 3, 32, 32).double()
-    return torch.nn.functional.avg_pool2d(images, 8).reshape(images.shape[0], -1)
+def starts(n: int, seed: int) -> torch.Tensor:
+    """x_T = SIGMA_MAX z for n images, z from ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    return SIGMA_MAX * torch.randn(n, 3, 32, 32, generator=generator)
 
 
-def measure(samples: int = 128, budgets: tuple[int, ...] = (10, 20), seed: int = 0) -> dict:
+def measure(
+    samples: int = 128,
+    budgets: tuple[int, ...] = (10, 20),
+    seed: int = 0,
+    fit: int = 0,
+    ode_pilot: int = 32,
+    fit_budgets: tuple[int, ...] = (10,),
+    iterations: int = 30,
+    model_reference: int = 512,
+) -> dict:
     started = time.perf_counter()
     unet = builtin_denoiser("unet")
+    features = frechet_features(unet)
     reference = features(image_patches("held-out", REFERENCE_PATCHES, 32, seed=100 + seed))
     truth = (reference.mean(0), covariance_root(torch.cov(reference.T)))
+    lams = np.linspace(-np.log(SIGMA_MAX), -np.log(SIGMA_MIN), TEACHER_STEPS + 1)
+    teacher_grid = np.exp(-lams).tolist()
+
+    def teacher(x: torch.Tensor) -> torch.Tensor:
+        """The fine ODE solve from x_T (float64 state) to SIGMA_MIN."""
+        return sample(unet, x.double(), "edm", TEACHER, sigmas=teacher_grid, output="edm")
+
+    model = moments_root(features(teacher(starts(model_reference, 5000 + seed))))
     directions = np.random.default_rng(0).standard_normal((48, 128))
     directions /= np.linalg.norm(directions, axis=0)
     held = features(image_patches("held-out", samples, 32, seed=200 + seed)).numpy()
@@ -61,6 +107,7 @@ def measure(samples: int = 128, budgets: tuple[int, ...] = (10, 20), seed: int =
         return {
             "frechet": float(frechet_tensor(f, *truth)),
             "sliced_w2": float(np.sqrt(((a - b) ** 2).mean())),
+            "frechet_model": float(frechet_tensor(f, *model)),
         }
 
     floors = {
@@ -71,13 +118,12 @@ def measure(samples: int = 128, budgets: tuple[int, ...] = (10, 20), seed: int =
             distances(image_patches("train", samples, 32, seed=400 + seed + k)) for k in range(4)
         ],
     }
+    x_start = starts(samples, seed)
+    floors["fine ODE solve of these starts"] = [distances(teacher(x_start))]
     floor = {
-        name: {key: float(np.mean([d[key] for d in rows])) for key in ("frechet", "sliced_w2")}
+        name: {key: float(np.mean([d[key] for d in rows])) for key in rows[0]}
         for name, rows in floors.items()
     }
-    x_start = SIGMA_MAX * torch.randn(
-        samples, 3, 32, 32, generator=torch.Generator().manual_seed(seed)
-    )
     rows: dict[str, list[dict]] = {}
 
     def record(label, run) -> None:
@@ -116,6 +162,12 @@ def measure(samples: int = 128, budgets: tuple[int, ...] = (10, 20), seed: int =
     k = kdiffusion_sampling()
     for label, run in peer_runs(k, unet, x_start, seed, 1.0).items():
         record(label, run)
+    fits = {}
+    if fit:
+        for label, run in fitted_runs(
+            unet, teacher, features, x_start, fit, ode_pilot, fit_budgets, iterations, seed, fits
+        ).items():
+            record(label, run)
     return {
         "meta": {
             "samples": samples,
@@ -125,38 +177,96 @@ def measure(samples: int = 128, budgets: tuple[int, ...] = (10, 20), seed: int =
             "torch": torch.__version__,
             "python": platform.python_version(),
             "kdiffusion": k is not None,
+            "teacher": f"{TEACHER} on {TEACHER_STEPS} log-SNR steps",
+            "model_reference": model_reference,
+            "fit": {"pilot": fit, "ode_pilot": ode_pilot, "iterations": iterations},
         },
         "floor": floor,
         "rows": rows,
+        "fits": fits,
     }
+
+
+def fitted_runs(
+    unet, teacher, features, x_start, pilot, ode_pilot, fit_budgets, iterations, seed, fits
+) -> dict:
+    """label -> run(budget) for the fitted ODE and SDE solvers (module docstring), each fitted
+    when its budget is first run; ``fits`` collects every fit's record."""
+    x_pilot = starts(pilot, 1000 + seed).double()
+    x_ode = x_pilot[:ode_pilot]
+    taught = teacher(x_pilot)
+
+    def fitted(label: str, budget: int, **options):
+        if budget not in fit_budgets:
+            return None
+        grid = karras_sigmas(SIGMA_MAX, SIGMA_MIN, budget + 1)
+        solver = fit_solver(
+            unet, options.pop("x"), options.pop("reference"), SIGMA_MAX, SIGMA_MIN, budget,
+            iterations=iterations, sigmas=grid, seed=7 + seed, **options,
+        )  # fmt: skip
+        fits[f"{label}, NFE {budget}"] = {**solver.info, "sigmas": solver.sigmas}
+        print(f"{label}, NFE {budget}: {solver.info}", file=sys.stderr, flush=True)
+        noise = {"generator": torch.Generator().manual_seed(1 + seed)} if solver.eta else {}
+        return solver.sample(unet, x_start.double(), **noise).float(), solver.nfe
+
+    return {
+        FITTED[0]: lambda budget: fitted(FITTED[0], budget, x=x_ode, reference=taught[:ode_pilot]),
+        FITTED[1]: lambda budget: fitted(
+            FITTED[1], budget, x=x_pilot, reference=taught, eta=1.0, features=features
+        ),
+    }
+
+
+def _cell(values: dict) -> str:
+    """Frechet / sliced W2 (to held-out patches) / Frechet to the model, where measured."""
+    shown = [f"{values['frechet']:.4f}", f"{values['sliced_w2']:.4f}"]
+    if "frechet_model" in values:
+        shown.append(f"{values['frechet_model']:.4f}")
+    return " / ".join(shown)
 
 
 def render(result: dict) -> str:
     meta, floor = result["meta"], result["floor"]
     budgets = meta["budgets"]
+    model = "frechet_model" in next(iter(floor.values()))
+    head = "Frechet / SW2" + (" / model" if model else "")
     lines = [
-        f"{meta['samples']} samples per row, {meta['seconds']} s, torch {meta['torch']}\n",
-        "| floor | Frechet | sliced W2 |",
-        "|---|---|---|",
+        f"{meta['samples']} samples per row, {meta['seconds']} s, torch {meta['torch']}"
+        + (f"; model: {meta['model_reference']} samples of {meta['teacher']}" if model else "")
+        + "\n",
+        f"| floor | {head} |",
+        "|---|---|",
     ]
-    lines += [
-        f"| {name} | {f['frechet']:.4f} | {f['sliced_w2']:.4f} |" for name, f in floor.items()
-    ]
+    lines += [f"| {name} | {_cell(f)} |" for name, f in floor.items()]
     lines += [
         "",
-        "| sampler | " + " | ".join(f"NFE {b}: Frechet / SW2" for b in budgets) + " |",
+        "| sampler | " + " | ".join(f"NFE {b}: {head}" for b in budgets) + " |",
         "|---|" + "---|" * len(budgets),
     ]
     for label, cells in result["rows"].items():
         by_budget = {c["budget"]: c for c in cells}
         text = [
-            f"{by_budget[b]['frechet']:.4f} / {by_budget[b]['sliced_w2']:.4f}"
-            + ("" if by_budget[b]["nfe"] == b else f" ({by_budget[b]['nfe']})")
+            _cell(by_budget[b]) + ("" if by_budget[b]["nfe"] == b else f" ({by_budget[b]['nfe']})")
             if b in by_budget
             else "-"
             for b in budgets
         ]
         lines.append(f"| {label} | " + " | ".join(text) + " |")
+    fits = result.get("fits") or {}
+    if fits:
+        lines += [
+            "",
+            "| fit | pilots | objective | pilot before | after | seconds |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, info in fits.items():
+            objective = info["objective"]
+            lines.append(
+                f"| {name} | {info['pilot_batch']} | {objective}"
+                + (f" ({info['features']})" if "features" in info else "")
+                + f" | {info[f'pilot_{objective}_start']:.4g} | {info[f'pilot_{objective}']:.4g} "
+                f"| {info['seconds']} |"
+            )
     return "\n".join(lines)
 
 
@@ -165,9 +275,22 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=128)
     parser.add_argument("--budgets", type=int, nargs="+", default=[10, 20])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fit", type=int, default=0, help="pilots of the SDE fit (0: no fits)")
+    parser.add_argument("--ode-pilot", type=int, default=32, help="pilots of the ODE fit")
+    parser.add_argument("--fit-budgets", type=int, nargs="+", default=[10])
+    parser.add_argument("--iterations", type=int, default=30, help="L-BFGS iterations per fit")
+    parser.add_argument("--model-reference", type=int, default=512, help="the model's samples")
     parser.add_argument("--format", choices=["markdown", "json"], default="markdown")
+    parser.add_argument("--render", type=Path, help="print the report of a saved json result")
     args = parser.parse_args()
-    result = measure(args.samples, tuple(args.budgets), args.seed)
+    if args.render is not None:
+        print(render(json.loads(args.render.read_text())))
+        return
+    torch.set_num_threads(2)
+    result = measure(
+        args.samples, tuple(args.budgets), args.seed, args.fit, args.ode_pilot,
+        tuple(args.fit_budgets), args.iterations, args.model_reference,
+    )  # fmt: skip
     print(json.dumps(result, indent=2) if args.format == "json" else render(result))
 
 

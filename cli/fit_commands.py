@@ -33,7 +33,12 @@ def _fit(args: argparse.Namespace) -> None:
     from phiforge.runtime.errors import InputError
     from phiforge.runtime.fitted import fit_solver, load_solver
     from phiforge.runtime.schedules import noise_schedule
-    from phiforge.runtime.verification import defect, frechet_tensor, moments_root
+    from phiforge.runtime.verification import (
+        defect,
+        frechet_features,
+        frechet_tensor,
+        moments_root,
+    )
 
     if args.grid_only and args.weights_only:
         raise InputError("parameters '--grid-only' and '--weights-only' exclude each other")
@@ -56,6 +61,8 @@ def _fit(args: argparse.Namespace) -> None:
     pilot = starting_points(denoiser.dim, args.pilot, sigma_start, args.seed + 1)
     # L-BFGS evaluates the objective at most 1.25 x its iterations (torch's max_eval default)
     progress = Progress(int(1.25 * args.iterations) + 1, "fit (evaluations)", quiet=args.quiet)
+    # a stochastic fit's Frechet objective, and its judgement, in the denoiser's feature space
+    features = frechet_features(denoiser) if args.eta > 0 else None
     solver = fit_solver(
         denoiser,
         pilot,
@@ -74,6 +81,7 @@ def _fit(args: argparse.Namespace) -> None:
         eta=args.eta,
         seed=args.seed + 3,
         start=None if args.start is None else load_solver(args.start),
+        features=features,
         progress=progress.advance,
     )
     progress.close()
@@ -90,15 +98,18 @@ def _fit(args: argparse.Namespace) -> None:
     else:
         # the stochastic solvers are judged by the Frechet distance of their held-out samples
         # to the teacher's samples of the same starting points
-        target = moments_root(held_reference)
+        def seen(samples):
+            return samples if features is None else features(samples)
+
+        target = moments_root(seen(held_reference))
         plain = sample(
             denoiser, held, "edm", "seeds_3a", nfe=args.nfe, step_schedule="logsnr",
             output="edm", eta=args.eta, generator=torch.Generator().manual_seed(args.seed + 4),
         )  # fmt: skip
         ours = solver.sample(denoiser, held, generator=torch.Generator().manual_seed(args.seed + 4))
         judged = {
-            "seeds_3a_logsnr": float(frechet_tensor(plain, *target)),
-            "fitted": float(frechet_tensor(ours, *target)),
+            "seeds_3a_logsnr": float(frechet_tensor(seen(plain), *target)),
+            "fitted": float(frechet_tensor(seen(ours), *target)),
         }
         baseline, measure = "seeds_3a_logsnr", "Frechet distance"
     info = dict(
@@ -150,7 +161,8 @@ def register_fit_commands(commands: argparse._SubParsersAction) -> None:
         type=float,
         default=0.0,
         help="noise of the dynamics: 0 the ODE (pathwise fit), > 0 a stochastic solver fitted "
-        "on the Frechet distance to the teacher's samples (1 the reverse SDE)",
+        "on the Frechet distance to the teacher's samples, taken in the block colours of an "
+        "image denoiser (1 the reverse SDE)",
     )
     fit.add_argument(
         "--start",

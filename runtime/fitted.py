@@ -490,6 +490,35 @@ def coupled_reference(
     return samples, normals
 
 
+def _values(samples: torch.Tensor) -> torch.Tensor:
+    """The identity feature map: a Frechet distance of the samples' own values."""
+    return samples
+
+
+def _name(features: Callable[[torch.Tensor], torch.Tensor]) -> str:
+    return getattr(features, "__name__", type(features).__name__)
+
+
+def _feature_count(
+    features: Callable[[torch.Tensor], torch.Tensor], reference: torch.Tensor
+) -> int:
+    """The number of features ``features`` maps one row to, checking it maps rows to rows."""
+    if not callable(features):
+        raise InputError(f"parameter 'features' must be callable, got {type(features).__name__}")
+    try:
+        with torch.no_grad():
+            rows = features(reference[:2])
+    except (RuntimeError, ValueError, TypeError, IndexError) as error:
+        raise InputError(f"parameter 'features' failed on two reference rows: {error}") from None
+    if not isinstance(rows, torch.Tensor) or rows.ndim != 2 or rows.shape[0] != 2:
+        shape = tuple(rows.shape) if isinstance(rows, torch.Tensor) else type(rows).__name__
+        raise InputError(
+            f"parameter 'features' must map rows (batch, ...) to a (batch, features) tensor; "
+            f"two rows gave {shape}"
+        )
+    return int(rows.shape[1])
+
+
 def fit_solver(
     model: Callable[..., torch.Tensor],
     x: torch.Tensor,
@@ -513,6 +542,7 @@ def fit_solver(
     seed: int = 0,
     start: FittedSolver | None = None,
     noise: list[torch.Tensor] | None = None,
+    features: Callable[[torch.Tensor], torch.Tensor] | None = None,
     progress: Callable[[], object] | None = None,
 ) -> FittedSolver:
     """Fit a solver of ``nfe`` evaluations from ``sigma_start`` down to ``sigma_end`` on the
@@ -533,7 +563,10 @@ def fit_solver(
     every step's noise amplitude a_n too (eta > 0; module docstring; a ``start``'s amplitudes
     are its starting point, and kept when not fitted); ``fit_shift``: fit where each step's
     model is called, lam_n + d_n, apart from its grid point (module docstring; a ``start``'s
-    shifts likewise); ``progress``: called after every
+    shifts likewise); ``features``: the "frechet" objective's feature map, rows of samples to
+    rows of features (linear or differentiable; e.g. runtime.verification.frechet_features,
+    the block colours of an image; default the values themselves), which then needs more
+    pilots than features, not than values; ``progress``: called after every
     objective-and-gradient evaluation. ``model`` must be differentiable in x (torch
     operations)."""
     nfe = check_integer("nfe", nfe, 2)
@@ -550,6 +583,8 @@ def fit_solver(
         raise InputError(f"parameter 'objective' must be 'defect' or 'frechet', got {objective!r}")
     if fit_noise and eta == 0:
         raise InputError("parameter 'fit_noise' applies to a stochastic fit (eta > 0)")
+    if features is not None and objective != "frechet":
+        raise InputError("parameter 'features' applies to the 'frechet' objective")
     if objective == "defect" and eta > 0:
         raise InputError(
             "parameter 'objective': 'defect' compares paths, and a stochastic solver's path "
@@ -567,9 +602,12 @@ def fit_solver(
             raise InputError(
                 f"parameter 'reference' must be samples shaped like x's rows {tuple(x.shape[1:])}"
             )
+        if features is not None:
+            dim = _feature_count(features, reference)
+        kind = "dimensions" if features is None else "features"
         if min(x.shape[0], reference.shape[0]) <= dim:
             raise InputError(
-                f"objective 'frechet' needs more rows than dimensions ({dim}) in 'x' and "
+                f"objective 'frechet' needs more rows than {kind} ({dim}) in 'x' and "
                 f"'reference' (a full-rank covariance), got {x.shape[0]} and {reference.shape[0]}"
             )
     args = dict(extra_args or {})
@@ -627,9 +665,11 @@ def fit_solver(
         )
     else:
         draws = list(noise)
+    if features is None:
+        features = _values
     if objective == "frechet":
         with torch.no_grad():
-            target = moments_root(reference)
+            target = moments_root(features(reference))
 
     def objective_value() -> torch.Tensor:
         lams = grid_lambdas(theta, lam_start, lam_end, MIN_STEP)
@@ -642,7 +682,7 @@ def fit_solver(
         )  # fmt: skip
         if objective == "defect":
             return torch.log(defect_tensor(out, reference))
-        return torch.log(frechet_tensor(out, *target))
+        return torch.log(frechet_tensor(features(out), *target))
 
     started = time.perf_counter()
     with torch.no_grad():
@@ -689,6 +729,7 @@ def fit_solver(
             "fit_grid": bool(fit_grid),
             "fit_noise": bool(fit_noise),
             "fit_shift": bool(fit_shift),
+            **({} if features is _values else {"features": _name(features)}),
             "warm_start": start is not None,
             "iterations": iterations,
             "seconds": round(time.perf_counter() - started, 1),

@@ -45,6 +45,7 @@ __all__ = [
     "defect",
     "defect_tensor",
     "explore",
+    "frechet_features",
     "frechet_tensor",
     "gaussian_problem",
     "moments_root",
@@ -170,6 +171,45 @@ def moments_root(samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     flat = samples.reshape(samples.shape[0], -1).double()
     dim = flat.shape[1]
     return flat.mean(0), covariance_root(torch.cov(flat.T).reshape(dim, dim))
+
+
+#: the side of the square tiles whose mean colours are an image's Frechet features
+FEATURE_BLOCK = 8
+#: the most values per sample whose covariance a Frechet distance estimates directly
+FRECHET_DIRECT = 256
+
+
+def block_colours(images: torch.Tensor, image_shape: Sequence[int]) -> torch.Tensor:
+    """The mean colour of every FEATURE_BLOCK x FEATURE_BLOCK tile of each image: rows of
+    ``images`` (batch, C * H * W, or batch-first in ``image_shape``, (C, H, W) or (H, W)) ->
+    (batch, C * H/8 * W/8), in float64. A linear map, so differentiable, and fixed: the feature
+    space of the U-Net's distribution distances (48 features for 3 x 32 x 32 patches;
+    docs/bench-unet.md)."""
+    channels, height, width = (1, *image_shape) if len(image_shape) == 2 else image_shape
+    if height % FEATURE_BLOCK or width % FEATURE_BLOCK:
+        raise InputError(
+            f"block colours need image sides divisible by {FEATURE_BLOCK}, got {height} x {width}"
+        )
+    tiles = torch.nn.functional.avg_pool2d(
+        images.reshape(-1, channels, height, width).double(), FEATURE_BLOCK
+    )
+    return tiles.reshape(tiles.shape[0], -1)
+
+
+def frechet_features(denoiser: Any) -> Any:
+    """The feature map in which a Frechet distance of ``denoiser``'s samples is taken: the
+    block colours (:func:`block_colours`) for an image denoiser (one with an ``image_shape``)
+    of more than FRECHET_DIRECT values, whose covariance no affordable sample set estimates;
+    None (the values themselves) otherwise (the 64 values of the digits)."""
+    shape = getattr(denoiser, "image_shape", None)
+    if shape is None or math.prod(shape) <= FRECHET_DIRECT:
+        return None
+
+    def features(images: torch.Tensor) -> torch.Tensor:
+        return block_colours(images, shape)
+
+    features.__name__ = f"block_colours_{FEATURE_BLOCK}"
+    return features
 
 
 def builtin_problem(

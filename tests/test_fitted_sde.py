@@ -368,3 +368,66 @@ def test_fitting_the_noise_amplitudes_alone_lowers_the_objective(problem, stocha
     generator = torch.Generator().manual_seed(9)
     after = _frechet_to_truth(noisy.sample(p["gmm"], p["held"], generator=generator), p["gmm"])
     assert after < 0.2 * before  # measured 6.23 -> 0.228
+
+
+def test_block_colours_are_the_tile_means_and_images_get_them():
+    from phiforge.runtime.verification import FRECHET_DIRECT, block_colours, frechet_features
+
+    images = torch.arange(2 * 3 * 16 * 16, dtype=torch.float32).reshape(2, 3, 16, 16)
+    out = block_colours(images.reshape(2, -1), (3, 16, 16))
+    assert out.shape == (2, 12) and out.dtype == torch.float64
+    # image 1, channel 2, tile (row 1, column 0): rows 8..15, columns 0..7
+    tile = images[1, 2, 8:16, 0:8].double().mean()
+    assert float(out[1, 2 * 4 + 1 * 2 + 0]) == float(tile)
+    grey = block_colours(torch.ones(1, 16 * 8), (16, 8))
+    assert grey.tolist() == [[1.0, 1.0]]
+    with pytest.raises(InputError, match="divisible by 8"):
+        block_colours(torch.ones(1, 3 * 12 * 12), (3, 12, 12))
+
+    class Patches:
+        image_shape = (3, 32, 32)
+
+    features = frechet_features(Patches())
+    assert features(torch.zeros(5, 3 * 32 * 32)).shape == (5, 48)
+    # the digits' 64 values are few enough to be their own features
+    assert math.prod(builtin_denoiser("gmm").image_shape) <= FRECHET_DIRECT
+    assert frechet_features(builtin_denoiser("gmm")) is None
+
+
+def test_a_frechet_fit_in_a_feature_space_needs_rows_for_its_features_only(problem):
+    """32 pilots cannot fit the 64 x 64 covariance of the digits, but can fit that of 16
+    features; the fit's objective is the Frechet distance of the features (recomputed here
+    from the unfitted solver's samples with the same noise), and the fit lowers it."""
+    p = problem
+    pilot = p["pilot"][:32]
+
+    def first_sixteen(samples):
+        return samples.reshape(samples.shape[0], -1)[:, :16]
+
+    common = (p["gmm"], pilot, p["reference"], SIGMA_MAX, SIGMA_MIN, 6)
+    with pytest.raises(InputError, match=r"more rows than dimensions \(64\)"):
+        fit_solver(*common, eta=1.0)
+    plain = fit_solver(*common, eta=1.0, iterations=0, seed=4, features=first_sixteen)
+    generator = torch.Generator().manual_seed(4)
+    draws = iter([torch.randn(pilot.shape, generator=generator, dtype=torch.float64)
+                  for _ in range(6)])  # fmt: skip
+    out = plain.sample(p["gmm"], pilot, noise_sampler=lambda a, b: next(draws))
+    target = moments_root(first_sixteen(p["reference"]))
+    expected = float(frechet_tensor(first_sixteen(out), *target))
+    assert plain.info["pilot_frechet_start"] == pytest.approx(expected, rel=1e-9)
+    assert plain.info["features"] == "first_sixteen"
+    fitted = fit_solver(*common, eta=1.0, iterations=10, seed=4, features=first_sixteen)
+    assert fitted.info["pilot_frechet"] < 0.8 * fitted.info["pilot_frechet_start"]
+
+
+def test_bad_feature_maps_are_rejected_by_name(problem):
+    p = problem
+    common = (p["gmm"], p["pilot"], p["reference"], SIGMA_MAX, SIGMA_MIN, 4)
+    with pytest.raises(InputError, match="'features' must be callable"):
+        fit_solver(*common, eta=1.0, features="blocks")
+    with pytest.raises(InputError, match=r"'features' must map rows .* gave \(2,\)"):
+        fit_solver(*common, eta=1.0, features=lambda s: s.sum(1))
+    with pytest.raises(InputError, match="'features' failed on two reference rows"):
+        fit_solver(*common, eta=1.0, features=lambda s: s.reshape(3, -1))
+    with pytest.raises(InputError, match="'features' applies to the 'frechet' objective"):
+        fit_solver(*common, features=lambda s: s)

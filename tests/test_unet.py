@@ -181,6 +181,30 @@ def test_cli_samples_and_verifies_the_unet(capsys, tmp_path):
     assert problem["reference_accuracy"] < 1e-4
 
 
+def test_a_stochastic_fit_on_the_unet_takes_its_frechet_distance_in_block_colours():
+    """3072 values per patch, 56 pilots: the Frechet objective is taken in the 48 block colours
+    (a fit on the pixels would need more than 3072 pilots), and L-BFGS lowers it."""
+    from phiforge.runtime.fitted import fit_solver
+    from phiforge.runtime.verification import frechet_features
+
+    unet = builtin_denoiser("unet")
+    generator = torch.Generator().manual_seed(0)
+    pilot = 80 * torch.randn(56, 3, 32, 32, generator=generator, dtype=torch.float64)
+    mean = unet.data_mean().double().reshape(1, 3, 32, 32)
+    reference = mean + 0.4 * torch.randn(64, 3, 32, 32, generator=generator, dtype=torch.float64)
+    features = frechet_features(unet)
+    with pytest.raises(InputError, match=r"more rows than dimensions \(3072\)"):
+        fit_solver(unet, pilot, reference, 80.0, 0.002, 3, eta=1.0)
+    solver = fit_solver(
+        unet, pilot, reference, 80.0, 0.002, 3, eta=1.0, iterations=2, features=features
+    )
+    info = solver.info
+    assert info["features"] == "block_colours_8" and info["objective"] == "frechet"
+    assert info["pilot_frechet"] < info["pilot_frechet_start"]
+    out = solver.sample(unet, pilot[:2], generator=torch.Generator().manual_seed(1))
+    assert out.shape == (2, 3, 32, 32) and bool(torch.isfinite(out).all())
+
+
 def test_unet_is_the_default_name_and_not_overwritten(tmp_path, monkeypatch):
     from phiforge.runtime.manifest import weights_dir
 
