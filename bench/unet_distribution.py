@@ -23,8 +23,13 @@ on starting points the benchmark never uses (seed 1000 + seed) and judged in its
   ``--ode-pilot`` pilots (the pathwise objective of bench/fitted_solver.py);
 - ``fitted SDE solver`` (eta = 1, SEEDS' exact noise per step): drift weights and grid fitted on
   the Frechet distance, in the block colours, between its P pilot outputs (noise drawn once)
-  and the fine ODE solve of the same pilots; it starts from the Karras grid (rho 7), as the
-  other rows step.
+  and the fine ODE solve of the same pilots, starting from the fitted ODE solver of its budget
+  (a continuation in eta, fit_solver's ``start``); the ODE fit starts from the Karras grid
+  (rho 7) on which the other rows step.
+
+The model column's floor is a fine solve of the benchmark's starting points: for the ODE rows
+the fine ODE solve (they follow the same paths), for the stochastic rows a fine SEEDS-3 solve
+with the rows' noise seed (a finer path of the same dynamics, with other noise increments).
 
 Both end at sigma = SIGMA_MIN (the other rows step on to 0).
 
@@ -65,6 +70,7 @@ from phiforge.runtime.verification import (
 
 REFERENCE_PATCHES = 4096
 TEACHER, TEACHER_STEPS = "res_3m_pc", 64
+FINE_SDE_STEPS = 64  # SEEDS-3 steps of the stochastic samplers' floor (3 evaluations each)
 FITTED = ("fitted ODE solver", "fitted SDE solver")
 
 
@@ -72,6 +78,17 @@ def starts(n: int, seed: int) -> torch.Tensor:
     """x_T = SIGMA_MAX z for n images, z from ``seed``."""
     generator = torch.Generator().manual_seed(seed)
     return SIGMA_MAX * torch.randn(n, 3, 32, 32, generator=generator)
+
+
+def _sde_solve(unet, x_start: torch.Tensor, steps: int, seed: int):
+    """SEEDS-3 at eta = 1 on ``steps`` Karras steps and the step to 0, its noise from seed + 1
+    (the benchmark's stochastic rows' protocol): samples and the evaluations used."""
+    sigmas = [*karras_sigmas(SIGMA_MAX, SIGMA_MIN, steps), 0.0]
+    out, info = sample(
+        unet, x_start, "edm", "seeds_3a", sigmas=sigmas, output="edm", eta=1.0,
+        generator=torch.Generator().manual_seed(1 + seed), return_info=True,
+    )  # fmt: skip
+    return out, info.nfe
 
 
 def measure(
@@ -120,6 +137,10 @@ def measure(
     }
     x_start = starts(samples, seed)
     floors["fine ODE solve of these starts"] = [distances(teacher(x_start))]
+    fine_sde, _ = _sde_solve(unet, x_start, FINE_SDE_STEPS, seed)
+    floors[f"fine SDE solve of these starts (seeds_3, {FINE_SDE_STEPS} steps)"] = [
+        distances(fine_sde)
+    ]
     floor = {
         name: {key: float(np.mean([d[key] for d in rows])) for key in rows[0]}
         for name, rows in floors.items()
@@ -196,14 +217,19 @@ def fitted_runs(
     x_ode = x_pilot[:ode_pilot]
     taught = teacher(x_pilot)
 
+    solvers = {}
+
     def fitted(label: str, budget: int, **options):
         if budget not in fit_budgets:
             return None
-        grid = karras_sigmas(SIGMA_MAX, SIGMA_MIN, budget + 1)
+        start = solvers.get((FITTED[0], budget)) if options.get("eta") else None
+        if start is None:  # the ODE fit starts from the Karras grid, the SDE fit from it
+            options["sigmas"] = karras_sigmas(SIGMA_MAX, SIGMA_MIN, budget + 1)
         solver = fit_solver(
             unet, options.pop("x"), options.pop("reference"), SIGMA_MAX, SIGMA_MIN, budget,
-            iterations=iterations, sigmas=grid, seed=7 + seed, **options,
+            iterations=iterations, seed=7 + seed, start=start, **options,
         )  # fmt: skip
+        solvers[label, budget] = solver
         fits[f"{label}, NFE {budget}"] = {**solver.info, "sigmas": solver.sigmas}
         print(f"{label}, NFE {budget}: {solver.info}", file=sys.stderr, flush=True)
         noise = {"generator": torch.Generator().manual_seed(1 + seed)} if solver.eta else {}
