@@ -53,7 +53,12 @@ def _fit(args: argparse.Namespace) -> None:
             f"lambda {lam0} -> {lam1}"
         )
     sigma_start, sigma_end = math.exp(-lam0), math.exp(-lam1)
-    teacher_grid = np.exp(-np.linspace(lam0, lam1, TEACHER_STEPS + 1)).tolist()
+    if args.teacher_steps < args.nfe:
+        raise InputError(
+            f"parameter '--teacher-steps' must be at least --nfe ({args.nfe}): the teacher is "
+            f"the fine solve the fit learns from, got {args.teacher_steps}"
+        )
+    teacher_grid = np.exp(-np.linspace(lam0, lam1, args.teacher_steps + 1)).tolist()
 
     def teacher(x):
         return sample(denoiser, x, "edm", TEACHER, output="edm", sigmas=teacher_grid)
@@ -116,7 +121,7 @@ def _fit(args: argparse.Namespace) -> None:
         solver.info,
         denoiser=args.denoiser,
         schedule=schedule.name,
-        teacher=f"{TEACHER} on {TEACHER_STEPS} log-SNR steps",
+        teacher=f"{TEACHER} on {args.teacher_steps} log-SNR steps",
         held_out=args.held_out,
         held_out_defect=judged,
     )
@@ -156,6 +161,13 @@ def register_fit_commands(commands: argparse._SubParsersAction) -> None:
     fit.add_argument("--history", type=positive_int, default=4, help="values a step may use")
     fit.add_argument("--order", type=positive_int, default=2, help="exactness kept per step")
     fit.add_argument("--iterations", type=positive_int, default=300, help="L-BFGS iterations")
+    fit.add_argument(
+        "--teacher-steps",
+        type=positive_int,
+        default=TEACHER_STEPS,
+        help=f"log-SNR steps of the teacher's fine solve ({TEACHER}; a network such as the "
+        "U-Net: fewer, e.g. 64, keep the fit affordable on a CPU)",
+    )
     fit.add_argument(
         "--eta",
         type=float,

@@ -432,6 +432,8 @@ CASES: list[tuple[str, Callable[[], object], str]] = [
     ("fit-base-9", cli("fit", "--base-steps", "9"), "steps"),
     ("fit-order-high", cli("fit", "--order", "5", "--base-steps", "3"), "order"),
     ("fit-denoiser", cli("fit", "--denoiser", "x"), "--denoiser"),
+    ("fit-teacher-0", cli("fit", "--teacher-steps", "0"), "--teacher-steps"),
+    ("fit-teacher-coarse", cli("fit", "--nfe", "10", "--teacher-steps", "4"), "--teacher-steps"),
     ("network-check-missing", cli("network", "check", "/nonexistent.json"), "nonexistent"),
     ("network-train-steps-0", cli("network", "train", "--steps", "0"), "--steps"),
     ("network-train-out", cli("network", "train", "--steps", "1", "--out", "/proc/x"), "--out"),

@@ -205,6 +205,19 @@ def test_a_stochastic_fit_on_the_unet_takes_its_frechet_distance_in_block_colour
     assert out.shape == (2, 3, 32, 32) and bool(torch.isfinite(out).all())
 
 
+def test_fit_command_fits_a_stochastic_solver_to_the_unet(capsys, tmp_path):
+    path = tmp_path / "unet-sde.json"
+    argv = ["fit", "--denoiser", "unet", "--eta", "1", "--nfe", "2", "--pilot", "56",
+            "--held-out", "56", "--teacher-steps", "4", "--iterations", "1", "--quiet"]  # fmt: skip
+    assert main([*argv, "--out", str(path), "--format", "json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["features"] == "block_colours_8" and result["pilot_batch"] == 56
+    assert result["teacher"] == "res_4m_pc on 4 log-SNR steps"
+    judged = result["held_out_defect"]
+    assert set(judged) == {"seeds_3a_logsnr", "fitted"}
+    assert all(math.isfinite(v) and v > 0 for v in judged.values())
+
+
 def test_unet_is_the_default_name_and_not_overwritten(tmp_path, monkeypatch):
     from phiforge.runtime.manifest import weights_dir
 
