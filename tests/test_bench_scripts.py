@@ -267,13 +267,25 @@ def test_unet_sampling_benchmark_measures_agreement_defect_and_throughput():
     assert "| res_3m_pc |" in _load("unet_sampling").render(result)
 
 
-def test_unet_distribution_benchmark_has_floors_and_rows():
+def test_unet_distribution_benchmark_has_floors_and_rows(monkeypatch):
     pytest.importorskip("skimage")
     module = _load("unet_distribution")
-    result = module.measure(samples=8, budgets=(10,))
+    monkeypatch.setattr(module, "TEACHER_STEPS", 8)  # coarse fine solves: a test of the plumbing
+    monkeypatch.setattr(module, "FINE_SDE_STEPS", 4)
+    result = module.measure(
+        samples=8, budgets=(4,), fit=50, ode_pilot=4, fit_budgets=(4,), iterations=1,
+        model_reference=16,
+    )  # fmt: skip
     floor = result["floor"]
     assert floor["held-out sets"]["frechet"] > 0 and floor["training patches"]["frechet"] > 0
+    fine = floor["fine ODE solve of these starts"]["frechet_model"]
+    assert 0 < fine < floor["held-out sets"]["frechet_model"]  # the model's own samples
     rows = result["rows"]
-    assert {"seeds_2", "res_3m_pc (ODE)", "res_2s + restart"} <= set(rows)
-    assert all(cell["frechet"] > 0 for cells in rows.values() for cell in cells)
-    assert "| floor | Frechet | sliced W2 |" in module.render(result)
+    assert {"seeds_2", "res_3m_pc (ODE)", "res_2s + restart", *module.FITTED} <= set(rows)
+    cells = [cell for row in rows.values() for cell in row]
+    assert all(cell["frechet"] > 0 and cell["frechet_model"] > 0 for cell in cells)
+    ode, sde = (result["fits"][f"{label}, NFE 4"] for label in module.FITTED)
+    assert ode["objective"] == "defect" and sde["features"] == "block_colours_8"
+    assert sde["warm_start"] and sde["pilot_batch"] == 50  # continued from the ODE fit
+    text = module.render(result)
+    assert "| floor | Frechet / SW2 / model |" in text and "| fitted SDE solver |" in text
