@@ -188,7 +188,8 @@ def block_colours(images: torch.Tensor, image_shape: Sequence[int]) -> torch.Ten
     channels, height, width = (1, *image_shape) if len(image_shape) == 2 else image_shape
     if height % FEATURE_BLOCK or width % FEATURE_BLOCK:
         raise InputError(
-            f"block colours need image sides divisible by {FEATURE_BLOCK}, got {height} x {width}"
+            f"parameter 'image_shape': block colours need sides divisible by {FEATURE_BLOCK}, "
+            f"got {height} x {width}"
         )
     tiles = torch.nn.functional.avg_pool2d(
         images.reshape(-1, channels, height, width).double(), FEATURE_BLOCK
