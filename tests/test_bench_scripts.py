@@ -289,3 +289,19 @@ def test_unet_distribution_benchmark_has_floors_and_rows(monkeypatch):
     assert sde["warm_start"] and sde["pilot_batch"] == 50  # continued from the ODE fit
     text = module.render(result)
     assert "| floor | Frechet / SW2 / model |" in text and "| fitted SDE solver |" in text
+
+
+def test_defect_spread_quantiles_are_those_of_the_per_start_errors():
+    from phiforge.runtime.verification import builtin_problem, defect
+
+    module = _load("defect_spread")
+    result = module.measure("gmm", 8, 2, ("dpmpp_2m@10",))
+    row = result["rows"]["dpmpp_2m@10"]
+    errors = row["errors"]
+    assert len(errors) == 8 and errors == sorted(errors)
+    assert row["q0.5"] == pytest.approx(float(np.median(errors)), rel=1e-12)
+    assert errors[0] < row["q0.1"] < row["q0.5"] < row["q0.9"] < row["max"] == errors[-1]
+    problem = builtin_problem("gmm", batch=8, seed=2)  # the mean is the benchmarks' defect
+    out, _ = problem.run("dpmpp_2m", nfe=10)
+    assert row["mean"] == pytest.approx(defect(out, problem.reference), rel=1e-12)
+    assert "| dpmpp_2m@10 |" in module.render(result)
