@@ -305,3 +305,91 @@ def test_defect_spread_quantiles_are_those_of_the_per_start_errors():
     out, _ = problem.run("dpmpp_2m", nfe=10)
     assert row["mean"] == pytest.approx(defect(out, problem.reference), rel=1e-12)
     assert "| dpmpp_2m@10 |" in module.render(result)
+
+
+def test_fitted_limits_least_squares_recovers_exact_combinations():
+    module = _load("fitted_limits")
+    generator = torch.Generator().manual_seed(0)
+    f = [torch.randn(6, 5, generator=generator, dtype=torch.float64) for _ in range(3)]
+    target = 0.3 * f[0] - 2.0 * f[1] + 0.5 * f[2]
+    shared = module.least_squares(f, target, "shared")
+    assert shared.shape == (1, 3)
+    assert shared[0].tolist() == pytest.approx([0.3, -2.0, 0.5], abs=1e-12)
+    per_value = torch.tensor([[0.1 * j, 1.0 - j, 2.0] for j in range(5)], dtype=torch.float64)
+    target = sum(per_value[:, i] * f[i] for i in range(3))
+    weights = module.least_squares(f, target, "value")
+    assert weights.shape == (5, 3)
+    assert torch.allclose(weights, per_value, atol=1e-12)
+    assert torch.allclose(module.combine(weights, f), target, atol=1e-12)
+
+
+def test_fitted_limits_exact_states_are_the_fine_solve_at_the_grid_points():
+    from phiforge.runtime.driver import sample
+    from phiforge.runtime.verification import builtin_problem
+
+    module = _load("fitted_limits")
+    problem = builtin_problem("gmm", batch=3, seed=0)
+    x = problem.x_start / 0.0066  # any start of the right size
+    grid = [150.0, 20.0, 2.0, 0.3, 0.02]
+    states = module.exact_states(problem.denoiser, x, grid, 4)
+    assert len(states) == 5 and torch.equal(states[0], x)
+    lams = -torch.log(torch.tensor(grid, dtype=torch.float64))
+    fine = torch.cat([lams[:-1, None] + torch.arange(4) / 4 * lams.diff()[:, None]]).flatten()
+    fine = torch.exp(-torch.cat([fine, lams[-1:]])).tolist()
+    for n in (2, 4):  # a solve stopped at grid point n
+        alone = sample(
+            problem.denoiser, x, "edm", "res_3m_pc", output="edm", sigmas=fine[: 4 * n + 1]
+        )
+        assert torch.allclose(states[n], alone, rtol=0, atol=1e-10)
+    states = module.exact_states(problem.denoiser, x, grid, 48)
+    for out in module.continued(problem.denoiser, states, grid, 48):  # the path, continued
+        assert torch.allclose(out, states[-1], rtol=0, atol=1e-4)  # an index off: O(1)
+
+
+def test_fitted_limits_greedy_fit_is_exact_where_the_flow_is_in_the_span():
+    """Isotropic Gaussian data N(m, s^2 I): D(x, sigma) = (s^2 x + sigma^2 m) / (s^2 + sigma^2)
+    and the flow x(sigma) = m + (x_T - m) sqrt((s^2 + sigma^2) / (s^2 + sigma_T^2)) both lie in
+    the span of x_T and D_0, so the greedy fit (and the exact-path weights) reach the fine
+    solve's accuracy, far below a 2nd-order solver's error on the same grid."""
+    from phiforge.runtime.denoisers import GaussianDenoiser
+    from phiforge.runtime.driver import sample
+
+    module = _load("fitted_limits")
+    dim, s2 = 4, 0.25
+    mean = torch.linspace(-1.0, 1.0, dim, dtype=torch.float64)
+    model = GaussianDenoiser(mean, s2 * torch.eye(dim, dtype=torch.float64))
+    generator = torch.Generator().manual_seed(3)
+    grid = torch.exp(-torch.linspace(-4.0, 4.0, 7, dtype=torch.float64)).tolist()
+    starts = {
+        key: grid[0] * torch.randn(batch, dim, generator=generator, dtype=torch.float64)
+        for key, batch in (("pilot", 8), ("test", 5))
+    }
+
+    def flow(x: torch.Tensor, sigma: float) -> torch.Tensor:
+        return mean + (x - mean) * ((s2 + sigma**2) / (s2 + grid[0] ** 2)) ** 0.5
+
+    exact = module.exact_states(model, starts["pilot"], grid, 64)
+    assert torch.allclose(exact[3], flow(starts["pilot"], grid[3]), atol=1e-6)
+    result = module.greedy(model, starts, exact, grid, "shared")
+    error = (result["test"] - flow(starts["test"], grid[-1])).abs().max().item()
+    coarse = sample(model, starts["test"], "edm", "dpmpp_2m", output="edm", sigmas=grid)
+    assert error < 1e-6 < (coarse - flow(starts["test"], grid[-1])).abs().max().item()
+
+
+def test_fitted_limits_benchmark_separates_path_from_weights():
+    module = _load("fitted_limits")
+    result = module.measure("gmm", 6, 16, 4, 4, substeps=8, iterations=2, groups=("shared",))
+    rows = result["rows"]
+    peer = rows["dpmpp_2m (log-SNR)"]
+    assert peer["test_vs_peer"] == 1.0
+    for grid in ("log-SNR", "fitted"):
+        fine = rows[f"fine solve ({grid}, 8 substeps)"]
+        assert fine["test"] < 1e-2 * peer["test"]
+        assert rows[f"exact path ({grid})"]["test"] < 0.1 * peer["test"]
+        assert f"greedy least squares, shared ({grid})" in rows
+    assert "fitted solver, final combination refitted (shared)" in rows
+    for name, entries in result["where"].items():  # k = 1 .. nfe - 1 on the solver's own grid
+        assert [e["k"] for e in entries] == [1, 2, 3, 4, 5]
+        assert all(0 < e["test"] < 10 * peer["test"] for e in entries), name
+    text = module.render(result)
+    assert "| exact path (log-SNR) |" in text and "sigma_k, fitted solver" in text
