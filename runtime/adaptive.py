@@ -108,7 +108,10 @@ def run_adaptive(
         error = float(ratio.pow(2).mean(dim=1).sqrt().max())  # the one host read per attempt
         if error <= 1.0:
             if on_report is not None:
-                on_report(Report(reports + accepted, 0, 1, lam, lam_next), [x_high, start_value])
+                on_report(
+                    Report(reports + accepted, 0, 1, lam, lam_next, start=2),
+                    [x_high, start_value, x],
+                )
             x, x_prev = x_high, x_low
             lam = lam_next
             start_value = None

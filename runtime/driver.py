@@ -106,7 +106,10 @@ def sample(
     ends). Stochastic (SEEDS) methods take ``eta`` (0: the probability-flow ODE, 1: the reverse
     SDE), ``s_noise`` and ``options`` (their nodes, e.g. r, r1, r2); their noise and Restart's come
     from ``noise_sampler``, else per-sample ``seeds``, else ``generator``. ``callback`` receives
-    a dict with x, i, sigma, sigma_hat, sigma_next, t, denoised and nfe after every step. With
+    a dict with x, x_start, i, sigma, sigma_hat, sigma_next, t, denoised and nfe after every
+    step: x is the state the step ended at (sigma_next), x_start the one it started from (sigma;
+    after a predict-evaluate-correct method's correction), denoised the model's value at the
+    step's start. With
     ``return_info`` the :class:`SampleInfo` (exact NFE, grid, per-step methods, restarts) is
     returned too. The run is one program (:mod:`phiforge.runtime.plan`) run by the executor
     (:mod:`phiforge.runtime.engine`), which reads nothing back from the device until the end:
@@ -246,6 +249,7 @@ def sample(
             callback(
                 {
                     "x": buffer[event.state],
+                    "x_start": None if event.start is None else buffer[event.start],
                     "i": event.step,
                     "sigma": sigma,
                     "sigma_hat": sigma,
@@ -370,7 +374,7 @@ class _Layout:
         lam_last = float(grid[-2] if info.final == "limit" else grid[-1])
         x0 = self.builder.evaluate(state, lam_last, grid=True)
         lam_end = float(grid[-1]) if info.final == "limit" else math.inf
-        self.builder.report(x0, x0, lam_last, lam_end)
+        self.builder.report(x0, x0, lam_last, lam_end, start=state)
         return x0
 
     def _advance(self, state: int, planned: Sequence[Step]) -> int:

@@ -73,13 +73,15 @@ class Draw:
 @dataclass(frozen=True, slots=True)
 class Report:
     """Step ``step`` from lam to lam_next ended at slot ``state``; ``denoised`` is the model's
-    value at its start (None where the step made no call)."""
+    value at its start (None where the step made no call); ``start`` is the state it advanced
+    from (None where not kept: after a predict-evaluate-correct step's correction)."""
 
     step: int
     state: int
     denoised: int | None
     lam: float
     lam_next: float
+    start: int | None = None
 
 
 Operation = Combine | Evaluate | Draw | Report
@@ -123,7 +125,7 @@ def _reads(op: Operation) -> tuple[int, ...]:
     if isinstance(op, Evaluate):
         return (op.state,)
     if isinstance(op, Report):
-        return (op.state,) if op.denoised is None else (op.state, op.denoised)
+        return tuple(slot for slot in (op.state, op.denoised, op.start) if slot is not None)
     return ()
 
 

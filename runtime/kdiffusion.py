@@ -37,6 +37,22 @@ _NODE_ALIASES = {"r": "r", "r_1": "r1", "r_2": "r2", "r1": "r1", "r2": "r2"}
 ALIASES = {"seeds_2": "seeds_2a", "seeds_3": "seeds_3a"}
 
 
+def _step_start(
+    callback: Callable[[dict[str, Any]], None] | None,
+) -> Callable[[dict[str, Any]], None] | None:
+    """k-diffusion's callback protocol: ``x`` is the state at ``sigma`` that step ``i`` starts
+    from (k-diffusion's samplers call it before they update x); the driver's ``x`` is the state
+    the step ends at, its ``x_start`` the one it starts from."""
+    if callback is None:
+        return None
+
+    def report(event: dict[str, Any]) -> None:
+        start = event["x_start"]
+        callback({**event, "x": event["x"] if start is None else start})
+
+    return report
+
+
 def make_sampler(name: str, registry: Any = None) -> Callable[..., torch.Tensor]:
     """The k-diffusion-style function of the registered method ``name`` (a user's own method:
     its registry folder in ``registry`` or ``PHIFORGE_REGISTRY``)."""
@@ -79,7 +95,7 @@ def make_sampler(name: str, registry: Any = None) -> Callable[..., torch.Tensor]
             sigmas=sigma_list,
             output="edm",
             model_kwargs=extra,
-            callback=callback,
+            callback=_step_start(callback),
             progress=progress,
             **options,
         )

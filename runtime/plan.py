@@ -124,9 +124,16 @@ class Builder:
         self.program.ops.append(Draw(dest, _number(lam_a), _number(lam_b)))
         return dest
 
-    def report(self, state: int, denoised: int | None, lam: float, lam_next: float) -> None:
+    def report(
+        self,
+        state: int,
+        denoised: int | None,
+        lam: float,
+        lam_next: float,
+        start: int | None = None,
+    ) -> None:
         self.program.ops.append(
-            Report(self.reports, state, denoised, _number(lam), _number(lam_next))
+            Report(self.reports, state, denoised, _number(lam), _number(lam_next), start)
         )
         self.reports += 1
 
@@ -229,7 +236,14 @@ def merge_programs(programs: Sequence[Program]) -> Program:
         else:
             lams = tuple(o.lam for o in column)
             ops.append(
-                Report(op.step, op.state, op.denoised, lams, tuple(o.lam_next for o in column))
+                Report(
+                    op.step,
+                    op.state,
+                    op.denoised,
+                    lams,
+                    tuple(o.lam_next for o in column),
+                    op.start,
+                )
             )
     merged = Program(ops, first.slots, first.inputs)
     return merged.finish(first.outputs)
@@ -256,7 +270,7 @@ def place_zero_snr_start(
     x0 = builder.evaluate(state, -math.inf, grid=grid)
     moved = builder.combine([(state, sigma1 / sigma0), (x0, alpha1)])
     if report:
-        builder.report(moved, x0, -math.inf, lam1)
+        builder.report(moved, x0, -math.inf, lam1, start=state)
     return moved
 
 
@@ -301,7 +315,7 @@ def place_steps(
             pending = None
         if h == 0:
             if report:
-                builder.report(state, start.value, lam, lam_next)
+                builder.report(state, start.value, lam, lam_next, start=state)
             continue
         points.insert(0, start)
         del points[HISTORY:]
@@ -322,9 +336,9 @@ def place_steps(
             low = builder.combine(context.terms(program.embedded, lam_next))
         if program.correction is not None and index + 1 < len(steps):
             pending = _corrector(builder, context, program.correction, lam_next)
-        state = new_state
+        begun, state = state, new_state
         if report:
-            builder.report(state, start.value, lam, lam_next)
+            builder.report(state, start.value, lam, lam_next, start=begun)
     return state, low
 
 

@@ -1,10 +1,13 @@
 """k-diffusion-style functions: one per generated method, parity with k-diffusion itself."""
 
+import itertools
+
 import pytest
 import torch
 
 from phiforge.runtime import kdiffusion
 from phiforge.runtime.denoisers import builtin_denoiser
+from phiforge.runtime.driver import sample
 from phiforge.runtime.peers import kdiffusion_sampling
 from phiforge.runtime.stepping import generated_methods
 
@@ -74,3 +77,50 @@ def test_a_seed_that_is_not_an_integer_is_refused():
         kdiffusion.SAMPLERS["seeds_2"](
             lambda x, s: x, x, [10.0, 1.0, 0.0], extra_args={"seed": [1, 2, 3, 4]}
         )
+
+
+@pytest.mark.skipif(K is None, reason="k-diffusion (with torchsde, torchdiffeq) not installed")
+@pytest.mark.parametrize(
+    ("ours", "theirs"), [("dpmpp_2m", "sample_dpmpp_2m"), ("exp_euler", "sample_euler")]
+)
+def test_callbacks_follow_k_diffusions_protocol(ours, theirs):
+    """x is the state at sigma that step i starts from, denoised the model's value there."""
+    gmm = builtin_denoiser("gmm")
+    expected, got = [], []
+    getattr(K, theirs)(gmm, _start(), SIGMAS, callback=expected.append, disable=True)
+    kdiffusion.SAMPLERS[ours](gmm, _start(), SIGMAS, callback=got.append, disable=True)
+    assert [e["i"] for e in got] == [e["i"] for e in expected] == list(range(len(SIGMAS) - 1))
+    for theirs_event, ours_event in zip(expected, got, strict=True):
+        assert float(ours_event["sigma"]) == pytest.approx(float(theirs_event["sigma"]))
+        for key in ("x", "denoised"):
+            assert torch.allclose(ours_event[key], theirs_event[key], rtol=1e-10, atol=1e-10)
+
+
+def test_callback_x_is_the_state_each_step_starts_from():
+    """Without k-diffusion: step i's x is step i-1's end (the driver's x) and step 0's the input;
+    a predict-evaluate-correct method's start is its corrected state, not the prediction (but
+    the last method step is not corrected, so the final denoise starts from its end)."""
+    gmm = builtin_denoiser("gmm")
+    for name in ("res_2m", "res_3m_pc"):
+        k_style, driver = [], []
+        x = _start()
+        kdiffusion.SAMPLERS[name](gmm, x, SIGMAS, callback=k_style.append, disable=True)
+        sample(gmm, x, "edm", name, sigmas=SIGMAS.tolist(), output="edm", callback=driver.append)
+        assert torch.equal(k_style[0]["x"], x)
+        for i in range(1, len(SIGMAS) - 1):
+            assert torch.equal(k_style[i]["x"], driver[i]["x_start"])
+            assert torch.equal(k_style[i]["denoised"], driver[i]["denoised"])
+            moved = (k_style[i]["x"] - driver[i - 1]["x"]).abs().max().item()
+            corrected = name == "res_3m_pc" and i < len(SIGMAS) - 2  # not the final denoise's
+            assert (moved > 0) == corrected, (name, i, moved)
+
+
+def test_adaptive_steps_report_where_each_step_starts():
+    gmm = builtin_denoiser("gmm")
+    events = []
+    x = _start()
+    sample(gmm, x, "edm", "res_2s", sigmas=[80.0, 0.02], output="edm", adaptive=True,
+           callback=events.append)  # fmt: skip
+    assert len(events) > 2 and torch.equal(events[0]["x_start"], x)
+    for before, after in itertools.pairwise(events):  # accepted steps chain
+        assert torch.equal(after["x_start"], before["x"])
