@@ -74,7 +74,8 @@ class Draw:
 class Report:
     """Step ``step`` from lam to lam_next ended at slot ``state``; ``denoised`` is the model's
     value at its start (None where the step made no call); ``start`` is the state it advanced
-    from (None where not kept: after a predict-evaluate-correct step's correction)."""
+    from (after a predict-evaluate-correct step's correction; None where the program names
+    none)."""
 
     step: int
     state: int
