@@ -47,7 +47,7 @@ from collections.abc import Callable
 import torch
 
 from phiforge.runtime.driver import sample
-from phiforge.runtime.fitted import fit_solver
+from phiforge.runtime.fitted import fit_solver, subdivide
 from phiforge.runtime.verification import builtin_problem, defect
 
 GROUPS = ("shared", "value")
@@ -75,9 +75,7 @@ def combine(weights: torch.Tensor, features: list[torch.Tensor]) -> torch.Tensor
 def subdivided(sigmas: list[float], substeps: int) -> list[float]:
     """The grid ``sigmas`` with every step cut into ``substeps`` log-SNR-uniform steps."""
     lams = -torch.log(torch.tensor(sigmas, dtype=torch.float64))
-    fraction = torch.arange(substeps, dtype=torch.float64) / substeps
-    fine = (lams[:-1, None] + fraction * (lams[1:] - lams[:-1])[:, None]).flatten()
-    return torch.exp(-torch.cat([fine, lams[-1:]])).tolist()
+    return torch.exp(-subdivide(lams, substeps)).tolist()
 
 
 def exact_states(

@@ -121,7 +121,14 @@ from phiforge.runtime.plan import Builder
 from phiforge.runtime.step_search import grid_lambdas, theta_of_sigmas
 from phiforge.runtime.verification import defect_tensor, frechet_tensor, moments_root
 
-__all__ = ["FittedSolver", "adams_weights", "coupled_reference", "fit_solver", "load_solver"]
+__all__ = [
+    "FittedSolver",
+    "adams_weights",
+    "coupled_reference",
+    "fit_solver",
+    "load_solver",
+    "subdivide",
+]
 
 FORMAT_VERSION = 1
 _DTYPE = torch.float64
@@ -438,6 +445,13 @@ def _departure(
     return torch.cat(parts)
 
 
+def subdivide(lams: torch.Tensor, substeps: int) -> torch.Tensor:
+    """The grid ``lams`` (log-SNR) with every step cut into ``substeps`` equal steps."""
+    fraction = torch.arange(substeps, dtype=lams.dtype) / substeps
+    inner = (lams[:-1, None] + fraction * (lams[1:] - lams[:-1])[:, None]).flatten()
+    return torch.cat([inner, lams[-1:]])
+
+
 def coupled_reference(
     model: Callable[..., torch.Tensor],
     x: torch.Tensor,
@@ -464,10 +478,7 @@ def coupled_reference(
     nfe = len(sigmas) - 1
     theta_of_sigmas("sigmas", sigmas, sigmas[0], sigmas[-1], nfe)  # strictly descending
     lams = -torch.log(torch.tensor(sigmas, dtype=_DTYPE))
-    fraction = torch.arange(substeps, dtype=_DTYPE) / substeps
-    fine = torch.cat(
-        [(lams[:-1, None] + fraction * (lams[1:] - lams[:-1])[:, None]).flatten(), lams[-1:]]
-    )
+    fine = subdivide(lams, substeps)
     generator = torch.Generator().manual_seed(seed)
     zeta = [torch.randn(x.shape, generator=generator, dtype=_DTYPE) for _ in range(len(fine) - 1)]
     predictors, correctors = _weights(fine, None, 3, 4, 2, eta)
