@@ -106,28 +106,53 @@ def continued(
     return outs
 
 
+def linear_run(
+    model: Callable[..., torch.Tensor],
+    starts: dict[str, torch.Tensor],
+    sigmas: list[float],
+    weights: Callable[[int, list[torch.Tensor]], torch.Tensor],
+) -> dict[str, torch.Tensor]:
+    """The predict-evaluate-correct loop of measurement 2 on every set of ``starts``:
+    ``weights(j, features)`` gives the j-th combination (even j: the prediction of
+    x_(j/2 + 1), odd j: the correction of x_((j+1)/2); ``features`` the pilots' state and
+    values it combines), so one loop serves the greedy fit and the replay of fixed weights."""
+    states = dict(starts)
+    values: dict[str, list[torch.Tensor]] = {key: [] for key in starts}
+    previous = states
+    j = 0
+    for n, sigma in enumerate(sigmas[:-1]):
+        for key, x in states.items():
+            values[key].append(model(x, torch.full((x.shape[0],), sigma, dtype=x.dtype)))
+        if n:  # correct x_n with the value at its prediction
+            w = weights(j, [previous["pilot"], *values["pilot"]])
+            states = {key: combine(w, [previous[key], *values[key]]) for key in starts}
+            j += 1
+        previous = states
+        w = weights(j, [states["pilot"], *values["pilot"]])
+        states = {key: combine(w, [states[key], *values[key]]) for key in starts}
+        j += 1
+    return states
+
+
 def greedy(
     model: Callable[..., torch.Tensor],
     starts: dict[str, torch.Tensor],
     exact: list[torch.Tensor],
     sigmas: list[float],
     group: str,
+    record: list[torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Measurement 2 of the module docstring: every set's result, the weights fitted on
-    ``starts["pilot"]`` against its exact states ``exact`` at the grid ``sigmas``."""
-    states = dict(starts)
-    values: dict[str, list[torch.Tensor]] = {key: [] for key in starts}
-    previous = states
-    for n, sigma in enumerate(sigmas[:-1]):
-        for key, x in states.items():
-            values[key].append(model(x, torch.full((x.shape[0],), sigma, dtype=x.dtype)))
-        if n:  # correct x_n with the value at its prediction
-            weights = least_squares([previous["pilot"], *values["pilot"]], exact[n], group)
-            states = {key: combine(weights, [previous[key], *values[key]]) for key in starts}
-        previous = states
-        weights = least_squares([states["pilot"], *values["pilot"]], exact[n + 1], group)
-        states = {key: combine(weights, [states[key], *values[key]]) for key in starts}
-    return states
+    ``starts["pilot"]`` against its exact states ``exact`` at the grid ``sigmas`` (appended to
+    ``record`` in :func:`linear_run`'s order when given)."""
+
+    def fit(j: int, features: list[torch.Tensor]) -> torch.Tensor:
+        w = least_squares(features, exact[(j + 2) // 2], group)
+        if record is not None:
+            record.append(w)
+        return w
+
+    return linear_run(model, starts, sigmas, fit)
 
 
 def measure(

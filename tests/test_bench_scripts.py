@@ -393,3 +393,65 @@ def test_fitted_limits_benchmark_separates_path_from_weights():
         assert all(0 < e["test"] < 10 * peer["test"] for e in entries), name
     text = module.render(result)
     assert "| exact path (log-SNR) |" in text and "sigma_k, fitted solver" in text
+
+
+def test_fitted_limits_replay_of_the_greedy_weights_is_the_greedy_solver():
+    """linear_run with the weights greedy recorded, in its order, reproduces greedy's results
+    on every set (the mechanism fitted_search refines end to end)."""
+    from phiforge.runtime.verification import builtin_denoiser
+
+    module = _load("fitted_limits")
+    model = builtin_denoiser("gmm")
+    grid = torch.exp(-torch.linspace(-3.0, 3.0, 6, dtype=torch.float64)).tolist()
+    generator = torch.Generator().manual_seed(4)
+    starts = {
+        key: grid[0] * torch.randn(batch, model.dim, generator=generator, dtype=torch.float64)
+        for key, batch in (("pilot", 8), ("test", 4))
+    }
+    exact = module.exact_states(model, starts["pilot"], grid, 16)
+    record: list[torch.Tensor] = []
+    fitted = module.greedy(model, starts, exact, grid, "shared", record)
+    assert len(record) == 2 * (len(grid) - 1) - 1  # a prediction per step, no first correction
+    replayed = module.linear_run(model, starts, grid, lambda j, _: record[j])
+    for key in starts:
+        assert torch.equal(replayed[key], fitted[key])
+    nudged = [w.clone() for w in record]
+    nudged[1][0, 0] += 0.01  # the first correction's weight on the state
+    moved = module.linear_run(model, starts, grid, lambda j, _: nudged[j])
+    assert (moved["test"] - fitted["test"]).abs().max() > 1e-3
+
+
+def test_fitted_search_descends_to_the_minimum_of_a_separable_score():
+    """Coordinate descent with deltas halving to 1 reaches the minimiser of a separable convex
+    score over ordered grids, and its record never rises."""
+    module = _load("fitted_search")
+    target = [0, 3, 17, 18, 40, 71, 100]
+
+    def score(indices: list[int]) -> float:
+        return float(sum((i - t) ** 2 for i, t in zip(indices, target, strict=True)))
+
+    found, record = module.search_grid(score, 100, 6)
+    assert found == target
+    assert [r["delta"] for r in record] == [None, 4, 2, 1]
+    pilots = [r["pilot"] for r in record]
+    assert pilots == sorted(pilots, reverse=True) and pilots[-1] == 0.0
+
+
+def test_fitted_search_benchmark_end_to_end_on_the_mixture():
+    module = _load("fitted_search")
+    result = module.measure("gmm", 5, 24, 6, 6, fine=50, iterations=3, groups=("shared",))
+    rows = result["rows"]
+    peer = rows["dpmpp_2m (log-SNR)"]
+    assert rows["fine solve"]["test"] < 1e-2 * peer["test"]
+    uniform = rows["greedy least squares, shared (log-SNR)"]
+    searched = rows["greedy least squares, shared (searched)"]
+    refined = rows["free weights refined end to end (searched)"]
+    # the descent starts from the log-SNR grid and only accepts a lower pilot defect
+    start = result["meta"]["descent"][0]["pilot"]
+    assert searched["pilot"] <= start and uniform["pilot"] == pytest.approx(start, rel=1e-12)
+    assert searched["pilot"] == pytest.approx(result["meta"]["descent"][-1]["pilot"], rel=1e-12)
+    assert refined["pilot"] <= searched["pilot"] * (1 + 1e-12)
+    sigmas = result["meta"]["searched_sigmas"]
+    assert len(sigmas) == 6 and sigmas == sorted(sigmas, reverse=True)
+    text = module.render(result)
+    assert "| greedy least squares, shared (searched) |" in text and "searched sigmas:" in text

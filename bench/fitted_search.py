@@ -1,0 +1,271 @@
+"""Benchmark: the grid searched for the free linear solver on a teacher trajectory, and its
+weights refined end to end (the fitted solver's 0.3 x target of docs/bench-unet.md).
+
+bench/fitted_limits.py found that the states leave the exact path in the high-noise steps, and
+that weights fitted step by step to the exact states on the fitted solver's grid land where the
+end-to-end fit does. Two freedoms that measurement left fixed are searched here:
+
+1. **the grid, for the free solver**: one fine solve per starting point (res_3m_pc on
+   ``--fine`` log-SNR-uniform steps) keeps the exact state at every fine point. A grid of
+   ``nfe`` steps is a choice of ``nfe - 1`` interior fine points. For each candidate grid the
+   greedy least-squares solver of bench/fitted_limits.py (every prediction and correction a
+   combination of the state and all values so far, fitted to the pilots' exact states) is
+   built in ``nfe`` evaluations per pilot, without a solve per candidate; coordinate descent
+   moves one interior point at a time by +-delta fine points (delta halving from ``fine / 25``
+   to 1) while the pilots' final defect falls. Searching on the greedy solver, not the fitted
+   PEC solver, costs ``nfe`` forward evaluations per candidate and no gradient.
+2. **end-to-end refinement**: on the searched grid, the same free weights (state coefficient
+   included, not the PEC pair's fixed e^-h) fitted by L-BFGS through the model to the pilots'
+   final defect, from the greedy weights (``--iterations``).
+
+Rows: the peer (``--peer``, default dpmpp_2m on log-SNR steps, the best peer of the U-Net's
+defect table at NFE 10); the greedy solver on the log-SNR grid and on the searched grid (per
+``--groups``: one set of weights, ``shared``, or one per component, ``value``); the refined
+solver. Pilots seed 1, judged on test (seed 0) and held-out (seed 2) starts, as in
+bench/fitted_limits.py; every set's reference is its own fine solve (its accuracy: the
+problem's reference solve on the judged sets, printed as ``fine solve``).
+
+Usage: python bench/fitted_search.py [--problem unet] [--nfe 10] [--pilot 64] [--test 8]
+       [--held-out 16] [--fine 400] [--iterations 30] [--groups shared,value]
+       [--format markdown|json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fitted_limits import GROUPS, SEEDS, greedy, linear_run
+
+from phiforge.runtime.driver import sample
+from phiforge.runtime.verification import builtin_problem, defect, defect_tensor
+
+
+def trajectory(
+    model: Callable[..., torch.Tensor], x: torch.Tensor, sigmas: list[float]
+) -> list[torch.Tensor]:
+    """x~ at every sigma of ``sigmas`` along the res_3m_pc solve from x over them."""
+    states = [x]
+    out = sample(
+        model, x, "edm", "res_3m_pc", output="edm", sigmas=sigmas,
+        callback=lambda event: states.append(event["x"]),
+    )  # fmt: skip
+    return [*states[:-1], out]
+
+
+def search_grid(
+    score: Callable[[list[int]], float], fine: int, nfe: int
+) -> tuple[list[int], list[dict]]:
+    """Coordinate descent over the interior points of a grid of fine-point indices (0 and
+    ``fine`` fixed), from the uniform grid: ``score(indices)`` is minimised by moving one point
+    at a time by +-delta while it falls, delta halving from fine / 25 to 1. Returns the grid and
+    the descent's record (delta, score, evaluations so far; first the start, delta None)."""
+    indices = [round(i * fine / nfe) for i in range(nfe + 1)]
+    seen: dict[tuple[int, ...], float] = {}
+
+    def value(candidate: list[int]) -> float:
+        key = tuple(candidate)
+        if key not in seen:
+            seen[key] = score(candidate)
+        return seen[key]
+
+    best = value(indices)
+    history: list[dict] = [{"delta": None, "pilot": best, "evaluations": 1}]  # the start
+    delta = max(1, fine // 25)
+    while True:
+        improved = True
+        while improved:
+            improved = False
+            for j in range(1, nfe):
+                for move in (-delta, delta):
+                    candidate = list(indices)
+                    candidate[j] += move
+                    ordered = candidate[j - 1] < candidate[j] < candidate[j + 1]
+                    if ordered and value(candidate) < best:
+                        best, indices, improved = value(candidate), candidate, True
+        history.append({"delta": delta, "pilot": best, "evaluations": len(seen)})
+        if delta == 1:
+            return indices, history
+        delta //= 2
+
+
+def refine(
+    model: Callable[..., torch.Tensor],
+    pilot: torch.Tensor,
+    reference: torch.Tensor,
+    sigmas: list[float],
+    weights: list[torch.Tensor],
+    iterations: int,
+) -> list[torch.Tensor]:
+    """The free weights (:func:`fitted_limits.linear_run`'s order) fitted by L-BFGS to
+    log defect(result, reference) on the pilots, from ``weights``."""
+    free = [w.detach().clone().requires_grad_(True) for w in weights]
+    optimiser = torch.optim.LBFGS(
+        free, lr=1, max_iter=iterations, history_size=20, line_search_fn="strong_wolfe"
+    )
+
+    def closure() -> torch.Tensor:
+        optimiser.zero_grad()
+        out = linear_run(model, {"pilot": pilot}, sigmas, lambda j, _: free[j])["pilot"]
+        loss = torch.log(defect_tensor(out, reference))
+        loss.backward()
+        return loss
+
+    if iterations:
+        optimiser.step(closure)
+    return [w.detach() for w in free]
+
+
+def measure(
+    problem: str = "unet",
+    nfe: int = 10,
+    pilot_batch: int = 64,
+    test_batch: int = 8,
+    held_out_batch: int = 16,
+    fine: int = 400,
+    iterations: int = 30,
+    groups: tuple[str, ...] = GROUPS,
+    peer: str = "dpmpp_2m",
+) -> dict:
+    started = time.perf_counter()
+    batches = {"pilot": pilot_batch, "test": test_batch, "held_out": held_out_batch}
+    sets = {key: builtin_problem(problem, batch=batches[key], seed=SEEDS[key]) for key in SEEDS}
+    task = sets["pilot"]
+    model, schedule = task.denoiser, task.schedule
+    lam0, lam1 = float(schedule.lam(task.t_start)), float(schedule.lam(task.t_end))
+    alpha0, _ = schedule.alpha_sigma_of_lam(lam0)
+    alpha1, _ = schedule.alpha_sigma_of_lam(lam1)
+    points = torch.exp(-torch.linspace(lam0, lam1, fine + 1, dtype=torch.float64)).tolist()
+    starts = {key: p.x_start / alpha0 for key, p in sets.items()}
+    with torch.no_grad():
+        paths = {key: trajectory(model, x, points) for key, x in starts.items()}
+    ends = {key: path[-1] for key, path in paths.items()}
+
+    def judge(outs: dict[str, torch.Tensor]) -> dict[str, float]:
+        return {key: defect(outs[key], ends[key]) for key in sets}
+
+    def grid(indices: list[int]) -> tuple[list[float], list[torch.Tensor]]:
+        return [points[i] for i in indices], [paths["pilot"][i] for i in indices]
+
+    rows: dict[str, dict] = {
+        "fine solve": {
+            key: defect(alpha1 * ends[key], p.reference)
+            for key, p in sets.items()
+            if key != "pilot"
+        }
+    }
+    uniform = [round(i * fine / nfe) for i in range(nfe + 1)]
+    with torch.no_grad():
+        rows[f"{peer} (log-SNR)"] = judge(
+            {
+                key: sample(model, x, "edm", peer, output="edm", sigmas=grid(uniform)[0])
+                for key, x in starts.items()
+            }
+        )
+
+        def pilot_score(indices: list[int]) -> float:
+            sigmas, exact = grid(indices)
+            out = greedy(model, {"pilot": starts["pilot"]}, exact, sigmas, "shared")["pilot"]
+            return defect(out, ends["pilot"])
+
+        searched, descent = search_grid(pilot_score, fine, nfe)
+        fitted: list[torch.Tensor] = []
+        for name, indices in (("log-SNR", uniform), ("searched", searched)):
+            sigmas, exact = grid(indices)
+            for group in groups:
+                record = fitted if (name, group) == ("searched", "shared") else None
+                rows[f"greedy least squares, {group} ({name})"] = judge(
+                    greedy(model, starts, exact, sigmas, group, record)
+                )
+    sigmas = grid(searched)[0]
+    if "shared" in groups and iterations:
+        weights = refine(model, starts["pilot"], ends["pilot"], sigmas, fitted, iterations)
+        with torch.no_grad():
+            rows["free weights refined end to end (searched)"] = judge(
+                linear_run(model, starts, sigmas, lambda j, _: weights[j])
+            )
+    best = rows[f"{peer} (log-SNR)"]
+    for name, row in rows.items():
+        if name != "fine solve":
+            row["test_vs_peer"] = row["test"] / best["test"]
+            row["held_out_vs_peer"] = row["held_out"] / best["held_out"]
+    return {
+        "meta": {
+            "problem": f"{problem}, sigma~ {points[0]:.4g} -> {points[-1]:.4g}; weights from the "
+            "pilots (seed 1), judged on test (seed 0) and held-out (seed 2) starts",
+            "nfe": nfe,
+            "batches": batches,
+            "fine": fine,
+            "iterations": iterations,
+            "peer": peer,
+            "searched_sigmas": sigmas,
+            "descent": descent,
+            "seconds": round(time.perf_counter() - started, 1),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+        },
+        "rows": rows,
+    }
+
+
+def render(result: dict) -> str:
+    meta = result["meta"]
+    b = meta["batches"]
+    rows = dict(result["rows"])
+    fine = rows.pop("fine solve")
+    lines = [
+        f"problem: {meta['problem']}; NFE {meta['nfe']}; pilots {b['pilot']}, test {b['test']}, "
+        f"held-out {b['held_out']}; references: res_3m_pc on {meta['fine']} steps (against the "
+        f"problem's reference: test {fine['test']:.1e}, held-out {fine['held_out']:.1e}); "
+        f"{meta['seconds']} s (python {meta['python']}, torch {meta['torch']})",
+        "",
+        "searched sigmas: " + ", ".join(f"{s:.4g}" for s in meta["searched_sigmas"]),
+        "",
+        "| row | pilot | test | held-out | test / peer | held-out / peer |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, row in rows.items():
+        lines.append(
+            f"| {name} | {row['pilot']:.3e} | {row['test']:.3e} | {row['held_out']:.3e} | "
+            f"{row['test_vs_peer']:.2f} | {row['held_out_vs_peer']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--problem", default="unet")
+    parser.add_argument("--nfe", type=int, default=10)
+    parser.add_argument("--pilot", type=int, default=64)
+    parser.add_argument("--test", type=int, default=8)
+    parser.add_argument("--held-out", type=int, default=16)
+    parser.add_argument("--fine", type=int, default=400)
+    parser.add_argument("--iterations", type=int, default=30, help="0: no refinement")
+    parser.add_argument("--groups", default=",".join(GROUPS))
+    parser.add_argument("--peer", default="dpmpp_2m")
+    parser.add_argument("--format", choices=["markdown", "json"], default="markdown")
+    args = parser.parse_args()
+    groups = tuple(args.groups.split(","))
+    if not set(groups) <= set(GROUPS):
+        parser.error(f"--groups must name some of {', '.join(GROUPS)}, got {args.groups!r}")
+    if args.fine < 2 * args.nfe:
+        parser.error(f"--fine must be at least 2 * --nfe ({2 * args.nfe}), got {args.fine}")
+    torch.set_num_threads(2)
+    result = measure(
+        args.problem, args.nfe, args.pilot, args.test, args.held_out, args.fine,
+        args.iterations, groups, args.peer,
+    )  # fmt: skip
+    print(json.dumps(result, indent=2) if args.format == "json" else render(result))
+
+
+if __name__ == "__main__":
+    main()
