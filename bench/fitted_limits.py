@@ -43,12 +43,13 @@ import math
 import platform
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 
 from phiforge.runtime.driver import sample
 from phiforge.runtime.fitted import fit_solver, subdivide
-from phiforge.runtime.verification import builtin_problem, defect
+from phiforge.runtime.verification import Problem, builtin_problem, defect
 
 GROUPS = ("shared", "value")
 SEEDS = {"pilot": 1, "test": 0, "held_out": 2}
@@ -155,6 +156,52 @@ def greedy(
     return linear_run(model, starts, sigmas, fit)
 
 
+class Sets(NamedTuple):
+    """The pilot, test and held-out problems of one benchmark (seeds SEEDS), their starts x~ at
+    sigma~_max = e^(-lam0), and the scale alpha1 of x at the end, lam1."""
+
+    problems: dict[str, Problem]
+    starts: dict[str, torch.Tensor]
+    lam0: float
+    lam1: float
+    alpha1: float
+
+
+def draw_sets(problem: str, batches: dict[str, int]) -> Sets:
+    """``batches`` starting points per set of SEEDS, drawn as builtin_problem draws them."""
+    problems = {key: builtin_problem(problem, batch=batches[key], seed=SEEDS[key]) for key in SEEDS}
+    task = problems["pilot"]
+    lam0, lam1 = float(task.schedule.lam(task.t_start)), float(task.schedule.lam(task.t_end))
+    alpha0, _ = task.schedule.alpha_sigma_of_lam(lam0)
+    alpha1, _ = task.schedule.alpha_sigma_of_lam(lam1)
+    starts = {key: p.x_start / alpha0 for key, p in problems.items()}
+    return Sets(problems, starts, lam0, lam1, float(alpha1))
+
+
+def against_peer(rows: dict[str, dict], peer: str) -> None:
+    """Every row's test and held-out defect as a ratio to the row ``peer``'s (rows without a
+    test defect, such as a reference's accuracy, are left as they are)."""
+    best = rows[peer]
+    for row in rows.values():
+        if "pilot" in row:
+            row["test_vs_peer"] = row["test"] / best["test"]
+            row["held_out_vs_peer"] = row["held_out"] / best["held_out"]
+
+
+def ratio_table(rows: dict[str, dict]) -> list[str]:
+    """The markdown lines of the rows' pilot, test, held-out defects and ratios to the peer."""
+    lines = [
+        "| row | pilot | test | held-out | test / peer | held-out / peer |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, row in rows.items():
+        lines.append(
+            f"| {name} | {row['pilot']:.3e} | {row['test']:.3e} | {row['held_out']:.3e} | "
+            f"{row['test_vs_peer']:.2f} | {row['held_out_vs_peer']:.2f} |"
+        )
+    return lines
+
+
 def measure(
     problem: str = "unet",
     nfe: int = 10,
@@ -168,14 +215,12 @@ def measure(
 ) -> dict:
     started = time.perf_counter()
     batches = {"pilot": pilot_batch, "test": test_batch, "held_out": held_out_batch}
-    sets = {key: builtin_problem(problem, batch=batches[key], seed=SEEDS[key]) for key in SEEDS}
+    drawn = draw_sets(problem, batches)
+    sets, starts, alpha1 = drawn.problems, drawn.starts, drawn.alpha1
+    lam0, lam1 = drawn.lam0, drawn.lam1
     task = sets["pilot"]
-    model, schedule = task.denoiser, task.schedule
-    lam0, lam1 = float(schedule.lam(task.t_start)), float(schedule.lam(task.t_end))
-    alpha0, _ = schedule.alpha_sigma_of_lam(lam0)
-    alpha1, _ = schedule.alpha_sigma_of_lam(lam1)
+    model = task.denoiser
     sigma_max, sigma_min = math.exp(-lam0), math.exp(-lam1)
-    starts = {key: p.x_start / alpha0 for key, p in sets.items()}
 
     def judge(outs: dict[str, torch.Tensor]) -> dict[str, float]:
         return {key: defect(alpha1 * outs[key], p.reference) for key, p in sets.items()}
@@ -250,10 +295,7 @@ def measure(
                 rows[f"greedy least squares, {group} ({name})"] = judge(
                     greedy(model, starts, exact["pilot"], sigmas, group)
                 )
-    best = rows[f"{peer} (log-SNR)"]
-    for row in rows.values():
-        row["test_vs_peer"] = row["test"] / best["test"]
-        row["held_out_vs_peer"] = row["held_out"] / best["held_out"]
+    against_peer(rows, f"{peer} (log-SNR)")
     return {
         "meta": {
             "problem": f"{problem}, sigma~ {sigma_max:.4g} -> {sigma_min:.4g}; weights from the "
@@ -280,14 +322,8 @@ def render(result: dict) -> str:
         f"held-out {b['held_out']}; {meta['seconds']} s (python {meta['python']}, torch "
         f"{meta['torch']})",
         "",
-        "| row | pilot | test | held-out | test / peer | held-out / peer |",
-        "|---|---|---|---|---|---|",
+        *ratio_table(result["rows"]),
     ]
-    for name, row in result["rows"].items():
-        lines.append(
-            f"| {name} | {row['pilot']:.3e} | {row['test']:.3e} | {row['held_out']:.3e} | "
-            f"{row['test_vs_peer']:.2f} | {row['held_out_vs_peer']:.2f} |"
-        )
     solvers = list(result["where"])
     lines += [
         "",
@@ -303,22 +339,35 @@ def render(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def arguments(
+    description: str, pilot: int, extra: Callable[[argparse.ArgumentParser], None]
+) -> tuple[argparse.Namespace, tuple[str, ...]]:
+    """The command line both fitted-limits benchmarks share (sets, budget, groups, peer,
+    format; ``pilot`` the default pilot count), ``extra`` adding a benchmark's own options;
+    the parsed arguments and the groups, checked."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--problem", default="unet")
     parser.add_argument("--nfe", type=int, default=10)
-    parser.add_argument("--pilot", type=int, default=32)
+    parser.add_argument("--pilot", type=int, default=pilot)
     parser.add_argument("--test", type=int, default=8)
     parser.add_argument("--held-out", type=int, default=16)
-    parser.add_argument("--substeps", type=int, default=48)
-    parser.add_argument("--iterations", type=int, default=40, help="0: no fitted solver")
     parser.add_argument("--groups", default=",".join(GROUPS))
     parser.add_argument("--peer", default="dpmpp_2m")
     parser.add_argument("--format", choices=["markdown", "json"], default="markdown")
+    extra(parser)
     args = parser.parse_args()
     groups = tuple(args.groups.split(","))
     if not set(groups) <= set(GROUPS):
         parser.error(f"--groups must name some of {', '.join(GROUPS)}, got {args.groups!r}")
+    return args, groups
+
+
+def main() -> None:
+    def extra(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--substeps", type=int, default=48)
+        parser.add_argument("--iterations", type=int, default=40, help="0: no fitted solver")
+
+    args, groups = arguments(__doc__.splitlines()[0], 32, extra)
     torch.set_num_threads(2)
     result = measure(
         args.problem, args.nfe, args.pilot, args.test, args.held_out, args.substeps,

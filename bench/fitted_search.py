@@ -44,10 +44,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fitted_limits import GROUPS, SEEDS, greedy, linear_run
+from fitted_limits import (
+    GROUPS,
+    against_peer,
+    arguments,
+    draw_sets,
+    greedy,
+    linear_run,
+    ratio_table,
+)
 
 from phiforge.runtime.driver import sample
-from phiforge.runtime.verification import builtin_problem, defect, defect_tensor
+from phiforge.runtime.verification import defect, defect_tensor
 
 
 def trajectory(
@@ -138,14 +146,11 @@ def measure(
 ) -> dict:
     started = time.perf_counter()
     batches = {"pilot": pilot_batch, "test": test_batch, "held_out": held_out_batch}
-    sets = {key: builtin_problem(problem, batch=batches[key], seed=SEEDS[key]) for key in SEEDS}
-    task = sets["pilot"]
-    model, schedule = task.denoiser, task.schedule
-    lam0, lam1 = float(schedule.lam(task.t_start)), float(schedule.lam(task.t_end))
-    alpha0, _ = schedule.alpha_sigma_of_lam(lam0)
-    alpha1, _ = schedule.alpha_sigma_of_lam(lam1)
-    points = torch.exp(-torch.linspace(lam0, lam1, fine + 1, dtype=torch.float64)).tolist()
-    starts = {key: p.x_start / alpha0 for key, p in sets.items()}
+    drawn = draw_sets(problem, batches)
+    sets, starts, alpha1 = drawn.problems, drawn.starts, drawn.alpha1
+    model = sets["pilot"].denoiser
+    lams = torch.linspace(drawn.lam0, drawn.lam1, fine + 1, dtype=torch.float64)
+    points = torch.exp(-lams).tolist()
     with torch.no_grad():
         paths = {key: trajectory(model, x, points) for key, x in starts.items()}
     ends = {key: path[-1] for key, path in paths.items()}
@@ -193,11 +198,7 @@ def measure(
             rows["free weights refined end to end (searched)"] = judge(
                 linear_run(model, starts, sigmas, lambda j, _: weights[j])
             )
-    best = rows[f"{peer} (log-SNR)"]
-    for name, row in rows.items():
-        if name != "fine solve":
-            row["test_vs_peer"] = row["test"] / best["test"]
-            row["held_out_vs_peer"] = row["held_out"] / best["held_out"]
+    against_peer(rows, f"{peer} (log-SNR)")
     return {
         "meta": {
             "problem": f"{problem}, sigma~ {points[0]:.4g} -> {points[-1]:.4g}; weights from the "
@@ -230,35 +231,19 @@ def render(result: dict) -> str:
         "",
         "searched sigmas: " + ", ".join(f"{s:.4g}" for s in meta["searched_sigmas"]),
         "",
-        "| row | pilot | test | held-out | test / peer | held-out / peer |",
-        "|---|---|---|---|---|---|",
+        *ratio_table(rows),
     ]
-    for name, row in rows.items():
-        lines.append(
-            f"| {name} | {row['pilot']:.3e} | {row['test']:.3e} | {row['held_out']:.3e} | "
-            f"{row['test_vs_peer']:.2f} | {row['held_out_vs_peer']:.2f} |"
-        )
     return "\n".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--problem", default="unet")
-    parser.add_argument("--nfe", type=int, default=10)
-    parser.add_argument("--pilot", type=int, default=64)
-    parser.add_argument("--test", type=int, default=8)
-    parser.add_argument("--held-out", type=int, default=16)
-    parser.add_argument("--fine", type=int, default=400)
-    parser.add_argument("--iterations", type=int, default=30, help="0: no refinement")
-    parser.add_argument("--groups", default=",".join(GROUPS))
-    parser.add_argument("--peer", default="dpmpp_2m")
-    parser.add_argument("--format", choices=["markdown", "json"], default="markdown")
-    args = parser.parse_args()
-    groups = tuple(args.groups.split(","))
-    if not set(groups) <= set(GROUPS):
-        parser.error(f"--groups must name some of {', '.join(GROUPS)}, got {args.groups!r}")
+    def extra(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--fine", type=int, default=400)
+        parser.add_argument("--iterations", type=int, default=30, help="0: no refinement")
+
+    args, groups = arguments(__doc__.splitlines()[0], 64, extra)
     if args.fine < 2 * args.nfe:
-        parser.error(f"--fine must be at least 2 * --nfe ({2 * args.nfe}), got {args.fine}")
+        raise SystemExit(f"--fine must be at least 2 * --nfe ({2 * args.nfe}), got {args.fine}")
     torch.set_num_threads(2)
     result = measure(
         args.problem, args.nfe, args.pilot, args.test, args.held_out, args.fine,
