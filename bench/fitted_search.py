@@ -12,8 +12,9 @@ end-to-end fit does. Two freedoms that measurement left fixed are searched here:
    combination of the state and all values so far, fitted to the pilots' exact states) is
    built in ``nfe`` evaluations per pilot, without a solve per candidate; coordinate descent
    moves one interior point at a time by +-delta fine points (delta halving from ``fine / 25``
-   to 1) while the pilots' final defect falls. Searching on the greedy solver, not the fitted
-   PEC solver, costs ``nfe`` forward evaluations per candidate and no gradient.
+   to 1; ``--cycles`` such sweeps at most) while the pilots' final defect falls. Searching on
+   the greedy solver, not the fitted PEC solver, costs ``nfe`` forward evaluations per
+   candidate and no gradient.
 2. **end-to-end refinement**: on the searched grid, the same free weights (state coefficient
    included, not the PEC pair's fixed e^-h) fitted by L-BFGS through the model to the pilots'
    final defect, from the greedy weights (``--iterations``).
@@ -71,12 +72,13 @@ def trajectory(
 
 
 def search_grid(
-    score: Callable[[list[int]], float], fine: int, nfe: int
+    score: Callable[[list[int]], float], fine: int, nfe: int, cycles: int = 1
 ) -> tuple[list[int], list[dict]]:
     """Coordinate descent over the interior points of a grid of fine-point indices (0 and
     ``fine`` fixed), from the uniform grid: ``score(indices)`` is minimised by moving one point
-    at a time by +-delta while it falls, delta halving from fine / 25 to 1. Returns the grid and
-    the descent's record (delta, score, evaluations so far; first the start, delta None)."""
+    at a time by +-delta while it falls, delta halving from fine / 25 to 1; up to ``cycles``
+    such sweeps, stopping after one that moves nothing. Returns the grid and the descent's
+    record (cycle, delta, score, evaluations so far; first the start, delta None)."""
     indices = [round(i * fine / nfe) for i in range(nfe + 1)]
     seen: dict[tuple[int, ...], float] = {}
 
@@ -87,23 +89,27 @@ def search_grid(
         return seen[key]
 
     best = value(indices)
-    history: list[dict] = [{"delta": None, "pilot": best, "evaluations": 1}]  # the start
-    delta = max(1, fine // 25)
-    while True:
-        improved = True
-        while improved:
-            improved = False
-            for j in range(1, nfe):
-                for move in (-delta, delta):
-                    candidate = list(indices)
-                    candidate[j] += move
-                    ordered = candidate[j - 1] < candidate[j] < candidate[j + 1]
-                    if ordered and value(candidate) < best:
-                        best, indices, improved = value(candidate), candidate, True
-        history.append({"delta": delta, "pilot": best, "evaluations": len(seen)})
-        if delta == 1:
-            return indices, history
-        delta //= 2
+    history: list[dict] = [{"cycle": 0, "delta": None, "pilot": best, "evaluations": 1}]
+    for cycle in range(1, cycles + 1):
+        before, delta = best, max(1, fine // 25)
+        while delta:
+            improved = True
+            while improved:
+                improved = False
+                for j in range(1, nfe):
+                    for move in (-delta, delta):
+                        candidate = list(indices)
+                        candidate[j] += move
+                        ordered = candidate[j - 1] < candidate[j] < candidate[j + 1]
+                        if ordered and value(candidate) < best:
+                            best, indices, improved = value(candidate), candidate, True
+            history.append(
+                {"cycle": cycle, "delta": delta, "pilot": best, "evaluations": len(seen)}
+            )
+            delta //= 2
+        if best == before:
+            break
+    return indices, history
 
 
 def refine(
@@ -143,6 +149,7 @@ def measure(
     iterations: int = 30,
     groups: tuple[str, ...] = GROUPS,
     peer: str = "dpmpp_2m",
+    cycles: int = 1,
 ) -> dict:
     started = time.perf_counter()
     batches = {"pilot": pilot_batch, "test": test_batch, "held_out": held_out_batch}
@@ -182,7 +189,7 @@ def measure(
             out = greedy(model, {"pilot": starts["pilot"]}, exact, sigmas, "shared")["pilot"]
             return defect(out, ends["pilot"])
 
-        searched, descent = search_grid(pilot_score, fine, nfe)
+        searched, descent = search_grid(pilot_score, fine, nfe, cycles)
         fitted: list[torch.Tensor] = []
         for name, indices in (("log-SNR", uniform), ("searched", searched)):
             sigmas, exact = grid(indices)
@@ -207,6 +214,7 @@ def measure(
             "batches": batches,
             "fine": fine,
             "iterations": iterations,
+            "cycles": cycles,
             "peer": peer,
             "searched_sigmas": sigmas,
             "descent": descent,
@@ -240,6 +248,7 @@ def main() -> None:
     def extra(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--fine", type=int, default=400)
         parser.add_argument("--iterations", type=int, default=30, help="0: no refinement")
+        parser.add_argument("--cycles", type=int, default=1, help="sweeps of the descent")
 
     args, groups = arguments(__doc__.splitlines()[0], 64, extra)
     if args.fine < 2 * args.nfe:
@@ -247,7 +256,7 @@ def main() -> None:
     torch.set_num_threads(2)
     result = measure(
         args.problem, args.nfe, args.pilot, args.test, args.held_out, args.fine,
-        args.iterations, groups, args.peer,
+        args.iterations, groups, args.peer, args.cycles,
     )  # fmt: skip
     print(json.dumps(result, indent=2) if args.format == "json" else render(result))
 

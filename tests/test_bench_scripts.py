@@ -435,6 +435,9 @@ def test_fitted_search_descends_to_the_minimum_of_a_separable_score():
     assert [r["delta"] for r in record] == [None, 4, 2, 1]
     pilots = [r["pilot"] for r in record]
     assert pilots == sorted(pilots, reverse=True) and pilots[-1] == 0.0
+    # a second sweep moves nothing at the minimum, and the search stops after it
+    again, record = module.search_grid(score, 100, 6, cycles=5)
+    assert again == target and [r["cycle"] for r in record] == [0, 1, 1, 1, 2, 2, 2]
 
 
 def test_fitted_search_benchmark_end_to_end_on_the_mixture():
