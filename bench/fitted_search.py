@@ -50,6 +50,7 @@ from fitted_limits import (
     against_peer,
     arguments,
     draw_sets,
+    exact_states,
     greedy,
     linear_run,
     ratio_table,
@@ -57,18 +58,6 @@ from fitted_limits import (
 
 from phiforge.runtime.driver import sample
 from phiforge.runtime.verification import defect, defect_tensor
-
-
-def trajectory(
-    model: Callable[..., torch.Tensor], x: torch.Tensor, sigmas: list[float]
-) -> list[torch.Tensor]:
-    """x~ at every sigma of ``sigmas`` along the res_3m_pc solve from x over them."""
-    states = [x]
-    out = sample(
-        model, x, "edm", "res_3m_pc", output="edm", sigmas=sigmas,
-        callback=lambda event: states.append(event["x"]),
-    )  # fmt: skip
-    return [*states[:-1], out]
 
 
 def search_grid(
@@ -159,7 +148,7 @@ def measure(
     lams = torch.linspace(drawn.lam0, drawn.lam1, fine + 1, dtype=torch.float64)
     points = torch.exp(-lams).tolist()
     with torch.no_grad():
-        paths = {key: trajectory(model, x, points) for key, x in starts.items()}
+        paths = {key: exact_states(model, x, points, 1) for key, x in starts.items()}
     ends = {key: path[-1] for key, path in paths.items()}
 
     def judge(outs: dict[str, torch.Tensor]) -> dict[str, float]:
