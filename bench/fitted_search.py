@@ -7,17 +7,18 @@ end-to-end fit does. Two freedoms that measurement left fixed are searched here:
 
 1. **the grid, for the free solver**: one fine solve per starting point (res_3m_pc on
    ``--fine`` log-SNR-uniform steps) keeps the exact state at every fine point. A grid of
-   ``nfe`` steps is a choice of ``nfe - 1`` interior fine points. For each candidate grid the
-   greedy least-squares solver of bench/fitted_limits.py (every prediction and correction a
-   combination of the state and all values so far, fitted to the pilots' exact states) is
-   built in ``nfe`` evaluations per pilot, without a solve per candidate; coordinate descent
-   moves one interior point at a time by +-delta fine points (delta halving from ``fine / 25``
-   to 1; ``--cycles`` such sweeps at most) while the pilots' final defect falls. Searching on
-   the greedy solver, not the fitted PEC solver, costs ``nfe`` forward evaluations per
-   candidate and no gradient.
+   ``nfe`` steps is a choice of ``nfe - 1`` interior fine points, searched by coordinate
+   descent on the pilots' defect of the greedy least-squares solver (every prediction and
+   correction a combination of the state and all values so far, fitted to the pilots' exact
+   states), which costs ``nfe`` evaluations per pilot and no solve per candidate grid
+   (``--cycles`` sweeps at most);
 2. **end-to-end refinement**: on the searched grid, the same free weights (state coefficient
    included, not the PEC pair's fixed e^-h) fitted by L-BFGS through the model to the pilots'
-   final defect, from the greedy weights (``--iterations``).
+   final defect, from the greedy weights (``--iterations``); with ``--fit-grid`` the grid and
+   the weights are then refined together for as many iterations again.
+
+Both are the package's: ``runtime.fitted_free.fit_free_solver`` (``phiforge fit --free``); the
+result is a fitted solver run by the one executor.
 
 Rows: the peer (``--peer``, default dpmpp_2m on log-SNR steps, the best peer of the U-Net's
 defect table at NFE 10); the greedy solver on the log-SNR grid and on the searched grid (per
@@ -27,8 +28,8 @@ bench/fitted_limits.py; every set's reference is its own fine solve (its accurac
 problem's reference solve on the judged sets, printed as ``fine solve``).
 
 Usage: python bench/fitted_search.py [--problem unet] [--nfe 10] [--pilot 64] [--test 8]
-       [--held-out 16] [--fine 400] [--iterations 30] [--groups shared,value]
-       [--format markdown|json]
+       [--held-out 16] [--fine 400] [--iterations 30] [--cycles 1] [--fit-grid]
+       [--groups shared,value] [--format markdown|json]
 """
 
 from __future__ import annotations
@@ -38,94 +39,18 @@ import json
 import platform
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fitted_limits import (
-    GROUPS,
-    against_peer,
-    arguments,
-    draw_sets,
-    exact_states,
-    greedy,
-    linear_run,
-    ratio_table,
-)
+from fitted_limits import GROUPS, against_peer, arguments, draw_sets, greedy, ratio_table
 
 from phiforge.runtime.driver import sample
-from phiforge.runtime.verification import defect, defect_tensor
-
-
-def search_grid(
-    score: Callable[[list[int]], float], fine: int, nfe: int, cycles: int = 1
-) -> tuple[list[int], list[dict]]:
-    """Coordinate descent over the interior points of a grid of fine-point indices (0 and
-    ``fine`` fixed), from the uniform grid: ``score(indices)`` is minimised by moving one point
-    at a time by +-delta while it falls, delta halving from fine / 25 to 1; up to ``cycles``
-    such sweeps, stopping after one that moves nothing. Returns the grid and the descent's
-    record (cycle, delta, score, evaluations so far; first the start, delta None)."""
-    indices = [round(i * fine / nfe) for i in range(nfe + 1)]
-    seen: dict[tuple[int, ...], float] = {}
-
-    def value(candidate: list[int]) -> float:
-        key = tuple(candidate)
-        if key not in seen:
-            seen[key] = score(candidate)
-        return seen[key]
-
-    best = value(indices)
-    history: list[dict] = [{"cycle": 0, "delta": None, "pilot": best, "evaluations": 1}]
-    for cycle in range(1, cycles + 1):
-        before, delta = best, max(1, fine // 25)
-        while delta:
-            improved = True
-            while improved:
-                improved = False
-                for j in range(1, nfe):
-                    for move in (-delta, delta):
-                        candidate = list(indices)
-                        candidate[j] += move
-                        ordered = candidate[j - 1] < candidate[j] < candidate[j + 1]
-                        if ordered and value(candidate) < best:
-                            best, indices, improved = value(candidate), candidate, True
-            history.append(
-                {"cycle": cycle, "delta": delta, "pilot": best, "evaluations": len(seen)}
-            )
-            delta //= 2
-        if best == before:
-            break
-    return indices, history
-
-
-def refine(
-    model: Callable[..., torch.Tensor],
-    pilot: torch.Tensor,
-    reference: torch.Tensor,
-    sigmas: list[float],
-    weights: list[torch.Tensor],
-    iterations: int,
-) -> list[torch.Tensor]:
-    """The free weights (:func:`fitted_limits.linear_run`'s order) fitted by L-BFGS to
-    log defect(result, reference) on the pilots, from ``weights``."""
-    free = [w.detach().clone().requires_grad_(True) for w in weights]
-    optimiser = torch.optim.LBFGS(
-        free, lr=1, max_iter=iterations, history_size=20, line_search_fn="strong_wolfe"
-    )
-
-    def closure() -> torch.Tensor:
-        optimiser.zero_grad()
-        out = linear_run(model, {"pilot": pilot}, sigmas, lambda j, _: free[j])["pilot"]
-        loss = torch.log(defect_tensor(out, reference))
-        loss.backward()
-        return loss
-
-    if iterations:
-        optimiser.step(closure)
-    return [w.detach() for w in free]
+from phiforge.runtime.fitted import MAX_HISTORY, fit_solver
+from phiforge.runtime.fitted_free import fit_free_solver, teacher_states
+from phiforge.runtime.verification import defect
 
 
 def measure(
@@ -139,6 +64,7 @@ def measure(
     groups: tuple[str, ...] = GROUPS,
     peer: str = "dpmpp_2m",
     cycles: int = 1,
+    fit_grid: bool = False,
 ) -> dict:
     started = time.perf_counter()
     batches = {"pilot": pilot_batch, "test": test_batch, "held_out": held_out_batch}
@@ -147,8 +73,7 @@ def measure(
     model = sets["pilot"].denoiser
     lams = torch.linspace(drawn.lam0, drawn.lam1, fine + 1, dtype=torch.float64)
     points = torch.exp(-lams).tolist()
-    with torch.no_grad():
-        paths = {key: exact_states(model, x, points, 1) for key, x in starts.items()}
+    paths = {key: teacher_states(model, x, points, "res_3m_pc") for key, x in starts.items()}
     ends = {key: path[-1] for key, path in paths.items()}
 
     def judge(outs: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -173,27 +98,32 @@ def measure(
             }
         )
 
-        def pilot_score(indices: list[int]) -> float:
-            sigmas, exact = grid(indices)
-            out = greedy(model, {"pilot": starts["pilot"]}, exact, sigmas, "shared")["pilot"]
-            return defect(out, ends["pilot"])
-
-        searched, descent = search_grid(pilot_score, fine, nfe, cycles)
-        fitted: list[torch.Tensor] = []
+    solver = fit_free_solver(
+        model, starts["pilot"], paths["pilot"], points, nfe, cycles=cycles, iterations=iterations
+    )
+    searched = solver.info["grid_search"]["indices"]
+    descent = solver.info["grid_search"]["descent"]
+    with torch.no_grad():
         for name, indices in (("log-SNR", uniform), ("searched", searched)):
             sigmas, exact = grid(indices)
             for group in groups:
-                record = fitted if (name, group) == ("searched", "shared") else None
                 rows[f"greedy least squares, {group} ({name})"] = judge(
-                    greedy(model, starts, exact, sigmas, group, record)
+                    greedy(model, starts, exact, sigmas, group)
                 )
     sigmas = grid(searched)[0]
-    if "shared" in groups and iterations:
-        weights = refine(model, starts["pilot"], ends["pilot"], sigmas, fitted, iterations)
-        with torch.no_grad():
-            rows["free weights refined end to end (searched)"] = judge(
-                linear_run(model, starts, sigmas, lambda j, _: weights[j])
-            )
+    if iterations:
+        rows["free weights refined end to end (searched)"] = judge(
+            {key: solver.sample(model, x) for key, x in starts.items()}
+        )
+    if fit_grid and iterations:
+        moved = fit_solver(
+            model, starts["pilot"], ends["pilot"], points[0], points[-1], nfe,
+            history=min(nfe, MAX_HISTORY), free=True, start=solver, iterations=iterations,
+        )  # fmt: skip
+        rows["then grid and weights refined together"] = judge(
+            {key: moved.sample(model, x) for key, x in starts.items()}
+        )
+        moved_sigmas = moved.sigmas
     against_peer(rows, f"{peer} (log-SNR)")
     return {
         "meta": {
@@ -206,6 +136,7 @@ def measure(
             "cycles": cycles,
             "peer": peer,
             "searched_sigmas": sigmas,
+            **({"moved_sigmas": moved_sigmas} if fit_grid and iterations else {}),
             "descent": descent,
             "seconds": round(time.perf_counter() - started, 1),
             "python": platform.python_version(),
@@ -238,6 +169,11 @@ def main() -> None:
         parser.add_argument("--fine", type=int, default=400)
         parser.add_argument("--iterations", type=int, default=30, help="0: no refinement")
         parser.add_argument("--cycles", type=int, default=1, help="sweeps of the descent")
+        parser.add_argument(
+            "--fit-grid",
+            action="store_true",
+            help="then refine grid and weights together (as many iterations again)",
+        )
 
     args, groups = arguments(__doc__.splitlines()[0], 64, extra)
     if args.fine < 2 * args.nfe:
@@ -245,7 +181,7 @@ def main() -> None:
     torch.set_num_threads(2)
     result = measure(
         args.problem, args.nfe, args.pilot, args.test, args.held_out, args.fine,
-        args.iterations, groups, args.peer, args.cycles,
+        args.iterations, groups, args.peer, args.cycles, args.fit_grid,
     )  # fmt: skip
     print(json.dumps(result, indent=2) if args.format == "json" else render(result))
 

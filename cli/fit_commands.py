@@ -32,6 +32,7 @@ def _fit(args: argparse.Namespace) -> None:
     from phiforge.runtime.driver import sample, sampling_plan
     from phiforge.runtime.errors import InputError
     from phiforge.runtime.fitted import fit_solver, load_solver
+    from phiforge.runtime.fitted_free import fit_free_solver, teacher_states
     from phiforge.runtime.schedules import noise_schedule
     from phiforge.runtime.verification import (
         defect,
@@ -42,6 +43,29 @@ def _fit(args: argparse.Namespace) -> None:
 
     if args.grid_only and args.weights_only:
         raise InputError("parameters '--grid-only' and '--weights-only' exclude each other")
+    if args.free:
+        given = [
+            name
+            for name, value in (
+                ("--base-steps", args.base_steps),
+                ("--history", args.history),
+                ("--order", args.order),
+                ("--start", args.start),
+                ("--grid-only", args.grid_only or None),
+                ("--fit-noise", args.fit_noise or None),
+                ("--fit-shift", args.fit_shift or None),
+                ("--eta", args.eta or None),
+            )
+            if value is not None
+        ]
+        if given:
+            raise InputError(
+                f"parameter '--free' fits every weight of the deterministic solver (order 0, "
+                f"all values, grid searched on the teacher's path): it does not combine with "
+                f"{', '.join(given)}"
+            )
+    elif args.cycles is not None:
+        raise InputError("parameter '--cycles' applies to '--free' (its grid search)")
     out = output_file(args.out, "--out")  # before the fit, not after it
     denoiser = builtin_denoiser(args.denoiser)
     schedule = noise_schedule(args.schedule)
@@ -68,27 +92,29 @@ def _fit(args: argparse.Namespace) -> None:
     progress = Progress(int(1.25 * args.iterations) + 1, "fit (evaluations)", quiet=args.quiet)
     # a stochastic fit's Frechet objective, and its judgement, in the denoiser's feature space
     features = frechet_features(denoiser) if args.eta > 0 else None
-    solver = fit_solver(
-        denoiser,
-        pilot,
-        teacher(pilot),
-        sigma_start,
-        sigma_end,
-        args.nfe,
-        steps=args.base_steps,
-        history=args.history,
-        order=args.order,
-        fit_weights=not args.grid_only,
-        fit_grid=not args.weights_only,
-        fit_noise=args.fit_noise,
-        fit_shift=args.fit_shift,
-        iterations=args.iterations,
-        eta=args.eta,
-        seed=args.seed + 3,
-        start=None if args.start is None else load_solver(args.start),
-        features=features,
-        progress=progress.advance,
-    )
+    if args.free:
+        path = teacher_states(denoiser, pilot, teacher_grid, TEACHER)
+        solver = fit_free_solver(
+            denoiser, pilot, path, teacher_grid, args.nfe, cycles=args.cycles or 1,
+            iterations=args.iterations, progress=progress.advance,
+        )  # fmt: skip
+    else:
+        solver = fit_solver(
+            denoiser, pilot, teacher(pilot), sigma_start, sigma_end, args.nfe,
+            steps=3 if args.base_steps is None else args.base_steps,
+            history=4 if args.history is None else args.history,
+            order=args.order,
+            fit_weights=not args.grid_only,
+            fit_grid=not args.weights_only,
+            fit_noise=args.fit_noise,
+            fit_shift=args.fit_shift,
+            iterations=args.iterations,
+            eta=args.eta,
+            seed=args.seed + 3,
+            start=None if args.start is None else load_solver(args.start),
+            features=features,
+            progress=progress.advance,
+        )  # fmt: skip
     progress.close()
     held = starting_points(denoiser.dim, args.held_out, sigma_start, args.seed + 2)
     held_reference = teacher(held)
@@ -140,6 +166,15 @@ def _fit(args: argparse.Namespace) -> None:
         f"{judged[baseline]:.3e}, fitted "
         f"{judged['fitted']:.3e} -> {path}"
     )
+    search = solver.info.get("grid_search")
+    if search is not None:
+        descent = search["descent"]
+        print(
+            f"free solver: grid searched among the teacher's {search['fine']} steps, greedy "
+            f"least-squares pilot defect {descent[0]['pilot']:.3e} (log-SNR grid) -> "
+            f"{descent[-1]['pilot']:.3e} ({descent[-1]['evaluations']} grids); sigmas "
+            + ", ".join(f"{sigma:.4g}" for sigma in solver.sigmas)
+        )
 
 
 def register_fit_commands(commands: argparse._SubParsersAction) -> None:
@@ -157,9 +192,19 @@ def register_fit_commands(commands: argparse._SubParsersAction) -> None:
     fit.add_argument("--pilot", type=positive_int, default=256, help="pilot draws (seed + 1)")
     fit.add_argument("--held-out", type=positive_int, default=256, help="judged on (seed + 2)")
     fit.add_argument("--seed", type=int, default=0)
-    fit.add_argument("--base-steps", type=positive_int, default=3, help="res_Km_pc to start from")
-    fit.add_argument("--history", type=positive_int, default=4, help="values a step may use")
-    fit.add_argument("--order", type=positive_int, default=2, help="exactness kept per step")
+    fit.add_argument("--base-steps", type=positive_int, help="res_Km_pc to start from (default 3)")
+    fit.add_argument("--history", type=positive_int, help="values a step may use (default 4)")
+    fit.add_argument("--order", type=positive_int, help="exactness kept per step (default 2)")
+    fit.add_argument(
+        "--free",
+        action="store_true",
+        help="the free linear solver (runtime.fitted_free): no exactness kept, every weight "
+        "over all values fitted; its grid searched among the teacher's steps, its weights by "
+        "least squares on the teacher's states, then refined end to end (--iterations)",
+    )
+    fit.add_argument(
+        "--cycles", type=positive_int, help="with --free: sweeps of the grid search (default 1)"
+    )
     fit.add_argument("--iterations", type=positive_int, default=300, help="L-BFGS iterations")
     fit.add_argument(
         "--teacher-steps",

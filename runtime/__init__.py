@@ -6,6 +6,7 @@
 from phiforge.runtime.driver import SampleInfo, sample
 from phiforge.runtime.errors import InputError, ModelOutputError
 from phiforge.runtime.fitted import FittedSolver, fit_solver, load_solver
+from phiforge.runtime.fitted_free import fit_free_solver, teacher_states
 from phiforge.runtime.methods import generated_methods, load_method
 from phiforge.runtime.models import Guidance
 from phiforge.runtime.run_options import Grid, Noise, Wrapper
@@ -20,10 +21,12 @@ __all__ = [
     "Noise",
     "SampleInfo",
     "Wrapper",
+    "fit_free_solver",
     "fit_solver",
     "generated_methods",
     "load_method",
     "load_solver",
     "optimize_steps",
     "sample",
+    "teacher_states",
 ]

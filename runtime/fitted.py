@@ -42,6 +42,14 @@ over u (and theta unless the grid is given) by L-BFGS, differentiating through t
 autograd; ``fit_weights=False`` fits the grid alone (res_km_pc's weights, i.e. UniPC's scheme on
 the best grid this search finds: the fair baseline for the fitted weights).
 
+Free solvers (``free=True``, stored with order 0). The same loop with no constraint at all:
+every weight over up to ``history`` values (at most 16) is free, and so is the weight of the
+starting state x~_n in the predictor and in the corrector (``state``; e^{-H} in every other
+solver, the exact decay of the linear part). Such a solver no longer integrates the linear part
+exactly; it is the general linear one-evaluation-per-step scheme on its grid, fitted to the
+model. :mod:`phiforge.runtime.fitted_free` builds one from a teacher's path (greedy least
+squares, grid search) before the end-to-end fit.
+
 Fitting solver coefficients and steps to teacher solutions is the idea of S4S (Frankel et al.,
 "S4S: Solving for a Diffusion Model Solver", ICML 2025) and, for the steps alone, LD3 (Tong et
 al. 2024); DPM-Solver-v3 (Zheng et al. 2023) fits model statistics instead. What is phiforge's
@@ -145,7 +153,10 @@ def adams_weights(h: torch.Tensor, taus: torch.Tensor) -> torch.Tensor:
 
 
 def _free_part(taus: torch.Tensor, u: torch.Tensor, order: int) -> torch.Tensor:
-    """P u: the part of u that leaves sum_m w_m tau_m^j unchanged for j < order."""
+    """P u: the part of u that leaves sum_m w_m tau_m^j unchanged for j < order (all of u for a
+    free solver, order 0)."""
+    if order == 0:
+        return u
     if order >= taus.shape[0]:
         return torch.zeros_like(u)
     constraints = torch.stack([taus**j for j in range(order)])
@@ -154,6 +165,7 @@ def _free_part(taus: torch.Tensor, u: torch.Tensor, order: int) -> torch.Tensor:
 
 
 MIN_STEP = 1e-4  # the smallest fitted step as a fraction of the log-SNR span (grid_lambdas)
+MAX_HISTORY = 16  # the most values a fitted step may combine
 MAX_SHIFT = 1.0  # the largest |d_n|, lam_n + d_n where step n's model is called (tanh-bounded)
 
 
@@ -197,6 +209,18 @@ def _weights(
     return predictors, correctors
 
 
+def _state_weights(
+    lams: torch.Tensor, v: torch.Tensor | None, eta: float = 0.0
+) -> list[torch.Tensor]:
+    """Every step's weights of its starting state x~_n: in the predictor and (but the last
+    step) in the corrector, e^{-H} + v (H = (1 + eta) h; v the fitted offsets of a free solver,
+    two per step and one for the last, or none: the exact e^{-H})."""
+    decays = torch.exp(-(1 + eta) * (lams[1:] - lams[:-1]))
+    pairs = torch.stack([decays, decays], 1).flatten()[:-1]
+    weights = pairs if v is None else pairs + v
+    return [weights[2 * n : 2 * n + 2] for n in range(len(decays))]
+
+
 def _program(
     lams: torch.Tensor,
     predictors: list[torch.Tensor],
@@ -205,12 +229,16 @@ def _program(
     stochastic: bool = False,
     amplitude: torch.Tensor | None = None,
     shift: torch.Tensor | None = None,
+    state: list[torch.Tensor] | None = None,
 ) -> Program:
     """The PEC loop of the module docstring as a program for the executor (x~ and the values
     D in its slots; the weights, the grid and the amplitudes stay tensors, so the program is
     differentiable in them). With ``stochastic`` each step draws its unit normal z_n, scaled by
     the exact noise scale and ``amplitude[n]`` when given (a_n of the module docstring); with
-    ``shift`` the model of step n is called at lam_n + shift[n] (module docstring)."""
+    ``shift`` the model of step n is called at lam_n + shift[n] (module docstring); ``state``:
+    every step's weights of x~_n, predictor's and corrector's (:func:`_state_weights`; default
+    the exact e^{-H})."""
+    state_weights = _state_weights(lams, None, eta) if state is None else state
     builder = Builder(keep_all=True)
     state = builder.input()
     values: list[int] = []
@@ -224,9 +252,9 @@ def _program(
             )
         builder.report(state, denoised, lams[n], lams[n + 1])  # the callback's x: step start
         values.insert(0, denoised)
-        del values[8:]  # history <= 8
+        del values[MAX_HISTORY:]
         step = lams[n + 1] - lams[n]
-        decay = torch.exp(-(1 + eta) * step)
+        decay = state_weights[n][0]
         kick = []
         if eta > 0 and stochastic:
             scale = torch.exp(-lams[n + 1]) * torch.sqrt(-torch.expm1(-2 * eta * step))
@@ -234,7 +262,7 @@ def _program(
                 scale = scale * amplitude[n]
             kick = [(builder.draw(lams[n], lams[n + 1]), scale)]
         if n < len(correctors):
-            pending = (state, decay, correctors[n], kick)
+            pending = (state, state_weights[n][1], correctors[n], kick)
         state = builder.combine([*kick, (state, decay), *zip(values, weights, strict=False)])
     return builder.finish([state])
 
@@ -251,10 +279,13 @@ def _run(
     noise: Callable[[int], torch.Tensor] | None = None,
     amplitude: torch.Tensor | None = None,
     shift: torch.Tensor | None = None,
+    state: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Run the solver's program (:func:`_program`) with the one executor; x is x~ at lam_0, the
     result x~ at lam_end. With ``eta`` > 0, ``noise(n)`` gives step n's unit normals z_n."""
-    program = _program(lams, predictors, correctors, eta, noise is not None, amplitude, shift)
+    program = _program(
+        lams, predictors, correctors, eta, noise is not None, amplitude, shift, state
+    )
     steps = iter(range(len(predictors)))
 
     def evaluate(state: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
@@ -287,8 +318,11 @@ class FittedSolver:
     step's predictor weights (over D_n, D_(n-1), ...) and corrector weights (over D_(n+1),
     D_n, ...; none for the last step), the constraints it was fitted under, the noise of its
     dynamics (``eta``: 0 the probability-flow ODE, 1 the reverse SDE; module docstring), every
-    step's noise amplitude a_n (``noise_scale``; None: the exact noise, a_n = 1) and the fit's
-    record (``info``: objective, pilot values before and after, iterations, seconds)."""
+    step's noise amplitude a_n (``noise_scale``; None: the exact noise, a_n = 1), where every
+    step calls the model (``shift``; None: at its grid point), every step's weights of its
+    starting state x~_n in the predictor and the corrector (``state``, a free solver's, order
+    0; None: the exact e^{-H}) and the fit's record (``info``: objective, pilot values before
+    and after, iterations, seconds)."""
 
     sigmas: list[float]
     predictor: list[list[float]]
@@ -300,6 +334,7 @@ class FittedSolver:
     eta: float = 0.0
     noise_scale: list[float] | None = None
     shift: list[float] | None = None
+    state: list[list[float]] | None = None
 
     @property
     def nfe(self) -> int:
@@ -340,15 +375,18 @@ class FittedSolver:
         if self.noise_scale is not None:
             amplitude = torch.tensor(self.noise_scale, dtype=_DTYPE)
         shift = None if self.shift is None else torch.tensor(self.shift, dtype=_DTYPE)
+        state = None
+        if self.state is not None:
+            state = [torch.tensor(pair, dtype=_DTYPE) for pair in self.state]
         with torch.no_grad():
             return _run(
                 model, x, lams, predictors, correctors, dict(extra_args or {}), callback,
-                self.eta, noise, amplitude, shift,
+                self.eta, noise, amplitude, shift, state,
             )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         document = {"format": FORMAT_VERSION, **asdict(self)}
-        for name in ("noise_scale", "shift"):  # unused: the document (and hash) of before them
+        for name in ("noise_scale", "shift", "state"):  # unused: the document of before them
             if document[name] is None:
                 del document[name]
         document["hash"] = content_hash(document)
@@ -384,6 +422,22 @@ def _check_solver(solver: FittedSolver) -> None:
     ]
     if found != expected:
         raise InputError(f"fitted solver: weight counts {found} do not match {expected}")
+    state = solver.state
+    pairs = None
+    if isinstance(state, list):
+        pairs = [len(pair) if isinstance(pair, list) else -1 for pair in state]
+    if (solver.order == 0) != (state is not None) or (
+        state is not None
+        and (
+            pairs != [2] * (solver.nfe - 1) + [1]
+            or not all(isinstance(a, float) and math.isfinite(a) for pair in state for a in pair)
+        )
+    ):
+        raise InputError(
+            f"fitted solver: 'state' must be given exactly when 'order' is 0 (a free solver), "
+            f"as {solver.nfe} lists of finite numbers (2 each, 1 for the last step); got order "
+            f"{solver.order} and state {state!r}"
+        )
     shift = solver.shift
     if shift is not None and (
         len(shift) != solver.nfe
@@ -414,9 +468,10 @@ def _departure(
     sigma_start: float,
     sigma_end: float,
     sigmas: list[float] | None,
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The free part u of a warm start: its weights less its own Adams weights, step by step
-    (in the null space of its constraints, so P u = u on its grid)."""
+    (in the null space of its constraints, so P u = u on its grid); and a free solver's state
+    weights less e^{-H} (v of :func:`_state_weights`; None for a constrained start)."""
     if not isinstance(start, FittedSolver):
         raise InputError(f"parameter 'start' must be a FittedSolver, got {type(start).__name__}")
     if sigmas is not None:
@@ -442,7 +497,12 @@ def _departure(
         parts.append(torch.tensor(start.predictor[n], dtype=_DTYPE) - predictor)
         if n < len(correctors):
             parts.append(torch.tensor(start.corrector[n], dtype=_DTYPE) - correctors[n])
-    return torch.cat(parts)
+    if start.state is None:
+        return torch.cat(parts), None
+    exact = torch.cat(_state_weights(lams, None, start.eta))
+    return torch.cat(parts), torch.tensor(
+        [a for pair in start.state for a in pair], dtype=_DTYPE
+    ) - exact
 
 
 def subdivide(lams: torch.Tensor, substeps: int) -> torch.Tensor:
@@ -540,7 +600,8 @@ def fit_solver(
     *,
     steps: int = 3,
     history: int = 4,
-    order: int = 2,
+    order: int | None = None,
+    free: bool = False,
     fit_weights: bool = True,
     fit_grid: bool = True,
     fit_noise: bool = False,
@@ -562,8 +623,10 @@ def fit_solver(
     starting points; "frechet" (the default and the only choice for eta > 0): ``reference``
     is any set of samples of the model's distribution at sigma_end (rows; e.g. that solve),
     and the pilot noise is drawn once from ``seed``. ``steps``: the Adams pair the weights
-    start from (res_{steps}m_pc, 1..8); ``history``: values a fitted step may use (>= steps);
-    ``order``: the polynomial exactness every step keeps (1..steps); ``sigmas``: the starting
+    start from (res_{steps}m_pc, 1..8); ``history``: values a fitted step may use (steps..16);
+    ``order``: the polynomial exactness every step keeps (1..steps, default 2); ``free``: keep
+    none (order 0): every weight, the state's in the predictor and the corrector included, is
+    fitted (the free linear solver of :mod:`phiforge.runtime.fitted_free`); ``sigmas``: the starting
     grid (default log-SNR uniform), kept if ``fit_grid`` is false; ``eta``: the dynamics'
     noise, 0 (ODE) to 1 (reverse SDE) or more; ``start``: a solver of the same ``nfe``,
     ``steps``, ``history``, ``order`` and ends to start from instead of the Adams weights on
@@ -582,8 +645,15 @@ def fit_solver(
     operations)."""
     nfe = check_integer("nfe", nfe, 2)
     steps = check_integer("steps", steps, 1, 8)
-    history = check_integer("history", history, steps, 8)
-    order = check_integer("order", order, 1, steps)
+    history = check_integer("history", history, steps, MAX_HISTORY)
+    if not isinstance(free, bool):
+        raise InputError(f"parameter 'free' must be True or False, got {free!r}")
+    if free and order is not None:
+        raise InputError(
+            "parameters 'free' and 'order' exclude each other: a free solver keeps no "
+            "polynomial exactness (order 0)"
+        )
+    order = 0 if free else check_integer("order", 2 if order is None else order, 1, steps)
     iterations = check_integer("iterations", iterations, 0)
     seed = check_integer("seed", seed, 0)
     check_sigma_ends(sigma_start, sigma_end)
@@ -633,12 +703,15 @@ def fit_solver(
     lam_start, lam_end = -math.log(sigma_start), -math.log(sigma_end)
     theta = torch.zeros(nfe - 1, dtype=_DTYPE)
     u = torch.zeros(sum(p + c for p, c in _sizes(nfe, history)), dtype=_DTYPE)
+    v = torch.zeros(2 * nfe - 1, dtype=_DTYPE)  # a free solver's state weights less e^{-H}
     log_scale = torch.zeros(nfe, dtype=_DTYPE)
     scaled = fit_noise
     shift = torch.zeros(nfe, dtype=_DTYPE)
     shifted = fit_shift
     if start is not None:
-        u = _departure(start, nfe, steps, history, order, sigma_start, sigma_end, sigmas)
+        u, departed = _departure(start, nfe, steps, history, order, sigma_start, sigma_end, sigmas)
+        if departed is not None:
+            v = departed
         sigmas = start.sigmas
         if start.noise_scale is not None and eta > 0:
             log_scale = torch.log(torch.tensor(start.noise_scale, dtype=_DTYPE))
@@ -654,6 +727,8 @@ def fit_solver(
     unknowns = []
     if fit_weights:
         unknowns.append(u.requires_grad_())
+        if free:
+            unknowns.append(v.requires_grad_())
     if fit_grid:
         unknowns.append(theta.requires_grad_())
     if fit_noise:
@@ -687,9 +762,10 @@ def fit_solver(
         predictors, correctors = _weights(lams, u, steps, history, order, eta)
         amplitude = torch.exp(log_scale) if scaled else None
         offsets = MAX_SHIFT * torch.tanh(shift / MAX_SHIFT) if shifted else None
+        state = _state_weights(lams, v, eta) if free else None
         out = _run(
             model, x, lams, predictors, correctors, args, None, eta, draws.__getitem__,
-            amplitude, offsets,
+            amplitude, offsets, state,
         )  # fmt: skip
         if objective == "defect":
             return torch.log(defect_tensor(out, reference))
@@ -716,6 +792,7 @@ def fit_solver(
         after = math.exp(float(objective_value()))
         lams = grid_lambdas(theta, lam_start, lam_end, MIN_STEP)
         predictors, correctors = _weights(lams, u, steps, history, order, eta)
+        state = _state_weights(lams, v, eta) if free else None
     if not math.isfinite(after) or after > before:
         # the line search never accepts a worse point; a non-finite one means the model broke
         raise ModelOutputError(f"fit_solver: the pilot {objective} went from {before} to {after}")
@@ -731,6 +808,7 @@ def fit_solver(
         eta=eta,
         noise_scale=torch.exp(log_scale).tolist() if scaled else None,
         shift=(MAX_SHIFT * torch.tanh(shift / MAX_SHIFT)).tolist() if shifted else None,
+        state=None if state is None else [w.tolist() for w in state],
         info={
             "objective": objective,
             "pilot_batch": int(x.shape[0]),

@@ -421,28 +421,11 @@ def test_fitted_limits_replay_of_the_greedy_weights_is_the_greedy_solver():
     assert (moved["test"] - fitted["test"]).abs().max() > 1e-3
 
 
-def test_fitted_search_descends_to_the_minimum_of_a_separable_score():
-    """Coordinate descent with deltas halving to 1 reaches the minimiser of a separable convex
-    score over ordered grids, and its record never rises."""
-    module = _load("fitted_search")
-    target = [0, 3, 17, 18, 40, 71, 100]
-
-    def score(indices: list[int]) -> float:
-        return float(sum((i - t) ** 2 for i, t in zip(indices, target, strict=True)))
-
-    found, record = module.search_grid(score, 100, 6)
-    assert found == target
-    assert [r["delta"] for r in record] == [None, 4, 2, 1]
-    pilots = [r["pilot"] for r in record]
-    assert pilots == sorted(pilots, reverse=True) and pilots[-1] == 0.0
-    # a second sweep moves nothing at the minimum, and the search stops after it
-    again, record = module.search_grid(score, 100, 6, cycles=5)
-    assert again == target and [r["cycle"] for r in record] == [0, 1, 1, 1, 2, 2, 2]
-
-
 def test_fitted_search_benchmark_end_to_end_on_the_mixture():
     module = _load("fitted_search")
-    result = module.measure("gmm", 5, 24, 6, 6, fine=50, iterations=3, groups=("shared",))
+    result = module.measure(
+        "gmm", 5, 24, 6, 6, fine=50, iterations=3, groups=("shared",), fit_grid=True
+    )
     rows = result["rows"]
     peer = rows["dpmpp_2m (log-SNR)"]
     assert rows["fine solve"]["test"] < 1e-2 * peer["test"]
@@ -454,7 +437,11 @@ def test_fitted_search_benchmark_end_to_end_on_the_mixture():
     assert searched["pilot"] <= start and uniform["pilot"] == pytest.approx(start, rel=1e-12)
     assert searched["pilot"] == pytest.approx(result["meta"]["descent"][-1]["pilot"], rel=1e-12)
     assert refined["pilot"] <= searched["pilot"] * (1 + 1e-12)
+    together = rows["then grid and weights refined together"]
+    assert together["pilot"] <= refined["pilot"] * (1 + 1e-12)
     sigmas = result["meta"]["searched_sigmas"]
     assert len(sigmas) == 6 and sigmas == sorted(sigmas, reverse=True)
+    moved = result["meta"]["moved_sigmas"]
+    assert len(moved) == 6 and moved[0] == sigmas[0] and moved[-1] == sigmas[-1]
     text = module.render(result)
     assert "| greedy least squares, shared (searched) |" in text and "searched sigmas:" in text
