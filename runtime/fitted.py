@@ -477,7 +477,8 @@ def _departure(
     if sigmas is not None:
         raise InputError("parameters 'start' and 'sigmas' exclude each other (start has a grid)")
     found = (start.nfe, start.steps, start.history, start.order)
-    if found != (nfe, steps, history, order):
+    # a free fit (order 0) may start from any solver: every solver is one of the free family
+    if found != (nfe, steps, history, order) and (order != 0 or found[:3] != (nfe, steps, history)):
         raise InputError(
             f"parameter 'start': its (nfe, steps, history, order) {found} differ from this fit's "
             f"{(nfe, steps, history, order)}"
@@ -626,12 +627,13 @@ def fit_solver(
     start from (res_{steps}m_pc, 1..8); ``history``: values a fitted step may use (steps..16);
     ``order``: the polynomial exactness every step keeps (1..steps, default 2); ``free``: keep
     none (order 0): every weight, the state's in the predictor and the corrector included, is
-    fitted (the free linear solver of :mod:`phiforge.runtime.fitted_free`); ``sigmas``: the starting
-    grid (default log-SNR uniform), kept if ``fit_grid`` is false; ``eta``: the dynamics'
+    fitted (the free linear solver of :mod:`phiforge.runtime.fitted_free`); ``sigmas``: the
+    starting grid (default log-SNR uniform), kept if ``fit_grid`` is false; ``eta``: the dynamics'
     noise, 0 (ODE) to 1 (reverse SDE) or more; ``start``: a solver of the same ``nfe``,
-    ``steps``, ``history``, ``order`` and ends to start from instead of the Adams weights on
-    ``sigmas`` (a warm start: its grid and its departure P u from its own Adams weights, kept
-    when ``eta`` differs, which makes fits at rising eta a continuation); ``noise``: the pilot
+    ``steps``, ``history``, ``order`` (any, for a free fit) and ends to start from instead of
+    the Adams weights on ``sigmas`` (a warm start: its grid and its departure P u from its own
+    Adams weights, kept when ``eta`` differs, which makes fits at rising eta a continuation;
+    with ``free``, its state weights, e^{-H} for a constrained start); ``noise``: the pilot
     noise, step n's unit normals shaped like x (``nfe`` tensors; default drawn from ``seed``),
     e.g. from :func:`coupled_reference` with its samples as ``reference``; ``fit_noise``: fit
     every step's noise amplitude a_n too (eta > 0; module docstring; a ``start``'s amplitudes

@@ -218,3 +218,23 @@ def test_fit_command_free(capsys, tmp_path):
     assert load_solver(path).order == 0
     assert main([*argv, "--order", "2"]) == 2
     assert "'--free'" in capsys.readouterr().err
+
+
+def test_a_free_fit_continues_a_structured_one(setting):
+    """Every structured solver is one of the free family: a free fit started from one runs it
+    unchanged (state weights e^-h) before its first iteration, and then goes lower."""
+    s = setting
+    ends = (s["fine"][0], s["fine"][-1], 5)
+    structured = fit_solver(s["model"], s["x"], s["path"][-1], *ends, iterations=3)
+    same = fit_solver(
+        s["model"], s["x"], s["path"][-1], *ends, free=True, start=structured, iterations=0
+    )
+    assert same.order == 0 and same.sigmas == structured.sigmas
+    difference = same.sample(s["model"], s["held"]) - structured.sample(s["model"], s["held"])
+    assert float(difference.abs().max()) < 1e-12
+    lower = fit_solver(
+        s["model"], s["x"], s["path"][-1], *ends, free=True, start=structured, iterations=5
+    )
+    assert lower.info["pilot_defect"] < 0.95 * structured.info["pilot_defect"]
+    with pytest.raises(InputError, match=r"'start': its \(nfe, steps, history, order\)"):
+        fit_solver(s["model"], s["x"], s["path"][-1], *ends, start=same, iterations=0)
