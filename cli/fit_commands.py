@@ -31,7 +31,7 @@ def _fit(args: argparse.Namespace) -> None:
     from phiforge.runtime.denoisers import builtin_denoiser
     from phiforge.runtime.driver import sample, sampling_plan
     from phiforge.runtime.errors import InputError
-    from phiforge.runtime.fitted import fit_solver, load_solver
+    from phiforge.runtime.fitted import MAX_HISTORY, fit_solver, load_solver
     from phiforge.runtime.fitted_free import fit_free_solver, teacher_states
     from phiforge.runtime.schedules import noise_schedule
     from phiforge.runtime.verification import (
@@ -50,7 +50,6 @@ def _fit(args: argparse.Namespace) -> None:
                 ("--base-steps", args.base_steps),
                 ("--history", args.history),
                 ("--order", args.order),
-                ("--start", args.start),
                 ("--grid-only", args.grid_only or None),
                 ("--fit-noise", args.fit_noise or None),
                 ("--fit-shift", args.fit_shift or None),
@@ -92,7 +91,14 @@ def _fit(args: argparse.Namespace) -> None:
     progress = Progress(int(1.25 * args.iterations) + 1, "fit (evaluations)", quiet=args.quiet)
     # a stochastic fit's Frechet objective, and its judgement, in the denoiser's feature space
     features = frechet_features(denoiser) if args.eta > 0 else None
-    if args.free:
+    if args.free and args.start is not None:  # a free fit continuing a fitted solver
+        history = min(args.nfe, MAX_HISTORY)
+        solver = fit_solver(
+            denoiser, pilot, teacher(pilot), sigma_start, sigma_end, args.nfe,
+            steps=min(3, history), history=history, free=True, iterations=args.iterations,
+            start=load_solver(args.start), progress=progress.advance,
+        )  # fmt: skip
+    elif args.free:
         path = teacher_states(denoiser, pilot, teacher_grid, TEACHER)
         solver = fit_free_solver(
             denoiser, pilot, path, teacher_grid, args.nfe, cycles=args.cycles or 1,
@@ -200,7 +206,8 @@ def register_fit_commands(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="the free linear solver (runtime.fitted_free): no exactness kept, every weight "
         "over all values fitted; its grid searched among the teacher's steps, its weights by "
-        "least squares on the teacher's states, then refined end to end (--iterations)",
+        "least squares on the teacher's states, then refined end to end (--iterations); with "
+        "--start, that solver refined instead",
     )
     fit.add_argument(
         "--cycles", type=positive_int, help="with --free: sweeps of the grid search (default 1)"
@@ -225,7 +232,9 @@ def register_fit_commands(commands: argparse._SubParsersAction) -> None:
         "--start",
         metavar="FILE",
         help="a fitted solver (same --nfe, --base-steps, --history, --order and ends) to start "
-        "from: its grid and its departure from its Adams weights (e.g. a fit at a lower --eta)",
+        "from: its grid and its departure from its Adams weights (e.g. a fit at a lower --eta); "
+        "with --free any solver of the same --nfe and ends, continued with every weight free "
+        "(no grid search)",
     )
     fit.add_argument("--grid-only", action="store_true", help="fit the steps, keep the weights")
     fit.add_argument("--weights-only", action="store_true", help="keep the log-SNR grid")

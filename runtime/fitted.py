@@ -477,8 +477,14 @@ def _departure(
     if sigmas is not None:
         raise InputError("parameters 'start' and 'sigmas' exclude each other (start has a grid)")
     found = (start.nfe, start.steps, start.history, start.order)
-    # a free fit (order 0) may start from any solver: every solver is one of the free family
-    if found != (nfe, steps, history, order) and (order != 0 or found[:3] != (nfe, steps, history)):
+    # a free fit (order 0) may start from any solver of its nfe and at most its history: every
+    # solver is one of the free family (its weights, padded with zeros, are free weights)
+    if order == 0 and (start.nfe != nfe or start.history > history):
+        raise InputError(
+            f"parameter 'start': a free fit starts from a solver of its nfe ({nfe}) and at most "
+            f"its history ({history}); got nfe {start.nfe}, history {start.history}"
+        )
+    if order != 0 and found != (nfe, steps, history, order):
         raise InputError(
             f"parameter 'start': its (nfe, steps, history, order) {found} differ from this fit's "
             f"{(nfe, steps, history, order)}"
@@ -494,10 +500,14 @@ def _departure(
     lams = -torch.log(torch.tensor(start.sigmas, dtype=_DTYPE))
     predictors, correctors = _weights(lams, None, steps, history, order, start.eta)
     parts = []
+
+    def padded(weights: list[float], like: torch.Tensor) -> torch.Tensor:
+        return torch.tensor(weights + [0.0] * (len(like) - len(weights)), dtype=_DTYPE)
+
     for n, predictor in enumerate(predictors):
-        parts.append(torch.tensor(start.predictor[n], dtype=_DTYPE) - predictor)
+        parts.append(padded(start.predictor[n], predictor) - predictor)
         if n < len(correctors):
-            parts.append(torch.tensor(start.corrector[n], dtype=_DTYPE) - correctors[n])
+            parts.append(padded(start.corrector[n], correctors[n]) - correctors[n])
     if start.state is None:
         return torch.cat(parts), None
     exact = torch.cat(_state_weights(lams, None, start.eta))
@@ -630,8 +640,9 @@ def fit_solver(
     fitted (the free linear solver of :mod:`phiforge.runtime.fitted_free`); ``sigmas``: the
     starting grid (default log-SNR uniform), kept if ``fit_grid`` is false; ``eta``: the dynamics'
     noise, 0 (ODE) to 1 (reverse SDE) or more; ``start``: a solver of the same ``nfe``,
-    ``steps``, ``history``, ``order`` (any, for a free fit) and ends to start from instead of
-    the Adams weights on ``sigmas`` (a warm start: its grid and its departure P u from its own
+    ``steps``, ``history``, ``order`` and ends (for a free fit: any solver of its ``nfe``,
+    ``history`` at most its own, and ends) to start from instead of the Adams weights on
+    ``sigmas`` (a warm start: its grid and its departure P u from its own
     Adams weights, kept when ``eta`` differs, which makes fits at rising eta a continuation;
     with ``free``, its state weights, e^{-H} for a constrained start); ``noise``: the pilot
     noise, step n's unit normals shaped like x (``nfe`` tensors; default drawn from ``seed``),

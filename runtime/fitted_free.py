@@ -215,7 +215,7 @@ def fit_free_solver(
     cycles: int = 1,
     iterations: int = 30,
     fit_grid: bool = False,
-    steps: int = 3,
+    steps: int | None = None,
     extra_args: dict[str, Any] | None = None,
     progress: Callable[[], object] | None = None,
 ) -> FittedSolver:
@@ -224,14 +224,15 @@ def fit_free_solver(
     greedy least-squares weights on it from the teacher's states ``path`` (x~ at every sigma,
     :func:`teacher_states`), then every weight refined end to end by ``iterations`` L-BFGS
     iterations through the model (and the grid too with ``fit_grid``; its weights then move
-    from res_{steps}m_pc's), to the pilots' final defect against path[-1] (module docstring).
-    The info records the descent (``grid_search``) and the greedy solver's pilot defect."""
+    from res_{steps}m_pc's, default 3), to the pilots' final defect against path[-1] (module
+    docstring). The info records the descent (``grid_search``) and the greedy solver's pilot
+    defect."""
     _check_path(x, path, sigmas)
     fine = len(sigmas) - 1
     nfe = check_integer("nfe", nfe, 2, fine)
     cycles = check_integer("cycles", cycles, 1)
     history = min(nfe, MAX_HISTORY)
-    steps = check_integer("steps", steps, 1, min(8, history))
+    steps = min(3, history) if steps is None else check_integer("steps", steps, 1, min(8, history))
 
     def greedy(indices: list[int]) -> tuple[FittedSolver, torch.Tensor]:
         grid = [float(sigmas[i]) for i in indices]

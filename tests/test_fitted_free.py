@@ -218,6 +218,18 @@ def test_fit_command_free(capsys, tmp_path):
     assert load_solver(path).order == 0
     assert main([*argv, "--order", "2"]) == 2
     assert "'--free'" in capsys.readouterr().err
+    # --free --start: a structured fit continued with every weight free, no grid search
+    structured = tmp_path / "structured.json"
+    base = ["fit", "--nfe", "5", "--pilot", "16", "--held-out", "16", "--teacher-steps", "60"]
+    assert main([*base, "--iterations", "3", "--out", str(structured), "-q"]) == 0
+    capsys.readouterr()
+    continued = tmp_path / "continued.json"
+    argv = [*base, "--free", "--start", str(structured), "--iterations", "3"]
+    assert main([*argv, "--out", str(continued), "--format", "json", "-q"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert "grid_search" not in result and result["warm_start"]
+    assert result["pilot_defect"] <= load_solver(structured).info["pilot_defect"] * (1 + 1e-9)
+    assert load_solver(continued).order == 0 and load_solver(continued).history == 5
 
 
 def test_a_free_fit_continues_a_structured_one(setting):
@@ -226,9 +238,10 @@ def test_a_free_fit_continues_a_structured_one(setting):
     s = setting
     ends = (s["fine"][0], s["fine"][-1], 5)
     structured = fit_solver(s["model"], s["x"], s["path"][-1], *ends, iterations=3)
-    same = fit_solver(
-        s["model"], s["x"], s["path"][-1], *ends, free=True, start=structured, iterations=0
-    )
+    same = fit_solver(  # history 4 -> 5: the weights padded with zeros
+        s["model"], s["x"], s["path"][-1], *ends, free=True, history=5, start=structured,
+        iterations=0,
+    )  # fmt: skip
     assert same.order == 0 and same.sigmas == structured.sigmas
     difference = same.sample(s["model"], s["held"]) - structured.sample(s["model"], s["held"])
     assert float(difference.abs().max()) < 1e-12
@@ -238,3 +251,5 @@ def test_a_free_fit_continues_a_structured_one(setting):
     assert lower.info["pilot_defect"] < 0.95 * structured.info["pilot_defect"]
     with pytest.raises(InputError, match=r"'start': its \(nfe, steps, history, order\)"):
         fit_solver(s["model"], s["x"], s["path"][-1], *ends, start=same, iterations=0)
+    with pytest.raises(InputError, match="'start': a free fit starts from a solver of its nfe"):
+        fit_solver(s["model"], s["x"], s["path"][-1], *ends, free=True, history=3, start=same)
