@@ -51,6 +51,7 @@ def _fit(args: argparse.Namespace) -> None:
                 ("--history", args.history),
                 ("--order", args.order),
                 ("--grid-only", args.grid_only or None),
+                ("--weights-only", (args.weights_only and args.start is None) or None),
                 ("--fit-noise", args.fit_noise or None),
                 ("--fit-shift", args.fit_shift or None),
                 ("--eta", args.eta or None),
@@ -96,7 +97,8 @@ def _fit(args: argparse.Namespace) -> None:
         solver = fit_solver(
             denoiser, pilot, teacher(pilot), sigma_start, sigma_end, args.nfe,
             steps=min(3, history), history=history, free=True, iterations=args.iterations,
-            start=load_solver(args.start), progress=progress.advance,
+            fit_grid=not args.weights_only, start=load_solver(args.start),
+            progress=progress.advance,
         )  # fmt: skip
     elif args.free:
         path = teacher_states(denoiser, pilot, teacher_grid, TEACHER)

@@ -436,6 +436,7 @@ CASES: list[tuple[str, Callable[[], object], str]] = [
     ("fit-free-order", cli("fit", "--free", "--order", "2"), "--free"),
     ("fit-free-eta", cli("fit", "--free", "--eta", "1"), "--free"),
     ("fit-cycles-alone", cli("fit", "--cycles", "2"), "--cycles"),
+    ("fit-free-weights-only", cli("fit", "--free", "--weights-only"), "--weights-only"),
     ("fit-free-nfe", cli("fit", "--free", "--nfe", "40", "--teacher-steps", "20"), "teacher"),
     ("fit-teacher-coarse", cli("fit", "--nfe", "10", "--teacher-steps", "4"), "--teacher-steps"),
     ("network-check-missing", cli("network", "check", "/nonexistent.json"), "nonexistent"),
