@@ -28,8 +28,8 @@ bench/fitted_limits.py; every set's reference is its own fine solve (its accurac
 problem's reference solve on the judged sets, printed as ``fine solve``).
 
 Usage: python bench/fitted_search.py [--problem unet] [--nfe 10] [--pilot 64] [--test 8]
-       [--held-out 16] [--fine 400] [--iterations 30] [--cycles 1] [--fit-grid]
-       [--groups shared,value] [--format markdown|json]
+       [--held-out 16] [--fine 400] [--iterations 30] [--cycles 1] [--start-grid FILE]
+       [--fit-grid] [--groups shared,value] [--format markdown|json]
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ def measure(
     peer: str = "dpmpp_2m",
     cycles: int = 1,
     fit_grid: bool = False,
+    start_grid: list[float] | None = None,
 ) -> dict:
     started = time.perf_counter()
     batches = {"pilot": pilot_batch, "test": test_batch, "held_out": held_out_batch}
@@ -99,8 +100,9 @@ def measure(
         )
 
     solver = fit_free_solver(
-        model, starts["pilot"], paths["pilot"], points, nfe, cycles=cycles, iterations=iterations
-    )
+        model, starts["pilot"], paths["pilot"], points, nfe, cycles=cycles,
+        iterations=iterations, grid=start_grid,
+    )  # fmt: skip
     searched = solver.info["grid_search"]["indices"]
     descent = solver.info["grid_search"]["descent"]
     with torch.no_grad():
@@ -134,6 +136,7 @@ def measure(
             "fine": fine,
             "iterations": iterations,
             "cycles": cycles,
+            "start_grid": "log-SNR" if start_grid is None else start_grid,
             "peer": peer,
             "searched_sigmas": sigmas,
             **({"moved_sigmas": moved_sigmas} if fit_grid and iterations else {}),
@@ -170,6 +173,12 @@ def main() -> None:
         parser.add_argument("--iterations", type=int, default=30, help="0: no refinement")
         parser.add_argument("--cycles", type=int, default=1, help="sweeps of the descent")
         parser.add_argument(
+            "--start-grid",
+            metavar="FILE",
+            help="start the descent from the searched grid of an earlier run's JSON (same "
+            "--problem, --nfe, --fine), not from log-SNR steps",
+        )
+        parser.add_argument(
             "--fit-grid",
             action="store_true",
             help="then refine grid and weights together (as many iterations again)",
@@ -178,10 +187,13 @@ def main() -> None:
     args, groups = arguments(__doc__.splitlines()[0], 64, extra)
     if args.fine < 2 * args.nfe:
         raise SystemExit(f"--fine must be at least 2 * --nfe ({2 * args.nfe}), got {args.fine}")
+    start_grid = None
+    if args.start_grid is not None:
+        start_grid = json.loads(Path(args.start_grid).read_text())["meta"]["searched_sigmas"]
     torch.set_num_threads(2)
     result = measure(
         args.problem, args.nfe, args.pilot, args.test, args.held_out, args.fine,
-        args.iterations, groups, args.peer, args.cycles, args.fit_grid,
+        args.iterations, groups, args.peer, args.cycles, args.fit_grid, start_grid,
     )  # fmt: skip
     print(json.dumps(result, indent=2) if args.format == "json" else render(result))
 

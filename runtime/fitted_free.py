@@ -38,6 +38,7 @@ one NFE and one pair of end noise levels: judge it on starting points it has not
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -143,17 +144,35 @@ def greedy_solver(
 
 
 def search_grid(
-    score: Callable[[list[int]], float], fine: int, nfe: int, cycles: int = 1
+    score: Callable[[list[int]], float],
+    fine: int,
+    nfe: int,
+    cycles: int = 1,
+    start: list[int] | None = None,
 ) -> tuple[list[int], list[dict]]:
     """Coordinate descent over the interior points of a grid of fine-point indices (0 and
-    ``fine`` fixed), from the uniform grid: ``score(indices)`` is minimised by moving one point
-    at a time by +-delta while it falls, delta halving from fine / 25 to 1; up to ``cycles``
-    such sweeps, stopping after one that moves nothing. Returns the grid and the descent's
-    record (cycle, delta, score, evaluations so far; first the start, delta None)."""
+    ``fine`` fixed), from ``start`` (default the uniform grid): ``score(indices)`` is minimised
+    by moving one point at a time by +-delta while it falls, delta halving from fine / 25 to 1;
+    up to ``cycles`` such sweeps, stopping after one that moves nothing. Returns the grid and
+    the descent's record (cycle, delta, score, evaluations so far; first the start, delta
+    None)."""
     nfe = check_integer("nfe", nfe, 1)
     fine = check_integer("fine", fine, nfe)
     cycles = check_integer("cycles", cycles, 1)
     indices = [round(i * fine / nfe) for i in range(nfe + 1)]
+    if start is not None:
+        if (
+            not isinstance(start, list)
+            or len(start) != nfe + 1
+            or start[0] != 0
+            or start[-1] != fine
+            or any(not isinstance(i, int) or i >= j for i, j in itertools.pairwise(start))
+        ):
+            raise InputError(
+                f"parameter 'start' must be {nfe + 1} increasing fine-point indices from 0 to "
+                f"{fine}, got {start!r}"
+            )
+        indices = list(start)
     seen: dict[tuple[int, ...], float] = {}
 
     def value(candidate: list[int]) -> float:
@@ -205,6 +224,26 @@ def _check_path(x: torch.Tensor, path: list[torch.Tensor], sigmas: list[float]) 
         )
 
 
+def _indices(grid: list[float] | None, sigmas: list[float], nfe: int) -> list[int] | None:
+    """The positions of ``grid``'s noise levels among the teacher's ``sigmas`` (to 1e-9)."""
+    if grid is None:
+        return None
+    found = []
+    for sigma in grid if isinstance(grid, list | tuple) else []:
+        matches = [
+            i
+            for i, s in enumerate(sigmas)
+            if isinstance(sigma, int | float) and math.isclose(s, sigma, rel_tol=1e-9)
+        ]
+        found.extend(matches[:1])
+    if not isinstance(grid, list | tuple) or len(grid) != nfe + 1 or len(found) != nfe + 1:
+        raise InputError(
+            f"parameter 'grid' must hold {nfe + 1} of the teacher's noise levels 'sigmas' "
+            f"(the descent's start), got {grid!r}"
+        )
+    return found
+
+
 def fit_free_solver(
     model: Callable[..., torch.Tensor],
     x: torch.Tensor,
@@ -216,6 +255,7 @@ def fit_free_solver(
     iterations: int = 30,
     fit_grid: bool = False,
     steps: int | None = None,
+    grid: list[float] | None = None,
     extra_args: dict[str, Any] | None = None,
     progress: Callable[[], object] | None = None,
 ) -> FittedSolver:
@@ -226,7 +266,8 @@ def fit_free_solver(
     iterations through the model (and the grid too with ``fit_grid``; its weights then move
     from res_{steps}m_pc's, default 3), to the pilots' final defect against path[-1] (module
     docstring). The info records the descent (``grid_search``) and the greedy solver's pilot
-    defect."""
+    defect. ``grid``: the descent's starting grid (``nfe + 1`` of the teacher's ``sigmas``, e.g.
+    an earlier search's; default log-SNR-uniform among them)."""
     _check_path(x, path, sigmas)
     fine = len(sigmas) - 1
     nfe = check_integer("nfe", nfe, 2, fine)
@@ -244,7 +285,7 @@ def fit_free_solver(
     def score(indices: list[int]) -> float:
         return defect(greedy(indices)[1], path[-1])
 
-    indices, record = search_grid(score, fine, nfe, cycles)
+    indices, record = search_grid(score, fine, nfe, cycles, _indices(grid, sigmas, nfe))
     start, _ = greedy(indices)
     solver = fit_solver(
         model, x, path[-1], float(sigmas[0]), float(sigmas[-1]), nfe, steps=steps,

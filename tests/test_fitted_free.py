@@ -129,6 +129,15 @@ def test_grid_descent_reaches_the_minimum_of_a_separable_score():
     # a second sweep moves nothing at the minimum, and the search stops after it
     again, record = search_grid(score, 100, 6, cycles=5)
     assert again == target and [r["cycle"] for r in record] == [0, 1, 1, 1, 2, 2, 2]
+    # started at the minimum it stays there; a start off the minimum is where it begins
+    stay, record = search_grid(score, 100, 6, start=target)
+    assert stay == target and [r["pilot"] for r in record] == [0.0] * 4
+    start = [0, 10, 20, 30, 50, 80, 100]
+    _, record = search_grid(score, 100, 6, start=start)
+    assert record[0]["pilot"] == score(start)
+    for bad in ([0, 10, 10, 30, 50, 80, 100], [1, 10, 20, 30, 50, 80, 100], [0, 50, 100]):
+        with pytest.raises(InputError, match="'start' must be 7 increasing fine-point indices"):
+            search_grid(score, 100, 6, start=bad)
 
 
 def test_the_free_fit_beats_the_best_peer_on_held_out_starts(setting):
@@ -140,6 +149,13 @@ def test_the_free_fit_beats_the_best_peer_on_held_out_starts(setting):
     assert descent == sorted(descent, reverse=True) and descent[-1] < 0.5 * descent[0]
     assert solver.info["pilot_defect"] <= search["greedy_pilot_defect"] * (1 + 1e-12)
     assert solver.sigmas == pytest.approx([s["fine"][i] for i in search["indices"]], rel=1e-12)
+    # a descent started from the searched grid starts at its greedy defect and stays there
+    again = fit_free_solver(
+        s["model"], s["x"], s["path"], s["fine"], nfe, iterations=0, grid=solver.sigmas
+    )
+    first = again.info["grid_search"]["descent"][0]["pilot"]
+    assert first == pytest.approx(search["greedy_pilot_defect"], rel=1e-9)
+    assert again.info["grid_search"]["indices"] == search["indices"]
     uniform = torch.exp(
         torch.linspace(math.log(s["fine"][0]), math.log(s["fine"][-1]), nfe + 1)
     ).tolist()
@@ -173,6 +189,7 @@ def test_a_model_returning_nan_is_reported_with_its_step(setting):
         ({"path": "short"}, "'path' must hold the pilots' states at every sigma"),
         ({"sigmas": "reversed"}, "'sigmas' must be finite, positive and strictly descending"),
         ({"x": "float32"}, "'x' must be a float64 batch tensor"),
+        ({"grid": [1.0, 2.0]}, "'grid' must hold 5 of the teacher's noise levels"),
     ],
 )
 def test_bad_input_is_rejected_by_name(setting, options, message):
@@ -186,7 +203,7 @@ def test_bad_input_is_rejected_by_name(setting, options, message):
         "reversed": s["fine"][::-1],
         "float32": s["x"][:2].float(),
     }
-    arguments |= {key: special.get(value, value) for key, value in options.items()}
+    arguments |= {k: special.get(v, v) if isinstance(v, str) else v for k, v in options.items()}
     with pytest.raises(InputError, match=message):
         fit_free_solver(**arguments)
 
