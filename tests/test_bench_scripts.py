@@ -395,9 +395,13 @@ def test_fitted_limits_benchmark_separates_path_from_weights():
     assert "| exact path (log-SNR) |" in text and "sigma_k, fitted solver" in text
 
 
-def test_fitted_limits_replay_of_the_greedy_weights_is_the_greedy_solver():
-    """linear_run with the weights greedy recorded, in its order, reproduces greedy's results
-    on every set (the mechanism fitted_search refines end to end)."""
+def test_fitted_limits_greedy_is_the_package_greedy_solver():
+    """The bench's greedy fit with shared weights and runtime.fitted_free.greedy_solver are one
+    construction: the package's solver, replayed by the executor, reproduces the bench's results
+    on every set, and a nudged weight moves them (replay is not a copy of the result)."""
+    import dataclasses
+
+    from phiforge.runtime.fitted_free import greedy_solver
     from phiforge.runtime.verification import builtin_denoiser
 
     module = _load("fitted_limits")
@@ -409,16 +413,16 @@ def test_fitted_limits_replay_of_the_greedy_weights_is_the_greedy_solver():
         for key, batch in (("pilot", 8), ("test", 4))
     }
     exact = module.exact_states(model, starts["pilot"], grid, 16)
-    record: list[torch.Tensor] = []
-    fitted = module.greedy(model, starts, exact, grid, "shared", record)
-    assert len(record) == 2 * (len(grid) - 1) - 1  # a prediction per step, no first correction
-    replayed = module.linear_run(model, starts, grid, lambda j, _: record[j])
+    fitted = module.greedy(model, starts, exact, grid, "shared")
+    solver, _ = greedy_solver(model, starts["pilot"], exact, grid)
+    # a prediction per step, no first correction
+    assert len(solver.predictor) + len(solver.corrector) == 2 * (len(grid) - 1) - 1
     for key in starts:
-        assert torch.equal(replayed[key], fitted[key])
-    nudged = [w.clone() for w in record]
-    nudged[1][0, 0] += 0.01  # the first correction's weight on the state
-    moved = module.linear_run(model, starts, grid, lambda j, _: nudged[j])
-    assert (moved["test"] - fitted["test"]).abs().max() > 1e-3
+        assert float((solver.sample(model, starts[key]) - fitted[key]).abs().max()) < 1e-9
+    state = [list(pair) for pair in solver.state]
+    state[1][0] += 0.01  # the second prediction's weight on the state
+    moved = dataclasses.replace(solver, state=state).sample(model, starts["test"])
+    assert (moved - fitted["test"]).abs().max() > 1e-3
 
 
 def test_fitted_search_benchmark_end_to_end_on_the_mixture():
