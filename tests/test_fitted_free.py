@@ -259,7 +259,8 @@ def test_a_free_fit_continues_a_structured_one(setting):
         s["model"], s["x"], s["path"][-1], *ends, free=True, history=5, start=structured,
         iterations=0,
     )  # fmt: skip
-    assert same.order == 0 and same.sigmas == structured.sigmas
+    # the grid goes through its log-sigma parameters: equal to rounding, not bit for bit
+    assert same.order == 0 and same.sigmas == pytest.approx(structured.sigmas, rel=1e-12)
     difference = same.sample(s["model"], s["held"]) - structured.sample(s["model"], s["held"])
     assert float(difference.abs().max()) < 1e-12
     lower = fit_solver(
