@@ -25,11 +25,13 @@ defect table at NFE 10); the greedy solver on the log-SNR grid and on the search
 ``--groups``: one set of weights, ``shared``, or one per component, ``value``); the refined
 solver. Pilots seed 1, judged on test (seed 0) and held-out (seed 2) starts, as in
 bench/fitted_limits.py; every set's reference is its own fine solve (its accuracy: the
-problem's reference solve on the judged sets, printed as ``fine solve``).
+problem's reference solve on the judged sets, printed as ``fine solve``). Then, start by start,
+the last solver's error over the peer's (quantiles, and on the peer's easier and harder half of
+the starts). ``--save FILE`` writes the last solver, to run or judge again (``load_solver``).
 
 Usage: python bench/fitted_search.py [--problem unet] [--nfe 10] [--pilot 64] [--test 8]
        [--held-out 16] [--fine 400] [--iterations 30] [--cycles 1] [--start-grid FILE]
-       [--fit-grid] [--groups shared,value] [--format markdown|json]
+       [--fit-grid] [--save FILE] [--groups shared,value] [--format markdown|json]
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ def measure(
     cycles: int = 1,
     fit_grid: bool = False,
     start_grid: list[float] | None = None,
+    save: Path | None = None,
 ) -> dict:
     started = time.perf_counter()
     batches = {"pilot": pilot_batch, "test": test_batch, "held_out": held_out_batch}
@@ -92,12 +95,11 @@ def measure(
     }
     uniform = [round(i * fine / nfe) for i in range(nfe + 1)]
     with torch.no_grad():
-        rows[f"{peer} (log-SNR)"] = judge(
-            {
-                key: sample(model, x, "edm", peer, output="edm", sigmas=grid(uniform)[0])
-                for key, x in starts.items()
-            }
-        )
+        peer_outs = {
+            key: sample(model, x, "edm", peer, output="edm", sigmas=grid(uniform)[0])
+            for key, x in starts.items()
+        }
+    rows[f"{peer} (log-SNR)"] = judge(peer_outs)
 
     solver = fit_free_solver(
         model, starts["pilot"], paths["pilot"], points, nfe, cycles=cycles,
@@ -113,19 +115,19 @@ def measure(
                     greedy(model, starts, exact, sigmas, group)
                 )
     sigmas = grid(searched)[0]
+    final = solver
     if iterations:
-        rows["free weights refined end to end (searched)"] = judge(
-            {key: solver.sample(model, x) for key, x in starts.items()}
-        )
+        final_outs = {key: solver.sample(model, x) for key, x in starts.items()}
+        rows["free weights refined end to end (searched)"] = judge(final_outs)
     if fit_grid and iterations:
-        moved = fit_solver(
+        final = fit_solver(
             model, starts["pilot"], ends["pilot"], points[0], points[-1], nfe,
             history=min(nfe, MAX_HISTORY), free=True, start=solver, iterations=iterations,
         )  # fmt: skip
-        rows["then grid and weights refined together"] = judge(
-            {key: moved.sample(model, x) for key, x in starts.items()}
-        )
-        moved_sigmas = moved.sigmas
+        final_outs = {key: final.sample(model, x) for key, x in starts.items()}
+        rows["then grid and weights refined together"] = judge(final_outs)
+    if save is not None:
+        final.save(save)
     against_peer(rows, f"{peer} (log-SNR)")
     return {
         "meta": {
@@ -139,14 +141,51 @@ def measure(
             "start_grid": "log-SNR" if start_grid is None else start_grid,
             "peer": peer,
             "searched_sigmas": sigmas,
-            **({"moved_sigmas": moved_sigmas} if fit_grid and iterations else {}),
+            **({"moved_sigmas": final.sigmas} if fit_grid and iterations else {}),
             "descent": descent,
+            **(
+                {"per_start": per_start(final_outs, peer_outs, ends, ("test", "held_out"))}
+                if iterations
+                else {}
+            ),
             "seconds": round(time.perf_counter() - started, 1),
             "python": platform.python_version(),
             "torch": torch.__version__,
         },
         "rows": rows,
     }
+
+
+def per_start(
+    outs: dict[str, torch.Tensor],
+    peer_outs: dict[str, torch.Tensor],
+    ends: dict[str, torch.Tensor],
+    keys: tuple[str, ...],
+) -> dict[str, dict[str, float]]:
+    """Start by start on the sets ``keys``: the ratio r_b = e_b / e_peer,b of the solver's RMS
+    error to the peer's (quantiles 0.1, 0.5, 0.9), and the mean ratio over the half of the starts
+    where the peer's error is smallest and over the half where it is largest (whether the solver
+    gains most where the peer fails most)."""
+
+    def errors(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        return (x - reference).reshape(x.shape[0], -1).double().pow(2).mean(1).sqrt()
+
+    summary = {}
+    for key in keys:
+        ours, theirs = errors(outs[key], ends[key]), errors(peer_outs[key], ends[key])
+        ratio = ours / theirs
+        order = torch.argsort(theirs)
+        half = len(order) // 2
+        low, mid, high = torch.quantile(ratio, torch.tensor([0.1, 0.5, 0.9], dtype=ratio.dtype))
+        summary[key] = {
+            "starts": len(order),
+            "ratio_q10": float(low),
+            "ratio_median": float(mid),
+            "ratio_q90": float(high),
+            "ratio_where_peer_best": float(ratio[order[:half]].mean()),
+            "ratio_where_peer_worst": float(ratio[order[half:]].mean()),
+        }
+    return summary
 
 
 def render(result: dict) -> str:
@@ -164,6 +203,20 @@ def render(result: dict) -> str:
         "",
         *ratio_table(rows),
     ]
+    if "per_start" in meta:
+        lines += [
+            "",
+            "start by start, the last solver's RMS error over the peer's:",
+            "",
+            "| set | starts | q10 | median | q90 | mean, peer's easier half | mean, harder half |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for key, s in meta["per_start"].items():
+            lines.append(
+                f"| {key} | {s['starts']} | {s['ratio_q10']:.2f} | {s['ratio_median']:.2f} | "
+                f"{s['ratio_q90']:.2f} | {s['ratio_where_peer_best']:.2f} | "
+                f"{s['ratio_where_peer_worst']:.2f} |"
+            )
     return "\n".join(lines)
 
 
@@ -183,10 +236,15 @@ def main() -> None:
             action="store_true",
             help="then refine grid and weights together (as many iterations again)",
         )
+        parser.add_argument(
+            "--save", metavar="FILE", help="write the last solver (phiforge's fitted-solver JSON)"
+        )
 
     args, groups = arguments(__doc__.splitlines()[0], 64, extra)
     if args.fine < 2 * args.nfe:
         raise SystemExit(f"--fine must be at least 2 * --nfe ({2 * args.nfe}), got {args.fine}")
+    if args.save is not None and not Path(args.save).parent.is_dir():
+        raise SystemExit(f"--save: folder {Path(args.save).parent} does not exist")
     start_grid = None
     if args.start_grid is not None:
         start_grid = json.loads(Path(args.start_grid).read_text())["meta"]["searched_sigmas"]
@@ -194,6 +252,7 @@ def main() -> None:
     result = measure(
         args.problem, args.nfe, args.pilot, args.test, args.held_out, args.fine,
         args.iterations, groups, args.peer, args.cycles, args.fit_grid, start_grid,
+        None if args.save is None else Path(args.save),
     )  # fmt: skip
     print(json.dumps(result, indent=2) if args.format == "json" else render(result))
 

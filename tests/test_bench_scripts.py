@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from phiforge.runtime.fitted import load_solver
+
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
@@ -425,11 +427,12 @@ def test_fitted_limits_greedy_is_the_package_greedy_solver():
     assert (moved - fitted["test"]).abs().max() > 1e-3
 
 
-def test_fitted_search_benchmark_end_to_end_on_the_mixture():
+def test_fitted_search_benchmark_end_to_end_on_the_mixture(tmp_path):
     module = _load("fitted_search")
     result = module.measure(
-        "gmm", 5, 24, 6, 6, fine=50, iterations=3, groups=("shared",), fit_grid=True
-    )
+        "gmm", 5, 24, 6, 6, fine=50, iterations=3, groups=("shared",), fit_grid=True,
+        save=tmp_path / "solver.json",
+    )  # fmt: skip
     rows = result["rows"]
     peer = rows["dpmpp_2m (log-SNR)"]
     assert rows["fine solve"]["test"] < 1e-2 * peer["test"]
@@ -449,3 +452,23 @@ def test_fitted_search_benchmark_end_to_end_on_the_mixture():
     assert len(moved) == 6 and moved[0] == sigmas[0] and moved[-1] == sigmas[-1]
     text = module.render(result)
     assert "| greedy least squares, shared (searched) |" in text and "searched sigmas:" in text
+    # the saved solver is the last one; replayed on the held-out starts against its own fine
+    # solve it gives the last row's defect and the start-by-start ratios of the summary
+    saved = load_solver(tmp_path / "solver.json")
+    assert saved.order == 0 and saved.sigmas == moved
+    drawn = module.draw_sets("gmm", {"pilot": 24, "test": 6, "held_out": 6})
+    model, x = drawn.problems["pilot"].denoiser, drawn.starts["held_out"]
+    points = torch.exp(-torch.linspace(drawn.lam0, drawn.lam1, 51, dtype=torch.float64)).tolist()
+    end = module.teacher_states(model, x, points, "res_3m_pc")[-1]
+    ours = (saved.sample(model, x) - end).reshape(6, -1).pow(2).mean(1).sqrt()
+    assert float(ours.mean()) == pytest.approx(together["held_out"], rel=1e-9)
+    logsnr = [points[i * 10] for i in range(6)]
+    theirs = module.sample(model, x, "edm", "dpmpp_2m", output="edm", sigmas=logsnr) - end
+    ratio = ours / theirs.reshape(6, -1).pow(2).mean(1).sqrt()
+    spread = result["meta"]["per_start"]["held_out"]
+    assert spread["starts"] == 6
+    assert spread["ratio_median"] == pytest.approx(float(ratio.median() + ratio.sort()[0][3]) / 2)
+    assert spread["ratio_where_peer_best"] + spread["ratio_where_peer_worst"] == pytest.approx(
+        2 * float(ratio.mean())
+    )
+    assert "| held_out | 6 |" in text
