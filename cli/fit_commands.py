@@ -14,6 +14,9 @@ from phiforge.runtime.denoisers import DENOISERS
 __all__ = ["register_fit_commands", "starting_points"]
 
 TEACHER, TEACHER_STEPS = "res_4m_pc", 512
+# the registered methods a fit is judged beside on the held-out starts, unless --compare names
+# others: the ODE's and the SDE's (eta > 0) third-order log-SNR baselines
+COMPARE = {False: ("res_3m_pc",), True: ("seeds_3a",)}
 
 
 def starting_points(dim: int, batch: int, sigma_start: float, seed: int):
@@ -66,6 +69,7 @@ def _fit(args: argparse.Namespace) -> None:
             )
     elif args.cycles is not None:
         raise InputError("parameter '--cycles' applies to '--free' (its grid search)")
+    compare = _compared(args.compare, args.eta)
     out = output_file(args.out, "--out")  # before the fit, not after it
     denoiser = builtin_denoiser(args.denoiser)
     schedule = noise_schedule(args.schedule)
@@ -126,14 +130,17 @@ def _fit(args: argparse.Namespace) -> None:
     progress.close()
     held = starting_points(denoiser.dim, args.held_out, sigma_start, args.seed + 2)
     held_reference = teacher(held)
-    uniform = np.exp(-np.linspace(lam0, lam1, args.nfe + 1)).tolist()
+
+    def peer(method: str, **noise) -> torch.Tensor:  # its nfe on log-SNR steps, the fit's ends
+        return sample(
+            denoiser, held, "edm", method, nfe=args.nfe, step_schedule="logsnr",
+            t_start=sigma_start, t_end=sigma_end, output="edm", **noise,
+        )  # fmt: skip
+
     if solver.eta == 0:
-        plain = sample(denoiser, held, "edm", "res_3m_pc", output="edm", sigmas=uniform)
-        judged = {
-            "res_3m_pc_logsnr": defect(plain, held_reference),
-            "fitted": defect(solver.sample(denoiser, held), held_reference),
-        }
-        baseline, measure = "res_3m_pc_logsnr", "defect"
+        judged = {f"{m}_logsnr": defect(peer(m), held_reference) for m in compare}
+        judged["fitted"] = defect(solver.sample(denoiser, held), held_reference)
+        measure = "defect"
     else:
         # the stochastic solvers are judged by the Frechet distance of their held-out samples
         # to the teacher's samples of the same starting points
@@ -141,16 +148,20 @@ def _fit(args: argparse.Namespace) -> None:
             return samples if features is None else features(samples)
 
         target = moments_root(seen(held_reference))
-        plain = sample(
-            denoiser, held, "edm", "seeds_3a", nfe=args.nfe, step_schedule="logsnr",
-            output="edm", eta=args.eta, generator=torch.Generator().manual_seed(args.seed + 4),
-        )  # fmt: skip
-        ours = solver.sample(denoiser, held, generator=torch.Generator().manual_seed(args.seed + 4))
+
+        def noise() -> torch.Generator:  # the same draws for every solver
+            return torch.Generator().manual_seed(args.seed + 4)
+
         judged = {
-            "seeds_3a_logsnr": float(frechet_tensor(seen(plain), *target)),
-            "fitted": float(frechet_tensor(seen(ours), *target)),
+            f"{m}_logsnr": float(
+                frechet_tensor(seen(peer(m, eta=args.eta, generator=noise())), *target)
+            )
+            for m in compare
         }
-        baseline, measure = "seeds_3a_logsnr", "Frechet distance"
+        ours = solver.sample(denoiser, held, generator=noise())
+        judged["fitted"] = float(frechet_tensor(seen(ours), *target))
+        measure = "Frechet distance"
+    best = min(judged[f"{m}_logsnr"] for m in compare)
     info = dict(
         solver.info,
         denoiser=args.denoiser,
@@ -158,6 +169,7 @@ def _fit(args: argparse.Namespace) -> None:
         teacher=f"{TEACHER} on {args.teacher_steps} log-SNR steps",
         held_out=args.held_out,
         held_out_defect=judged,
+        fitted_vs_best_compared=judged["fitted"] / best if best > 0 else math.inf,
     )
     objective = solver.info["objective"]
     solver = dataclasses.replace(solver, info=info)
@@ -170,9 +182,10 @@ def _fit(args: argparse.Namespace) -> None:
         f"({schedule.name}, sigma~ {sigma_start:.4g} -> {sigma_end:.4g}), {args.pilot} pilots, "
         f"{solver.info['seconds']} s: pilot {objective} "
         f"{solver.info[f'pilot_{objective}_start']:.3e} -> {solver.info[f'pilot_{objective}']:.3e}"
-        f"; held-out ({args.held_out}) {measure}: {baseline.replace('_logsnr', ' log-SNR')} "
-        f"{judged[baseline]:.3e}, fitted "
-        f"{judged['fitted']:.3e} -> {path}"
+        f"; held-out ({args.held_out}) {measure}: "
+        + ", ".join(f"{m} log-SNR {judged[f'{m}_logsnr']:.3e}" for m in compare)
+        + f", fitted {judged['fitted']:.3e} ({info['fitted_vs_best_compared']:.3g} x the best "
+        f"compared) -> {path}"
     )
     search = solver.info.get("grid_search")
     if search is not None:
@@ -183,6 +196,32 @@ def _fit(args: argparse.Namespace) -> None:
             f"{descent[-1]['pilot']:.3e} ({descent[-1]['evaluations']} grids); sigmas "
             + ", ".join(f"{sigma:.4g}" for sigma in solver.sigmas)
         )
+
+
+def _compared(text: str | None, eta: float) -> tuple[str, ...]:
+    """The methods of ``--compare`` (comma-separated registered names; default COMPARE), each
+    checked before the fit: known, and stochastic when the fit is (eta > 0)."""
+    from phiforge.runtime.errors import InputError
+    from phiforge.runtime.methods import load_method
+
+    if text is None:
+        return COMPARE[eta > 0]
+    names = [name.strip() for name in text.split(",")]
+    if not all(names) or len(set(names)) != len(names):
+        raise InputError(
+            f"parameter '--compare' must be distinct method names separated by commas, got {text!r}"
+        )
+    for name in names:
+        try:
+            module = load_method(name)
+        except InputError as error:
+            raise InputError(f"parameter '--compare': {error}") from None
+        if eta > 0 and not module.STOCHASTIC:
+            raise InputError(
+                f"parameter '--compare': {name} is deterministic; a stochastic fit (--eta "
+                f"{eta:g}) is judged beside stochastic methods (seeds_3a, res_2m_sde, ...)"
+            )
+    return tuple(names)
 
 
 def register_fit_commands(commands: argparse._SubParsersAction) -> None:
@@ -237,6 +276,12 @@ def register_fit_commands(commands: argparse._SubParsersAction) -> None:
         "from: its grid and its departure from its Adams weights (e.g. a fit at a lower --eta); "
         "with --free any solver of the same --nfe and ends, continued with every weight free "
         "(no grid search)",
+    )
+    fit.add_argument(
+        "--compare",
+        metavar="METHODS",
+        help="registered methods (comma-separated) run on the held-out starts beside the fit, "
+        "at its NFE on log-SNR steps (default: res_3m_pc; with --eta > 0 seeds_3a, at that eta)",
     )
     fit.add_argument("--grid-only", action="store_true", help="fit the steps, keep the weights")
     fit.add_argument("--weights-only", action="store_true", help="keep the log-SNR grid")

@@ -215,6 +215,37 @@ def test_fit_and_sample_commands(capsys, tmp_path):
     assert len(load_solver(shifted).shift) == 5
 
 
+def test_fit_command_judges_beside_the_methods_named_by_compare(capsys, tmp_path):
+    """--compare runs each named method at the fit's NFE on log-SNR steps between the fit's
+    ends, on the held-out starts against the teacher; the ratio is to the best of them."""
+    from phiforge.cli.fit_commands import TEACHER, starting_points
+    from phiforge.cli.main import main
+    from phiforge.runtime.denoisers import builtin_denoiser
+
+    argv = ["fit", "--nfe", "5", "--pilot", "8", "--held-out", "6", "--iterations", "3",
+            "--teacher-steps", "64", "--compare", "dpmpp_2m,edm_heun", "--seed", "4"]  # fmt: skip
+    assert main([*argv, "--out", str(tmp_path / "s.json"), "--format", "json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    judged = result["held_out_defect"]
+    assert set(judged) == {"dpmpp_2m_logsnr", "edm_heun_logsnr", "fitted"}
+    denoiser = builtin_denoiser("gmm")
+    ends = result["sigmas"][0], result["sigmas"][-1]
+    held = starting_points(denoiser.dim, 6, ends[0], 4 + 2)
+
+    def logsnr(steps: int) -> list[float]:
+        lam = torch.linspace(-math.log(ends[0]), -math.log(ends[1]), steps + 1, dtype=torch.float64)
+        return torch.exp(-lam).tolist()
+
+    reference = sample(denoiser, held, "edm", TEACHER, output="edm", sigmas=logsnr(64))
+    plain = sample(denoiser, held, "edm", "dpmpp_2m", output="edm", sigmas=logsnr(5))
+    assert judged["dpmpp_2m_logsnr"] == pytest.approx(defect(plain, reference), rel=1e-10)
+    best = min(judged["dpmpp_2m_logsnr"], judged["edm_heun_logsnr"])
+    assert result["fitted_vs_best_compared"] == pytest.approx(judged["fitted"] / best)
+    assert main([*argv[:-4], "--out", str(tmp_path / "t.json")]) == 0
+    text = capsys.readouterr().out  # the default: res_3m_pc alone
+    assert "res_3m_pc log-SNR" in text and "x the best compared" in text and "dpmpp" not in text
+
+
 def test_a_model_without_gradients_is_refused_and_the_network_is_fitted(setting):
     s = setting
     ends = (s["sigma_max"], s["sigma_min"], 4)

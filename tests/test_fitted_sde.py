@@ -178,6 +178,37 @@ def test_bad_stochastic_input_is_rejected_by_name(problem, stochastic):
         deterministic.sample(p["gmm"], p["held"][:2], generator=torch.Generator())
 
 
+def test_fit_command_judges_seeds_between_the_fits_ends(capsys, tmp_path):
+    """The stochastic baseline runs from the fit's sigma~_max to its sigma~_min (vp-linear:
+    152.2 -> 0.0105; it once ran over EDM's 80 -> 0.002 from the same starts) with the same
+    draws: recomputed here on an explicit grid, two SEEDS-3 steps for NFE 6."""
+    from phiforge.cli.fit_commands import TEACHER, starting_points
+    from phiforge.cli.main import main
+    from phiforge.runtime.denoisers import builtin_denoiser
+    from phiforge.runtime.driver import sample
+    from phiforge.runtime.verification import frechet_features, frechet_tensor, moments_root
+
+    argv = ["fit", "--eta", "1", "--nfe", "6", "--pilot", "70", "--held-out", "70",
+            "--iterations", "2", "--teacher-steps", "48", "--format", "json"]  # fmt: skip
+    assert main([*argv, "--out", str(tmp_path / "s.json")]) == 0
+    result = json.loads(capsys.readouterr().out)
+    denoiser = builtin_denoiser("gmm")
+    assert frechet_features(denoiser) is None  # the mixture is judged in its own 64 values
+    ends = math.log(result["sigmas"][0]), math.log(result["sigmas"][-1])
+    held = starting_points(denoiser.dim, 70, result["sigmas"][0], 0 + 2)
+
+    def logsnr(steps: int) -> list[float]:
+        return torch.exp(torch.linspace(*ends, steps + 1, dtype=torch.float64)).tolist()
+
+    target = moments_root(sample(denoiser, held, "edm", TEACHER, output="edm", sigmas=logsnr(48)))
+    plain = sample(
+        denoiser, held, "edm", "seeds_3a", output="edm", sigmas=logsnr(2), eta=1.0,
+        generator=torch.Generator().manual_seed(0 + 4),
+    )  # fmt: skip
+    expected = float(frechet_tensor(plain, *target))
+    assert result["held_out_defect"]["seeds_3a_logsnr"] == pytest.approx(expected, rel=1e-9)
+
+
 def test_fit_command_with_eta_and_seeded_sampling(capsys, tmp_path):
     from phiforge.cli.main import main
 
@@ -189,6 +220,9 @@ def test_fit_command_with_eta_and_seeded_sampling(capsys, tmp_path):
     assert result["pilot_frechet"] < result["pilot_frechet_start"]
     assert set(result["held_out_defect"]) == {"seeds_3a_logsnr", "fitted"}
     assert load_solver(path).eta == 1.0
+    assert result["fitted_vs_best_compared"] == pytest.approx(
+        result["held_out_defect"]["fitted"] / result["held_out_defect"]["seeds_3a_logsnr"]
+    )
     drawn = []
     for seed in ("0", "0", "1"):
         out = tmp_path / f"samples{len(drawn)}.pt"
