@@ -37,6 +37,7 @@ Usage: python bench/fitted_search.py [--problem unet] [--nfe 10] [--pilot 64] [-
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import sys
@@ -126,8 +127,8 @@ def measure(
         )  # fmt: skip
         final_outs = {key: final.sample(model, x) for key, x in starts.items()}
         rows["then grid and weights refined together"] = judge(final_outs)
-    if save is not None:
-        final.save(save)
+    if save is not None:  # named for its denoiser: phiforge sample --fitted checks it
+        dataclasses.replace(final, info=dict(final.info, denoiser=problem)).save(save)
     against_peer(rows, f"{peer} (log-SNR)")
     return {
         "meta": {

@@ -455,7 +455,7 @@ def test_fitted_search_benchmark_end_to_end_on_the_mixture(tmp_path):
     # the saved solver is the last one; replayed on the held-out starts against its own fine
     # solve it gives the last row's defect and the start-by-start ratios of the summary
     saved = load_solver(tmp_path / "solver.json")
-    assert saved.order == 0 and saved.sigmas == moved
+    assert saved.order == 0 and saved.sigmas == moved and saved.info["denoiser"] == "gmm"
     drawn = module.draw_sets("gmm", {"pilot": 24, "test": 6, "held_out": 6})
     model, x = drawn.problems["pilot"].denoiser, drawn.starts["held_out"]
     points = torch.exp(-torch.linspace(drawn.lam0, drawn.lam1, 51, dtype=torch.float64)).tolist()
