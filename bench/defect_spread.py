@@ -25,7 +25,7 @@ import time
 import numpy as np
 import torch
 
-from phiforge.runtime.verification import builtin_problem
+from phiforge.runtime.verification import builtin_problem, start_defects
 
 CASES = ("dpmpp_2m@10", "dpmpp_2m@20", "dpmpp_2m@40", "res_3m_pc@50")
 QUANTILES = (0.1, 0.5, 0.9)
@@ -40,7 +40,7 @@ def measure(problem: str, batch: int, seed: int, cases: tuple[str, ...]) -> dict
     for case in cases:
         method, _, nfe = case.partition("@")
         out, _ = task.run(method, nfe=int(nfe))  # log-SNR-uniform steps, as the reference's
-        errors = (out - task.reference).reshape(batch, -1).pow(2).mean(1).sqrt().numpy()
+        errors = start_defects(out, task.reference).numpy()
         rows[case] = {
             "mean": float(errors.mean()),
             **{f"q{q:g}": float(np.quantile(errors, q)) for q in QUANTILES},

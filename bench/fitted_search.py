@@ -53,7 +53,7 @@ from fitted_limits import GROUPS, against_peer, arguments, draw_sets, greedy, ra
 from phiforge.runtime.driver import sample
 from phiforge.runtime.fitted import MAX_HISTORY, fit_solver
 from phiforge.runtime.fitted_free import fit_free_solver, teacher_states
-from phiforge.runtime.verification import defect
+from phiforge.runtime.verification import defect, start_defects
 
 
 def measure(
@@ -167,13 +167,9 @@ def per_start(
     error to the peer's (quantiles 0.1, 0.5, 0.9), and the mean ratio over the half of the starts
     where the peer's error is smallest and over the half where it is largest (whether the solver
     gains most where the peer fails most)."""
-
-    def errors(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-        return (x - reference).reshape(x.shape[0], -1).double().pow(2).mean(1).sqrt()
-
     summary = {}
     for key in keys:
-        ours, theirs = errors(outs[key], ends[key]), errors(peer_outs[key], ends[key])
+        ours, theirs = start_defects(outs[key], ends[key]), start_defects(peer_outs[key], ends[key])
         ratio = ours / theirs
         order = torch.argsort(theirs)
         half = len(order) // 2

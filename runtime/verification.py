@@ -50,6 +50,7 @@ __all__ = [
     "gaussian_problem",
     "moments_root",
     "observed_order",
+    "start_defects",
     "study_method",
 ]
 
@@ -129,11 +130,17 @@ class Problem:
         return x, info.nfe
 
 
+def start_defects(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """||x_b - x_ref,b||_2 / sqrt(d) for every start b of the batch (float64, shape [batch]):
+    the RMS error that :func:`defect_tensor` averages."""
+    diff = (x - reference).reshape(x.shape[0], -1).double()
+    return diff.pow(2).mean(1).sqrt()
+
+
 def defect_tensor(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """mean_b ||x_b - x_ref,b||_2 / sqrt(d) (spec-dpmsolver-res §7.9, our operationalisation),
     as a 0-d float64 tensor (differentiable: runtime.fitted minimises it)."""
-    diff = (x - reference).reshape(x.shape[0], -1).double()
-    return diff.pow(2).mean(1).sqrt().mean()
+    return start_defects(x, reference).mean()
 
 
 def defect(x: torch.Tensor, reference: torch.Tensor) -> float:
