@@ -8,7 +8,7 @@ from typing import Any
 
 import sympy
 
-from phiforge.cli.output import emit_json, markdown_table, positive_int
+from phiforge.cli.output import emit_json, markdown_table, positive_int, seed_int
 from phiforge.cli.progress import QUIET_HELP as _QUIET_HELP
 from phiforge.cli.progress import Progress
 from phiforge.derive.catalogue import catalogue_method, catalogue_names
@@ -472,7 +472,7 @@ def register_derive_commands(commands: argparse._SubParsersAction) -> None:
         help="solve the conditions at every --z together, the nodes shared (as a method's are)",
     )
     sub.add_argument("--starts", type=positive_int, default=20, help="random starts per z")
-    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--seed", type=seed_int, default=0)
     sub.add_argument(
         "--bound", type=float, default=100.0, help="largest |a_ij|, |b_i| searched (100)"
     )

@@ -7,7 +7,7 @@ import argparse
 import dataclasses
 import math
 
-from phiforge.cli.output import emit_json, output_file, positive_int
+from phiforge.cli.output import emit_json, output_file, positive_int, seed_int
 from phiforge.cli.progress import QUIET_HELP, Progress
 from phiforge.runtime.denoisers import DENOISERS
 
@@ -238,7 +238,7 @@ def register_fit_commands(commands: argparse._SubParsersAction) -> None:
     fit.add_argument("--nfe", type=positive_int, default=10)
     fit.add_argument("--pilot", type=positive_int, default=256, help="pilot draws (seed + 1)")
     fit.add_argument("--held-out", type=positive_int, default=256, help="judged on (seed + 2)")
-    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--seed", type=seed_int, default=0)
     fit.add_argument("--base-steps", type=positive_int, help="res_Km_pc to start from (default 3)")
     fit.add_argument("--history", type=positive_int, help="values a step may use (default 4)")
     fit.add_argument("--order", type=positive_int, help="exactness kept per step (default 2)")

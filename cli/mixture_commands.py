@@ -6,7 +6,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from phiforge.cli.output import emit_json, markdown_table, output_dir, positive_int
+from phiforge.cli.output import (
+    emit_json,
+    markdown_table,
+    output_dir,
+    positive_int,
+    seed_int,
+    tolerance,
+)
 
 __all__ = ["register_mixture_commands"]
 
@@ -93,7 +100,7 @@ def register_mixture_commands(commands: argparse._SubParsersAction) -> None:
         "BLAS kernels, which is why the built-in mixture ships as a file.",
     )
     fit.add_argument("--components", type=positive_int, default=10)
-    fit.add_argument("--seed", type=int, default=0, help="EM's random_state (default 0)")
+    fit.add_argument("--seed", type=seed_int, default=0, help="EM's random_state (default 0)")
     fit.add_argument("--out", metavar="DIR", help="default: the working directory")
     fit.add_argument("--name", help="file stem (default: the built-in mixture's)")
     fit.add_argument("--format", choices=["text", "json"], default="text")
@@ -107,7 +114,7 @@ def register_mixture_commands(commands: argparse._SubParsersAction) -> None:
     check.add_argument("path", nargs="?", metavar="NAME.json", help="default: the built-in")
     check.add_argument(
         "--rtol",
-        type=float,
+        type=tolerance,
         default=1e-9,
         help="allowed relative difference to the stored log-likelihood (default 1e-9)",
     )

@@ -7,7 +7,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from phiforge.cli.output import emit_json, markdown_table, output_dir, positive_int
+from phiforge.cli.output import (
+    emit_json,
+    markdown_table,
+    output_dir,
+    positive_int,
+    seed_int,
+    tolerance,
+)
 from phiforge.derive.errors import InputError
 
 __all__ = ["register_network_commands"]
@@ -260,7 +267,7 @@ def register_network_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--model", choices=["mlp", "unet"], default="mlp")
     train.add_argument("--steps", type=positive_int, help="default: 16000 (mlp), 4000 (unet)")
     train.add_argument("--batch", type=positive_int, help="default: 512 (mlp), 32 (unet)")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=seed_int, default=0)
     train.add_argument(
         "--target",
         choices=["posterior", "data"],
@@ -282,7 +289,7 @@ def register_network_commands(commands: argparse._SubParsersAction) -> None:
     check.add_argument("path", nargs="?", metavar="NAME.json", help="default: the built-in")
     check.add_argument(
         "--rtol",
-        type=float,
+        type=tolerance,
         default=1e-5,
         help="allowed relative difference to the stored error table (default 1e-5)",
     )

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
 
 from phiforge.derive.errors import InputError
 
-__all__ = ["emit_json", "markdown_table", "output_dir", "output_file", "positive_int"]
+__all__ = [
+    "emit_json",
+    "markdown_table",
+    "output_dir",
+    "output_file",
+    "positive_int",
+    "seed_int",
+    "tolerance",
+]
 
 
 def emit_json(value: Any) -> None:
@@ -23,14 +32,40 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+LARGEST_COUNT = 2**31 - 1  # counts (batch, width, steps) beyond this are no one's intent
+LARGEST_SEED = 2**32 - 1  # numpy's and scikit-learn's random_state range
+
+
 def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
+    """argparse type: an integer in 1..2**31 - 1."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    if not 1 <= value <= LARGEST_COUNT:
+        raise argparse.ArgumentTypeError(f"must be an integer in 1..{LARGEST_COUNT}, got {value}")
+    return value
+
+
+def seed_int(text: str) -> int:
+    """argparse type: a random seed, an integer in 0..2**32 - 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer seed, got {text!r}") from None
+    if not 0 <= value <= LARGEST_SEED:
+        raise argparse.ArgumentTypeError(f"must be an integer in 0..{LARGEST_SEED}, got {value}")
+    return value
+
+
+def tolerance(text: str) -> float:
+    """argparse type: a relative tolerance, a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
     return value
 
 

@@ -9,7 +9,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from phiforge.cli.output import emit_json, markdown_table, output_dir, output_file, positive_int
+from phiforge.cli.output import (
+    emit_json,
+    markdown_table,
+    output_dir,
+    output_file,
+    positive_int,
+    seed_int,
+)
 from phiforge.cli.progress import QUIET_HELP as _QUIET_HELP
 from phiforge.cli.progress import Progress
 from phiforge.runtime.denoisers import DENOISERS
@@ -691,7 +698,7 @@ def register_runtime_commands(commands: argparse._SubParsersAction) -> None:
         help="double the sweep of a method still pre-asymptotic up to N steps (default: 1024)",
     )
     verify.add_argument("--batch", type=positive_int, default=16)
-    verify.add_argument("--seed", type=int, default=0)
+    verify.add_argument("--seed", type=seed_int, default=0)
     verify.add_argument(
         "--warmup",
         choices=["order-preserving", "lower-order"],
@@ -760,7 +767,7 @@ def register_runtime_commands(commands: argparse._SubParsersAction) -> None:
         help="sample with a solver written by 'phiforge fit' (its own grid and NFE)",
     )
     sampler.add_argument("--batch", type=positive_int, default=16)
-    sampler.add_argument("--seed", type=int, default=0)
+    sampler.add_argument("--seed", type=seed_int, default=0)
     sampler.add_argument("--out", default="samples.pt", help="a torch file; a PNG grid beside it")
     sampler.add_argument("--format", choices=["text", "json"], default="text")
     sampler.add_argument("--registry", action="append", help=_REGISTRY_HELP)

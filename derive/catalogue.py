@@ -105,7 +105,7 @@ def _build(name: str, overrides: tuple[tuple[str, str], ...]) -> ExpRKTableau:
 
 def catalogue_method(name: str, **parameters: Any) -> ExpRKTableau:
     """The validated tableau of a catalogue method; keyword values fix free parameters."""
-    if name not in _entries():
+    if not isinstance(name, str) or name not in _entries():
         raise InputError(
             f"unknown method {name!r}; known catalogue methods: {', '.join(catalogue_names())}"
         )

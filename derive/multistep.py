@@ -287,7 +287,7 @@ def published_multistep(name: str) -> MultistepMethod:
     from phiforge.derive.catalogue import catalogue_entries, parse
 
     entries = catalogue_entries("multistep")
-    if name not in entries:
+    if not isinstance(name, str) or name not in entries:
         raise InputError(
             f"unknown published multistep method {name!r}; known: {', '.join(entries)}"
         )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -355,6 +356,8 @@ def typed_record(data: Mapping[str, Any], source: str | Path | None = None) -> R
 def read_record(path: str | Path) -> Record:
     """The record at ``path``: valid JSON, its hash matching its content, its family's schema,
     and its file named after it."""
+    if not isinstance(path, str | os.PathLike):
+        raise InputError(f"parameter 'path' must be a file path, got {path!r}")
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

@@ -71,6 +71,8 @@ def stage_noise(nodes: list[Any] | tuple[Any, ...], form: str = "data") -> Stage
     and the (possibly symbolic) nodes."""
     if form not in FORMS:
         raise InputError(f"parameter 'form' must be one of {FORMS}, got {form!r}")
+    if isinstance(nodes, str | bytes) or not isinstance(nodes, list | tuple):
+        raise InputError(f"parameter 'nodes' must be a list of nodes in (0, 1], got {nodes!r}")
     c = [sympy.nsimplify(sympy.sympify(x)) for x in nodes]
     if not c or c[-1] != 1:
         c.append(sympy.Integer(1))
@@ -148,7 +150,7 @@ def stochastic_method(name: str) -> StochasticMethod:
     """The SEEDS method ``name`` of the catalogue (``family = "stochastic"`` in
     ``catalogue.toml``; drift kept symbolic in its nodes)."""
     entries = _entries()
-    if name not in entries:
+    if not isinstance(name, str) or name not in entries:
         raise InputError(f"unknown stochastic method {name!r}; known: {', '.join(entries)}")
     entry = entries[name]
     if "drift" in entry:

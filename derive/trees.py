@@ -253,6 +253,7 @@ def trees(n: int) -> Iterator[RootedTree]:
 def trees_up_to(p: int, start: int = 1) -> list[RootedTree]:
     """All rooted trees with start..p vertices, by order, each order in canonical order."""
     _check_order(p, "p")
+    integer_in(start, "'start'", 1, 10**6, "the fewest vertices")
     return [t for n in range(start, p + 1) for t in trees(n)]
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from phiforge.runtime.checks import check_integer
 from phiforge.runtime.engine import Report, execute
 from phiforge.runtime.errors import InputError
 from phiforge.runtime.plan import Builder, Form, place_steps
@@ -44,10 +45,14 @@ class Adaptive:
     def __post_init__(self) -> None:
         for name in ("rtol", "atol", "h_init", "theta"):
             value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+            if isinstance(value, bool) or not (
+                isinstance(value, int | float) and math.isfinite(value) and value > 0
+            ):
                 raise InputError(
                     f"adaptive: parameter {name!r} must be a positive number, got {value!r}"
                 )
+            object.__setattr__(self, name, float(value))  # a huge int would overflow torch
+        check_integer("max_attempts", self.max_attempts, 1, 10**9)
         if self.theta >= 1:
             raise InputError(f"adaptive: parameter 'theta' must be < 1, got {self.theta!r}")
 

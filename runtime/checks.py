@@ -5,19 +5,69 @@ naming the parameter and its range."""
 from __future__ import annotations
 
 import math
+import numbers
+from collections.abc import Mapping
 from typing import Any
 
 from phiforge.runtime.errors import InputError
 
-__all__ = ["check_integer", "check_nonnegative", "check_sigma_ends"]
+__all__ = [
+    "check_callable",
+    "check_flag",
+    "check_integer",
+    "check_mapping",
+    "check_nonnegative",
+    "check_real",
+    "check_sigma_ends",
+]
 
 
 def check_integer(name: str, value: Any, least: int, most: int | None = None) -> int:
-    """``value`` if it is an int (not a bool) in least..most (no upper bound if None)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+    """``value`` as an int if it is an integer (Python's or numpy's, not a bool) in least..most
+    (no upper bound if None)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
         raise InputError(f"parameter {name!r} must be an integer >= {least}, got {value!r}")
     if most is not None and value > most:
         raise InputError(f"parameter {name!r} must be an integer in {least}..{most}, got {value}")
+    return int(value)
+
+
+def check_flag(name: str, value: Any) -> bool:
+    """``value`` if it is True or False (numpy's bools too); nothing else is read as a flag."""
+    if value is True or value is False or type(value).__name__ == "bool_":
+        return bool(value)
+    raise InputError(f"parameter {name!r} must be True or False, got {value!r}")
+
+
+def check_real(name: str, value: Any) -> float:
+    """``value`` as a float if it is a real number (int, float, numpy scalar or a one-element
+    tensor; not a bool, a string or a complex number); its range is the caller's to check."""
+    if not isinstance(value, bool) and isinstance(value, numbers.Real):
+        return float(value)
+    if hasattr(value, "dtype"):  # a torch tensor or a numpy array of one element
+        dtype = str(value.dtype)
+        numel = getattr(value, "numel", None)
+        count = numel() if callable(numel) else getattr(value, "size", None)
+        if count == 1 and "complex" not in dtype and "bool" not in dtype:
+            return float(value.reshape(()) if hasattr(value, "reshape") else value)
+    raise InputError(f"parameter {name!r} must be a real number, got {value!r}")
+
+
+def check_callable(name: str, value: Any, what: str) -> Any:
+    """``value`` if it is None or callable; ``what`` says how it is called."""
+    if value is not None and not callable(value):
+        raise InputError(f"parameter {name!r} must be {what}, got {value!r}")
+    return value
+
+
+def check_mapping(name: str, value: Any, what: str) -> Any:
+    """``value`` if it is None or a mapping with string keys; ``what`` names its values."""
+    if value is not None and not (
+        isinstance(value, Mapping) and all(isinstance(key, str) for key in value)
+    ):
+        raise InputError(
+            f"parameter {name!r} must be a mapping from names to {what}, got {value!r}"
+        )
     return value
 
 

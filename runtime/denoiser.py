@@ -10,15 +10,28 @@ from __future__ import annotations
 
 import torch
 
+from phiforge.runtime.checks import check_real
 from phiforge.runtime.errors import InputError
 
 __all__ = ["Denoiser"]
 
 
 def _sigma_column(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
-    """sigma~ as a (batch, 1) tensor (a float or a per-sample tensor)."""
+    """sigma~ as a (batch, 1) tensor (a number, or a real tensor of one value or one per sample).
+    A number is checked (>= 0, not NaN); a tensor's values are not read (no host read per call),
+    only its dtype and size."""
+    if isinstance(sigma, torch.Tensor):
+        if sigma.is_complex() or sigma.dtype == torch.bool or sigma.numel() not in (1, x.shape[0]):
+            raise InputError(
+                f"parameter 'sigma' must be a real tensor of 1 or {x.shape[0]} values (one per "
+                f"sample), got dtype {sigma.dtype} and shape {tuple(sigma.shape)}"
+            )
+    else:
+        value = check_real("sigma", sigma)
+        if not value >= 0:
+            raise InputError(f"parameter 'sigma' must be a noise level >= 0, got {sigma!r}")
     sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
-    return sigma.reshape(-1, 1).expand(x.shape[0], 1) if sigma.ndim else sigma.expand(x.shape[0], 1)
+    return sigma.reshape(-1, 1).expand(x.shape[0], 1)
 
 
 class Denoiser:

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from phiforge.runtime.checks import check_integer
 from phiforge.runtime.denoiser import Denoiser
 from phiforge.runtime.errors import InputError
 from phiforge.runtime.manifest import read_tensors, weights_dir, write_tensors
@@ -288,7 +289,10 @@ def _digits_gaussian() -> GaussianDenoiser:
 def fit_digits_mixture(components: int = 10, seed: int = 0) -> GaussianMixtureDenoiser:
     """EM on the digits as the shipped ``gmm`` was made (its result depends on the machine's BLAS:
     see the module docstring)."""
-    return GaussianMixtureDenoiser.fit(digits(), components=components, seed=seed)
+    data = digits()
+    check_integer("components", components, 1, data.shape[0])
+    check_integer("seed", seed, 0, 2**32 - 1)
+    return GaussianMixtureDenoiser.fit(data, components=components, seed=seed)
 
 
 def save_mixture(
@@ -364,7 +368,7 @@ def builtin_denoiser(name: str, device: str | torch.device | None = None) -> Den
     posterior means, or ``network``, an MLP trained on ``gmm`` (:mod:`phiforge.runtime.network`);
     ``unet``, a convolutional U-Net trained on 32 x 32 RGB patches of pictures that ship with
     scikit-image and scikit-learn (:mod:`phiforge.runtime.unet`)."""
-    if name not in DENOISERS:
+    if not isinstance(name, str) or name not in DENOISERS:
         raise InputError(
             f"parameter 'denoiser' must be one of {', '.join(DENOISERS)}, got {name!r}"
         )

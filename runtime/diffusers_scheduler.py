@@ -18,14 +18,18 @@ limit ``x = x0_hat`` (one call). Stochastic (SEEDS) methods take ``eta``, ``s_no
 ``method_options`` (their nodes); a call draws the unit normal of the next Brownian sub-interval
 from ``variance_noise`` or ``generator`` when it first needs it. A NaN or inf from the model is
 reported with its call's step and sigma once the last call is made. ``set_timesteps(sigmas=S)``
-with a 2-D ``S`` (one row per sample) gives every sample its own grid (per-sample timesteps,
-which diffusers' own schedulers do not offer).
+with a 2-D ``S`` (one row per sample), or ``set_timesteps(timesteps=T)`` with a 2-D ``T`` (one
+row of training timesteps per sample; VP configurations), gives every sample its own grid
+(per-sample timesteps, which diffusers' own schedulers do not offer). Every configuration key
+and every argument is checked before it reaches diffusers (``CONFIG_CHECKS``).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import os
+from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any, ClassVar
 
@@ -46,7 +50,13 @@ except ImportError as error:  # pragma: no cover - exercised only without diffus
         "phiforge.runtime.diffusers_scheduler needs diffusers: pip install 'phiforge[diffusers]'"
     ) from error
 
-from phiforge.runtime.checks import check_nonnegative
+from phiforge.runtime.checks import (
+    check_flag,
+    check_integer,
+    check_mapping,
+    check_nonnegative,
+    check_real,
+)
 from phiforge.runtime.engine import Evaluate, Execution, Program
 from phiforge.runtime.errors import InputError, ModelOutputError
 from phiforge.runtime.methods import load_method
@@ -85,9 +95,154 @@ _FLOW_MATCH_KEYS = (
 )
 
 
+def _choice(*allowed: Any) -> Callable[[str, Any], None]:
+    def check(name: str, value: Any) -> None:
+        if not any(value is a or (isinstance(value, str) and value == a) for a in allowed):
+            raise InputError(
+                f"parameter {name!r} must be one of {', '.join(map(repr, allowed))}, got {value!r}"
+            )
+
+    return check
+
+
+def _in_range(low: float, high: float, *, closed_high: bool = False) -> Callable[[str, Any], None]:
+    def check(name: str, value: Any) -> None:
+        number = check_real(name, value)
+        if not (low < number < high or (closed_high and number == high)):
+            bracket = "]" if closed_high else ")"
+            raise InputError(
+                f"parameter {name!r} must be in ({low:g}, {high:g}{bracket}, got {value!r}"
+            )
+
+    return check
+
+
+def _integer(least: int, most: int) -> Callable[[str, Any], None]:
+    return lambda name, value: check_integer(name, value, least, most)
+
+
+def _not_nan(name: str, value: Any) -> None:
+    if math.isnan(check_real(name, value)):
+        raise InputError(f"parameter {name!r} must be a number or -inf (not NaN)")
+
+
+def _betas(name: str, value: Any) -> None:
+    if value is None:
+        return
+    try:
+        betas = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        betas = None
+    if betas is None or betas.ndim != 1 or betas.size == 0 or not ((betas > 0) & (betas < 1)).all():
+        raise InputError(f"parameter {name!r} must be a 1-D sequence of betas in (0, 1), or None")
+
+
+def _folder(name: str, value: Any) -> None:
+    if value is not None and not isinstance(value, str | os.PathLike):
+        raise InputError(f"parameter {name!r} must be a folder (a path) or None, got {value!r}")
+
+
+def _method_name(name: str, value: Any) -> None:
+    if not isinstance(value, str):
+        raise InputError(f"parameter {name!r} must be a registered method's name, got {value!r}")
+
+
+def _mapping(name: str, value: Any) -> None:
+    check_mapping(name, value, "values")
+    if name == "method_options":
+        for key, number in (value or {}).items():
+            check_real(f"method_options[{key!r}]", number)
+
+
+_FLAG = check_flag
+#: the configuration keys and their checks, made before any of them reaches diffusers; the
+#: allowed values are DPMSolverMultistepScheduler's (diffusers 0.3x) and FlowMatch's shift types
+CONFIG_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "num_train_timesteps": _integer(2, 10**7),
+    "beta_start": _in_range(0.0, 1.0),
+    "beta_end": _in_range(0.0, 1.0),
+    "beta_schedule": _choice("linear", "scaled_linear", "squaredcos_cap_v2"),
+    "trained_betas": _betas,
+    "solver_order": _integer(1, 3),
+    "thresholding": _FLAG,
+    "dynamic_thresholding_ratio": _in_range(0.0, 1.0, closed_high=True),
+    "sample_max_value": _in_range(0.0, math.inf),
+    "algorithm_type": _choice("dpmsolver", "dpmsolver++", "sde-dpmsolver", "sde-dpmsolver++"),
+    "solver_type": _choice("midpoint", "heun", "logrho", "bh1", "bh2"),
+    "lower_order_final": _FLAG,
+    "euler_at_final": _FLAG,
+    "use_karras_sigmas": _FLAG,
+    "use_exponential_sigmas": _FLAG,
+    "use_beta_sigmas": _FLAG,
+    "use_lu_lambdas": _FLAG,
+    "use_flow_sigmas": _FLAG,
+    "flow_shift": _in_range(0.0, math.inf),
+    "final_sigmas_type": _choice("zero", "sigma_min"),
+    "lambda_min_clipped": _not_nan,
+    "variance_type": _choice(None, "learned", "learned_range"),
+    "timestep_spacing": _choice("linspace", "leading", "trailing"),
+    "steps_offset": _integer(0, 10**7),
+    "rescale_betas_zero_snr": _FLAG,
+    "use_dynamic_shifting": _FLAG,
+    "time_shift_type": _choice("exponential", "linear"),
+    "method": _method_name,
+    "warmup": _choice(*WARMUP_POLICIES),
+    "eta": check_nonnegative,
+    "s_noise": check_nonnegative,
+    "method_options": _mapping,
+    "registry": _folder,
+    "flow_match": _mapping,
+}
+
+
 def _is_flow_match(config: Any) -> bool:
     name = str(config.get("_class_name", ""))
     return name.startswith("FlowMatch") or ("shift" in config and "beta_start" not in config)
+
+
+def _device(device: Any) -> torch.device | None:
+    """A device for set_timesteps, or a clear error (an unknown name or a missing accelerator)."""
+    if device is None:
+        return None
+    try:
+        device = torch.device(device)
+        torch.empty(0, device=device)
+    except (TypeError, ValueError, RuntimeError, AssertionError) as error:
+        raise InputError(
+            f"parameter 'device': {device!r} is not a usable device ({error})"
+        ) from None
+    return device
+
+
+def _numbers(name: str, value: Any) -> Any:
+    """``value`` (None, or a 1-D or 2-D tensor, array or sequence of real numbers), refusing
+    strings, mappings, scalars and non-numeric entries by name."""
+    if value is None:
+        return None
+    message = f"parameter {name!r} must be a non-empty sequence of numbers, got {value!r}"
+    if isinstance(value, str | bytes | Mapping):
+        raise InputError(message)
+    try:
+        table = np.asarray(value.cpu() if isinstance(value, torch.Tensor) else value)
+        numbers = table.astype(np.float64)
+    except (TypeError, ValueError):  # ragged rows, entries that are no numbers
+        raise InputError(message) from None
+    if table.ndim == 0 or table.dtype.kind not in "iuf" or numbers.size == 0:
+        raise InputError(message)
+    if np.isnan(numbers).any():
+        raise InputError(f"parameter {name!r} holds NaN")
+    return value
+
+
+def _real_tensor(name: str, value: Any, like: torch.Tensor | None = None) -> None:
+    if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+        kind = value.dtype if isinstance(value, torch.Tensor) else type(value).__name__
+        raise InputError(f"parameter {name!r} must be a floating-point tensor, got {kind}")
+    if like is not None and value.shape != like.shape:
+        raise InputError(
+            f"parameter {name!r} must have the sample's shape {tuple(like.shape)}, got "
+            f"{tuple(value.shape)}"
+        )
 
 
 class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
@@ -135,9 +290,10 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
         registry: str | None = None,
         flow_match: dict[str, Any] | None = None,
     ) -> None:
+        given = locals()
+        for name, check in CONFIG_CHECKS.items():
+            check(name, given[name])
         self._module = load_method(method, registry)
-        check_nonnegative("eta", eta)
-        check_nonnegative("s_noise", s_noise)
         if prediction_type not in PREDICTION_TYPES:
             raise InputError(
                 f"parameter 'prediction_type' must be one of {', '.join(PREDICTION_TYPES)}, got "
@@ -167,8 +323,8 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
             return
         self._grid = DPMSolverMultistepScheduler(
             num_train_timesteps=num_train_timesteps,
-            beta_start=beta_start,
-            beta_end=beta_end,
+            beta_start=float(beta_start),
+            beta_end=float(beta_end),
             beta_schedule=beta_schedule,
             trained_betas=trained_betas,
             solver_order=2,
@@ -185,7 +341,7 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
             use_flow_sigmas=use_flow_sigmas,
             flow_shift=flow_shift,
             final_sigmas_type=final_sigmas_type,
-            lambda_min_clipped=lambda_min_clipped,
+            lambda_min_clipped=float(lambda_min_clipped),
             timestep_spacing=timestep_spacing,
             steps_offset=steps_offset,
             rescale_betas_zero_snr=rescale_betas_zero_snr,
@@ -290,12 +446,39 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
         mu: float | None = None,
     ) -> None:
         """The grid of DPMSolverMultistepScheduler for this configuration (or the given sigmas or
-        timesteps), then the call program of the method on it. A 2-D ``sigmas`` (one row per
-        sample, phiforge's extension) gives every sample its own grid: ``timesteps`` then has a
-        column per sample (pass each row to the model as its per-sample timesteps)."""
+        timesteps), then the call program of the method on it. A 2-D ``sigmas`` or ``timesteps``
+        (one row per sample, phiforge's extension) gives every sample its own grid:
+        ``timesteps`` then has a column per sample (pass each row to the model as its
+        per-sample timesteps)."""
+        device = _device(device)
+        sigmas, timesteps = _numbers("sigmas", sigmas), _numbers("timesteps", timesteps)
+        if mu is not None:
+            if not math.isfinite(check_real("mu", mu)):
+                raise InputError(f"parameter 'mu' must be a finite number, got {mu!r}")
+            if self.config.flow_match is None and not self.config.use_dynamic_shifting:
+                raise InputError(
+                    "parameter 'mu' (the dynamic shift's exponent) needs use_dynamic_shifting=True"
+                )
         per_sample = per_sample_rows("sigmas", sigmas)
+        by_time = per_sample_rows("timesteps", timesteps)
+        if by_time is not None:  # per-sample timesteps: each row's grid as diffusers makes it
+            if self.config.flow_match is not None or self.config.use_flow_sigmas:
+                raise InputError(
+                    "parameter 'timesteps': a per-sample grid of a flow scheduler is given as "
+                    "2-D 'sigmas'"
+                )
+            self._check_times(by_time[1])
+            rows = []
+            for row in by_time[1]:
+                try:
+                    self._grid.set_timesteps(timesteps=row)
+                except (TypeError, ValueError) as error:
+                    raise InputError(f"set_timesteps: {error}") from None
+                rows.append(([float(v) for v in self._grid.sigmas], self._grid.timesteps.tolist()))
+            self._set_per_sample(rows, device)
+            return
         if per_sample is not None:
-            self._set_per_sample(torch.tensor(per_sample[1], dtype=torch.float64), device)
+            self._set_per_sample([self._given(row) for row in per_sample[1]], device)
             return
         if self.config.flow_match is not None:  # the flow-matching scheduler's own grid
             if num_inference_steps is not None:
@@ -315,7 +498,12 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
         else:
             if timesteps is None:
                 self._check_steps(num_inference_steps)
-            self._grid.set_timesteps(num_inference_steps, mu=mu, timesteps=timesteps)
+            else:
+                self._check_times(timesteps)
+            try:
+                self._grid.set_timesteps(num_inference_steps, mu=mu, timesteps=timesteps)
+            except (AssertionError, TypeError, ValueError) as error:
+                raise InputError(f"set_timesteps: {error}") from None
             outer = [float(s) for s in self._grid.sigmas]
             outer_times = [float(t) for t in self._grid.timesteps]
             self.num_inference_steps = len(outer_times)
@@ -328,6 +516,15 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
         self._run = None
         self._step_index = None
         self._begin_index = None
+
+    def _check_times(self, timesteps: Any) -> None:
+        last = self.config.num_train_timesteps - 1
+        given = np.asarray(timesteps, dtype=np.float64).reshape(-1)
+        if not ((given >= 0) & (given <= last)).all():
+            raise InputError(
+                f"parameter 'timesteps' must hold training timesteps in [0, {last}], "
+                f"got {timesteps!r}"
+            )
 
     def _check_steps(self, steps: Any) -> None:
         limit = self.config.num_train_timesteps
@@ -363,11 +560,13 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
             raise InputError("the grid may start at zero SNR (flow sigma 1) only at its start")
         return lambdas
 
-    def _set_per_sample(self, table: torch.Tensor, device: str | torch.device | None) -> None:
-        """One grid per sample: the programs of the rows, merged (runtime.plan.merge_programs)."""
+    def _set_per_sample(
+        self, rows: list[tuple[list[float], list[float]]], device: str | torch.device | None
+    ) -> None:
+        """One grid per sample (each row's sigmas, final one included, and model times): the
+        programs of the rows, merged (runtime.plan.merge_programs)."""
         programs, times = [], []
-        for row in table.tolist():
-            outer, outer_times = self._given(row)
+        for outer, outer_times in rows:
             self._build_program(self._checked_lambdas(outer), outer_times, keep_all=True)
             programs.append(self._program)
             times.append([t for t, _ in self._times])
@@ -378,8 +577,8 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
             for column, (_, is_outer) in zip(zip(*times, strict=True), self._times, strict=True)
         ]
         self.timesteps = torch.tensor(times, dtype=torch.float64).T.float().to(device)
-        self.sigmas = table.to(torch.float32)
-        self.num_inference_steps = table.shape[1]
+        self.sigmas = torch.tensor([outer[:-1] for outer, _ in rows], dtype=torch.float32)
+        self.num_inference_steps = self.sigmas.shape[1]
         self._lambdas = None  # set_begin_index needs one grid
         self._run = None
         self._step_index = None
@@ -504,6 +703,7 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
         on to the next call and returns the state it is to be made at (the next sample)."""
         if self._program is None:
             raise InputError("run 'set_timesteps' before 'step'")
+        self._check_step(model_output, sample, generator, variance_noise, return_dict)
         if self._step_index is None:
             self._step_index = self._begin_index or 0
         work = (
@@ -542,6 +742,29 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
             return (prev,)
         return SchedulerOutput(prev_sample=prev)
 
+    def _check_step(
+        self,
+        model_output: Any,
+        sample: Any,
+        generator: Any,
+        variance_noise: Any,
+        return_dict: Any,
+    ) -> None:
+        """step()'s arguments: real floating tensors of one shape (the noise too), a generator,
+        a flag; diffusers' thresholding needs (batch, channels, ...) samples."""
+        _real_tensor("sample", sample)
+        _real_tensor("model_output", model_output, like=sample)
+        if variance_noise is not None:
+            _real_tensor("variance_noise", variance_noise, like=sample)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise InputError(f"parameter 'generator' must be a torch.Generator, got {generator!r}")
+        check_flag("return_dict", return_dict)
+        if self.config.thresholding and sample.ndim < 3:
+            raise InputError(
+                "parameter 'sample' must have shape (batch, channels, ...) with thresholding=True "
+                f"(diffusers' dynamic thresholding works per channel), got {tuple(sample.shape)}"
+            )
+
     def scale_noise(
         self, sample: torch.Tensor, timestep: torch.Tensor, noise: torch.Tensor
     ) -> torch.Tensor:
@@ -552,7 +775,16 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
         self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
     ) -> torch.Tensor:
         """x_t = alpha_t x0 + sigma_t eps at the given (possibly fractional) timesteps."""
-        t = torch.as_tensor(timesteps, dtype=torch.float64).reshape(-1).cpu().numpy()
+        _real_tensor("original_samples", original_samples)
+        _real_tensor("noise", noise, like=original_samples)
+        given = _numbers("timesteps", timesteps)
+        t = np.asarray(given if given is not None else [], dtype=np.float64).reshape(-1)
+        last = self.config.num_train_timesteps - (0 if self.config.use_flow_sigmas else 1)
+        if t.size not in (1, original_samples.shape[0]) or not ((t >= 0) & (t <= last)).all():
+            raise InputError(
+                f"parameter 'timesteps' must hold one time in [0, {last}] per sample (or one for "
+                f"all), got {timesteps!r}"
+            )
         if self.config.use_flow_sigmas:
             sigma = t / self.config.num_train_timesteps
             alpha = 1.0 - sigma

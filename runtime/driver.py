@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from phiforge.runtime.adaptive import Adaptive, run_adaptive
+from phiforge.runtime.checks import check_callable, check_flag
 from phiforge.runtime.engine import Program, Report, execute
 from phiforge.runtime.engine import capture as engine_capture
 from phiforge.runtime.errors import InputError, ModelOutputError
@@ -120,6 +121,14 @@ def sample(
     stepping).
     """
     grid, wrapper, noise = group_options(grid, wrapper, noise, fields)
+    for name, flag in (
+        ("check_finite", check_finite),
+        ("capture", capture),
+        ("progress", progress),
+        ("return_info", return_info),
+    ):
+        check_flag(name, flag)
+    check_callable("callback", callback, "a function of one dict (called after every step)")
     nfe, steps, step_schedule = grid.nfe, grid.steps, grid.step_schedule
     t_start, t_end, rho, sigmas, timesteps = (
         grid.t_start,
@@ -165,8 +174,6 @@ def sample(
             "parameter 'capture' records one fixed program: give no 'adaptive', 'callback' or "
             "'progress' with it"
         )
-    if not isinstance(check_finite, bool):
-        raise InputError(f"parameter 'check_finite' must be True or False, got {check_finite!r}")
     if capture and not x.is_cuda:
         raise InputError("parameter 'capture' needs x on a CUDA device (CUDA graphs run on a GPU)")
     if adaptive is True:

@@ -269,6 +269,15 @@ class Execution:
         op = self.waiting
         if op is None:
             raise InputError("no model call is waiting for a value")
+        state = self.buffer[op.state]
+        if isinstance(state, torch.Tensor) and (
+            not isinstance(value, torch.Tensor) or value.shape != state.shape
+        ):
+            got = f"shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else repr(value)
+            raise ModelOutputError(
+                f"the model returned {got[:80]} for an input of shape {tuple(state.shape)} at "
+                f"step {op.step}; its output must be a tensor of the input's shape"
+            )
         self.buffer[op.dest] = value
         if self.check_finite:
             self.flags.append(_finite(value, op))

@@ -109,6 +109,7 @@ reference to 0.031 against the coupled one).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import time
@@ -119,10 +120,17 @@ from typing import Any
 
 import torch
 
-from phiforge.runtime.checks import check_integer, check_nonnegative, check_sigma_ends
+from phiforge.runtime.checks import (
+    check_callable,
+    check_integer,
+    check_mapping,
+    check_nonnegative,
+    check_sigma_ends,
+)
 from phiforge.runtime.engine import Program, Report, execute
 from phiforge.runtime.errors import InputError, ModelOutputError
 from phiforge.runtime.manifest import content_hash, read_document
+from phiforge.runtime.models import check_model_call
 from phiforge.runtime.noise import gaussian_noise
 from phiforge.runtime.phi import phi_all
 from phiforge.runtime.plan import Builder
@@ -357,6 +365,12 @@ class FittedSolver:
         ``generator`` (else torch's global one)."""
         if not isinstance(x, torch.Tensor) or x.ndim < 1 or not torch.is_floating_point(x):
             raise InputError("parameter 'x' must be a floating-point batch tensor (batch first)")
+        if not callable(model):
+            raise InputError("parameter 'model' must be callable as model(x, sigma, **extra_args)")
+        check_mapping("extra_args", extra_args, "the model's keyword arguments")
+        check_model_call(model, extra_args, "model(x, sigma, **extra_args)")
+        check_callable("callback", callback, "a function of one dict (called at every step)")
+        check_callable("noise_sampler", noise_sampler, "a function (sigma, sigma_next)")
         if self.eta == 0 and (noise_sampler is not None or generator is not None):
             raise InputError(
                 "parameters 'noise_sampler', 'generator' apply to a stochastic fitted solver "
@@ -415,7 +429,69 @@ def load_solver(path: str | Path) -> FittedSolver:
     return solver
 
 
+def _numbers(value: Any) -> bool:
+    """A list of finite numbers (not bools)."""
+    return isinstance(value, list) and all(
+        isinstance(a, int | float) and not isinstance(a, bool) and math.isfinite(a) for a in value
+    )
+
+
+def _check_fields(solver: FittedSolver) -> None:
+    """Every field's type and range, before their sizes are compared (a file's JSON may hold
+    anything)."""
+    sigmas = solver.sigmas
+    if not (
+        _numbers(sigmas)
+        and len(sigmas) >= 3
+        and all(a > 0 for a in sigmas)
+        and all(a > b for a, b in itertools.pairwise(sigmas))
+    ):
+        raise InputError(
+            "fitted solver: 'sigmas' must be at least 3 finite numbers > 0, strictly "
+            f"decreasing (nfe >= 2), got {sigmas!r}"
+        )
+    for name in ("predictor", "corrector"):
+        rows = getattr(solver, name)
+        if not (isinstance(rows, list) and all(_numbers(row) for row in rows)):
+            raise InputError(
+                f"fitted solver: {name!r} must be a list of lists of finite numbers (one per "
+                f"step), got {rows!r}"
+            )
+    for name, least, most in (
+        ("steps", 1, 8),
+        ("history", solver.steps if isinstance(solver.steps, int) else 1, MAX_HISTORY),
+        ("order", 0, solver.steps if isinstance(solver.steps, int) else 8),
+    ):
+        value = getattr(solver, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= most:
+            raise InputError(
+                f"fitted solver: {name!r} must be an integer in {least}..{most}, got {value!r}"
+            )
+    if not isinstance(solver.info, dict):
+        raise InputError(f"fitted solver: 'info' must be a JSON object, got {solver.info!r}")
+    denoiser = solver.info.get("denoiser")
+    if denoiser is not None and not isinstance(denoiser, str):
+        raise InputError(f"fitted solver: info 'denoiser' must be a name, got {denoiser!r}")
+    eta = solver.eta
+    if isinstance(eta, bool) or not (isinstance(eta, int | float) and math.isfinite(eta)):
+        raise InputError(f"fitted solver: 'eta' must be a finite number >= 0, got {eta!r}")
+    if eta < 0:
+        raise InputError(f"fitted solver: 'eta' must be a finite number >= 0, got {eta!r}")
+    for name in ("noise_scale", "shift"):
+        value = getattr(solver, name)
+        if value is not None and not _numbers(value):
+            raise InputError(f"fitted solver: {name!r} must be a list of finite numbers")
+    if solver.state is not None and not (
+        isinstance(solver.state, list) and all(_numbers(pair) for pair in solver.state)
+    ):
+        raise InputError(
+            f"fitted solver: 'state' must be a list of lists of finite numbers, got "
+            f"{solver.state!r}"
+        )
+
+
 def _check_solver(solver: FittedSolver) -> None:
+    _check_fields(solver)
     expected = _sizes(solver.nfe, solver.history)
     found = [
         (len(p), len(c)) for p, c in zip(solver.predictor, [*solver.corrector, []], strict=False)

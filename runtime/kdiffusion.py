@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from phiforge.runtime.checks import check_callable, check_flag, check_mapping
 from phiforge.runtime.driver import sample
 from phiforge.runtime.errors import InputError
 from phiforge.runtime.schedules import EDM
@@ -53,6 +54,21 @@ def _step_start(
     return report
 
 
+def _sigma_table(sigmas: Any) -> torch.Tensor:
+    """``sigmas`` (a tensor, array or sequence of numbers; 2-D: one row per sample) as a float64
+    CPU tensor, or a clear error naming it."""
+    message = "parameter 'sigmas' must be a 1-D sequence of numbers (2-D: one row per sample)"
+    if isinstance(sigmas, str | bytes) or sigmas is None:
+        raise InputError(f"{message}, got {sigmas!r}")
+    try:
+        table = torch.as_tensor(sigmas).detach().cpu()
+    except (TypeError, ValueError, RuntimeError):
+        raise InputError(f"{message}, got {sigmas!r}") from None
+    if table.is_complex() or table.dtype == torch.bool:
+        raise InputError(f"{message} (real), got dtype {table.dtype}")
+    return table.to(torch.float64)
+
+
 def make_sampler(name: str, registry: Any = None) -> Callable[..., torch.Tensor]:
     """The k-diffusion-style function of the registered method ``name`` (a user's own method:
     its registry folder in ``registry`` or ``PHIFORGE_REGISTRY``)."""
@@ -67,9 +83,13 @@ def make_sampler(name: str, registry: Any = None) -> Callable[..., torch.Tensor]
         disable: bool | None = None,
         **options: Any,
     ) -> torch.Tensor:
-        table = torch.as_tensor(sigmas).detach().cpu().to(torch.float64)
+        table = _sigma_table(sigmas)
         # 1-D: one grid for the batch; 2-D: a grid per sample (phiforge's extension)
         sigma_list = table if table.ndim == 2 else [float(s) for s in table.reshape(-1)]
+        if disable is not None:
+            check_flag("disable", disable)
+        check_callable("callback", callback, "a function of one dict (called at every step)")
+        check_mapping("extra_args", extra_args, "the model's keyword arguments")
         progress = disable is False or (disable is None and sys.stderr.isatty())
         extra = dict(extra_args or {})
         seed = extra.pop("seed", None)
@@ -84,7 +104,9 @@ def make_sampler(name: str, registry: Any = None) -> Callable[..., torch.Tensor]
                 for alias, key in _NODE_ALIASES.items()
                 if alias in options and key in module.PARAMETERS
             }
-            options["options"] = {**options.get("options", {}), **nodes}
+            given = options.get("options")
+            check_mapping("options", given, "numbers")
+            options["options"] = {**(given or {}), **nodes}
             if seed is not None and "noise_sampler" not in options and "seeds" not in options:
                 options["seeds"] = [int(seed) + i for i in range(x.shape[0])]
         return sample(

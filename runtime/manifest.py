@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -46,25 +47,33 @@ def content_hash(document: dict[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(canonical_json(body).encode("ascii")).hexdigest()
 
 
+def _file_path(path: Any, kind: str) -> Path:
+    if not isinstance(path, str | os.PathLike) or str(path) == "":
+        raise InputError(f"parameter 'path' must be the path of a {kind} file, got {path!r}")
+    return Path(path)
+
+
 def read_document(
     path: str | Path, kind: str, format_version: int, required: Sequence[str] = ()
 ) -> dict[str, Any]:
     """The JSON document at ``path``, refused (InputError) when missing, not JSON, of another
     kind (a field of ``required`` missing), of another format version, or edited by hand
     (content hash mismatch); ``kind`` names it in messages."""
-    path = Path(path)
+    path = _file_path(path, kind)
     if not path.is_file():
         raise InputError(f"parameter 'path': no {kind} at {path}")
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InputError(f"{path} is not a {kind}: not valid JSON ({error})") from None
+    except OSError as error:
+        raise InputError(f"parameter 'path': {path} cannot be read ({error})") from None
     if not isinstance(document, dict):
         raise InputError(f"{path} is not a {kind}: not a JSON object")
     missing = [key for key in ("format", "hash", *required) if key not in document]
     if missing:
         raise InputError(f"{path} is not a {kind}: it lacks the field(s) {', '.join(missing)}")
-    if document.get("format") != format_version:
+    if type(document.get("format")) is not int or document["format"] != format_version:
         raise InputError(
             f"{path}: format {document.get('format')!r}, this version reads {format_version}"
         )
@@ -121,11 +130,24 @@ def read_tensors(
     (InputError) when either file was edited: content hash or SHA-256 mismatch, or a tensor
     table that does not cover the .bin exactly; or when it is another kind of file (fields
     ``required`` missing, or tensors other than ``names``)."""
-    json_path = Path(json_path)
+    json_path = _file_path(json_path, kind)
     document = read_document(
         json_path, kind, format_version, ("tensors", "weights_sha256", *required)
     )
     table = document["tensors"]
+    if not (
+        isinstance(table, list)
+        and all(
+            isinstance(e, dict)
+            and isinstance(e.get("name"), str)
+            and isinstance(e.get("shape"), list)
+            and all(type(n) is int and n >= 0 for n in e["shape"])
+            for e in table
+        )
+    ):
+        raise InputError(
+            f"{json_path} is not a {kind}: 'tensors' must list each tensor's name and shape"
+        )
     if names is not None and sorted(e.get("name") for e in table) != sorted(names):
         raise InputError(
             f"{json_path} is not a {kind}: its tensors are "
@@ -134,7 +156,10 @@ def read_tensors(
     bin_path = json_path.with_suffix(".bin")
     if not bin_path.is_file():
         raise InputError(f"{kind} {json_path}: its weights file {bin_path} is missing")
-    payload = bin_path.read_bytes()
+    try:
+        payload = bin_path.read_bytes()
+    except OSError as error:
+        raise InputError(f"{kind} {json_path}: {bin_path} cannot be read ({error})") from None
     if hashlib.sha256(payload).hexdigest() != document["weights_sha256"]:
         raise InputError(f"{bin_path} does not match its manifest (SHA-256 mismatch)")
     size = np.dtype(element).itemsize

@@ -20,6 +20,7 @@ Dynamic thresholding (Imagen; spec §4.4) acts on x0 inside every evaluation.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,10 +28,11 @@ from typing import Any
 
 import torch
 
+from phiforge.runtime.checks import check_mapping
 from phiforge.runtime.errors import InputError, ModelOutputError
 from phiforge.runtime.schedules import NoiseSchedule
 
-__all__ = ["OUTPUT_TYPES", "CanonicalModel", "Guidance", "dynamic_threshold"]
+__all__ = ["OUTPUT_TYPES", "CanonicalModel", "Guidance", "check_model_call", "dynamic_threshold"]
 
 OUTPUT_TYPES = ("noise", "data", "v", "score", "flow", "edm")
 THRESHOLDING = ("dynamic", "static")
@@ -48,10 +50,16 @@ class Guidance:
     uncond_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.scale, int | float) and math.isfinite(self.scale)):
+        if isinstance(self.scale, bool) or not (
+            isinstance(self.scale, int | float) and math.isfinite(self.scale)
+        ):
             raise InputError(
                 f"parameter 'guidance.scale' must be a finite number, got {self.scale!r}"
             )
+        object.__setattr__(self, "scale", float(self.scale))  # a huge int would overflow torch
+        check_mapping("guidance.uncond_kwargs", self.uncond_kwargs, "the model's keyword arguments")
+        if self.uncond_kwargs is None:  # no keywords for the unconditional call
+            object.__setattr__(self, "uncond_kwargs", {})
 
 
 def dynamic_threshold(
@@ -64,6 +72,30 @@ def dynamic_threshold(
     s = torch.quantile(flat, ratio, dim=1).clamp(min=max_value)
     s = s.reshape((-1,) + (1,) * (x0.ndim - 1))
     return torch.maximum(torch.minimum(x0, s), -s) / s
+
+
+INTEGER_OUTPUTS = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
+
+
+def check_model_call(
+    model: Callable[..., Any],
+    kwargs: Mapping[str, Any] | None,
+    form: str = "model(x, t, **model_kwargs)",
+) -> None:
+    """Refuse a model whose signature cannot take ``model(x, t, **kwargs)`` (where Python can
+    read its signature), before the run rather than from inside it."""
+    try:
+        signature = inspect.signature(model)
+    except (TypeError, ValueError):  # builtins and C extensions: nothing to read
+        return
+    try:
+        signature.bind(None, None, **dict(kwargs or {}))
+    except TypeError as error:
+        raise InputError(
+            f"parameter 'model' must be callable as {form} with keywords "
+            f"{sorted(kwargs or {})}; its signature {signature} does not take "
+            f"that ({error})"
+        ) from None
 
 
 class CanonicalModel:
@@ -86,6 +118,7 @@ class CanonicalModel:
     ) -> None:
         if not callable(model):
             raise InputError("parameter 'model' must be callable as model(x, t, **kwargs)")
+        check_model_call(model, model_kwargs)
         if output not in OUTPUT_TYPES:
             raise InputError(
                 f"parameter 'output' must be one of {', '.join(OUTPUT_TYPES)}, got {output!r}"
@@ -166,6 +199,14 @@ class CanonicalModel:
     def _to_data(
         self, raw: torch.Tensor, x: torch.Tensor, lam: float | tuple[float, ...]
     ) -> torch.Tensor:
+        if not isinstance(raw, torch.Tensor) or not (
+            raw.is_floating_point() or raw.dtype in INTEGER_OUTPUTS
+        ):
+            kind = raw.dtype if isinstance(raw, torch.Tensor) else type(raw).__name__
+            raise ModelOutputError(
+                f"the model returned {kind} for an input of shape {tuple(x.shape)}; its output "
+                "must be a real tensor of the input's shape"
+            )
         if raw.shape != x.shape:
             raise ModelOutputError(
                 f"the model returned shape {tuple(raw.shape)} for an input of shape "

@@ -10,6 +10,8 @@ to no group, is refused by name.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,12 +19,29 @@ from typing import Any
 import torch
 
 from phiforge.runtime.adaptive import Adaptive
-from phiforge.runtime.checks import check_nonnegative
+from phiforge.runtime.checks import (
+    check_callable,
+    check_flag,
+    check_integer,
+    check_mapping,
+    check_nonnegative,
+    check_real,
+)
 from phiforge.runtime.errors import InputError
 from phiforge.runtime.models import Guidance
 from phiforge.runtime.restart import Restart
+from phiforge.runtime.step_plan import ALLOCATIONS
 
-__all__ = ["Grid", "Noise", "Wrapper", "group_options"]
+__all__ = ["MAX_STEPS", "Grid", "Noise", "Wrapper", "group_options"]
+
+MAX_STEPS = 1_000_000  # the most steps (or model calls) one run may ask for
+
+
+def _check_text(name: str, value: Any) -> None:
+    """The value of an option chosen by name is a string (its allowed names are checked where
+    they are read)."""
+    if not isinstance(value, str):
+        raise InputError(f"parameter {name!r} must be a string, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -50,6 +69,42 @@ class Grid:
     restart: Restart | str | None = None
     adaptive: Adaptive | bool | None = None
 
+    def __post_init__(self) -> None:
+        for name in ("nfe", "steps"):
+            value = getattr(self, name)
+            if value is not None and not (
+                isinstance(value, numbers.Integral)
+                and not isinstance(value, bool)
+                and 1 <= value <= MAX_STEPS
+            ):
+                raise InputError(
+                    f"parameter {name!r} must be a positive integer (at most {MAX_STEPS}), "
+                    f"got {value!r}"
+                )
+        for name in ("t_start", "t_end"):
+            if getattr(self, name) is not None:
+                check_real(name, getattr(self, name))
+        rho = check_real("rho", self.rho)
+        if not (math.isfinite(rho) and rho > 0):
+            raise InputError(f"parameter 'rho' must be a finite positive number, got {self.rho!r}")
+        for name in ("sigmas", "timesteps"):
+            if isinstance(getattr(self, name), str | bytes | Mapping):
+                raise InputError(
+                    f"parameter {name!r} must be a sequence of numbers (1-D) or one row per "
+                    f"sample (2-D), got {getattr(self, name)!r}"
+                )
+        for name in ("step_schedule", "warmup", "allocation"):
+            _check_text(name, getattr(self, name))
+        if self.allocation not in ALLOCATIONS:  # refused even where no budget is allocated
+            raise InputError(
+                f"parameter 'allocation' must be one of {', '.join(ALLOCATIONS)}, "
+                f"got {self.allocation!r}"
+            )
+        check_flag("lower_order_final", self.lower_order_final)
+        check_flag("final_denoise", self.final_denoise)
+        if not (self.adaptive is None or isinstance(self.adaptive, Adaptive)):
+            check_flag("adaptive", self.adaptive)
+
 
 @dataclass(frozen=True)
 class Wrapper:
@@ -66,6 +121,16 @@ class Wrapper:
     model_kwargs: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        _check_text("output", self.output)
+        if not (
+            self.dtype is None
+            or (isinstance(self.dtype, torch.dtype) and self.dtype.is_floating_point)
+        ):
+            raise InputError(
+                "parameter 'dtype' must be a floating-point torch.dtype (torch.float64, "
+                f"torch.float32, torch.float16, torch.bfloat16), got {self.dtype!r}"
+            )
+        check_mapping("model_kwargs", self.model_kwargs, "the model's keyword arguments")
         if self.prediction not in (None, "data", "noise"):
             raise InputError(
                 f"parameter 'prediction' must be 'data' or 'noise', got {self.prediction!r}"
@@ -91,6 +156,25 @@ class Noise:
         if self.eta is not None:
             check_nonnegative("eta", self.eta)
         check_nonnegative("s_noise", self.s_noise)
+        check_mapping("options", self.options, "numbers")
+        for key, value in (self.options or {}).items():
+            check_real(f"options[{key!r}]", value)
+        check_callable("noise_sampler", self.noise_sampler, "a function (sigma, sigma_next)")
+        if self.generator is not None and not isinstance(self.generator, torch.Generator):
+            raise InputError(
+                f"parameter 'generator' must be a torch.Generator, got {self.generator!r}"
+            )
+        if self.seeds is not None:
+            seeds = self.seeds
+            if isinstance(seeds, torch.Tensor):
+                seeds = seeds.tolist() if seeds.ndim == 1 else None
+            if not isinstance(seeds, Sequence) or isinstance(seeds, str | bytes):
+                raise InputError(
+                    f"parameter 'seeds' must be a sequence of integers (one per sample), "
+                    f"got {self.seeds!r}"
+                )
+            for seed in seeds:
+                check_integer("seeds", seed, 0, 2**64 - 1)
 
 
 GROUPS: dict[str, type] = {"grid": Grid, "wrapper": Wrapper, "noise": Noise}

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from phiforge.runtime.checks import check_real
 from phiforge.runtime.errors import InputError
 
 __all__ = [
@@ -125,7 +126,7 @@ class NoiseSchedule:
         return float(self.alpha(t)), float(self.sigma(t))
 
     def check_time(self, name: str, t: float, lower: float, upper: float) -> float:
-        t = float(t)
+        t = check_real(name, t)
         if not (math.isfinite(t) and lower <= t <= upper):
             raise InputError(
                 f"parameter {name!r} must be a time in [{lower:g}, {upper:g}] for the "
@@ -140,7 +141,7 @@ class NoiseSchedule:
 
 
 def _check_positive(name: str, value: float) -> float:
-    value = float(value)
+    value = check_real(name, value)
     if not (math.isfinite(value) and value > 0):
         raise InputError(f"parameter {name!r} must be a finite positive number, got {value!r}")
     return value

@@ -130,7 +130,11 @@ def grid_from_sigmas(sigmas: Sequence[float] | np.ndarray) -> np.ndarray:
 
 def grid_from_times(schedule: NoiseSchedule, times: Sequence[float] | np.ndarray) -> np.ndarray:
     """lambda(t) for descending times of the schedule."""
-    values = np.asarray(times, dtype=np.float64)
+    try:
+        table = np.asarray(times, dtype=object)
+        values = np.asarray([float(t) for t in table.ravel()]).reshape(table.shape)
+    except (TypeError, ValueError):
+        raise InputError("parameter 'timesteps' must be a sequence of numbers") from None
     low, high = schedule.time_range
     if values.ndim != 1 or not np.all((values >= low) & (values <= high)):
         raise InputError(

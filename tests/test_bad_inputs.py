@@ -89,6 +89,15 @@ def bad_files(tmp_path_factory) -> None:
     FILES["dir"] = root
     FILES["empty"] = root / "empty.json"
     FILES["empty"].write_text("")
+    # a fitted solver whose hash is right but whose fields are of the wrong types
+    from phiforge.runtime.fitted import FittedSolver
+    from phiforge.runtime.manifest import content_hash
+
+    solver = FittedSolver([10.0, 1.0, 0.1], [[1.0], [1.0, 0.0]], [[1.0, 0.0]], 1, 2, 1)
+    for name, change in (("steps", {"steps": "abc"}), ("format", {"format": True})):
+        document = {k: v for k, v in solver.to_dict().items() if k != "hash"} | change
+        FILES[f"solver_{name}"] = root / f"solver-{name}.json"
+        FILES[f"solver_{name}"].write_text(json.dumps(document | {"hash": content_hash(document)}))
 
 
 def f(name: str) -> str:
@@ -173,6 +182,18 @@ def nan_in_scheduler(s) -> None:
     x = torch.randn(1, 4, dtype=torch.float64)
     for t in s.timesteps:
         x = s.step(torch.full_like(x, math.nan), t, x).prev_sample
+
+
+def step_with(**given) -> Callable[[object], None]:
+    """One step() of a 4-call run with the arguments in ``given`` replacing good ones."""
+
+    def action(s) -> None:
+        s.set_timesteps(4)
+        x = torch.randn(2, 3, dtype=torch.float64)
+        args = {"model_output": torch.zeros_like(x), "timestep": s.timesteps[0], "sample": x}
+        s.step(**(args | given))
+
+    return action
 
 
 def derive_api(function: str, *args, **kwargs) -> Callable[[], None]:
@@ -646,6 +667,92 @@ CASES: list[tuple[str, Callable[[], object], str]] = [
     ("denoiser-x-int", lambda: denoiser()(torch.zeros(2, 64, dtype=torch.int32), 1.0), "x"),
     ("denoiser-x-dim", lambda: denoiser()(torch.zeros(2, 63), 1.0), "x"),
     ("schedule-unknown", api("runtime.schedules.noise_schedule", "cosine-9"), "schedule"),
+    # --- every option's type, where torch, numpy or Python would otherwise raise or accept
+    ("sample-callback-int", run_sample(callback=3), "callback"),
+    ("sample-progress-str", run_sample(progress="yes"), "progress"),
+    ("sample-return-info-tensor", run_sample(return_info=torch.ones(2)), "return_info"),
+    ("sample-capture-str", run_sample(capture="no"), "capture"),
+    ("sample-final-denoise-str", run_sample(final_denoise="no"), "final_denoise"),
+    ("sample-t-start-str", run_sample(t_start="abc"), "t_start"),
+    ("sample-t-end-list", run_sample(t_end=[0.1]), "t_end"),
+    ("sample-nfe-huge", run_sample(nfe=10**30), "nfe"),
+    ("sample-timesteps-str", run_sample(timesteps=["a", "b"]), "timesteps"),
+    ("sample-dtype-int", run_sample(dtype=torch.int64), "dtype"),
+    ("sample-dtype-str", run_sample(dtype="float32"), "dtype"),
+    ("sample-model-kwargs-list", run_sample(model_kwargs=[1, 2]), "model_kwargs"),
+    ("sample-options-number", run_sample(method="seeds_2a", options=3), "options"),
+    ("sample-seeds-int", run_sample(method="seeds_2a", seeds=5), "seeds"),
+    ("sample-seeds-negative", run_sample(method="seeds_2a", seeds=[-1, 0, 1, 2]), "seeds"),
+    ("sample-generator-int", run_sample(method="seeds_2a", generator=0), "generator"),
+    ("sample-noise-sampler-str", run_sample(method="seeds_2a", noise_sampler="x"), "noise_sampler"),
+    ("sample-allocation-multistep", run_sample(allocation="fastest"), "allocation"),
+    ("sample-rho-zero", run_sample(rho=0), "rho"),
+    ("sample-model-arity", run_sample(model=lambda x: x), "model"),
+    ("sample-model-returns-none", run_sample(model=lambda x, s: None), "model"),
+    ("sample-model-complex", run_sample(model=lambda x, s: x.to(torch.complex128)), "model"),
+    ("kdiff-sigmas-str", kdiff("res_2m", sigmas="abc"), "sigmas"),
+    ("kdiff-sigmas-dict", kdiff("res_2m", sigmas={"a": 1}), "sigmas"),
+    ("kdiff-callback-int", kdiff("res_2m", callback=1), "callback"),
+    ("kdiff-extra-args-list", kdiff("res_2m", extra_args=[1]), "extra_args"),
+    ("kdiff-disable-str", kdiff("res_2m", disable="yes"), "disable"),
+    ("kdiff-options-list", kdiff("seeds_2", options=[1]), "options"),
+    ("sched-beta-schedule", scheduler(beta_schedule="cosine9"), "beta_schedule"),
+    ("sched-beta-start-str", scheduler(beta_start="a"), "beta_start"),
+    ("sched-train-steps-float", scheduler(num_train_timesteps=2.5), "num_train_timesteps"),
+    ("sched-flag-str", scheduler(use_karras_sigmas="yes"), "use_karras_sigmas"),
+    ("sched-method-options", scheduler(method="seeds_2a", method_options=[1]), "method_options"),
+    ("sched-spacing", scheduler(timestep_spacing="middle"), "timestep_spacing"),
+    ("sched-lambda-nan", scheduler(lambda_min_clipped=math.nan), "lambda_min_clipped"),
+    ("sched-sigmas-str", sched_call(lambda s: s.set_timesteps(sigmas="abc")), "sigmas"),
+    (
+        "sched-sigmas-ragged",
+        sched_call(lambda s: s.set_timesteps(sigmas=[[3.0, 1.0], [2.0]])),
+        "sigmas",
+    ),
+    (
+        "sched-timesteps-range",
+        sched_call(lambda s: s.set_timesteps(timesteps=[999, 500, -3])),
+        "timesteps",
+    ),
+    ("sched-device", sched_call(lambda s: s.set_timesteps(4, device="tpu9")), "device"),
+    ("sched-mu-unshifted", sched_call(lambda s: s.set_timesteps(4, mu=1.0)), "mu"),
+    ("sched-step-output-none", sched_call(step_with(model_output=None)), "model_output"),
+    (
+        "sched-step-output-shape",
+        sched_call(step_with(model_output=torch.zeros(3, 3, dtype=torch.float64))),
+        "model_output",
+    ),
+    ("sched-step-return-dict", sched_call(step_with(return_dict="no")), "return_dict"),
+    ("sched-step-threshold-2d", sched_call(step_with(), thresholding=True), "sample"),
+    (
+        "sched-add-noise-range",
+        sched_call(
+            lambda s: s.add_noise(torch.zeros(2, 3), torch.zeros(2, 3), torch.tensor([5e3]))
+        ),
+        "timesteps",
+    ),
+    ("derive-catalogue-name-list", api("derive.catalogue.catalogue_method", ["x"]), "unknown"),
+    ("derive-published-name-list", api("derive.multistep.published_multistep", ["x"]), "unknown"),
+    ("derive-stochastic-name-dict", api("derive.stochastic.stochastic_method", {}), "unknown"),
+    ("derive-stage-noise-number", api("derive.stochastic.stage_noise", 0.5), "nodes"),
+    ("derive-trees-start", api("derive.trees.trees_up_to", 3, start=2.5), "start"),
+    ("derive-read-record-none", api("derive.records.read_record", None), "path"),
+    ("mixture-fit-components", cli("mixture", "fit", "--components", "5000"), "components"),
+    ("mixture-fit-seed-neg", cli("mixture", "fit", "--seed", "-1"), "--seed"),
+    ("mixture-check-rtol-nan", cli("mixture", "check", "--rtol", "nan"), "--rtol"),
+    ("network-check-rtol-neg", cli("network", "check", "--rtol", "-1"), "--rtol"),
+    ("network-train-width-huge", cli("network", "train", "--width", "9" * 20), "--width"),
+    ("solver-path-none", api("runtime.fitted.load_solver", None), "path"),
+    ("solver-steps-str", file_loader("runtime.fitted.load_solver", "solver_steps"), "steps"),
+    ("solver-format-true", file_loader("runtime.fitted.load_solver", "solver_format"), "format"),
+    ("network-path-int", api("runtime.network.load_network", 3), "path"),
+    ("builtin-name-list", api("runtime.denoisers.builtin_denoiser", ["gmm"]), "denoiser"),
+    (
+        "denoiser-sigma-shape",
+        lambda: denoiser()(torch.zeros(2, 64, dtype=torch.float64), torch.ones(3)),
+        "sigma",
+    ),
+    ("denoiser-sigma-negative", lambda: denoiser()(torch.zeros(2, 64), -1.0), "sigma"),
     ("restart-spec", api("runtime.restart.restart_from", "1,2,3"), "restart"),
 ]
 

@@ -376,6 +376,34 @@ def test_a_grid_per_sample_equals_separate_schedulers(method):
         assert float((together[b : b + 1] - y).abs().max()) <= 1e-12
 
 
+@pytest.mark.parametrize("method", ["res_2m", "res_3s"])
+def test_timesteps_per_sample_equal_separate_schedulers(method):
+    """2-D timesteps (one row of training timesteps per sample): each row's grid is the one
+    set_timesteps(timesteps=row) makes, so the batch equals separate runs; the model sees every
+    sample's own time."""
+    rows = [[999, 700, 400, 100], [950, 600, 300, 50]]
+    x = torch.randn(2, 4, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+
+    def eps_model(xx, t):
+        t = torch.as_tensor(t, dtype=xx.dtype).reshape(-1, 1)
+        return 0.8 * xx / torch.sqrt(1.0 + xx * xx) * (1 + t / 1000)
+
+    scheduler = PhiforgeScheduler(method=method)
+    scheduler.set_timesteps(timesteps=rows)
+    assert scheduler.timesteps.shape[1] == 2
+    assert scheduler.timesteps[0].tolist() == [999.0, 950.0]
+    together = x.clone()
+    for t in scheduler.timesteps:
+        together = scheduler.step(eps_model(together, t), t, together).prev_sample
+    for b, row in enumerate(rows):
+        alone = PhiforgeScheduler(method=method)
+        alone.set_timesteps(timesteps=row)
+        y = x[b : b + 1].clone()
+        for t in alone.timesteps:
+            y = alone.step(eps_model(y, t), t, y).prev_sample
+        assert float((together[b : b + 1] - y).abs().max()) <= 1e-12
+
+
 @pytest.mark.parametrize("steps", [0, -5, 2.5, 2000, True, "10"])
 def test_set_timesteps_refuses_a_step_count_outside_the_training_steps(steps):
     with pytest.raises(InputError, match=r"'num_inference_steps' must be an integer in 1\.\.1000"):
