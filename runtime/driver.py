@@ -158,6 +158,8 @@ def sample(
     schedule = noise_schedule(schedule)
     if restart is not None:
         restart = restart_from(restart)
+        if restart.method is not None:  # refused by name even where 'method' overrides it
+            load_method(restart.method)
     if method is None:
         method = restart.method if restart is not None and restart.method else "res_2m"
     module = load_method(method)

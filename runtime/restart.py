@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from phiforge.runtime.checks import check_flag, check_integer, check_real
 from phiforge.runtime.errors import InputError
 
 __all__ = ["PRESETS", "Restart", "RestartInterval", "karras_sigmas", "restart_from"]
@@ -51,6 +52,9 @@ def karras_sigmas(sigma_max: float, sigma_min: float, points: int, rho: float = 
     return [float(s) for s in ramp]
 
 
+MAX_LEVELS = 1_000_000  # the most noise levels (or repeats) one interval may ask for
+
+
 @dataclass(frozen=True)
 class RestartInterval:
     """[N_restart, K, sigma_min, sigma_max] as in the Restart paper's configurations."""
@@ -67,6 +71,9 @@ class RestartInterval:
                     f"restart interval: parameter {name!r} must be an integer >= "
                     f"{low}, got {value!r}"
                 )
+            check_integer(name, value, low, MAX_LEVELS)
+        for name in ("sigma_min", "sigma_max"):
+            check_real(name, getattr(self, name))
         if not (0 < self.sigma_min < self.sigma_max < math.inf):
             raise InputError(
                 "restart interval: need 0 < sigma_min < sigma_max < inf, got "
@@ -96,8 +103,34 @@ class Restart:
     name: str = field(default="custom", compare=False)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.intervals, tuple | list) or not all(
+            isinstance(interval, RestartInterval) for interval in self.intervals
+        ):
+            raise InputError(
+                "parameter 'restart': 'intervals' must be a sequence of RestartInterval, got "
+                f"{self.intervals!r}"
+            )
         if not self.intervals:
             raise InputError("parameter 'restart' must have at least one interval")
+        for name in ("s_noise", "churn", "churn_sigma_min", "churn_sigma_max", "rho"):
+            check_real(name, getattr(self, name))
+        if not (0 <= self.churn_sigma_min < self.churn_sigma_max):
+            raise InputError(
+                "restart: parameters 'churn_sigma_min', 'churn_sigma_max' need 0 <= "
+                f"churn_sigma_min < churn_sigma_max, got {self.churn_sigma_min!r}, "
+                f"{self.churn_sigma_max!r}"
+            )
+        if not (math.isfinite(self.rho) and self.rho > 0):
+            raise InputError(
+                f"restart: parameter 'rho' must be a positive number, got {self.rho!r}"
+            )
+        check_flag("snap_sigma_max", self.snap_sigma_max)
+        if self.main_steps is not None:
+            check_integer("main_steps", self.main_steps, 2, MAX_LEVELS)
+        for name in ("method", "name"):
+            value = getattr(self, name)
+            if not (isinstance(value, str) or (name == "method" and value is None)):
+                raise InputError(f"restart: parameter {name!r} must be a string, got {value!r}")
         if not (math.isfinite(self.s_noise) and self.s_noise > 0):
             raise InputError(f"restart: parameter 's_noise' must be positive, got {self.s_noise!r}")
         if not (math.isfinite(self.churn) and self.churn >= 0):

@@ -196,6 +196,12 @@ def step_with(**given) -> Callable[[object], None]:
     return action
 
 
+def restart_with(**options):
+    from phiforge.runtime.restart import Restart, RestartInterval
+
+    return Restart((RestartInterval(3, 2, 0.1, 2.0),), **options)
+
+
 def derive_api(function: str, *args, **kwargs) -> Callable[[], None]:
     def call() -> None:
         import importlib
@@ -753,6 +759,21 @@ CASES: list[tuple[str, Callable[[], object], str]] = [
         "sigma",
     ),
     ("denoiser-sigma-negative", lambda: denoiser()(torch.zeros(2, 64), -1.0), "sigma"),
+    ("restart-intervals-str", api("runtime.restart.Restart", "abc"), "intervals"),
+    ("restart-sigma-str", api("runtime.restart.RestartInterval", 3, 2, "a", 2.0), "sigma_min"),
+    ("restart-repeats-huge", api("runtime.restart.RestartInterval", 3, 10**30, 0.1, 2), "repeats"),
+    (
+        "restart-churn-range",
+        lambda: restart_with(churn_sigma_min=2.0, churn_sigma_max=1.0),
+        "churn_sigma_min",
+    ),
+    ("restart-snap-str", lambda: restart_with(snap_sigma_max="yes"), "snap_sigma_max"),
+    ("restart-main-steps-float", lambda: restart_with(main_steps=2.5), "main_steps"),
+    ("restart-method-unknown", lambda: run_sample(restart=restart_with(method="nope"))(), "nope"),
+    ("adaptive-max-attempts", api("runtime.adaptive.Adaptive", max_attempts=2.5), "max_attempts"),
+    ("adaptive-rtol-bool", api("runtime.adaptive.Adaptive", rtol=True), "rtol"),
+    ("guidance-uncond-list", api("runtime.models.Guidance", 2.0, [1]), "uncond_kwargs"),
+    ("guidance-scale-bool", api("runtime.models.Guidance", True), "scale"),
     ("restart-spec", api("runtime.restart.restart_from", "1,2,3"), "restart"),
 ]
 
