@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,26 +37,25 @@ LARGEST_COUNT = 2**31 - 1  # counts (batch, width, steps) beyond this are no one
 LARGEST_SEED = 2**32 - 1  # numpy's and scikit-learn's random_state range
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer in 1..2**31 - 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
-    if not 1 <= value <= LARGEST_COUNT:
-        raise argparse.ArgumentTypeError(f"must be an integer in 1..{LARGEST_COUNT}, got {value}")
-    return value
+def _integer_in(low: int, high: int, what: str) -> Callable[[str], int]:
+    """argparse type: ``what``, an integer in low..high."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what} >= {low}, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be an integer in {low}..{high}, got {value}")
+        return value
+
+    return parse
 
 
-def seed_int(text: str) -> int:
-    """argparse type: a random seed, an integer in 0..2**32 - 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer seed, got {text!r}") from None
-    if not 0 <= value <= LARGEST_SEED:
-        raise argparse.ArgumentTypeError(f"must be an integer in 0..{LARGEST_SEED}, got {value}")
-    return value
+#: a count (batch, width, steps, pilots): an integer in 1..2**31 - 1
+positive_int = _integer_in(1, LARGEST_COUNT, "an integer")
+#: a random seed: an integer in 0..2**32 - 1
+seed_int = _integer_in(0, LARGEST_SEED, "an integer seed")
 
 
 def tolerance(text: str) -> float:
