@@ -743,8 +743,10 @@ def fit_solver(
             "polynomial exactness (order 0)"
         )
     order = 0 if free else check_integer("order", 2 if order is None else order, 1, steps)
-    iterations = check_integer("iterations", iterations, 0)
-    seed = check_integer("seed", seed, 0)
+    iterations = check_integer("iterations", iterations, 0, 1_000_000)
+    seed = check_integer("seed", seed, 0, 2**63 - 1)
+    check_mapping("extra_args", extra_args, "the model's keyword arguments")
+    check_callable("progress", progress, "a function of no arguments")
     check_sigma_ends(sigma_start, sigma_end)
     eta = check_nonnegative("eta", eta)
     if objective is None:

@@ -45,7 +45,7 @@ from typing import Any
 
 import torch
 
-from phiforge.runtime.checks import check_integer
+from phiforge.runtime.checks import check_callable, check_integer, check_mapping
 from phiforge.runtime.errors import InputError, ModelOutputError
 from phiforge.runtime.fitted import MAX_HISTORY, FittedSolver, fit_solver
 from phiforge.runtime.verification import defect
@@ -271,7 +271,9 @@ def fit_free_solver(
     _check_path(x, path, sigmas)
     fine = len(sigmas) - 1
     nfe = check_integer("nfe", nfe, 2, fine)
-    cycles = check_integer("cycles", cycles, 1)
+    cycles = check_integer("cycles", cycles, 1, 10_000)
+    check_mapping("extra_args", extra_args, "the model's keyword arguments")
+    check_callable("progress", progress, "a function of no arguments")
     history = min(nfe, MAX_HISTORY)
     steps = min(3, history) if steps is None else check_integer("steps", steps, 1, min(8, history))
 

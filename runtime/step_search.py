@@ -31,7 +31,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from phiforge.runtime.checks import check_integer, check_sigma_ends
+from phiforge.runtime.checks import (
+    check_callable,
+    check_integer,
+    check_mapping,
+    check_real,
+    check_sigma_ends,
+)
 from phiforge.runtime.errors import InputError, ModelOutputError
 from phiforge.runtime.verification import defect
 
@@ -88,7 +94,11 @@ def theta_of_sigmas(
     """The theta of :func:`grid_lambdas` (with ``min_step``) for a given grid (``name`` the
     parameter holding it), which must hold steps + 1 strictly descending sigmas with the given
     ends, every step above ``min_step`` of the log-SNR span."""
-    grid = [float(s) for s in grid]
+    if isinstance(grid, str | bytes) or not isinstance(grid, Sequence | np.ndarray | torch.Tensor):
+        raise InputError(f"parameter {name!r} must be a sequence of sigmas, got {grid!r}")
+    grid = [check_real(name, s) for s in grid]
+    if len(grid) < 2:
+        raise InputError(f"parameter {name!r} must hold {steps + 1} sigmas, got {len(grid)}")
     if len(grid) != steps + 1 or not np.allclose([grid[0], grid[-1]], [sigma_start, sigma_end]):
         raise InputError(
             f"parameter {name!r} must hold {steps + 1} values from {sigma_start} to "
@@ -198,12 +208,18 @@ def optimize_steps(
 
     if not isinstance(x, torch.Tensor) or x.ndim < 2:
         raise InputError("parameter 'x' must be a batch tensor (batch first)")
+    check_sigma_ends(sigma_start, sigma_end)
+    check_integer("steps", steps, 1, 10_000)
+    check_mapping("sample_options", sample_options, "sample()'s options")
+    check_callable("progress", progress, "a function of no arguments")
+    if reference is not None and not isinstance(reference, torch.Tensor):
+        raise InputError(f"parameter 'reference' must be a tensor shaped like x, got {reference!r}")
     options = dict(sample_options or {})
     for key in ("sigmas", "steps", "nfe", "timesteps", "return_info"):
         if key in options:
             raise InputError(f"parameter 'sample_options' must not set {key!r}")
     if reference is None:
-        teacher_steps = check_integer("teacher_steps", teacher_steps, 1)
+        teacher_steps = check_integer("teacher_steps", teacher_steps, 1, 1_000_000)
         lam = np.linspace(-math.log(sigma_start), -math.log(sigma_end), teacher_steps + 1)
         reference = sample(model, x, schedule, teacher, sigmas=np.exp(-lam).tolist(), **options)
     elif reference.shape != x.shape:
