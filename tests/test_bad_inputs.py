@@ -202,6 +202,29 @@ def restart_with(**options):
     return Restart((RestartInterval(3, 2, 0.1, 2.0),), **options)
 
 
+def search_steps(**given) -> None:
+    from phiforge.runtime import optimize_steps
+
+    args = {"steps": 3, "sigma_start": 10.0, "sigma_end": 0.1, "teacher_steps": 8}
+    optimize_steps(lambda x, s: 0.5 * x, x16(), "edm", "res_2m", **(args | given))
+
+
+def fit_small(**given) -> None:
+    from phiforge.runtime import fit_solver
+
+    x = x16()
+    fit_solver(lambda x, s: 0.5 * x, x, 0.1 * x, 10.0, 0.1, 3, **({"iterations": 1} | given))
+
+
+def fit_free_small(**given) -> None:
+    from phiforge.runtime import fit_free_solver
+
+    x = x16()
+    path = [x * 0.5**i for i in range(5)]
+    sigmas = [10.0, 3.0, 1.0, 0.3, 0.1]
+    fit_free_solver(lambda x, s: 0.5 * x, x, path, sigmas, 3, **({"iterations": 1} | given))
+
+
 def derive_api(function: str, *args, **kwargs) -> Callable[[], None]:
     def call() -> None:
         import importlib
@@ -774,6 +797,14 @@ CASES: list[tuple[str, Callable[[], object], str]] = [
     ("adaptive-rtol-bool", api("runtime.adaptive.Adaptive", rtol=True), "rtol"),
     ("guidance-uncond-list", api("runtime.models.Guidance", 2.0, [1]), "uncond_kwargs"),
     ("guidance-scale-bool", api("runtime.models.Guidance", True), "scale"),
+    ("steps-search-ends", lambda: search_steps(sigma_start="abc"), "sigma_start"),
+    ("steps-search-reference", lambda: search_steps(reference=3.0), "reference"),
+    ("steps-search-options", lambda: search_steps(sample_options=[1]), "sample_options"),
+    ("fit-sigmas-str", lambda: fit_small(sigmas="abc"), "sigmas"),
+    ("fit-sigmas-empty", lambda: fit_small(sigmas=[]), "sigmas"),
+    ("fit-extra-args", lambda: fit_small(extra_args=3), "extra_args"),
+    ("fit-progress", lambda: fit_small(progress=3), "progress"),
+    ("fit-free-extra-args", lambda: fit_free_small(extra_args=3), "extra_args"),
     ("restart-spec", api("runtime.restart.restart_from", "1,2,3"), "restart"),
 ]
 
