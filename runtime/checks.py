@@ -9,10 +9,13 @@ import numbers
 from collections.abc import Mapping
 from typing import Any
 
+import torch
+
 from phiforge.runtime.errors import InputError
 
 __all__ = [
     "check_callable",
+    "check_device",
     "check_flag",
     "check_integer",
     "check_mapping",
@@ -89,3 +92,22 @@ def check_sigma_ends(sigma_start: float, sigma_end: float) -> None:
         raise InputError(
             f"parameter 'sigma_end' must be below 'sigma_start' ({sigma_end} >= {sigma_start})"
         )
+
+
+def check_device(device: Any) -> torch.device:
+    """A device torch can allocate on, or a clear error naming the parameter."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise InputError(
+            f"parameter 'device' must be a torch device such as 'cpu' or 'cuda', got {device!r}"
+        ) from error
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"parameter 'device': {device!r} asked for, but CUDA is not available")
+    try:
+        torch.empty(0, device=parsed)
+    except (RuntimeError, AssertionError) as error:
+        raise InputError(f"parameter 'device': {device!r} cannot be used here ({error})") from error
+    if parsed.type == "cuda" and parsed.index is None:
+        parsed = torch.device("cuda", torch.cuda.current_device())
+    return parsed

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from phiforge.runtime.checks import check_integer
+from phiforge.runtime.checks import check_device, check_integer
 from phiforge.runtime.denoiser import Denoiser
 from phiforge.runtime.errors import InputError
 from phiforge.runtime.manifest import read_tensors, weights_dir, write_tensors
@@ -375,23 +375,4 @@ def builtin_denoiser(name: str, device: str | torch.device | None = None) -> Den
     denoiser = _cached(name)
     if device is None:
         return denoiser
-    return denoiser._on(_device(device))
-
-
-def _device(device: str | torch.device) -> torch.device:
-    """A device torch can allocate on, or a clear error naming the parameter."""
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise InputError(
-            f"parameter 'device' must be a torch device such as 'cpu' or 'cuda', got {device!r}"
-        ) from error
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"parameter 'device': {device!r} asked for, but CUDA is not available")
-    try:
-        torch.empty(0, device=parsed)
-    except (RuntimeError, AssertionError) as error:
-        raise InputError(f"parameter 'device': {device!r} cannot be used here ({error})") from error
-    if parsed.type == "cuda" and parsed.index is None:
-        parsed = torch.device("cuda", torch.cuda.current_device())
-    return parsed
+    return denoiser._on(check_device(device))

@@ -51,6 +51,7 @@ except ImportError as error:  # pragma: no cover - exercised only without diffus
     ) from error
 
 from phiforge.runtime.checks import (
+    check_device,
     check_flag,
     check_integer,
     check_mapping,
@@ -198,20 +199,6 @@ CONFIG_CHECKS: dict[str, Callable[[str, Any], Any]] = {
 def _is_flow_match(config: Any) -> bool:
     name = str(config.get("_class_name", ""))
     return name.startswith("FlowMatch") or ("shift" in config and "beta_start" not in config)
-
-
-def _device(device: Any) -> torch.device | None:
-    """A device for set_timesteps, or a clear error (an unknown name or a missing accelerator)."""
-    if device is None:
-        return None
-    try:
-        device = torch.device(device)
-        torch.empty(0, device=device)
-    except (TypeError, ValueError, RuntimeError, AssertionError) as error:
-        raise InputError(
-            f"parameter 'device': {device!r} is not a usable device ({error})"
-        ) from None
-    return device
 
 
 def _numbers(name: str, value: Any) -> Any:
@@ -450,7 +437,7 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
         (one row per sample, phiforge's extension) gives every sample its own grid:
         ``timesteps`` then has a column per sample (pass each row to the model as its
         per-sample timesteps)."""
-        device = _device(device)
+        device = None if device is None else check_device(device)
         sigmas, timesteps = _numbers("sigmas", sigmas), _numbers("timesteps", timesteps)
         if mu is not None:
             if not math.isfinite(check_real("mu", mu)):
