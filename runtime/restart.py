@@ -65,13 +65,8 @@ class RestartInterval:
     sigma_max: float
 
     def __post_init__(self) -> None:
-        for name, value, low in (("points", self.points, 2), ("repeats", self.repeats, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise InputError(
-                    f"restart interval: parameter {name!r} must be an integer >= "
-                    f"{low}, got {value!r}"
-                )
-            check_integer(name, value, low, MAX_LEVELS)
+        check_integer("points", self.points, 2, MAX_LEVELS)
+        check_integer("repeats", self.repeats, 1, MAX_LEVELS)
         for name in ("sigma_min", "sigma_max"):
             check_real(name, getattr(self, name))
         if not (0 < self.sigma_min < self.sigma_max < math.inf):
