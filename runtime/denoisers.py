@@ -318,6 +318,7 @@ def load_mixture(json_path: str | Path) -> GaussianMixtureDenoiser:
         element="<f8",
         required=("info",),
         names=("weights", "means", "covariances"),
+        model="mixture",
     )
     if sorted(arrays) != ["covariances", "means", "weights"]:
         raise InputError(f"{json_path}: expected tensors weights, means, covariances")

@@ -54,11 +54,16 @@ def _file_path(path: Any, kind: str) -> Path:
 
 
 def read_document(
-    path: str | Path, kind: str, format_version: int, required: Sequence[str] = ()
+    path: str | Path,
+    kind: str,
+    format_version: int,
+    required: Sequence[str] = (),
+    model: str | None = None,
 ) -> dict[str, Any]:
     """The JSON document at ``path``, refused (InputError) when missing, not JSON, of another
-    kind (a field of ``required`` missing), of another format version, or edited by hand
-    (content hash mismatch); ``kind`` names it in messages."""
+    kind (a field of ``required`` missing, or a ``model`` field naming another model than
+    ``model``), of another format version, or edited by hand (content hash mismatch); ``kind``
+    names it in messages."""
     path = _file_path(path, kind)
     if not path.is_file():
         raise InputError(f"parameter 'path': no {kind} at {path}")
@@ -73,6 +78,8 @@ def read_document(
     missing = [key for key in ("format", "hash", *required) if key not in document]
     if missing:
         raise InputError(f"{path} is not a {kind}: it lacks the field(s) {', '.join(missing)}")
+    if model is not None and document.get("model", model) != model:
+        raise InputError(f"{path} is not a {kind}: it holds a {document['model']!r} model")
     if type(document.get("format")) is not int or document["format"] != format_version:
         raise InputError(
             f"{path}: format {document.get('format')!r}, this version reads {format_version}"
@@ -125,14 +132,15 @@ def read_tensors(
     element: str = "<f4",
     required: Sequence[str] = (),
     names: Sequence[str] | None = None,
+    model: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The document written by :func:`write_tensors` and its arrays (writable copies), refused
     (InputError) when either file was edited: content hash or SHA-256 mismatch, or a tensor
     table that does not cover the .bin exactly; or when it is another kind of file (fields
-    ``required`` missing, or tensors other than ``names``)."""
+    ``required`` missing, a ``model`` other than ``model``, or tensors other than ``names``)."""
     json_path = _file_path(json_path, kind)
     document = read_document(
-        json_path, kind, format_version, ("tensors", "weights_sha256", *required)
+        json_path, kind, format_version, ("tensors", "weights_sha256", *required), model
     )
     table = document["tensors"]
     if not (

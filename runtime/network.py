@@ -330,6 +330,7 @@ def load_network(json_path: str | Path, dtype: torch.dtype = torch.float64) -> N
         FORMAT_VERSION,
         element="<f4",
         required=("architecture", "info", "denoising_errors"),
+        model="mlp",
     )
     config = NetworkConfig(**manifest["architecture"])
     module = DenoiserMLP(config)

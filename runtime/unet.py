@@ -399,9 +399,8 @@ def load_unet(json_path: str | Path) -> UNetDenoiser:
         FORMAT_VERSION,
         element="<f2",
         required=("model", "architecture", "info", "denoising_errors"),
+        model="unet",
     )
-    if manifest["model"] != "unet":
-        raise InputError(f"{json_path} is not a U-Net manifest (model {manifest['model']!r})")
     try:
         config = UNetConfig(**manifest["architecture"])
         module = UNet(config)

@@ -85,6 +85,7 @@ def bad_files(tmp_path_factory) -> None:
     FILES["network"] = manifests[0]
     mixtures = [p for p in sorted(weights_dir().glob("*.json")) if "mlp" not in p.name]
     FILES["mixture"] = mixtures[0]
+    FILES["unet"] = weights_dir() / "patches-unet.json"
     FILES["missing"] = root / "missing.json"
     FILES["dir"] = root
     FILES["empty"] = root / "empty.json"
@@ -682,6 +683,9 @@ CASES: list[tuple[str, Callable[[], object], str]] = [
     ("mixture-junk", file_loader("runtime.denoisers.load_mixture", "junk"), "junk"),
     ("mixture-network", file_loader("runtime.denoisers.load_mixture", "network"), "mlp"),
     ("mixture-truncated", file_loader("runtime.denoisers.load_mixture", "truncated"), "trunc"),
+    # a U-Net manifest handed to the other readers names its model (its .bin is float16)
+    ("network-unet", file_loader("runtime.network.load_network", "unet"), "'unet' model"),
+    ("mixture-unet", file_loader("runtime.denoisers.load_mixture", "unet"), "'unet' model"),
     ("builtin-unknown", api("runtime.denoisers.builtin_denoiser", "unet9"), "denoiser"),
     (
         "builtin-device",
