@@ -440,7 +440,7 @@ def _sample(args: argparse.Namespace) -> None:
             "parameters '--nfe' and '--steps' exclude each other: give an NFE budget or a "
             "number of main steps"
         )
-    output_file(args.out, "--out")
+    _sample_paths(args.out)
     if args.fitted is not None:
         _sample_fitted(args)
         return
@@ -537,15 +537,29 @@ def _substitutes(methods: list[str], name: str) -> str | None:
     return f"{name} did not run (its step does not fit the budget); steps run: {steps}"
 
 
+def _sample_paths(value: str) -> tuple[Path, Path]:
+    """``--out`` (a torch file) and the PNG grid beside it, both checked before any work: the
+    grid must not be the torch file itself (``--out x.png`` would overwrite the samples)."""
+    from phiforge.runtime.errors import InputError
+
+    out = output_file(value, "--out")
+    if out.suffix.lower() == ".png":
+        raise InputError(
+            f"parameter '--out': {value!r} is the torch file of the samples, and their PNG grid "
+            "is written beside it with the suffix .png; give another suffix, e.g. samples.pt"
+        )
+    return out, output_file(out.with_suffix(".png"), "--out (its PNG grid)")
+
+
 def _write_samples(samples, denoiser, args: argparse.Namespace):
     """The samples as a torch file at ``--out``, and a PNG grid beside it for image data."""
     import torch
 
-    out = Path(args.out)
+    out, grid_path = _sample_paths(args.out)
     torch.save(samples.reshape(args.batch, *denoiser.image_shape).float(), out)
     grid = None
     if denoiser.image_shape is not None:
-        grid = out.with_suffix(".png")
+        grid = grid_path
         _image_grid(samples.reshape(args.batch, *denoiser.image_shape), grid)
     return out, grid
 

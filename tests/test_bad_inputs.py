@@ -463,6 +463,8 @@ CASES: list[tuple[str, Callable[[], object], str]] = [
     ("sample-out-empty", cli("sample", "--out", ""), "--out"),
     ("sample-out-dir", cli("sample", "--out", "/tmp/"), "--out"),
     ("sample-out-proc", cli("sample", "--out", "/proc/x/s.pt"), "--out"),
+    # the PNG grid beside the torch file would overwrite it (both were written to x.png)
+    ("sample-out-png", cli("sample", "--out", "x.png"), "suffix .png"),
     ("sample-batch-0", cli("sample", "--batch", "0"), "--batch"),
     ("sample-seed-abc", cli("sample", "--seed", "abc"), "--seed"),
     ("sample-fit-steps-0", cli("sample", "--fit-steps", "0"), "--fit-steps"),

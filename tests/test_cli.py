@@ -306,6 +306,23 @@ def test_sample_states_a_method_that_did_not_fit_the_budget(capsys, tmp_path):
     assert result["methods_per_step"] == ["dpmpp_2s_taylor"] and "res_5s" in result["note"]
 
 
+def test_sample_writes_its_torch_file_and_grid_apart(capsys, tmp_path):
+    """The PNG grid goes beside the torch file; both paths are checked before the run: a grid
+    path that is a folder is refused with nothing written, and ``--out x.png`` (where the grid
+    overwrote the samples) is refused."""
+    import torch
+
+    out = tmp_path / "s.pt"
+    code, _, _ = run(capsys, "sample", "--nfe", "4", "--batch", "3", "--out", str(out))
+    assert code == 0 and torch.load(out).shape == (3, 8, 8)
+    assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (tmp_path / "t.png").mkdir()
+    code, _, err = run(capsys, "sample", "--nfe", "4", "--out", str(tmp_path / "t.pt"))
+    assert code == 2 and "t.png' is a folder" in err and not (tmp_path / "t.pt").exists()
+    code, _, err = run(capsys, "sample", "--nfe", "4", "--out", str(tmp_path / "u.png"))
+    assert code == 2 and "suffix .png" in err and not (tmp_path / "u.png").exists()
+
+
 def test_help_states_defaults_and_usage_errors_honour_json(capsys):
     with pytest.raises(SystemExit):
         main(["sample", "--help"])
