@@ -14,6 +14,7 @@ from phiforge.derive.errors import InputError
 
 __all__ = [
     "emit_json",
+    "figure_file",
     "markdown_table",
     "output_dir",
     "output_file",
@@ -94,3 +95,20 @@ def output_file(value: str | os.PathLike, parameter: str) -> Path:
     if path.exists() and not os.access(path, os.W_OK):
         raise InputError(f"parameter {parameter!r}: {path} exists and is not writable")
     return path
+
+
+def figure_file(value: str | os.PathLike, parameter: str) -> tuple[Path, str]:
+    """A figure a command will write (:func:`output_file`) and its format: the suffix, one that
+    matplotlib writes (png, pdf, svg, ...), or png for a name without one (written at that name
+    exactly, not at NAME.png). Checked before any work starts."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    path = output_file(value, parameter)
+    kind = path.suffix[1:].lower() or "png"
+    supported = FigureCanvasBase.get_supported_filetypes()
+    if kind not in supported:
+        raise InputError(
+            f"parameter {parameter!r}: {str(value)!r} names a {kind!r} file; a figure is written "
+            f"as one of {', '.join(sorted(supported))} (by its suffix)"
+        )
+    return path, kind

@@ -11,6 +11,7 @@ from typing import Any
 
 from phiforge.cli.output import (
     emit_json,
+    figure_file,
     markdown_table,
     output_dir,
     output_file,
@@ -219,7 +220,7 @@ def _verify(args: argparse.Namespace) -> int:
             "random one-dimensional Gaussian problems (any schedule and step spacing)",
             "claimed order",
         )
-    plot = output_file(args.plot, "--plot") if args.plot else None
+    plot = figure_file(args.plot, "--plot") if args.plot else None
     if len(set(args.steps)) < 3:
         raise InputError(
             "parameter '--steps' needs at least three distinct step counts to fit an order, got "
@@ -357,7 +358,7 @@ def _print_problem(result: dict[str, Any]) -> None:
 _MARKERS = "osD^v<>ph*XP8"
 
 
-def _plot(results: list[dict[str, Any]], path: Path) -> None:
+def _plot(results: list[dict[str, Any]], figure: tuple[Path, str]) -> None:
     """One row of panels per kind of method (single-step, multistep, ...), two panels per
     problem (error over the step sweep, defect over NFE budgets); within a row every method has
     its own colour and marker, the legend sits outside the panels, and a method that misses its
@@ -419,7 +420,8 @@ def _plot(results: list[dict[str, Any]], path: Path) -> None:
             borderaxespad=0.0,
         )
     fig.tight_layout()
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    path, kind = figure
+    fig.savefig(path, format=kind, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -719,7 +721,11 @@ def register_runtime_commands(commands: argparse._SubParsersAction) -> None:
         default="order-preserving",
         help="multistep starters in the step sweep",
     )
-    verify.add_argument("--plot", metavar="FILE.png", help="write a PNG of both studies")
+    verify.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="write a figure of both studies (PNG; or PDF, SVG, ... by the suffix)",
+    )
     verify.add_argument(
         "--strict",
         action="store_true",

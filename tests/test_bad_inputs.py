@@ -446,6 +446,8 @@ CASES: list[tuple[str, Callable[[], object], str]] = [
     ("verify-extend-0", cli("verify", "res_2m", "--extend-to", "0"), "--extend-to"),
     ("verify-plot-proc", cli("verify", "res_2m", "--plot", "/proc/x/v.png"), "--plot"),
     ("verify-plot-dir", cli("verify", "res_2m", "--plot", "/tmp"), "--plot"),
+    # matplotlib refused the suffix with a traceback, after the whole study
+    ("verify-plot-txt", cli("verify", "res_2m", "--plot", "v.txt"), "'txt' file"),
     ("verify-registry", cli("verify", "res_2m", "--registry", "/nonexistent"), "registry"),
     ("verify-warmup", cli("verify", "res_2m", "--warmup", "none"), "--warmup"),
     ("verify-sde", cli("verify", "seeds_2a", "--steps", "8", "16", "32"), "seeds_2a"),

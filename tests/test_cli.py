@@ -323,6 +323,17 @@ def test_sample_writes_its_torch_file_and_grid_apart(capsys, tmp_path):
     assert code == 2 and "suffix .png" in err and not (tmp_path / "u.png").exists()
 
 
+def test_verify_plot_format_follows_the_suffix(capsys, tmp_path):
+    """--plot writes the figure at the name given, in the format of its suffix (PNG without
+    one; matplotlib alone would have written NAME.png beside the name printed)."""
+    study = ["verify", "exp_euler", "--problem", "gaussian", "--steps", "8", "16", "32"]
+    study += ["--nfe", "5", "--batch", "2", "--quiet"]
+    for name, magic in (("v.svg", b"<?xml"), ("v", b"\x89PNG"), ("v.PDF", b"%PDF")):
+        code, _, _ = run(capsys, *study, "--plot", str(tmp_path / name))
+        assert code == 0 and (tmp_path / name).read_bytes().startswith(magic)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v", "v.PDF", "v.svg"]
+
+
 def test_help_states_defaults_and_usage_errors_honour_json(capsys):
     with pytest.raises(SystemExit):
         main(["sample", "--help"])
