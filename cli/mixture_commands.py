@@ -8,6 +8,7 @@ from typing import Any
 
 from phiforge.cli.output import (
     emit_json,
+    file_stem,
     markdown_table,
     output_dir,
     positive_int,
@@ -102,7 +103,7 @@ def register_mixture_commands(commands: argparse._SubParsersAction) -> None:
     fit.add_argument("--components", type=positive_int, default=10)
     fit.add_argument("--seed", type=seed_int, default=0, help="EM's random_state (default 0)")
     fit.add_argument("--out", metavar="DIR", help="default: the working directory")
-    fit.add_argument("--name", help="file stem (default: the built-in mixture's)")
+    fit.add_argument("--name", type=file_stem, help="file stem (default: the built-in mixture's)")
     fit.add_argument("--format", choices=["text", "json"], default="text")
     fit.set_defaults(handler=_fit)
 

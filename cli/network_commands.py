@@ -9,6 +9,7 @@ from typing import Any
 
 from phiforge.cli.output import (
     emit_json,
+    file_stem,
     markdown_table,
     output_dir,
     positive_int,
@@ -278,7 +279,7 @@ def register_network_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--base", type=positive_int, help="unet: channels at full size (32)")
     train.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     train.add_argument("--out", metavar="DIR", help="default: the working directory")
-    train.add_argument("--name", help="file stem (default: the built-in network's)")
+    train.add_argument("--name", type=file_stem, help="file stem (default: the built-in network's)")
     train.add_argument("--format", choices=["text", "json"], default="text")
     train.set_defaults(handler=_train)
 

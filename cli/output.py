@@ -15,6 +15,7 @@ from phiforge.derive.errors import InputError
 __all__ = [
     "emit_json",
     "figure_file",
+    "file_stem",
     "markdown_table",
     "output_dir",
     "output_file",
@@ -57,6 +58,16 @@ def _integer_in(low: int, high: int, what: str) -> Callable[[str], int]:
 positive_int = _integer_in(1, LARGEST_COUNT, "an integer")
 #: a random seed: an integer in 0..2**32 - 1
 seed_int = _integer_in(0, LARGEST_SEED, "an integer seed")
+
+
+def file_stem(text: str) -> str:
+    """argparse type: the stem of the files a command writes (NAME.json, NAME.bin)."""
+    from phiforge.runtime.manifest import check_file_stem
+
+    try:
+        return check_file_stem(text, "--name")
+    except InputError as error:
+        raise argparse.ArgumentTypeError("must " + str(error).split(" must ", 1)[1]) from None
 
 
 def tolerance(text: str) -> float:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -23,6 +24,7 @@ from phiforge.runtime.errors import InputError
 
 __all__ = [
     "canonical_json",
+    "check_file_stem",
     "content_hash",
     "module_arrays",
     "read_document",
@@ -45,6 +47,24 @@ def content_hash(document: dict[str, Any]) -> str:
     """SHA-256 of the canonical JSON of ``document`` less its ``hash`` field."""
     body = {key: value for key, value in document.items() if key != "hash"}
     return "sha256:" + hashlib.sha256(canonical_json(body).encode("ascii")).hexdigest()
+
+
+_STEM = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}")
+
+
+def check_file_stem(name: Any, parameter: str = "name") -> str:
+    """``name`` if it can stand before ``.json`` and ``.bin`` in the folder written to: letters,
+    digits, '_', '-' and '.', not first a '.' or '-', no folder, no suffix of its own."""
+    if (
+        not isinstance(name, str)
+        or not _STEM.fullmatch(name)
+        or name.lower().endswith((".json", ".bin"))
+    ):
+        raise InputError(
+            f"parameter {parameter!r} must be a file stem (letters, digits, '_', '-', '.'; no "
+            f"folder, no .json or .bin; 1 to 200 characters), got {name!r}"
+        )
+    return name
 
 
 def _file_path(path: Any, kind: str) -> Path:
@@ -109,6 +129,7 @@ def write_tensors(
     """Write ``NAME.bin`` (``arrays`` as ``element``, in their order) and ``NAME.json``
     (``document`` with the tensor table, the SHA-256 of the .bin and the content hash added);
     returns both paths."""
+    check_file_stem(name)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors, chunks = [], []

@@ -510,6 +510,13 @@ CASES: list[tuple[str, Callable[[], object], str]] = [
     ),
     ("network-mlp-base", cli("network", "train", "--base", "16", "--steps", "1"), "--base"),
     ("network-model", cli("network", "train", "--model", "vit"), "--model"),
+    # --name is a file stem: 'a/b' trained, then a FileNotFoundError; '../x' wrote outside --out;
+    # '' fell back to the default name
+    ("network-name-folder", cli("network", "train", "--steps", "1", "--name", "a/b"), "--name"),
+    ("network-name-up", cli("network", "train", "--steps", "1", "--name", "../x"), "--name"),
+    ("network-name-empty", cli("network", "train", "--steps", "1", "--name", ""), "--name"),
+    ("mixture-name-json", cli("mixture", "fit", "--name", "m.json"), "--name"),
+    ("write-tensors-name", api("runtime.manifest.write_tensors", ".", "../x", {}, {}), "name"),
     ("unet-missing", file_loader("runtime.unet.load_unet", "missing"), "missing"),
     ("unet-junk", file_loader("runtime.unet.load_unet", "junk"), "junk"),
     ("unet-network", file_loader("runtime.unet.load_unet", "network"), "U-Net"),
