@@ -129,7 +129,7 @@ from phiforge.runtime.checks import (
 )
 from phiforge.runtime.engine import Program, Report, execute
 from phiforge.runtime.errors import InputError, ModelOutputError
-from phiforge.runtime.manifest import content_hash, read_document
+from phiforge.runtime.manifest import check_path, content_hash, read_document, write_text
 from phiforge.runtime.models import check_model_call
 from phiforge.runtime.noise import gaussian_noise
 from phiforge.runtime.phi import phi_all
@@ -408,9 +408,8 @@ class FittedSolver:
 
     def save(self, path: str | Path) -> Path:
         """Write the solver as JSON with its content hash (:func:`load_solver` checks it)."""
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n")
-        return path
+        path = check_path(path, "fitted solver")
+        return write_text(path, json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n")
 
 
 def load_solver(path: str | Path) -> FittedSolver:

@@ -25,12 +25,14 @@ from phiforge.runtime.errors import InputError
 __all__ = [
     "canonical_json",
     "check_file_stem",
+    "check_path",
     "content_hash",
     "module_arrays",
     "read_document",
     "read_tensors",
     "weights_dir",
     "write_tensors",
+    "write_text",
 ]
 
 
@@ -67,9 +69,12 @@ def check_file_stem(name: Any, parameter: str = "name") -> str:
     return name
 
 
-def _file_path(path: Any, kind: str) -> Path:
+def check_path(path: Any, kind: str, parameter: str = "path") -> Path:
+    """``path`` as a Path if it is a non-empty str or os.PathLike (``kind`` names the file in
+    the message)."""
     if not isinstance(path, str | os.PathLike) or str(path) == "":
-        raise InputError(f"parameter 'path' must be the path of a {kind} file, got {path!r}")
+        what = kind if kind == "folder" else f"{kind} file"
+        raise InputError(f"parameter {parameter!r} must be the path of a {what}, got {path!r}")
     return Path(path)
 
 
@@ -84,7 +89,7 @@ def read_document(
     kind (a field of ``required`` missing, or a ``model`` field naming another model than
     ``model``), of another format version, or edited by hand (content hash mismatch); ``kind``
     names it in messages."""
-    path = _file_path(path, kind)
+    path = check_path(path, kind)
     if not path.is_file():
         raise InputError(f"parameter 'path': no {kind} at {path}")
     try:
@@ -130,8 +135,11 @@ def write_tensors(
     (``document`` with the tensor table, the SHA-256 of the .bin and the content hash added);
     returns both paths."""
     check_file_stem(name)
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = check_path(directory, "folder", "directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"parameter 'directory': cannot create {directory} ({error})") from None
     tensors, chunks = [], []
     for key, value in arrays.items():
         array = np.ascontiguousarray(value).astype(element)
@@ -141,9 +149,22 @@ def write_tensors(
     document = dict(document, tensors=tensors, weights_sha256=hashlib.sha256(payload).hexdigest())
     document["hash"] = content_hash(document)
     bin_path, json_path = directory / f"{name}.bin", directory / f"{name}.json"
-    bin_path.write_bytes(payload)
-    json_path.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
+    write_text(bin_path, payload, "directory")
+    write_text(json_path, json.dumps(document, indent=1, sort_keys=True) + "\n", "directory")
     return bin_path, json_path
+
+
+def write_text(path: Path, content: str | bytes, parameter: str = "path") -> Path:
+    """Write ``content`` (text, or bytes) to ``path``; an OS refusal (a folder in the way, no
+    permission, a missing folder) is an InputError naming ``parameter``."""
+    try:
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+    except OSError as error:
+        raise InputError(f"parameter {parameter!r}: cannot write {path} ({error})") from None
+    return path
 
 
 def read_tensors(
@@ -159,7 +180,7 @@ def read_tensors(
     (InputError) when either file was edited: content hash or SHA-256 mismatch, or a tensor
     table that does not cover the .bin exactly; or when it is another kind of file (fields
     ``required`` missing, a ``model`` other than ``model``, or tensors other than ``names``)."""
-    json_path = _file_path(json_path, kind)
+    json_path = check_path(json_path, kind)
     document = read_document(
         json_path, kind, format_version, ("tensors", "weights_sha256", *required), model
     )

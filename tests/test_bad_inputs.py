@@ -101,6 +101,18 @@ def bad_files(tmp_path_factory) -> None:
         FILES[f"solver_{name}"].write_text(json.dumps(document | {"hash": content_hash(document)}))
 
 
+def solver_saved_to(target: object) -> Callable[[], None]:
+    """FittedSolver.save to ``target`` (a FILES key names a path of the table)."""
+
+    def call() -> None:
+        from phiforge.runtime.fitted import FittedSolver
+
+        solver = FittedSolver([10.0, 1.0, 0.1], [[1.0], [1.0, 0.0]], [[1.0, 0.0]], 1, 2, 1)
+        solver.save(FILES[target] if isinstance(target, str) else target)
+
+    return call
+
+
 def f(name: str) -> str:
     return str(FILES[name])
 
@@ -516,6 +528,14 @@ CASES: list[tuple[str, Callable[[], object], str]] = [
     ("network-name-up", cli("network", "train", "--steps", "1", "--name", "../x"), "--name"),
     ("network-name-empty", cli("network", "train", "--steps", "1", "--name", ""), "--name"),
     ("mixture-name-json", cli("mixture", "fit", "--name", "m.json"), "--name"),
+    # writers: an OS refusal or a non-path was an OSError or TypeError from pathlib
+    ("solver-save-folder", solver_saved_to("dir"), "cannot write"),
+    ("solver-save-int", solver_saved_to(3), "path"),
+    (
+        "write-tensors-file",
+        api("runtime.manifest.write_tensors", "/proc/version", "n", {}, {}),
+        "directory",
+    ),
     ("write-tensors-name", api("runtime.manifest.write_tensors", ".", "../x", {}, {}), "name"),
     ("unet-missing", file_loader("runtime.unet.load_unet", "missing"), "missing"),
     ("unet-junk", file_loader("runtime.unet.load_unet", "junk"), "junk"),
