@@ -43,9 +43,24 @@ class _HelpFormatter(argparse.HelpFormatter):
         return text
 
 
+# text options where an empty value means what it says
+_MAY_BE_EMPTY = ("--description",)
+
+
+def _refuse_empty(args: argparse.Namespace) -> None:
+    """An empty text value is refused, not read as if the option were absent (``--restart ''``
+    ran without Restart, ``generate --out ''`` wrote to the default place). The command's
+    parser lists its text options (dest -> name) in the namespace as ``text_options``."""
+    for dest, name in getattr(args, "text_options", {}).items():
+        value = getattr(args, dest, None)
+        if value == "" or (isinstance(value, list) and "" in value):
+            raise InputError(f"parameter {name!r} must not be empty")
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse with the project's conventions: defaults in the help, and usage errors as one
-    JSON object on stderr when the command line asks for ``--format json``."""
+    """argparse with the project's conventions: defaults in the help, text values never empty
+    (:func:`_refuse_empty`), and usage errors as one JSON object on stderr when the command
+    line asks for ``--format json``."""
 
     json_errors = False
 
@@ -55,6 +70,14 @@ class _Parser(argparse.ArgumentParser):
 
     def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
         action = super().add_argument(*args, **kwargs)
+        takes_text = kwargs.get("action", "store") in ("store", "append", "extend")
+        if takes_text and action.type is None and not set(args) & set(_MAY_BE_EMPTY):
+            name = max(action.option_strings, key=len) if action.option_strings else action.metavar
+            options = self.get_default("text_options")
+            if options is None:
+                options = {}
+                self.set_defaults(text_options=options)
+            options[action.dest] = name or action.dest
         if action.help is None and _has_default(action):
             action.help = "(default: %(default)s)"
         return action
@@ -116,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _Parser.json_errors = _wants_json(argv)
     args = parser.parse_args(argv)
     try:
+        _refuse_empty(args)
         result = args.handler(args)
     except BrokenPipeError:  # output piped into a reader that stopped early (e.g. head)
         sys.stderr.close()

@@ -479,6 +479,12 @@ CASES: list[tuple[str, Callable[[], object], str]] = [
     ("sample-out-proc", cli("sample", "--out", "/proc/x/s.pt"), "--out"),
     # the PNG grid beside the torch file would overwrite it (both were written to x.png)
     ("sample-out-png", cli("sample", "--out", "x.png"), "suffix .png"),
+    # an empty text value was read as the option's absence: no Restart, the default folder,
+    # the built-in weights, the default problems
+    ("sample-restart-empty", cli("sample", "--restart", ""), "'--restart' must not be empty"),
+    ("generate-out-empty", cli("generate", "--out", ""), "'--out' must not be empty"),
+    ("network-check-empty", cli("network", "check", ""), "'NAME.json' must not be empty"),
+    ("verify-problem-empty", cli("verify", "--problem", ""), "'--problem' must not be empty"),
     ("sample-batch-0", cli("sample", "--batch", "0"), "--batch"),
     ("sample-seed-abc", cli("sample", "--seed", "abc"), "--seed"),
     ("sample-fit-steps-0", cli("sample", "--fit-steps", "0"), "--fit-steps"),
