@@ -78,6 +78,10 @@ __all__ = ["PhiforgeScheduler"]
 # for flow sigmas
 _VP, _FLOW = VPLinear(), RectifiedFlow()
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction", "flow_prediction")
+# a grid sigma that rises by at most this much in log-SNR is diffusers' repeated final sigma in
+# float32 round-off (use_lu_lambdas with final_sigmas_type='sigma_min' rises by 2e-7): a step
+# of length zero, as diffusers' own step of that length all but is
+_ROUNDOFF_LAMBDA = 1e-5
 # the keys of a flow-matching scheduler's config (FlowMatchEulerDiscreteScheduler and kin) that
 # shape its grid; from_config of such a config keeps them and runs on that grid
 _FLOW_MATCH_KEYS = (
@@ -531,20 +535,30 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
         outer = [float(s) for s in sigmas]
         if any(b >= a for a, b in itertools.pairwise(outer)):
             raise InputError("parameter 'sigmas' must be strictly decreasing")
-        final = (
-            0.0
-            if self.config.final_sigmas_type == "zero"
-            else float(self._grid.sigmas[-1] if self._grid.sigmas is not None else outer[-1])
-        )
+        final = 0.0
+        if self.config.final_sigmas_type == "sigma_min":  # diffusers' sigma_last, in float32
+            first = float(self._grid.alphas_cumprod[0])
+            final = float(np.float32(((1 - first) / first) ** 0.5))
         outer_times = [self._model_time(self._lam(s)) for s in outer]
         return [*outer, final], outer_times
 
     def _checked_lambdas(self, outer: list[float]) -> list[float]:
+        """The log-SNR of the grid's sigmas, which must not rise: a rise within float32
+        round-off is a step of length zero (:data:`_ROUNDOFF_LAMBDA`), a larger one refused."""
         lambdas = [self._lam(s) for s in outer]
         if any(v == math.inf for v in lambdas[:-1]):
             raise InputError("the grid may reach sigma = 0 only at its end")
         if any(v == -math.inf for v in lambdas[1:]):
             raise InputError("the grid may start at zero SNR (flow sigma 1) only at its start")
+        for i in range(1, len(lambdas)):
+            if lambdas[i] < lambdas[i - 1] <= lambdas[i] + _ROUNDOFF_LAMBDA:
+                lambdas[i] = lambdas[i - 1]
+            elif lambdas[i] < lambdas[i - 1]:
+                raise InputError(
+                    f"the grid's sigma rises from {outer[i - 1]:.6g} to {outer[i]:.6g} at step "
+                    f"{i - 1} (with final_sigmas_type='sigma_min' the grid ends at the training "
+                    "sigma_min: given sigmas may not go below it)"
+                )
         return lambdas
 
     def _set_per_sample(

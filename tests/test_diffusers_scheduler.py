@@ -75,6 +75,44 @@ def test_a_repeated_last_sigma_is_a_step_of_length_zero(steps):
     assert float((got - expected).abs().max()) <= 1e-6 * max(1.0, scale)
 
 
+def test_a_final_sigma_risen_by_round_off_is_a_step_of_length_zero():
+    """Log-SNR-uniform sigmas (use_lu_lambdas) of the cosine schedule with final_sigmas_type=
+    'sigma_min' end in a sigma 2e-7 above its predecessor in log-SNR (float32 round-off):
+    diffusers steps back by that much, phiforge takes a step of length zero (it refused the
+    grid as not increasing); the samples agree as for the other grids."""
+    reference = DPMSolverMultistepScheduler(
+        solver_type="midpoint",
+        beta_schedule="squaredcos_cap_v2",
+        use_lu_lambdas=True,
+        final_sigmas_type="sigma_min",
+    )
+    reference.set_timesteps(25)
+    assert 0 < float(reference.sigmas[-1] / reference.sigmas[-2]) - 1 < 1e-5
+    scheduler = PhiforgeScheduler.from_config(reference.config, method="dpmpp_2m")
+    # float64 states: the cosine schedule's sigma_max (6e4) leaves float32 6e-8 x 6e4 apart
+    expected = _loop(reference, 25, dtype=torch.float64)
+    got = _loop(scheduler, 25, dtype=torch.float64)
+    scale = float(expected.abs().max())
+    assert float((got - expected).abs().max()) <= 1e-6 * max(1.0, scale)
+
+
+def test_given_sigmas_end_at_the_training_sigma_min():
+    """With final_sigmas_type='sigma_min' given sigmas end, as diffusers' grids do, at the
+    training sigma_min sqrt((1 - abar_0) / abar_0) (the last of the training sigmas, sigma_max,
+    was appended before); sigmas below it are refused."""
+    scheduler = PhiforgeScheduler(final_sigmas_type="sigma_min")
+    scheduler.set_timesteps(sigmas=[10.0, 1.0, 0.1])
+    first = float(scheduler._grid.alphas_cumprod[0])
+    assert float(scheduler.sigmas[-1]) == pytest.approx(((1 - first) / first) ** 0.5, rel=1e-6)
+    assert float(scheduler.sigmas[-1]) == pytest.approx(0.0100013, rel=1e-5)
+    x = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    for t in scheduler.timesteps:
+        x = scheduler.step(_eps_model(x, t), t, x).prev_sample
+    assert torch.isfinite(x).all()
+    with pytest.raises(InputError, match="may not go below it"):
+        scheduler.set_timesteps(sigmas=[10.0, 1.0, 0.001])
+
+
 @pytest.mark.parametrize(
     "method", ["res_3s", "res_4s", "res_3m", "res_3m_pc", "dpm_solver_3", "edm_heun"]
 )
