@@ -124,8 +124,8 @@ def diffusers_final_steps(
     """diffusers' DPMSolverMultistepScheduler rules for the last steps of a grid of ``outer``
     points: with ``lower_order_final`` and fewer than 15 steps a k-step method (k > 2) takes its
     2-step starter on the second-to-last interval ('lower_order_second'), and the last interval
-    before a final sigma > 0 (or any, with ``euler_at_final``) takes the 1-step starter
-    (``module`` is the run's method, ``steps`` its planned steps)."""
+    before a final sigma > 0 (or any, with ``euler_at_final``) takes the 1-step starter, a
+    1-step method its own step (``module`` is the run's method, ``steps`` its planned steps)."""
     steps = list(steps)
     short = lower_order_final and outer < 15
     multistep = bool(steps) and module.FAMILY == "multistep"
@@ -134,7 +134,7 @@ def diffusers_final_steps(
         replace = 0 <= last < len(steps) and steps[last].module.FAMILY == "multistep"
         if replace and steps[last].module.STEPS > 2:
             steps[last] = Step(load_method(module.WARMUP[1]), steps[last].lam, steps[last].lam_next)
-    if multistep and not final_limit and (euler_at_final or short):
+    if multistep and module.STEPS > 1 and not final_limit and (euler_at_final or short):
         steps[-1] = Step(load_method(module.WARMUP[0]), steps[-1].lam, steps[-1].lam_next)
     return steps
 
