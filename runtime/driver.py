@@ -52,6 +52,7 @@ from phiforge.runtime.step_plan import (
     SampleInfo,
     Step,
     allocate_singlestep,
+    check_domain,
     check_method,
     sampling_plan,
 )
@@ -243,6 +244,10 @@ def sample(
     else:
         draw_noise = gaussian_noise(x, generator)
     params = check_method(module, prediction, options, eta)
+    used = [s.module for s in method_steps]
+    used += [step.module for event in info.restarts for _, step in event.backward]
+    for other in {m.NAME: m for m in used if m is not module}.values():
+        check_domain(other, prediction, used_by=module.NAME)
     eta = 1.0 if eta is None else eta  # stochastic methods: the reverse SDE by default
     options = {"eta": float(eta), "s_noise": float(s_noise), **params}
     form = schedule_form(schedule.alpha_sigma_of_lam, prediction)

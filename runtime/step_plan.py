@@ -33,6 +33,7 @@ __all__ = [
     "SampleInfo",
     "Step",
     "allocate_singlestep",
+    "check_domain",
     "check_method",
     "diffusers_final_steps",
     "plan_steps",
@@ -296,19 +297,26 @@ def sampling_plan(
         if steps is not None:
             intervals = _check_count("steps", steps)
         else:
-            budget = _check_count("nfe", nfe) - limits - int(final_denoise)
+            # a grid that ends at sigma = 0 ends with its denoising call already (the limit)
+            denoise = final_denoise and probe[-1] != math.inf
+            budget = _check_count("nfe", nfe) - limits - int(denoise)
             if module.FAMILY in ("singlestep", "stochastic"):  # one step at a time
-                if budget < 1 and limits < 2:
-                    raise InputError(f"parameter 'nfe' must be at least {nfe - budget + 1}")
+                if budget < 0 or (budget < 1 and limits < 2):  # two limits: a call each
+                    least = nfe - budget + int(limits < 2)
+                    raise InputError(f"parameter 'nfe' must be at least {least}")
                 per_step = allocate_singlestep(module, budget, allocation) if budget > 0 else []
                 intervals = len(per_step) + limits
             else:
                 extra = _warmup_extra(module, warmup)
                 intervals = budget - extra + limits
-                if intervals < 1 + limits:
+                # every starter the extra counts must run (a budget that cuts the warm-up
+                # short would leave calls unspent), and one step at least
+                steps_needed = max(1, len(module.WARMUP_ORDER_PRESERVING) * bool(extra))
+                if intervals < steps_needed + limits:
+                    least = nfe - intervals + steps_needed + limits
                     raise InputError(
-                        f"parameter 'nfe' must be at least {nfe - intervals + 1 + limits} for "
-                        f"{module.NAME} with warmup {warmup!r}"
+                        f"parameter 'nfe' must be at least {least} for {module.NAME} with "
+                        f"warmup {warmup!r}"
                     )
         grid = lambda_grid(
             schedule, intervals, step_schedule, t_start=t_start, t_end=t_end, rho=rho
@@ -402,6 +410,22 @@ def method_kind(module: ModuleType) -> str:
     return "single-step"
 
 
+def check_domain(module: ModuleType, prediction: str, used_by: str | None = None) -> None:
+    """The canonical form ``prediction`` must lie in the coefficient domain of ``module`` (z =
+    -h in data form, +h in noise form); ``used_by``: the run's method, when ``module`` is one
+    of the other steps its plan takes (warm-up starters, fillers, final steps)."""
+    domain = getattr(module, "DOMAIN", None)
+    if (domain == "z <= 0" and prediction == "noise") or (
+        domain == "z >= 0" and prediction == "data"
+    ):
+        role = "" if used_by is None else f" (a step of {used_by}'s plan: warm-up or filler)"
+        raise InputError(
+            f"method {module.NAME!r}{role} has coefficients for {domain} only, so parameter "
+            f"'prediction' must be {'data' if domain == 'z <= 0' else 'noise'}, got "
+            f"{prediction!r}"
+        )
+
+
 def check_method(
     module: ModuleType,
     prediction: str,
@@ -418,15 +442,7 @@ def check_method(
             f"{module.NAME} is deterministic: omit eta, or pick an SDE method (res_2m_sde, "
             "seeds_2a, ...)"
         )
-    domain = getattr(module, "DOMAIN", None)
-    if (domain == "z <= 0" and prediction == "noise") or (
-        domain == "z >= 0" and prediction == "data"
-    ):
-        raise InputError(
-            f"method {module.NAME!r} has coefficients for {domain} only, so parameter "
-            f"'prediction' must be {'data' if domain == 'z <= 0' else 'noise'}, got "
-            f"{prediction!r}"
-        )
+    check_domain(module, prediction)
     params = dict(options or {})
     if params and module.FAMILY != "stochastic":
         raise InputError(

@@ -743,6 +743,15 @@ CASES: list[tuple[str, Callable[[], object], str]] = [
     ("sample-return-info-tensor", run_sample(return_info=torch.ones(2)), "return_info"),
     ("sample-capture-str", run_sample(capture="no"), "capture"),
     ("sample-final-denoise-str", run_sample(final_denoise="no"), "final_denoise"),
+    # the main method's domain was checked, not its starters': res_4m_pc's order-preserving
+    # starter res_5s raised ValueError from its coefficient function mid-plan
+    (
+        "sample-starter-domain",
+        run_sample(method="res_4m_pc", prediction="noise", warmup="order-preserving", nfe=24),
+        "'res_5s' (a step of res_4m_pc's plan",
+    ),
+    # flow matching from t = 1 to 0 needs two calls (its two limits): nfe 1 planned 2
+    ("sample-flow-nfe-1", run_sample(schedule="flow", method="res_2s", nfe=1), "'nfe'"),
     ("sample-t-start-str", run_sample(t_start="abc"), "t_start"),
     ("sample-t-end-list", run_sample(t_end=[0.1]), "t_end"),
     ("sample-nfe-huge", run_sample(nfe=10**30), "nfe"),

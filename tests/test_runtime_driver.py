@@ -181,6 +181,48 @@ def test_a_budget_is_spent_exactly(method, nfe, kwargs):
     assert info.nfe == nfe == len(calls)
 
 
+@pytest.mark.parametrize("method", ["res_2m", "res_3s", "edm_heun", "dpm_solver_3"])
+def test_final_denoise_on_a_grid_that_ends_at_sigma_zero_costs_nothing(method):
+    """Flow matching from t = 1 to t = 0 ends with its denoising call already (the sigma = 0
+    limit), so final_denoise changes neither the grid nor the NFE: the budget used to be cut
+    twice for it, and the plan's guard raised AssertionError (planned NFE - 1)."""
+    calls: list[torch.Tensor] = []
+
+    def model(x, t):
+        calls.append(t)
+        return x - 0.5 * torch.tanh(x)  # a velocity v = eps - x0 for some data
+
+    runs = []
+    for final_denoise in (False, True):
+        calls.clear()
+        out, info = sample(
+            model, X_UNIT, RectifiedFlow(), method, nfe=9, step_schedule="time", output="flow",
+            final_denoise=final_denoise, return_info=True,
+        )  # fmt: skip
+        assert info.nfe == 9 == len(calls)
+        runs.append((out, info.lambdas))
+    assert runs[0][1] == runs[1][1] and torch.equal(runs[0][0], runs[1][0])
+
+
+@pytest.mark.parametrize(
+    ("method", "least"), [("res_4m", 7), ("res_3m_pc", 10), ("res_4m_pc", 21), ("res_3m", 3)]
+)
+def test_an_order_preserving_warm_up_is_spent_whole_or_refused(method, least):
+    """The order-preserving starters (res_4m: res_3s, res_3s, res_3m; res_4m_pc: three res_5s)
+    cost their extra calls whole: a budget that could not pay for all of them was planned
+    short (res_4m_pc at nfe 20: 14 calls, an AssertionError); below the least budget it is an
+    InputError naming it, from it on the budget is spent exactly."""
+    with pytest.raises(InputError, match=f"'nfe' must be at least {least} for {method}"):
+        sample(GAUSS, X_UNIT * 80, EDM(), method, nfe=least - 1, warmup="order-preserving",
+               output="edm")  # fmt: skip
+    for nfe in (least, least + 1, least + 5):
+        _, info = sample(
+            GAUSS, X_UNIT * 80, EDM(), method, nfe=nfe, warmup="order-preserving", output="edm",
+            return_info=True,
+        )  # fmt: skip
+        assert info.nfe == nfe
+
+
 def test_dpm_solver_fast_allocation_of_spec_5_2():
     third = load_method("dpm_solver_3")
     stages = {
