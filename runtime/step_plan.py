@@ -203,15 +203,32 @@ def _filler(module: ModuleType, stages: int) -> ModuleType:
     )
 
 
+def _remainder_steps(module: ModuleType, remainder: int) -> list[int]:
+    """The stage counts of the filler steps that spend ``remainder`` evaluations: one step if
+    ``module``'s family has a method of that many stages, else the largest that fit, in turn."""
+    counts = {int(load_method(n).NFE_PER_STEP) for n in generated_methods(module.FAMILY)}
+    steps: list[int] = []
+    while remainder > 0:
+        fits = [c for c in counts if c <= remainder]
+        if not fits:
+            raise InputError(f"no generated {module.FAMILY} method with {remainder} stage(s)")
+        chosen = remainder if remainder in counts else max(fits)
+        steps.append(chosen)
+        remainder -= chosen
+    return steps
+
+
 def allocate_singlestep(
     module: ModuleType, budget: int, allocation: str = "greedy"
 ) -> list[ModuleType]:
     """The single-step methods of each step for ``budget`` model evaluations.
 
     ``greedy``: as many steps of ``module`` as fit, the remainder r as one step of an r-stage
-    method. ``dpm-solver-fast`` (spec-dpmsolver-res §5.2, for methods of 1-3 stages): order 3
-    gives [3]*(K-2)+[2,1], [3]*(K-1)+[1] or [3]*(K-1)+[2] with K = budget//3 + 1; order 2 gives
-    [2]*(budget//2) and a final 1 when odd.
+    method, or where the family has none (the single-step methods have 1, 2, 3, 5, 7 and 10
+    stages), as steps of the largest that fit (r = 4: 3 + 1, r = 6: 5 + 1). ``dpm-solver-fast``
+    (spec-dpmsolver-res §5.2, for methods of 1-3 stages): order 3 gives [3]*(K-2)+[2,1],
+    [3]*(K-1)+[1] or [3]*(K-1)+[2] with K = budget//3 + 1; order 2 gives [2]*(budget//2) and a
+    final 1 when odd.
     """
     s = int(module.NFE_PER_STEP)
     if allocation not in ALLOCATIONS:
@@ -219,7 +236,7 @@ def allocate_singlestep(
             f"parameter 'allocation' must be one of {', '.join(ALLOCATIONS)}, got {allocation!r}"
         )
     if allocation == "greedy" or s == 1:
-        orders = [s] * (budget // s) + ([budget % s] if budget % s else [])
+        orders = [s] * (budget // s) + _remainder_steps(module, budget % s)
     elif s == 2:
         orders = [2] * (budget // 2) + ([1] if budget % 2 else [])
     elif s == 3:

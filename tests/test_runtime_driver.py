@@ -223,6 +223,29 @@ def test_an_order_preserving_warm_up_is_spent_whole_or_refused(method, least):
         assert info.nfe == nfe
 
 
+@pytest.mark.parametrize(
+    ("method", "nfe", "steps"),
+    [
+        ("res_5s", 20, ["res_5s", "res_5s", "res_4s", "exp_euler"]),  # 6 = 5 + 1
+        ("res_4s", 9, ["res_4s", "res_3s", "exp_euler"]),  # 4 = 3 + 1
+        ("seeds_res_4s", 19, ["seeds_res_4s"] * 3 + ["seeds_res_3s", "seeds_1"]),
+    ],
+)
+def test_a_remainder_no_method_has_is_spent_in_smaller_steps(method, nfe, steps):
+    """A budget whose remainder after the method's steps has no method of that many stages
+    (none has 4, 6, 8 or 9 single-step stages) is spent in filler steps of the largest that
+    fit, stated in the plan; it was refused ('no generated singlestep method with 6
+    stage(s)' for res_5s at NFE 20)."""
+    calls = []
+
+    def model(x, sigma):
+        calls.append(sigma)
+        return GAUSS(x, sigma)
+
+    _, info = sample(model, X_UNIT * 80, EDM(), method, nfe=nfe, output="edm", return_info=True)
+    assert info.methods == steps and info.nfe == nfe == len(calls)
+
+
 def test_dpm_solver_fast_allocation_of_spec_5_2():
     third = load_method("dpm_solver_3")
     stages = {
