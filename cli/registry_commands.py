@@ -91,6 +91,8 @@ def _derive(args: argparse.Namespace) -> None:
 def _construct(args: argparse.Namespace) -> Record:
     if args.family == "singlestep":
         nodes = args.nodes.split(",") if args.nodes else None
+        if nodes is None and args.stages == 1 and args.node_grid is None:
+            nodes = []  # one stage: no nodes c2, ..., cs to give
         if nodes is None and args.node_grid is None:
             raise InputError("give parameter '--nodes c2,...,cs' or '--node-grid v1,v2,...'")
         record = derive_singlestep_record(

@@ -73,6 +73,23 @@ def test_user_method_samples_like_the_package_method_it_equals(user_folder, monk
     assert _package_digest() == before
 
 
+def test_a_one_stage_method_needs_no_nodes(capsys, tmp_path):
+    """-s 1 has no nodes c2..cs to give; the command asked for them (and refused --nodes '').
+    The one-stage order-1 method is exponential Euler: equal to the package's exp_euler."""
+    code, _, err = run(
+        capsys, "derive", "singlestep", "-s", "1", "-p", "1", "--name", "euler1",
+        "--registry", str(tmp_path),
+    )  # fmt: skip
+    assert code == 0, err
+    module = load_method("euler1", registry=tmp_path)
+    assert module.NFE_PER_STEP == 1 and module.ORDERS["scalar"]["stiff"] == 1
+    denoiser = builtin_denoiser("gmm")
+    x = torch.randn(4, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    ours = sample(denoiser, x, "vp-linear", module, nfe=6, output="edm")
+    theirs = sample(denoiser, x, "vp-linear", "exp_euler", nfe=6, output="edm")
+    assert torch.allclose(ours, theirs, rtol=0, atol=1e-13)
+
+
 def test_generated_file_of_the_record_is_used_and_equals_the_rendering(user_folder, capsys):
     rendered = load_method("my2s", registry=user_folder)
     code, _, _ = run(capsys, "generate", "--registry", str(user_folder))
