@@ -17,6 +17,7 @@ import functools
 import numpy as np
 import torch
 
+from phiforge.runtime.checks import check_integer
 from phiforge.runtime.errors import InputError
 
 __all__ = ["HELD_OUT_IMAGES", "SPLITS", "TRAIN_IMAGES", "image_patches", "source_image"]
@@ -84,9 +85,9 @@ def image_patches(
     its area, a uniform crop position and a left-right flip with probability 1/2."""
     if split not in SPLITS:
         raise InputError(f"parameter 'split' must be one of {', '.join(SPLITS)}, got {split!r}")
-    for name, value in (("count", count), ("size", size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InputError(f"parameter {name!r} must be an integer >= 1, got {value!r}")
+    count = check_integer("count", count, 1, 1_000_000)
+    size = check_integer("size", size, 1)
+    seed = check_integer("seed", seed, 0, 2**63 - 1)
     images = [source_image(name) for name in SPLITS[split]]
     smallest = min(min(image.shape[:2]) for image in images)
     if size > smallest:

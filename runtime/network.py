@@ -45,6 +45,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from phiforge.runtime.checks import check_integer
 from phiforge.runtime.denoiser import Denoiser
 from phiforge.runtime.errors import InputError
 from phiforge.runtime.manifest import module_arrays, read_tensors, weights_dir, write_tensors
@@ -77,7 +78,10 @@ _EVALUATION_SEED = 12345
 
 
 def require_positive(config: Any, integers: Sequence[str], reals: Sequence[str]) -> None:
-    """Every named field an integer >= 1 (``integers``) or a finite real > 0 (``reals``)."""
+    """Every named field an integer >= 1 (``integers``) or a finite real > 0 (``reals``); a
+    ``seed`` field, if any, an integer in 0..2^32 - 1 (the command line's range)."""
+    if hasattr(config, "seed"):
+        check_integer("seed", config.seed, 0, 2**32 - 1)
     for name in integers:
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:

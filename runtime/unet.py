@@ -39,6 +39,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from phiforge.runtime.checks import check_integer
 from phiforge.runtime.errors import InputError
 from phiforge.runtime.manifest import module_arrays, read_tensors, weights_dir, write_tensors
 from phiforge.runtime.network import ModuleDenoiser, edm_preconditioning, require_positive
@@ -344,6 +345,9 @@ def unet_errors(
     from phiforge.runtime.denoisers import EmpiricalDenoiser
     from phiforge.runtime.images import image_patches
 
+    samples = check_integer("samples", samples, 1, 1_000_000)
+    reference_patches = check_integer("reference_patches", reference_patches, 1, 1_000_000)
+    seed = check_integer("seed", seed, 0, 2**32 - 1)
     size = denoiser.config.size
     empirical = EmpiricalDenoiser(
         image_patches("train", reference_patches, size, seed + 1).flatten(1)

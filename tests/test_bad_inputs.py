@@ -551,6 +551,14 @@ CASES: list[tuple[str, Callable[[], object], str]] = [
     ("unet-size", lambda: denoiser_named("unet")(torch.zeros(2, 3, 16, 16), 1.0), "3072"),
     ("patches-split", api("runtime.images.image_patches", "test", 4), "split"),
     ("patches-count", api("runtime.images.image_patches", "train", 0), "count"),
+    # numpy's SeedSequence raised ValueError/TypeError; a huge count tried to allocate it
+    ("patches-seed-neg", api("runtime.images.image_patches", "train", 4, 32, -1), "'seed'"),
+    ("patches-seed-str", api("runtime.images.image_patches", "train", 4, 32, "x"), "'seed'"),
+    ("patches-count-huge", api("runtime.images.image_patches", "train", 10**12), "'count'"),
+    # seeds of the lab's training and problems: accepted, then numpy's error mid-run
+    ("unet-training-seed", api("runtime.unet.UNetTraining", seed=-1), "'seed'"),
+    ("network-training-seed", api("runtime.network.TrainingConfig", seed="x"), "'seed'"),
+    ("problem-seed", api("runtime.verification.builtin_problem", "gaussian", seed="x"), "'seed'"),
     ("unet-config-size", api("runtime.unet.UNetConfig", size=30), "size"),
     ("unet-config-groups", api("runtime.unet.UNetConfig", base=12, groups=8), "groups"),
     ("unet-training-ema", api("runtime.unet.UNetTraining", ema=1.0), "ema"),
