@@ -109,6 +109,8 @@ def _parse_parameters(items: list[str]) -> dict[str, Any]:
         if "=" not in item:
             raise InputError(f"parameter '--param' expects NAME=VALUE, got {item!r}")
         key, value = item.split("=", 1)
+        if key.strip() in values:
+            raise InputError(f"parameter '--param {key.strip()}' is given twice")
         try:
             values[key.strip()] = sympy.Rational(sympy.nsimplify(value.strip()))
         except (TypeError, ValueError, sympy.SympifyError):

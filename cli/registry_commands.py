@@ -129,6 +129,10 @@ def _fix(text: str | None) -> dict[str, str] | None:
     pairs = [item.split("=") for item in text.split(",") if item]
     if any(len(pair) != 2 or not pair[0] for pair in pairs):
         raise InputError(f"parameter '--fix' must read NAME=VALUE,..., e.g. a4_2=1/2; got {text!r}")
+    names = [name.strip() for name, _ in pairs]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise InputError(f"parameter '--fix' gives {', '.join(twice)} twice")
     return {name.strip(): value.strip() for name, value in pairs}
 
 

@@ -313,6 +313,9 @@ CASES: list[tuple[str, Callable[[], object], str]] = [
     ("check-unknown", cli("check", "dpm_solver_9"), "unknown method"),
     ("check-order-0", cli("check", "res_2s", "--order", "0"), "--order"),
     ("check-order-17", cli("check", "res_2s", "--order", "17"), "order"),
+    # the second value won silently
+    ("check-param-twice", cli("check", "exprk2", "--param", "c2=1/2", "--param", "c2=1"), "twice"),
+    ("derive-fix-twice", cli(*DERIVE_3S, "--fix", "a3_2=0,a3_2=1/2"), "a3_2 twice"),
     ("check-param-noeq", cli("check", "res_2s", "--param", "c2"), "--param"),
     ("check-param-abc", cli("check", "res_2s", "--param", "c2=abc"), "--param"),
     ("check-param-zero", cli("check", "res_2s", "--param", "c2=0"), "c2"),
