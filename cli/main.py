@@ -47,19 +47,24 @@ class _HelpFormatter(argparse.HelpFormatter):
 _MAY_BE_EMPTY = ("--description",)
 
 
-def _refuse_empty(args: argparse.Namespace) -> None:
+def _check_text(args: argparse.Namespace) -> None:
     """An empty text value is refused, not read as if the option were absent (``--restart ''``
-    ran without Restart, ``generate --out ''`` wrote to the default place). The command's
+    ran without Restart, ``generate --out ''`` wrote to the default place), and so is a value
+    repeated in a list (``verify res_2m res_2m`` ran and printed it twice). The command's
     parser lists its text options (dest -> name) in the namespace as ``text_options``."""
     for dest, name in getattr(args, "text_options", {}).items():
         value = getattr(args, dest, None)
         if value == "" or (isinstance(value, list) and "" in value):
             raise InputError(f"parameter {name!r} must not be empty")
+        if isinstance(value, list):
+            twice = sorted({v for v in value if value.count(v) > 1})
+            if twice:
+                raise InputError(f"parameter {name!r} gives {', '.join(twice)} twice")
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse with the project's conventions: defaults in the help, text values never empty
-    (:func:`_refuse_empty`), and usage errors as one JSON object on stderr when the command
+    (:func:`_check_text`), and usage errors as one JSON object on stderr when the command
     line asks for ``--format json``."""
 
     json_errors = False
@@ -139,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _Parser.json_errors = _wants_json(argv)
     args = parser.parse_args(argv)
     try:
-        _refuse_empty(args)
+        _check_text(args)
         result = args.handler(args)
     except BrokenPipeError:  # output piped into a reader that stopped early (e.g. head)
         sys.stderr.close()

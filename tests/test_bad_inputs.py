@@ -488,6 +488,9 @@ CASES: list[tuple[str, Callable[[], object], str]] = [
     ("generate-out-empty", cli("generate", "--out", ""), "'--out' must not be empty"),
     ("network-check-empty", cli("network", "check", ""), "'NAME.json' must not be empty"),
     ("verify-problem-empty", cli("verify", "--problem", ""), "'--problem' must not be empty"),
+    # a repeated name ran (and printed) twice
+    ("verify-method-twice", cli("verify", "res_2m", "res_2m"), "'method' gives res_2m twice"),
+    ("registry-build-twice", cli("registry", "build", "res_2s", "res_2s"), "res_2s twice"),
     ("sample-batch-0", cli("sample", "--batch", "0"), "--batch"),
     ("sample-seed-abc", cli("sample", "--seed", "abc"), "--seed"),
     ("sample-fit-steps-0", cli("sample", "--fit-steps", "0"), "--fit-steps"),
