@@ -98,6 +98,14 @@ def make_sampler(name: str, registry: Any = None) -> Callable[..., torch.Tensor]
                 "extra_args['seed'] must be an integer (sample i draws from seed + i), got "
                 f"{seed!r}"
             )
+        nodes_given = sorted(alias for alias in _NODE_ALIASES if alias in options)
+        parameters = getattr(module, "PARAMETERS", None) or ()
+        foreign = [a for a in nodes_given if _NODE_ALIASES[a] not in parameters]
+        if foreign:
+            own = ", ".join(parameters) if parameters else "none"
+            raise InputError(
+                f"parameter {foreign[0]!r} is not a node of {module.NAME} (its nodes: {own})"
+            )
         if getattr(module, "PARAMETERS", None) is not None:  # node options (SEEDS)
             nodes = {
                 key: options.pop(alias)

@@ -625,6 +625,8 @@ CASES: list[tuple[str, Callable[[], object], str]] = [
         "sigmas",
     ),
     ("kd-seed-list", kdiff("sample_seeds_2", extra_args={"seed": [1, 2, 3, 4]}), "seed"),
+    # a node of another SEEDS variant fell through to sample()'s list of its own parameters
+    ("kd-node-of-another", kdiff("sample_seeds_3a", r=0.4), "not a node of seeds_3a"),
     ("kd-seed-str", kdiff("sample_seeds_2", extra_args={"seed": "7"}), "seed"),
     ("kd-eta-ode", kdiff("sample_res_2m", eta=1.0), "eta"),
     ("kd-eta-neg", kdiff("sample_seeds_2", eta=-0.5), "eta"),
