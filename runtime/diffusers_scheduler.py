@@ -775,9 +775,15 @@ class PhiforgeScheduler(SchedulerMixin, ConfigMixin):
     def add_noise(
         self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
     ) -> torch.Tensor:
-        """x_t = alpha_t x0 + sigma_t eps at the given (possibly fractional) timesteps."""
+        """x_t = alpha_t x0 + sigma_t eps at the given (possibly fractional) training timesteps:
+        one per sample, or one for all (a number or a 0-d tensor). Any training timestep gives
+        its own noise level; diffusers' multistep scheduler reads a timestep off its inference
+        grid as that grid's last sigma."""
         _real_tensor("original_samples", original_samples)
         _real_tensor("noise", noise, like=original_samples)
+        one = isinstance(timesteps, int | float) and not isinstance(timesteps, bool)
+        if one or (isinstance(timesteps, torch.Tensor) and timesteps.ndim == 0):
+            timesteps = torch.as_tensor(timesteps).reshape(1)  # one time for all samples
         given = _numbers("timesteps", timesteps)
         t = np.asarray(given if given is not None else [], dtype=np.float64).reshape(-1)
         last = self.config.num_train_timesteps - (0 if self.config.use_flow_sigmas else 1)

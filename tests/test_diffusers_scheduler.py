@@ -217,6 +217,23 @@ def test_add_noise_matches_diffusers():
     )
 
 
+def test_add_noise_takes_one_time_for_all_and_any_training_time():
+    """One timestep for the batch may be a number or a 0-d tensor (it was refused as no
+    sequence); a training timestep off the inference grid gets its own noise level,
+    sqrt(abar_t) x0 + sqrt(1 - abar_t) eps (diffusers' multistep scheduler gives it the grid's
+    last sigma)."""
+    scheduler = PhiforgeScheduler()
+    scheduler.set_timesteps(10)
+    x0, noise = torch.randn(3, 4, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64)
+    per_sample = scheduler.add_noise(x0, noise, torch.tensor([500, 500, 500]))
+    for one in (500, 500.0, torch.tensor(500)):
+        assert torch.equal(scheduler.add_noise(x0, noise, one), per_sample)
+    abar = scheduler.alphas_cumprod.double()[500]
+    assert torch.allclose(per_sample, abar.sqrt() * x0 + (1 - abar).sqrt() * noise, atol=1e-12)
+    with pytest.raises(InputError, match="timesteps"):
+        scheduler.add_noise(x0, noise, True)
+
+
 def test_pipeline_with_a_small_random_unet():
     torch.manual_seed(0)
     unet = UNet2DModel(
