@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from phiforge.derive.errors import InputError
+from phiforge.runtime.checks import LARGEST_SEED
 
 __all__ = [
     "emit_json",
@@ -36,7 +37,6 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
 
 
 LARGEST_COUNT = 2**31 - 1  # counts (batch, width, steps) beyond this are no one's intent
-LARGEST_SEED = 2**32 - 1  # numpy's and scikit-learn's random_state range
 
 
 def _integer_in(low: int, high: int, what: str) -> Callable[[str], int]:

@@ -21,8 +21,12 @@ __all__ = [
     "check_mapping",
     "check_nonnegative",
     "check_real",
+    "check_seed",
     "check_sigma_ends",
 ]
+
+#: numpy's and scikit-learn's random_state range, and the command line's --seed
+LARGEST_SEED = 2**32 - 1
 
 
 def check_integer(name: str, value: Any, least: int, most: int | None = None) -> int:
@@ -33,6 +37,11 @@ def check_integer(name: str, value: Any, least: int, most: int | None = None) ->
     if most is not None and value > most:
         raise InputError(f"parameter {name!r} must be an integer in {least}..{most}, got {value}")
     return int(value)
+
+
+def check_seed(value: Any, name: str = "seed") -> int:
+    """``value`` as an int if it is an integer seed in 0..:data:`LARGEST_SEED`."""
+    return check_integer(name, value, 0, LARGEST_SEED)
 
 
 def check_flag(name: str, value: Any) -> bool:

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from phiforge.runtime.checks import check_device, check_integer
+from phiforge.runtime.checks import check_device, check_integer, check_seed
 from phiforge.runtime.denoiser import Denoiser
 from phiforge.runtime.errors import InputError
 from phiforge.runtime.manifest import read_tensors, weights_dir, write_tensors
@@ -291,7 +291,7 @@ def fit_digits_mixture(components: int = 10, seed: int = 0) -> GaussianMixtureDe
     see the module docstring)."""
     data = digits()
     check_integer("components", components, 1, data.shape[0])
-    check_integer("seed", seed, 0, 2**32 - 1)
+    check_seed(seed)
     return GaussianMixtureDenoiser.fit(data, components=components, seed=seed)
 
 

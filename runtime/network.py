@@ -45,7 +45,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from phiforge.runtime.checks import check_integer
+from phiforge.runtime.checks import check_seed
 from phiforge.runtime.denoiser import Denoiser
 from phiforge.runtime.errors import InputError
 from phiforge.runtime.manifest import module_arrays, read_tensors, weights_dir, write_tensors
@@ -78,10 +78,7 @@ _EVALUATION_SEED = 12345
 
 
 def require_positive(config: Any, integers: Sequence[str], reals: Sequence[str]) -> None:
-    """Every named field an integer >= 1 (``integers``) or a finite real > 0 (``reals``); a
-    ``seed`` field, if any, an integer in 0..2^32 - 1 (the command line's range)."""
-    if hasattr(config, "seed"):
-        check_integer("seed", config.seed, 0, 2**32 - 1)
+    """Every named field an integer >= 1 (``integers``) or a finite real > 0 (``reals``)."""
     for name in integers:
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -122,6 +119,7 @@ class TrainingConfig:
 
     def __post_init__(self) -> None:
         require_positive(self, ("steps", "batch"), ("learning_rate", "sigma_min", "sigma_max"))
+        check_seed(self.seed)
         if not self.sigma_min < self.sigma_max:
             raise InputError(
                 "parameters 'sigma_min', 'sigma_max' must be finite with 0 < sigma_min < "

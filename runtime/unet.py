@@ -39,7 +39,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from phiforge.runtime.checks import check_integer
+from phiforge.runtime.checks import check_integer, check_seed
 from phiforge.runtime.errors import InputError
 from phiforge.runtime.manifest import module_arrays, read_tensors, weights_dir, write_tensors
 from phiforge.runtime.network import ModuleDenoiser, edm_preconditioning, require_positive
@@ -108,6 +108,7 @@ class UNetTraining:
 
     def __post_init__(self) -> None:
         require_positive(self, ("steps", "batch"), ("learning_rate", "p_std"))
+        check_seed(self.seed)
         if not 0 <= self.ema < 1:
             raise InputError(f"parameter 'ema' must lie in [0, 1), got {self.ema!r}")
 
@@ -347,7 +348,7 @@ def unet_errors(
 
     samples = check_integer("samples", samples, 1, 1_000_000)
     reference_patches = check_integer("reference_patches", reference_patches, 1, 1_000_000)
-    seed = check_integer("seed", seed, 0, 2**32 - 1)
+    seed = check_seed(seed)
     size = denoiser.config.size
     empirical = EmpiricalDenoiser(
         image_patches("train", reference_patches, size, seed + 1).flatten(1)

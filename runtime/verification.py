@@ -29,7 +29,7 @@ from phiforge.derive.convergence import (
     observed_order,
     still_rising,
 )
-from phiforge.runtime.checks import check_integer
+from phiforge.runtime.checks import check_seed
 from phiforge.runtime.denoisers import GaussianDenoiser, builtin_denoiser
 from phiforge.runtime.driver import sample
 from phiforge.runtime.errors import InputError
@@ -243,7 +243,7 @@ def builtin_problem(
         )
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise InputError(f"parameter 'batch' must be a positive integer, got {batch!r}")
-    seed = check_integer("seed", seed, 0, 2**32 - 1)
+    seed = check_seed(seed)
     denoiser = builtin_denoiser(name)
     generator = torch.Generator().manual_seed(int(seed))
     sched = noise_schedule(schedule)
